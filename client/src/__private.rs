@@ -1,0 +1,172 @@
+//! Support for the code `#[task]` generates. Not public API: it may change in any release.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use futures_util::future::BoxFuture;
+pub use inventory;
+pub use rmpv::Value;
+pub use tokio::task::spawn_blocking;
+
+use crate::{Client, Message, PublishOptions, Result, TaskError, TaskHandle, MESSAGE_VERSION};
+
+/// A value that can travel as a task argument or result.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task argument or result: it must implement serde's `Serialize` and `DeserializeOwned`",
+    label = "not serializable",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, and use owned types (`String`, not `&str`)"
+)]
+pub trait TaskValue: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> TaskValue for T {}
+
+/// Compile-time check used by the macro: every argument and the result must be a [`TaskValue`].
+pub const fn assert_task_value<T: TaskValue>() {}
+
+/// Encodes one argument for the message.
+pub fn encode_arg<T: Serialize>(task: &str, name: &str, value: &T) -> Result<rmpv::Value> {
+    rmpv::ext::to_value(value).map_err(|e| crate::Error::Encode {
+        what: format!("argument `{name}` of task `{task}`"),
+        reason: e.to_string(),
+    })
+}
+
+/// Builds the message the stub publishes.
+pub fn build_message(
+    task: &str,
+    default_queue: Option<&str>,
+    args: Vec<rmpv::Value>,
+    options: &PublishOptions,
+) -> Result<Message> {
+    Ok(Message {
+        v: MESSAGE_VERSION,
+        id: options.task_id()?,
+        task: task.to_owned(),
+        args,
+        kwargs: BTreeMap::new(),
+        queue: options.destination(default_queue)?.wire_name(),
+        published_at: crate::now_ms(),
+        eta: None,
+        retries: 0,
+        tried: 0,
+        timeout: None,
+        headers: options.headers(),
+    })
+}
+
+/// Publishes the stub's message.
+pub async fn publish(client: &Client, message: Message) -> Result<TaskHandle> {
+    client.publish(message).await
+}
+
+/// The arguments of one invocation, taken one parameter at a time by the generated handler.
+pub struct Arguments {
+    task: &'static str,
+    positional: std::vec::IntoIter<rmpv::Value>,
+    kwargs: BTreeMap<String, rmpv::Value>,
+}
+
+impl Arguments {
+    /// Checks the argument count against the task's `arity` and prepares to decode them.
+    pub fn new(
+        task: &'static str,
+        arity: usize,
+        args: Vec<rmpv::Value>,
+        kwargs: BTreeMap<String, rmpv::Value>,
+    ) -> Result<Self, TaskError> {
+        if args.len() > arity {
+            return Err(TaskError::fatal(format!(
+                "task `{task}` takes {arity} argument(s) but {} were given",
+                args.len()
+            )));
+        }
+        Ok(Self {
+            task,
+            positional: args.into_iter(),
+            kwargs,
+        })
+    }
+
+    /// Decodes the next parameter, from the next positional argument or else from `kwargs`.
+    pub fn take<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, TaskError> {
+        let value = match self.positional.next() {
+            Some(value) => {
+                if self.kwargs.contains_key(name) {
+                    return Err(TaskError::fatal(format!(
+                        "task `{}`: argument `{name}` given both by position and by name",
+                        self.task
+                    )));
+                }
+                value
+            }
+            None => self.kwargs.remove(name).ok_or_else(|| {
+                TaskError::fatal(format!("task `{}`: missing argument `{name}`", self.task))
+            })?,
+        };
+        rmpv::ext::from_value(value).map_err(|e| {
+            TaskError::fatal(format!(
+                "task `{}`: argument `{name}` has the wrong type: {e}",
+                self.task
+            ))
+        })
+    }
+
+    /// Fails on keyword arguments that match no parameter.
+    pub fn finish(self) -> Result<(), TaskError> {
+        match self.kwargs.keys().next() {
+            Some(unknown) => Err(TaskError::fatal(format!(
+                "task `{}` has no parameter `{unknown}`",
+                self.task
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Turns what a task body returned into the recorded outcome.
+pub trait IntoOutcome {
+    /// The encoded result, or the task's error.
+    fn into_outcome(self) -> Result<rmpv::Value, TaskError>;
+}
+
+/// Marks a body that returns a plain value (not a `Result`).
+pub struct Plain<T>(pub T);
+
+impl<T: Serialize> IntoOutcome for Plain<T> {
+    fn into_outcome(self) -> Result<rmpv::Value, TaskError> {
+        encode_result(&self.0)
+    }
+}
+
+impl<T: Serialize, E: Into<TaskError>> IntoOutcome for std::result::Result<T, E> {
+    fn into_outcome(self) -> Result<rmpv::Value, TaskError> {
+        match self {
+            Ok(value) => encode_result(&value),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn encode_result<T: Serialize>(value: &T) -> Result<rmpv::Value, TaskError> {
+    rmpv::ext::to_value(value)
+        .map_err(|e| TaskError::fatal(format!("cannot encode the task's result: {e}")))
+}
+
+/// Turns a panic or abort of a blocking task into a task error.
+pub fn join_error(error: tokio::task::JoinError) -> TaskError {
+    match error.try_into_panic() {
+        Ok(panic) => TaskError::new(format!("task panicked: {}", panic_message(&panic))),
+        Err(_) => TaskError::cancelled(),
+    }
+}
+
+/// The message of a panic payload, when it is a string.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}

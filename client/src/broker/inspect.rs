@@ -1,0 +1,172 @@
+//! Reading task records and queue statistics, and waiting for a task to end.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::Value;
+
+use super::fetch::{bad_reply, text};
+use super::Broker;
+use crate::{Destination, Result, RunRecord, TaskRecord};
+
+/// Counts of one queue, as `stevedore queues` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// The queue.
+    pub destination: Destination,
+    /// Entries in the stream (for broadcasts: the retained log).
+    pub length: u64,
+    /// Entries not yet read by any worker (queues only; 0 for broadcasts).
+    pub waiting: u64,
+    /// Entries read but not yet acknowledged: running, or held by a crashed worker.
+    pub running: u64,
+    /// Entries in the dead letters.
+    pub dead: u64,
+    /// Consumers registered in its groups.
+    pub consumers: u64,
+}
+
+#[derive(Debug, Default)]
+struct GroupCounts {
+    pending: u64,
+    consumers: u64,
+}
+
+impl Broker {
+    /// The record of task `id`: every run stored for it (none if pending or expired).
+    pub async fn task_record(&self, id: &str) -> Result<TaskRecord> {
+        let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.keys().record(id))
+            .query_async(&mut self.commands())
+            .await?;
+        let runs = fields
+            .into_iter()
+            .map(|(field, bytes)| Ok((field, RunRecord::decode(&bytes)?)))
+            .collect::<Result<_>>()?;
+        Ok(TaskRecord { runs })
+    }
+
+    /// Blocks until task `id` has signalled its end (published with `notify`) or `timeout`
+    /// passes; returns whether it ended. Several waiters may wait for one task: the token is
+    /// rotated, not taken.
+    pub async fn wait_done(&self, id: &str, timeout: Duration) -> Result<bool> {
+        let key = self.keys().done(id);
+        let mut conn = self.blocking_connection().await?;
+        let secs = format!("{:.3}", timeout.as_secs_f64().max(0.001));
+        let reply = tokio::time::timeout(
+            timeout + self.config().response_timeout,
+            redis::cmd("BLMOVE")
+                .arg(&key)
+                .arg(&key)
+                .arg("LEFT")
+                .arg("RIGHT")
+                .arg(secs)
+                .query_async::<Value>(&mut conn),
+        )
+        .await;
+        match reply {
+            Ok(reply) => Ok(!matches!(reply?, Value::Nil)),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Every queue stream of the namespace with its counts, sorted by destination.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        let mut infos = Vec::new();
+        for key in self.stream_keys().await? {
+            let Some(destination) = self.keys().destination_of_stream(&key) else {
+                continue;
+            };
+            infos.push(self.queue_info(destination).await?);
+        }
+        infos.sort_by(|a, b| a.destination.cmp(&b.destination));
+        Ok(infos)
+    }
+
+    /// The counts of one queue.
+    pub async fn queue_info(&self, destination: Destination) -> Result<QueueInfo> {
+        let stream = self.keys().stream(&destination);
+        let (length, dead, groups): (u64, u64, Value) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&stream)
+            .cmd("XLEN")
+            .arg(self.keys().dead_letters(&destination))
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut self.commands())
+            .await
+            .or_else(|e| match e.code() {
+                Some("ERR") => Ok((0, 0, Value::Array(vec![]))),
+                _ => Err(e),
+            })?;
+        let counts = group_counts(groups)?;
+        let waiting = match destination {
+            Destination::Broadcast => 0,
+            _ => length.saturating_sub(counts.pending),
+        };
+        Ok(QueueInfo {
+            destination,
+            length,
+            waiting,
+            running: counts.pending,
+            dead,
+            consumers: counts.consumers,
+        })
+    }
+
+    async fn stream_keys(&self) -> Result<Vec<String>> {
+        let mut conn = self.commands();
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.keys().stream_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream")
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+/// Sums pending entries and consumers over the groups of an XINFO GROUPS reply.
+fn group_counts(reply: Value) -> Result<GroupCounts> {
+    let Value::Array(groups) = reply else {
+        return Err(bad_reply("XINFO GROUPS reply is not an array"));
+    };
+    let mut counts = GroupCounts::default();
+    for group in groups {
+        let pairs: Vec<(Value, Value)> = match group {
+            Value::Map(pairs) => pairs,
+            Value::Array(flat) => {
+                let mut flat = flat.into_iter();
+                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+            }
+            _ => return Err(bad_reply("XINFO GROUPS entry is not a map")),
+        };
+        for (name, value) in pairs {
+            let (name, Value::Int(n)) = (text(name)?, value) else {
+                continue;
+            };
+            match name.as_str() {
+                "pending" => counts.pending += n.max(0) as u64,
+                "consumers" => counts.consumers += n.max(0) as u64,
+                _ => {}
+            }
+        }
+    }
+    Ok(counts)
+}

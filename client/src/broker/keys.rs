@@ -1,0 +1,127 @@
+//! Every Redis key stevedore uses, built in one place.
+//!
+//! `NS` is the namespace (default `stevedore`). The part in braces is the Redis Cluster hash
+//! tag: every key of one queue, and every key one script touches, share it, so the layout
+//! works unchanged on Redis Cluster.
+//!
+//! | key                   | type   | holds                                                   |
+//! |-----------------------|--------|---------------------------------------------------------|
+//! | `NS:{q:NAME}:stream`  | stream | shared queue NAME; field `m` = message, group `workers` |
+//! | `NS:{q:NAME}:dead`    | stream | dead letters of queue NAME (capped)                     |
+//! | `NS:{n:NODE}:stream`  | stream | node NODE's own queue; group `workers`                  |
+//! | `NS:{n:NODE}:dead`    | stream | dead letters of node NODE's queue (capped)              |
+//! | `NS:{b}:stream`       | stream | broadcasts (capped); one group `node:NODE` per node     |
+//! | `NS:{b}:dead`         | stream | dead letters of broadcasts (capped)                     |
+//! | `NS:{t:ID}:record`    | hash   | task ID's runs: field `task`, or `node:NODE` per node   |
+//! | `NS:{t:ID}:done`      | list   | one token once task ID ended, for waiters (`notify`)    |
+
+use crate::Destination;
+
+/// The consumer group that reads shared and node queues.
+pub const QUEUE_GROUP: &str = "workers";
+
+/// The field of a stream entry that holds the encoded message.
+pub const MESSAGE_FIELD: &str = "m";
+
+/// Builds the keys of one namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    /// Keys under namespace `ns` (already validated).
+    pub fn new(ns: &str) -> Self {
+        Self { ns: ns.to_owned() }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    fn tag(&self, destination: &Destination) -> String {
+        match destination {
+            Destination::Queue(q) => format!("{}:{{q:{q}}}", self.ns),
+            Destination::Node(n) => format!("{}:{{n:{n}}}", self.ns),
+            Destination::Broadcast => format!("{}:{{b}}", self.ns),
+        }
+    }
+
+    /// Stream: the messages waiting in a queue (or the broadcast log).
+    pub fn stream(&self, destination: &Destination) -> String {
+        format!("{}:stream", self.tag(destination))
+    }
+
+    /// Stream: the dead letters of a queue.
+    pub fn dead_letters(&self, destination: &Destination) -> String {
+        format!("{}:dead", self.tag(destination))
+    }
+
+    /// Hash: the runs of task `id`.
+    pub fn record(&self, id: &str) -> String {
+        format!("{}:{{t:{id}}}:record", self.ns)
+    }
+
+    /// List: holds a token once task `id` has ended, for waiters.
+    pub fn done(&self, id: &str) -> String {
+        format!("{}:{{t:{id}}}:done", self.ns)
+    }
+
+    /// The pattern that matches every queue stream, for listings.
+    pub fn stream_pattern(&self) -> String {
+        format!("{}:{{*}}:stream", self.ns)
+    }
+
+    /// The destination of a stream key produced by [`Keys::stream`], if it is one.
+    pub fn destination_of_stream(&self, key: &str) -> Option<Destination> {
+        let inner = key
+            .strip_prefix(&self.ns)?
+            .strip_prefix(":{")?
+            .strip_suffix("}:stream")?;
+        match inner.split_once(':') {
+            Some(("q", name)) => Destination::queue(name).ok(),
+            Some(("n", name)) => Destination::node(name).ok(),
+            None if inner == "b" => Some(Destination::Broadcast),
+            _ => None,
+        }
+    }
+
+    /// The consumer group through which `node` reads `destination`.
+    pub fn group(&self, destination: &Destination, node: &str) -> String {
+        match destination {
+            Destination::Broadcast => format!("node:{node}"),
+            _ => QUEUE_GROUP.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_one_queue_share_a_hash_tag() {
+        let k = Keys::new("ns");
+        let q = Destination::queue("default").unwrap();
+        assert_eq!(k.stream(&q), "ns:{q:default}:stream");
+        assert_eq!(k.dead_letters(&q), "ns:{q:default}:dead");
+        assert_eq!(k.stream(&Destination::node("a").unwrap()), "ns:{n:a}:stream");
+        assert_eq!(k.stream(&Destination::Broadcast), "ns:{b}:stream");
+        assert_eq!(k.record("x"), "ns:{t:x}:record");
+        assert_eq!(k.done("x"), "ns:{t:x}:done");
+    }
+
+    #[test]
+    fn stream_keys_parse_back_to_their_destination() {
+        let k = Keys::new("ns");
+        for d in [
+            Destination::queue("io").unwrap(),
+            Destination::node("web-1").unwrap(),
+            Destination::Broadcast,
+        ] {
+            assert_eq!(k.destination_of_stream(&k.stream(&d)), Some(d));
+        }
+        assert_eq!(k.destination_of_stream("other:{q:io}:stream"), None);
+    }
+}

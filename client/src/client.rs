@@ -1,0 +1,150 @@
+//! The producer's handle: publish tasks, read their records, wait for them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::broker::{Broker, BrokerConfig, QueueInfo};
+use crate::{Error, Message, PublishOptions, Result, TaskRecord, MESSAGE_VERSION};
+
+/// How to reach Redis: URL, namespace and timeouts.
+pub type ClientConfig = BrokerConfig;
+
+/// The counts of one queue.
+pub type QueueStats = QueueInfo;
+
+/// Publishes tasks and reads what became of them. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct Client {
+    broker: Broker,
+}
+
+impl Client {
+    /// Connects to `url` (`redis://HOST:PORT[/DB]`, `unix:///PATH`) under `namespace`.
+    ///
+    /// A bad URL or an unreachable Redis is one clear [`Error`], within a few seconds.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::with_config(ClientConfig::new(url, namespace)).await
+    }
+
+    /// Connects with every setting given.
+    pub async fn with_config(config: ClientConfig) -> Result<Self> {
+        Ok(Self {
+            broker: Broker::connect(config).await?,
+        })
+    }
+
+    /// The broker underneath, for the worker and tools.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Builds a message for task `name` from dynamic arguments (what the CLI and other
+    /// languages do); `#[task]` stubs build typed ones.
+    pub fn message(
+        name: &str,
+        args: Vec<rmpv::Value>,
+        kwargs: BTreeMap<String, rmpv::Value>,
+        options: &PublishOptions,
+    ) -> Result<Message> {
+        if name.is_empty() {
+            return Err(Error::InvalidName {
+                kind: "task",
+                name: String::new(),
+                reason: "it is empty",
+            });
+        }
+        Ok(Message {
+            v: MESSAGE_VERSION,
+            id: options.task_id()?,
+            task: name.to_owned(),
+            args,
+            kwargs,
+            queue: options.destination(None)?.wire_name(),
+            published_at: crate::now_ms(),
+            eta: None,
+            retries: 0,
+            tried: 0,
+            timeout: None,
+            headers: options.headers(),
+        })
+    }
+
+    /// Publishes one message.
+    pub async fn publish(&self, message: Message) -> Result<TaskHandle> {
+        let mut handles = self.publish_many(vec![message]).await?;
+        Ok(handles.remove(0))
+    }
+
+    /// Publishes many messages in one pipelined round trip.
+    pub async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
+        self.broker.enqueue(&messages).await?;
+        Ok(messages
+            .into_iter()
+            .map(|m| TaskHandle {
+                notify: m.wants_notify(),
+                id: m.id,
+                client: self.clone(),
+            })
+            .collect())
+    }
+
+    /// What is recorded about task `id`.
+    pub async fn task(&self, id: &str) -> Result<TaskRecord> {
+        self.broker.task_record(id).await
+    }
+
+    /// Every queue with its counts.
+    pub async fn queues(&self) -> Result<Vec<QueueStats>> {
+        self.broker.queues().await
+    }
+
+    /// A handle for a task published elsewhere; `notify` says whether it was published with
+    /// [`PublishOptions::notify`], which [`TaskHandle::wait`] needs.
+    pub fn handle(&self, id: impl Into<String>, notify: bool) -> TaskHandle {
+        TaskHandle {
+            id: id.into(),
+            client: self.clone(),
+            notify,
+        }
+    }
+}
+
+/// A published task: its id, and a way to wait for its outcome.
+#[derive(Debug, Clone)]
+pub struct TaskHandle {
+    id: String,
+    client: Client,
+    notify: bool,
+}
+
+impl TaskHandle {
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The task's current record.
+    pub async fn record(&self) -> Result<TaskRecord> {
+        self.client.task(&self.id).await
+    }
+
+    /// Waits until the task has ended, woken by the worker (no polling), and returns its
+    /// record. Needs the task to have been published with [`PublishOptions::notify`].
+    pub async fn wait(&self, timeout: Duration) -> Result<TaskRecord> {
+        let record = self.record().await?;
+        if record.state().is_final() {
+            return Ok(record);
+        }
+        if !self.notify {
+            return Err(Error::NotWaitable(self.id.clone()));
+        }
+        let started = Instant::now();
+        if self.client.broker.wait_done(&self.id, timeout).await? {
+            return self.record().await;
+        }
+        Err(Error::WaitTimedOut {
+            id: self.id.clone(),
+            waited_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}

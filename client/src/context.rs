@@ -1,0 +1,83 @@
+//! What a running task may ask for: its id, attempt, node, cancellation, and a client.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Client;
+
+/// The context of one run, passed to a task that takes a `TaskContext` parameter
+/// (dispatcherd's `bind=True`).
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    id: Arc<str>,
+    task: Arc<str>,
+    attempt: u32,
+    node: Arc<str>,
+    queue: Arc<str>,
+    cancel: CancellationToken,
+    client: Client,
+}
+
+impl TaskContext {
+    /// Builds the context of one run; the worker calls this.
+    pub fn new(
+        id: &str,
+        task: &str,
+        attempt: u32,
+        node: Arc<str>,
+        queue: &str,
+        cancel: CancellationToken,
+        client: Client,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            task: task.into(),
+            attempt,
+            node,
+            queue: queue.into(),
+            cancel,
+            client,
+        }
+    }
+
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The registered task name.
+    pub fn task(&self) -> &str {
+        &self.task
+    }
+
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The node running the task.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Where the task was published (`NAME`, `node:NAME` or `broadcast`).
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Cancelled when the task should stop (cancel request, shutdown deadline).
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Whether the task has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// A client to publish further tasks with.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}

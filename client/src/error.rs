@@ -1,0 +1,69 @@
+//! The error type of the client library.
+
+/// What can go wrong when talking to stevedore's Redis or building a message.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Redis URL does not parse.
+    #[error("invalid redis URL `{url}`: {reason}; expected redis://HOST:PORT[/DB] or unix:///PATH")]
+    InvalidUrl {
+        /// The URL, with any password masked.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Redis could not be reached or refused to talk.
+    #[error("cannot reach redis at {url}: {reason}; is redis-server running there?")]
+    Unreachable {
+        /// The URL, with any password masked.
+        url: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// A command failed after the connection was up.
+    #[error("redis command failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A value could not be encoded as MessagePack.
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encoder's message.
+        reason: String,
+    },
+    /// Bytes read from Redis are not what stevedore wrote.
+    #[error("cannot decode {what}: {reason}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A name (queue, node, namespace, task) is not allowed.
+    #[error("invalid {kind} name `{name}`: {reason}")]
+    InvalidName {
+        /// Which kind of name.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// Publish options that contradict each other.
+    #[error("invalid publish options: {0}")]
+    InvalidOptions(String),
+    /// Waiting for a task's outcome ran out of time.
+    #[error("task {id} did not finish within {waited_ms} ms")]
+    WaitTimedOut {
+        /// The task's id.
+        id: String,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// Waiting was asked for a task published without a completion wake-up.
+    #[error("task {0} was published without `notify`; publish it with PublishOptions::notify(true) to wait for it")]
+    NotWaitable(String),
+}
+
+/// The result type of the client library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,54 @@
+//! stevedore: Redis-backed background tasks for Rust, in the Celery style.
+//!
+//! This crate is everything a producer needs and the base the worker builds on:
+//!
+//! - [`task`]: the `#[task]` attribute, which keeps a function callable and generates a stub
+//!   beside it (`add::delay(&client, 1, 2)`) that publishes a [`Message`] instead of running it;
+//! - [`Client`]: connect to Redis, publish to a shared queue, a node's queue or every node, in
+//!   one pipelined round trip for many tasks, and read task records and queue statistics;
+//! - [`Message`]: the versioned MessagePack record that travels (see `docs/protocol.md`);
+//! - [`broker`]: the only module that talks to Redis; it names every key.
+//!
+//! ```no_run
+//! use stevedore::{task, Client, TaskError};
+//!
+//! #[task]
+//! async fn add(a: i64, b: i64) -> Result<i64, TaskError> {
+//!     Ok(a + b)
+//! }
+//!
+//! # async fn demo() -> stevedore::Result<()> {
+//! let client = Client::connect("redis://127.0.0.1:6379", "stevedore").await?;
+//! let handle = add::delay(&client, 1, 2).await?;
+//! println!("published {}", handle.id());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod broker;
+mod client;
+mod context;
+mod error;
+mod message;
+mod options;
+mod queue;
+mod record;
+mod registry;
+mod task_error;
+mod time;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use client::{Client, ClientConfig, QueueStats, TaskHandle};
+pub use context::TaskContext;
+pub use error::{Error, Result};
+pub use message::{Message, MESSAGE_VERSION};
+pub use options::PublishOptions;
+pub use queue::{Destination, QueueName};
+pub use record::{RunRecord, TaskRecord, TaskState};
+pub use registry::{registered_tasks, Handler, Invocation, TaskKind, TaskRegistration};
+pub use stevedore_macros::task;
+pub use task_error::TaskError;
+pub use time::now_ms;
+pub use tokio_util::sync::CancellationToken;

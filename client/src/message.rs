@@ -1,0 +1,125 @@
+//! The task message: one versioned MessagePack map per task (see `docs/protocol.md`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The format version written by this library. Workers refuse messages with a higher version.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// One task as it travels through Redis, encoded with named fields (`rmp_serde::to_vec_named`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Format version ([`MESSAGE_VERSION`]).
+    pub v: u32,
+    /// The task id: a UUID in its hyphenated text form.
+    pub id: String,
+    /// The registered task name, e.g. `myapp::tasks::add`.
+    pub task: String,
+    /// Positional arguments.
+    #[serde(default)]
+    pub args: Vec<rmpv::Value>,
+    /// Keyword arguments, matched to parameters by name.
+    #[serde(default)]
+    pub kwargs: BTreeMap<String, rmpv::Value>,
+    /// Where it was published: `NAME`, `node:NAME` or `broadcast`.
+    pub queue: String,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at: u64,
+    /// Not before this time (milliseconds since the Unix epoch), if delayed.
+    #[serde(default)]
+    pub eta: Option<u64>,
+    /// Retries left after this attempt fails.
+    #[serde(default)]
+    pub retries: u32,
+    /// Attempts made before this one (0 on the first run).
+    #[serde(default)]
+    pub tried: u32,
+    /// Time limit of one run, in milliseconds.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Free-form string headers (trace context, dedup key, `notify`...).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Message {
+    /// The header that asks the worker to wake waiters when the task ends.
+    pub const NOTIFY_HEADER: &'static str = "notify";
+
+    /// Encodes the message as a MessagePack map.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        rmp_serde::to_vec_named(self).map_err(|e| Error::Encode {
+            what: format!("message for task `{}`", self.task),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes bytes read from a queue, refusing versions newer than this library knows.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let message: Self = rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+            what: "task message".to_owned(),
+            reason: e.to_string(),
+        })?;
+        if message.v > MESSAGE_VERSION || message.v == 0 {
+            return Err(Error::Decode {
+                what: "task message".to_owned(),
+                reason: format!(
+                    "format version {} is not supported (this worker reads 1 to {MESSAGE_VERSION})",
+                    message.v
+                ),
+            });
+        }
+        Ok(message)
+    }
+
+    /// Whether the publisher asked to be woken when the task ends.
+    pub fn wants_notify(&self) -> bool {
+        self.headers.get(Self::NOTIFY_HEADER).is_some_and(|v| v == "1")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Message {
+        Message {
+            v: 1,
+            id: "0b7c1b0e-6a8e-4a43-9d1b-1f5f6f2f0a11".into(),
+            task: "app::add".into(),
+            args: vec![1.into(), 2.into()],
+            kwargs: BTreeMap::new(),
+            queue: "default".into(),
+            published_at: 1,
+            eta: None,
+            retries: 0,
+            tried: 0,
+            timeout: None,
+            headers: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn message_round_trips_as_a_named_map() {
+        let bytes = sample().encode().unwrap();
+        // A map (0x8X fixmap or 0xde map16), never a positional array.
+        assert!(bytes[0] & 0xf0 == 0x80 || bytes[0] == 0xde);
+        assert_eq!(Message::decode(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn newer_version_is_refused_with_a_reason() {
+        let mut m = sample();
+        m.v = 99;
+        let err = Message::decode(&m.encode().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("version 99"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        assert!(Message::decode(b"\xc1not msgpack").is_err());
+    }
+}

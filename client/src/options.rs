@@ -1,0 +1,131 @@
+//! Per-call publish options: `add::apply_async(&client, (1, 2), PublishOptions::new().queue("io"))`.
+
+use std::collections::BTreeMap;
+
+use crate::{Destination, Error, Result};
+
+/// Options for one publish; anything left unset falls back to the task's attribute, then to
+/// the `default` queue.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    queue: Option<String>,
+    node: Option<String>,
+    broadcast: bool,
+    id: Option<String>,
+    notify: bool,
+    headers: BTreeMap<String, String>,
+}
+
+impl PublishOptions {
+    /// No options: the task's own defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publish to this shared queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Publish to this node's own queue: only that node runs it.
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Publish to every live node: each runs it once.
+    pub fn broadcast(mut self) -> Self {
+        self.broadcast = true;
+        self
+    }
+
+    /// Use this task id instead of a fresh UUID (it must be a UUID).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Ask the worker to wake [`crate::TaskHandle::wait`] callers when the task ends.
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// Adds a free-form header to the message.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Where the message goes: per-call choice, else the task's default queue, else `default`.
+    pub fn destination(&self, task_default_queue: Option<&str>) -> Result<Destination> {
+        let chosen = [self.queue.is_some(), self.node.is_some(), self.broadcast];
+        if chosen.iter().filter(|c| **c).count() > 1 {
+            return Err(Error::InvalidOptions(
+                "choose at most one of queue, node and broadcast".into(),
+            ));
+        }
+        if self.broadcast {
+            return Ok(Destination::Broadcast);
+        }
+        if let Some(node) = &self.node {
+            return Destination::node(node);
+        }
+        Destination::queue(
+            self.queue
+                .as_deref()
+                .or(task_default_queue)
+                .unwrap_or("default"),
+        )
+    }
+
+    /// The task id to use: the one given (checked to be a UUID) or a fresh one.
+    pub fn task_id(&self) -> Result<String> {
+        match &self.id {
+            Some(id) => uuid::Uuid::parse_str(id)
+                .map(|u| u.hyphenated().to_string())
+                .map_err(|e| Error::InvalidOptions(format!("task id `{id}` is not a UUID: {e}"))),
+            None => Ok(uuid::Uuid::new_v4().hyphenated().to_string()),
+        }
+    }
+
+    /// The headers to put on the message, `notify` included when asked for.
+    pub fn headers(&self) -> BTreeMap<String, String> {
+        let mut headers = self.headers.clone();
+        if self.notify {
+            headers.insert(crate::Message::NOTIFY_HEADER.into(), "1".into());
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_defaults_to_the_task_queue_then_default() {
+        let o = PublishOptions::new();
+        assert_eq!(o.destination(None).unwrap(), Destination::queue("default").unwrap());
+        assert_eq!(o.destination(Some("io")).unwrap(), Destination::queue("io").unwrap());
+        let o = PublishOptions::new().node("n1");
+        assert_eq!(o.destination(Some("io")).unwrap(), Destination::node("n1").unwrap());
+    }
+
+    #[test]
+    fn two_destinations_are_refused() {
+        let o = PublishOptions::new().node("n1").broadcast();
+        assert!(o.destination(None).is_err());
+    }
+
+    #[test]
+    fn a_task_id_must_be_a_uuid() {
+        assert!(PublishOptions::new().id("nope").task_id().is_err());
+        let id = "0B7C1B0E-6A8E-4A43-9D1B-1F5F6F2F0A11";
+        assert_eq!(
+            PublishOptions::new().id(id).task_id().unwrap(),
+            id.to_lowercase()
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Where a task goes: a shared queue, one node's own queue, or every node.
+
+use std::fmt;
+
+use crate::{Error, Result};
+
+/// A validated name of a queue, node or namespace.
+///
+/// Names are 1 to 128 characters of ASCII letters, digits, `_`, `-` and `.`, so that they can
+/// sit inside a Redis key and a Cluster hash tag without escaping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// Checks `name` and wraps it; `kind` names what it is in the error ("queue", "node").
+    pub fn new(kind: &'static str, name: &str) -> Result<Self> {
+        validate_name(kind, name)?;
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a queue, node or namespace name; see [`QueueName`] for the rule.
+pub(crate) fn validate_name(kind: &'static str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 128 {
+        Some("it is longer than 128 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        Some("use only ASCII letters, digits, `_`, `-` and `.`")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            kind,
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Where a message is published (AWX's direct and fanout messages).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    /// A shared queue: every node that reads it competes; exactly one runs each message.
+    Queue(QueueName),
+    /// One node's own queue: only that node runs the message.
+    Node(QueueName),
+    /// Every live node runs the message once.
+    Broadcast,
+}
+
+impl Destination {
+    /// A shared queue by name.
+    pub fn queue(name: &str) -> Result<Self> {
+        QueueName::new("queue", name).map(Self::Queue)
+    }
+
+    /// A node's own queue by node name.
+    pub fn node(name: &str) -> Result<Self> {
+        QueueName::new("node", name).map(Self::Node)
+    }
+
+    /// The form stored in a message's `queue` field: `NAME`, `node:NAME` or `broadcast`.
+    pub fn wire_name(&self) -> String {
+        match self {
+            Self::Queue(q) => q.0.clone(),
+            Self::Node(n) => format!("node:{n}"),
+            Self::Broadcast => "broadcast".to_owned(),
+        }
+    }
+
+    /// Parses the form written by [`Destination::wire_name`].
+    pub fn from_wire_name(wire: &str) -> Result<Self> {
+        match wire {
+            "broadcast" => Ok(Self::Broadcast),
+            _ => match wire.strip_prefix("node:") {
+                Some(node) => Self::node(node),
+                None => Self::queue(wire),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.wire_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_key_syntax_are_refused() {
+        for bad in ["", "a b", "a{b}", "a:b", "é", &"x".repeat(129)] {
+            assert!(QueueName::new("queue", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(QueueName::new("queue", "default-2.io_x").is_ok());
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for dest in [
+            Destination::queue("default").unwrap(),
+            Destination::node("web-1").unwrap(),
+            Destination::Broadcast,
+        ] {
+            assert_eq!(Destination::from_wire_name(&dest.wire_name()).unwrap(), dest);
+        }
+    }
+}

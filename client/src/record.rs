@@ -1,0 +1,118 @@
+//! Task records: what happened to a task, kept in Redis until their TTL runs out.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The state of one run of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// No record yet: published and waiting, or never published, or the record expired.
+    Pending,
+    /// A worker is running it.
+    Running,
+    /// It returned a value.
+    Succeeded,
+    /// It returned an error or could not be run (unknown task, bad arguments).
+    Failed,
+}
+
+impl TaskState {
+    /// Whether the task has ended (succeeded or failed).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+
+    /// The lowercase name used in records, logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One run of a task on one node, stored MessagePack-encoded in the task's record hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The task id.
+    pub id: String,
+    /// The task name.
+    pub task: String,
+    /// Where it was published (`NAME`, `node:NAME` or `broadcast`).
+    pub queue: String,
+    /// The node that ran it.
+    pub node: String,
+    /// The state of this run.
+    pub state: TaskState,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// When it was published (ms since the epoch).
+    pub published_at: u64,
+    /// When the run started (ms since the epoch).
+    pub started_at: Option<u64>,
+    /// When the run ended (ms since the epoch).
+    pub finished_at: Option<u64>,
+    /// The returned value, when it succeeded.
+    pub result: Option<rmpv::Value>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// Encodes the run for storage.
+    pub fn encode(&self) -> crate::Result<Vec<u8>> {
+        rmp_serde::to_vec_named(self).map_err(|e| crate::Error::Encode {
+            what: format!("record of task {}", self.id),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes a stored run.
+    pub fn decode(bytes: &[u8]) -> crate::Result<Self> {
+        rmp_serde::from_slice(bytes).map_err(|e| crate::Error::Decode {
+            what: "task record".into(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Everything known about a task id: one run for a queued task, one per node for a broadcast.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskRecord {
+    /// Runs keyed by their slot: `task` for a queued task, `node:NAME` for a broadcast.
+    pub runs: BTreeMap<String, RunRecord>,
+}
+
+impl TaskRecord {
+    /// The hash field of a queued task's run.
+    pub const TASK_FIELD: &'static str = "task";
+
+    /// The hash field of one node's run of a broadcast.
+    pub fn broadcast_field(node: &str) -> String {
+        format!("node:{node}")
+    }
+
+    /// The state of the task as a whole: its run's state; for a broadcast, `running` while any
+    /// node runs it, else `failed` if any failed, else `succeeded`; `pending` without runs.
+    pub fn state(&self) -> TaskState {
+        let states: Vec<TaskState> = self.runs.values().map(|r| r.state).collect();
+        if states.is_empty() {
+            TaskState::Pending
+        } else if states.contains(&TaskState::Running) {
+            TaskState::Running
+        } else if states.contains(&TaskState::Failed) {
+            TaskState::Failed
+        } else {
+            TaskState::Succeeded
+        }
+    }
+
+    /// The run of a queued task (not a broadcast), if recorded.
+    pub fn task_run(&self) -> Option<&RunRecord> {
+        self.runs.get(Self::TASK_FIELD)
+    }
+}

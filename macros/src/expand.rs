@@ -1,0 +1,209 @@
+//! Generates the stub, the handler the worker calls, and the link-time registration.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::parse::{Param, Shape, TaskDef};
+
+/// The whole expansion of one task.
+pub fn expand(task: &TaskDef) -> TokenStream {
+    let item = &task.item;
+    let shared = shared_items(task);
+    match &task.shape {
+        Shape::Function { ident, vis } => {
+            let name = match &task.name {
+                Some(name) => quote!(#name),
+                None => quote!(::core::module_path!()),
+            };
+            let doc = format!("The stevedore stub of task [`{ident}`]: publishes it instead of running it.");
+            quote! {
+                #item
+
+                #[doc = #doc]
+                #[allow(non_snake_case, unused_imports, clippy::too_many_arguments)]
+                #vis mod #ident {
+                    use super::*;
+
+                    /// The registered task name.
+                    pub const NAME: &str = #name;
+
+                    #shared
+                }
+            }
+        }
+        Shape::Struct { self_ty, type_name } => {
+            let name = match &task.name {
+                Some(name) => quote!(#name),
+                None => {
+                    let type_name = type_name.to_string();
+                    quote!(::core::concat!(::core::module_path!(), "::", #type_name))
+                }
+            };
+            quote! {
+                #item
+
+                #[allow(non_snake_case, clippy::too_many_arguments)]
+                const _: () = {
+                    const NAME: &str = #name;
+                    impl #self_ty {
+                        /// The registered task name.
+                        pub const TASK_NAME: &'static str = NAME;
+                        #shared
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// The stub functions, the handler and the registration, written against `NAME`.
+fn shared_items(task: &TaskDef) -> TokenStream {
+    let args: Vec<(&syn::Ident, &syn::Type)> = task
+        .body
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            Param::Argument { ident, ty } => Some((ident, &**ty)),
+            Param::Context => None,
+        })
+        .collect();
+    let idents: Vec<_> = args.iter().map(|(i, _)| *i).collect();
+    let types: Vec<_> = args.iter().map(|(_, t)| *t).collect();
+    let names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let queue = match &task.queue {
+        Some(q) => quote!(::core::option::Option::Some(#q)),
+        None => quote!(::core::option::Option::None),
+    };
+    let checks = value_checks(task, &types);
+    let handler = handler(task);
+    let kind = if task.body.is_async {
+        quote!(::stevedore::TaskKind::Async)
+    } else {
+        quote!(::stevedore::TaskKind::Blocking)
+    };
+    quote! {
+        /// Publishes the task with these arguments and default options.
+        pub async fn delay(
+            client: &::stevedore::Client,
+            #(#idents: #types),*
+        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+            apply_async(client, (#(#idents,)*), ::stevedore::PublishOptions::new()).await
+        }
+
+        /// Publishes the task with these arguments (a tuple) and options.
+        pub async fn apply_async(
+            client: &::stevedore::Client,
+            args: (#(#types,)*),
+            options: ::stevedore::PublishOptions,
+        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+            ::stevedore::__private::publish(client, message(args, &options)?).await
+        }
+
+        /// Builds the task's message without publishing it (for `Client::publish_many`).
+        pub fn message(
+            args: (#(#types,)*),
+            options: &::stevedore::PublishOptions,
+        ) -> ::stevedore::Result<::stevedore::Message> {
+            let (#(#idents,)*) = args;
+            let values = ::std::vec![
+                #(::stevedore::__private::encode_arg(NAME, #names, &#idents)?),*
+            ];
+            ::stevedore::__private::build_message(NAME, #queue, values, options)
+        }
+
+        #checks
+        #handler
+
+        ::stevedore::__private::inventory::submit! {
+            ::stevedore::TaskRegistration::new(
+                NAME,
+                #kind,
+                #queue,
+                __stevedore_handler,
+                ::core::concat!(::core::file!(), ":", ::core::line!()),
+            )
+        }
+    }
+}
+
+/// Compile-time checks that every argument and the result can travel, with errors at their
+/// types.
+fn value_checks(task: &TaskDef, types: &[&syn::Type]) -> TokenStream {
+    let arg_checks = types.iter().map(|ty| {
+        quote_spanned! {ty.span()=> ::stevedore::__private::assert_task_value::<#ty>(); }
+    });
+    let output_check = match (&task.body.output, task.body.returns_result) {
+        (Some(ty), false) => {
+            quote_spanned! {ty.span()=> ::stevedore::__private::assert_task_value::<#ty>(); }
+        }
+        _ => quote!(),
+    };
+    quote! {
+        const _: () = { #(#arg_checks)* #output_check };
+    }
+}
+
+/// The function the worker calls: decode arguments, run the body, encode the outcome.
+fn handler(task: &TaskDef) -> TokenStream {
+    let arity = task
+        .body
+        .params
+        .iter()
+        .filter(|p| matches!(p, Param::Argument { .. }))
+        .count();
+    let mut takes = Vec::new();
+    let mut call_args = Vec::new();
+    for (index, param) in task.body.params.iter().enumerate() {
+        match param {
+            Param::Argument { ident, ty } => {
+                let name = ident.to_string();
+                let var = format_ident!("__arg{index}");
+                takes.push(quote!(let #var: #ty = __arguments.take(#name)?;));
+                call_args.push(quote!(#var));
+            }
+            Param::Context => call_args.push(quote!(__context.clone())),
+        }
+    }
+    let call = match &task.shape {
+        Shape::Function { ident, .. } => quote!(super::#ident(#(#call_args),*)),
+        Shape::Struct { self_ty, .. } => {
+            quote!(<#self_ty as ::core::default::Default>::default().run(#(#call_args),*))
+        }
+    };
+    let outcome = |value: TokenStream| {
+        if task.body.returns_result {
+            quote!(::stevedore::__private::IntoOutcome::into_outcome(#value))
+        } else {
+            quote!(::stevedore::__private::IntoOutcome::into_outcome(::stevedore::__private::Plain(#value)))
+        }
+    };
+    let run = if task.body.is_async {
+        outcome(quote!(#call.await))
+    } else {
+        let body = outcome(call);
+        quote! {
+            ::stevedore::__private::spawn_blocking(move || #body)
+                .await
+                .map_err(::stevedore::__private::join_error)?
+        }
+    };
+    quote! {
+        #[doc(hidden)]
+        fn __stevedore_handler(
+            invocation: ::stevedore::Invocation,
+        ) -> ::stevedore::__private::BoxFuture<
+            'static,
+            ::core::result::Result<::stevedore::__private::Value, ::stevedore::TaskError>,
+        > {
+            ::std::boxed::Box::pin(async move {
+                let ::stevedore::Invocation { args, kwargs, context: __context } = invocation;
+                let mut __arguments =
+                    ::stevedore::__private::Arguments::new(NAME, #arity, args, kwargs)?;
+                #(#takes)*
+                __arguments.finish()?;
+                #run
+            })
+        }
+    }
+}

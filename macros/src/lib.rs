@@ -1,0 +1,35 @@
+//! The `#[task]` attribute of stevedore. Use it through `stevedore::task`; it generates code
+//! that calls into `stevedore`, and holds no runtime logic of its own.
+//!
+//! Parsing and checking live in `parse`, code generation in `expand`. On an error the item is
+//! emitted unchanged beside one `compile_error!`, so the user sees one message, not a cascade.
+
+mod expand;
+mod parse;
+
+use proc_macro::TokenStream;
+
+/// Makes a function, or the `run` method of a struct, a stevedore task.
+///
+/// On an `async fn` or a plain `fn`, the function stays callable as it is, and a module of the
+/// same name is generated beside it with the stub: `add::delay(&client, 1, 2)`,
+/// `add::apply_async(&client, (1, 2), options)`, `add::message((1, 2), &options)` and
+/// `add::NAME`. On an `impl` block holding `fn run(&self, ...)`, the same functions are
+/// generated as associated functions of the type (`Adder::delay(...)`); the worker builds the
+/// value with `Default::default()` for each run.
+///
+/// Options: `name = "..."` (default: module path and function or type name) and
+/// `queue = "..."` (default queue of the stub; a call's options win).
+///
+/// A parameter of type `TaskContext` receives the run's context instead of an argument.
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item2: proc_macro2::TokenStream = item.clone().into();
+    match parse::parse(attr.into(), item2.clone()) {
+        Ok(task) => expand::expand(&task).into(),
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote::quote!(#error #item2).into()
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Reads the attribute and the item, and refuses what cannot be a task with one clear error.
+
+use proc_macro2::TokenStream;
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ImplItem, Item, LitStr, Pat, ReturnType, Signature, Type};
+
+/// A task as the macro understood it.
+pub struct TaskDef {
+    /// The item as written, emitted unchanged.
+    pub item: TokenStream,
+    /// Function task or struct task.
+    pub shape: Shape,
+    /// `name = "..."`.
+    pub name: Option<LitStr>,
+    /// `queue = "..."`.
+    pub queue: Option<LitStr>,
+    /// The signature of the function that runs.
+    pub body: Body,
+}
+
+/// The signature of the function (or `run` method) that runs.
+pub struct Body {
+    /// The parameters that are task arguments, in order, and where the context goes.
+    pub params: Vec<Param>,
+    /// `async fn` or plain `fn`.
+    pub is_async: bool,
+    /// Whether the body returns a `Result`.
+    pub returns_result: bool,
+    /// The return type, for the compile-time serializability check.
+    pub output: Option<Type>,
+}
+
+/// What carries the task.
+pub enum Shape {
+    /// `#[task] fn add(...)`: the function's name and visibility.
+    Function { ident: Ident, vis: syn::Visibility },
+    /// `#[task] impl Adder { fn run(&self, ...) }`: the type.
+    Struct { self_ty: Box<Type>, type_name: Ident },
+}
+
+/// One parameter of the task function.
+pub enum Param {
+    /// A task argument: `a: i64`.
+    Argument { ident: Ident, ty: Box<Type> },
+    /// The run's context: `ctx: TaskContext`.
+    Context,
+}
+
+/// Parses `#[task(attr)] item`.
+pub fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<TaskDef> {
+    let (name, queue) = parse_options(attr)?;
+    match syn::parse2::<Item>(item.clone())? {
+        Item::Fn(f) => {
+            let body = check_signature(&f.sig, false)?;
+            Ok(TaskDef {
+                item,
+                shape: Shape::Function {
+                    ident: f.sig.ident.clone(),
+                    vis: f.vis.clone(),
+                },
+                name,
+                queue,
+                body,
+            })
+        }
+        Item::Impl(block) => parse_impl(block, item, name, queue),
+        other => Err(syn::Error::new(
+            other.span(),
+            "#[task] goes on a function, or on the `impl` block of a struct that has `fn run(&self, ...)`",
+        )),
+    }
+}
+
+fn parse_impl(
+    block: syn::ItemImpl,
+    item: TokenStream,
+    name: Option<LitStr>,
+    queue: Option<LitStr>,
+) -> syn::Result<TaskDef> {
+    if let Some((_, path, _)) = &block.trait_ {
+        return Err(syn::Error::new(
+            path.span(),
+            "#[task] goes on the type's own `impl` block, not on a trait impl",
+        ));
+    }
+    no_generics(&block.generics, "a struct task")?;
+    let type_name = match &*block.self_ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.clone()),
+        _ => None,
+    }
+    .ok_or_else(|| syn::Error::new(block.self_ty.span(), "#[task] needs a named struct type"))?;
+    let run = block
+        .items
+        .iter()
+        .find_map(|i| match i {
+            ImplItem::Fn(f) if f.sig.ident == "run" => Some(f),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            syn::Error::new(
+                block.self_ty.span(),
+                "a struct task's `impl` block must hold `fn run(&self, ...)`",
+            )
+        })?;
+    let body = check_signature(&run.sig, true)?;
+    Ok(TaskDef {
+        item,
+        shape: Shape::Struct {
+            self_ty: block.self_ty.clone(),
+            type_name,
+        },
+        name,
+        queue,
+        body,
+    })
+}
+
+fn parse_options(attr: TokenStream) -> syn::Result<(Option<LitStr>, Option<LitStr>)> {
+    let mut name = None;
+    let mut queue = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("name") {
+            name = Some(non_empty(meta.value()?.parse()?)?);
+        } else if meta.path.is_ident("queue") {
+            queue = Some(non_empty(meta.value()?.parse()?)?);
+        } else {
+            return Err(meta.error("unknown #[task] option; expected `name = \"...\"` or `queue = \"...\"`"));
+        }
+        Ok(())
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    Ok((name, queue))
+}
+
+fn non_empty(lit: LitStr) -> syn::Result<LitStr> {
+    if lit.value().is_empty() {
+        return Err(syn::Error::new(lit.span(), "must not be empty"));
+    }
+    Ok(lit)
+}
+
+fn no_generics(generics: &syn::Generics, what: &str) -> syn::Result<()> {
+    match generics.params.first() {
+        Some(param) => Err(syn::Error::new(
+            param.span(),
+            format!("{what} cannot be generic: the worker must know the concrete argument types to decode them"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks a task signature; `method` is true for a struct's `run`, which must take `&self`.
+fn check_signature(sig: &Signature, method: bool) -> syn::Result<Body> {
+    no_generics(&sig.generics, "a #[task] function")?;
+    let mut params = Vec::new();
+    let mut has_receiver = false;
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) if method => {
+                if r.reference.is_none() || r.mutability.is_some() {
+                    return Err(syn::Error::new(r.span(), "a struct task's `run` takes `&self`"));
+                }
+                has_receiver = true;
+            }
+            FnArg::Receiver(r) => {
+                return Err(syn::Error::new(
+                    r.span(),
+                    "`self` is not allowed in a #[task] function; for a struct task put #[task] on the `impl` block that holds `fn run(&self, ...)`",
+                ));
+            }
+            FnArg::Typed(typed) => params.push(check_param(typed, &params)?),
+        }
+    }
+    if method && !has_receiver {
+        return Err(syn::Error::new(sig.ident.span(), "a struct task's `run` takes `&self`"));
+    }
+    let (returns_result, output) = match &sig.output {
+        ReturnType::Default => (false, None),
+        ReturnType::Type(_, ty) => (is_result(ty), Some((**ty).clone())),
+    };
+    Ok(Body {
+        params,
+        is_async: sig.asyncness.is_some(),
+        returns_result,
+        output,
+    })
+}
+
+fn check_param(typed: &syn::PatType, earlier: &[Param]) -> syn::Result<Param> {
+    if is_context(&typed.ty) {
+        if earlier.iter().any(|p| matches!(p, Param::Context)) {
+            return Err(syn::Error::new(typed.span(), "a task takes at most one `TaskContext`"));
+        }
+        return Ok(Param::Context);
+    }
+    let Pat::Ident(pat) = &*typed.pat else {
+        return Err(syn::Error::new(
+            typed.pat.span(),
+            "task parameters must be plain names (`a: i64`): the name is the keyword argument",
+        ));
+    };
+    if let Type::Reference(r) = &*typed.ty {
+        return Err(syn::Error::new(
+            r.span(),
+            "task arguments must be owned values (`String`, not `&str`): they are decoded from the message",
+        ));
+    }
+    if let Type::ImplTrait(t) = &*typed.ty {
+        return Err(syn::Error::new(
+            t.span(),
+            "a #[task] function cannot take `impl Trait`: the worker must know the concrete argument types",
+        ));
+    }
+    Ok(Param::Argument {
+        ident: pat.ident.clone(),
+        ty: typed.ty.clone(),
+    })
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        _ => None,
+    }
+}
+
+fn is_context(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == "TaskContext")
+}
+
+fn is_result(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == "Result")
+}

@@ -1,0 +1,114 @@
+//! `stevedore enqueue TASK [--args JSON] [--kwargs JSON] [--queue Q | --node N | --broadcast]
+//! [--count N] [--wait [--timeout DUR]]`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use stevedore::{Client, PublishOptions, TaskState};
+
+use super::format::{json_to_value, value_to_json};
+use crate::parse_duration;
+
+/// Messages published per pipelined round trip.
+const PUBLISH_BATCH: usize = 1000;
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The task name, e.g. stevedore.echo.
+    task: String,
+    /// Positional arguments as a JSON array.
+    #[arg(long, default_value = "[]")]
+    args: String,
+    /// Keyword arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    kwargs: String,
+    /// Publish to this shared queue (default: `default`).
+    #[arg(long, conflicts_with_all = ["node", "broadcast"])]
+    queue: Option<String>,
+    /// Publish to this node's own queue.
+    #[arg(long, conflicts_with = "broadcast")]
+    node: Option<String>,
+    /// Publish to every live node.
+    #[arg(long)]
+    broadcast: bool,
+    /// Publish this many copies, each with its own id.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
+    /// Wait for each task to end and print its result as JSON; exit non-zero if one failed.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits for each task.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "wait")]
+    timeout: Duration,
+}
+
+pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    let (positional, kwargs) = arguments(&args)?;
+    let mut options = PublishOptions::new().notify(args.wait);
+    if let Some(queue) = &args.queue {
+        options = options.queue(queue);
+    }
+    if let Some(node) = &args.node {
+        options = options.node(node);
+    }
+    if args.broadcast {
+        options = options.broadcast();
+    }
+    let mut handles = Vec::new();
+    let mut left = args.count;
+    while left > 0 {
+        let batch = left.min(PUBLISH_BATCH as u64);
+        let messages = (0..batch)
+            .map(|_| Client::message(&args.task, positional.clone(), kwargs.clone(), &options))
+            .collect::<stevedore::Result<Vec<_>>>()?;
+        for handle in client.publish_many(messages).await? {
+            println!("{}", handle.id());
+            handles.push(handle);
+        }
+        left -= batch;
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut all_succeeded = true;
+    for handle in handles {
+        let record = handle.wait(args.timeout).await?;
+        let run = record.runs.values().next().context("a finished task has a run")?;
+        match record.state() {
+            TaskState::Succeeded => {
+                let result = run.result.clone().unwrap_or(rmpv::Value::Nil);
+                println!("{}", value_to_json(&result));
+            }
+            state => {
+                all_succeeded = false;
+                eprintln!("task {} {}: {}", handle.id(), state.as_str(),
+                    run.error.as_deref().unwrap_or("no error recorded"));
+            }
+        }
+    }
+    Ok(if all_succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+type Arguments = (Vec<rmpv::Value>, BTreeMap<String, rmpv::Value>);
+
+fn arguments(args: &EnqueueArgs) -> anyhow::Result<Arguments> {
+    let positional: serde_json::Value = serde_json::from_str(&args.args)
+        .with_context(|| format!("--args is not JSON: `{}`", args.args))?;
+    let serde_json::Value::Array(positional) = positional else {
+        anyhow::bail!("--args must be a JSON array, e.g. --args '[1, \"two\"]'");
+    };
+    let kwargs: serde_json::Value = serde_json::from_str(&args.kwargs)
+        .with_context(|| format!("--kwargs is not JSON: `{}`", args.kwargs))?;
+    let serde_json::Value::Object(kwargs) = kwargs else {
+        anyhow::bail!("--kwargs must be a JSON object, e.g. --kwargs '{{\"n\": 1}}'");
+    };
+    let positional = positional.iter().map(json_to_value).collect::<anyhow::Result<_>>()?;
+    let kwargs = kwargs
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), json_to_value(v)?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((positional, kwargs))
+}

@@ -1,0 +1,59 @@
+//! Tasks built into every worker, so the system can be tried and measured from the shell:
+//! `stevedore.noop`, `stevedore.echo`, `stevedore.sleep` and `stevedore.fail`.
+
+use std::time::Duration;
+
+use stevedore::__private::{Arguments, BoxFuture};
+use stevedore::{Invocation, TaskError, TaskKind, TaskRegistration};
+
+type Outcome = BoxFuture<'static, Result<rmpv::Value, TaskError>>;
+
+const HERE: &str = concat!(file!(), ":", line!());
+
+macro_rules! builtin {
+    ($name:literal, $handler:ident) => {
+        stevedore::__private::inventory::submit! {
+            TaskRegistration::new($name, TaskKind::Async, None, $handler, HERE)
+        }
+    };
+}
+
+builtin!("stevedore.noop", noop);
+builtin!("stevedore.echo", echo);
+builtin!("stevedore.sleep", sleep);
+builtin!("stevedore.fail", fail);
+
+/// Does nothing and returns nil: the cost of the machinery alone.
+fn noop(_: Invocation) -> Outcome {
+    Box::pin(async { Ok(rmpv::Value::Nil) })
+}
+
+/// Returns its positional arguments as an array.
+fn echo(invocation: Invocation) -> Outcome {
+    Box::pin(async move { Ok(rmpv::Value::Array(invocation.args)) })
+}
+
+/// `[milliseconds]`: sleeps, and stops early with `cancelled` when the run is cancelled.
+fn sleep(invocation: Invocation) -> Outcome {
+    Box::pin(async move {
+        let Invocation { args, kwargs, context } = invocation;
+        let mut arguments = Arguments::new("stevedore.sleep", 1, args, kwargs)?;
+        let millis: u64 = arguments.take("milliseconds")?;
+        arguments.finish()?;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(millis)) => Ok(rmpv::Value::Nil),
+            () = context.cancellation().cancelled() => Err(TaskError::cancelled()),
+        }
+    })
+}
+
+/// `[message]`: fails with the message.
+fn fail(invocation: Invocation) -> Outcome {
+    Box::pin(async move {
+        let Invocation { args, kwargs, .. } = invocation;
+        let mut arguments = Arguments::new("stevedore.fail", 1, args, kwargs)?;
+        let message: String = arguments.take("message")?;
+        arguments.finish()?;
+        Err(TaskError::new(message))
+    })
+}

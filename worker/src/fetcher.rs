@@ -1,0 +1,200 @@
+//! The fetcher: reads messages from Redis streams through a consumer group.
+//!
+//! 1. Owns one dedicated connection, so its blocking read never stalls other commands.
+//! 2. Queue mode: reads only as many messages as the node has free slots, trying the streams
+//!    in priority order without blocking first, then blocking on all of them at once.
+//! 3. Broadcast mode: reads the broadcast log through the node's own group; each broadcast waits
+//!    for a free slot here, since no other node can run it for this one.
+//! 4. Hands every message to the executor with a slot; never drops one it read.
+//! 5. Survives Redis errors: drops the connection, backs off (capped), reconnects, re-creates
+//!    its groups; logs once per state change.
+//! 6. Stops at once when shut down: `CLIENT UNBLOCK` ends the block as a timeout, so a
+//!    stop never strands a message that Redis handed out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stevedore::broker::{Broker, Connection, Delivery, GroupStart};
+use stevedore::Destination;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::Executor;
+
+/// What one fetcher reads.
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    /// The consumer group it reads through.
+    pub group: String,
+    /// Its consumer name: unique per process start.
+    pub consumer: String,
+    /// Streams in priority order.
+    pub streams: Vec<Destination>,
+    /// Where the group starts when it is created.
+    pub start: GroupStart,
+    /// Read only as many as there are free slots (queues), or a fixed batch (broadcasts).
+    pub mode: FetchMode,
+    /// Longest server-side block of one read.
+    pub block: Duration,
+}
+
+/// How many messages one read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchMode {
+    /// As many as the node has free slots, at least one (waits for one first).
+    FreeSlots,
+    /// Up to this many; each then waits for a slot.
+    Batch(usize),
+}
+
+/// Reads one set of streams and hands what it reads to the executor.
+pub struct Fetcher {
+    config: FetcherConfig,
+    broker: Broker,
+    slots: Arc<Semaphore>,
+    executor: Executor,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Fetcher {
+    /// A fetcher sharing the node's `slots` with the other fetchers.
+    pub fn new(
+        config: FetcherConfig,
+        broker: Broker,
+        slots: Arc<Semaphore>,
+        executor: Executor,
+    ) -> Self {
+        Self {
+            config,
+            broker,
+            slots,
+            executor,
+        }
+    }
+
+    /// Reads until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut failing = false;
+        while !stop.is_cancelled() {
+            match self.session(&stop).await {
+                Ok(()) => break,
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(group = %self.config.group, %error, "fetching stopped; reconnecting");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One connection's life: connect, make sure the groups exist, read until stopped or an
+    /// error.
+    async fn session(&self, stop: &CancellationToken) -> stevedore::Result<()> {
+        let mut conn = self.broker.dedicated_connection(self.config.block).await?;
+        let client_id = self.broker.client_id(&mut conn).await?;
+        for stream in &self.config.streams {
+            self.broker
+                .ensure_group(stream, &self.config.group, self.config.start)
+                .await?;
+        }
+        tracing::info!(group = %self.config.group, streams = self.config.streams.len(), "fetching");
+        let broker = self.broker.clone();
+        let waker = stop.clone();
+        let unblocker = tokio::spawn(async move {
+            waker.cancelled().await;
+            if let Err(error) = broker.unblock(client_id).await {
+                tracing::debug!(%error, "could not unblock the fetcher's read");
+            }
+        });
+        let result = self.read_loop(&mut conn, stop).await;
+        unblocker.abort();
+        result
+    }
+
+    async fn read_loop(&self, conn: &mut Connection, stop: &CancellationToken) -> stevedore::Result<()> {
+        while !stop.is_cancelled() {
+            let first = match self.config.mode {
+                FetchMode::FreeSlots => match self.first_slot(stop).await {
+                    Some(permit) => Some(permit),
+                    None => return Ok(()),
+                },
+                FetchMode::Batch(_) => None,
+            };
+            let Some(deliveries) = self.read(conn, first.is_some(), stop).await? else {
+                return Ok(());
+            };
+            self.dispatch(deliveries, first).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for a free slot (the read then asks for it plus the others free); `None` when
+    /// stopped.
+    async fn first_slot(&self, stop: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            permit = self.slots.clone().acquire_owned() => {
+                Some(permit.expect("the slot semaphore is never closed"))
+            }
+            () = stop.cancelled() => None,
+        }
+    }
+
+    /// Reads once: non-blocking in priority order, then a blocking read of every stream.
+    /// `None` when stopped.
+    async fn read(
+        &self,
+        conn: &mut Connection,
+        holds_slot: bool,
+        stop: &CancellationToken,
+    ) -> stevedore::Result<Option<Vec<Delivery>>> {
+        let count = match self.config.mode {
+            FetchMode::FreeSlots => self.slots.available_permits() + usize::from(holds_slot),
+            FetchMode::Batch(n) => n,
+        };
+        let (group, consumer) = (&self.config.group, &self.config.consumer);
+        if self.config.streams.len() > 1 {
+            for stream in &self.config.streams {
+                let found = self
+                    .broker
+                    .read_group(conn, group, consumer, std::slice::from_ref(stream), count, None)
+                    .await?;
+                if !found.is_empty() {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        let found = self
+            .broker
+            .read_group(conn, group, consumer, &self.config.streams, count, Some(self.config.block))
+            .await?;
+        if found.is_empty() && stop.is_cancelled() {
+            return Ok(None);
+        }
+        Ok(Some(found))
+    }
+
+    /// Gives each delivery a slot and starts it; waits for slots beyond those free at the read.
+    async fn dispatch(&self, deliveries: Vec<Delivery>, mut first: Option<OwnedSemaphorePermit>) {
+        for delivery in deliveries {
+            let permit = match first.take() {
+                Some(permit) => permit,
+                None => self
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the slot semaphore is never closed"),
+            };
+            self.executor
+                .start(delivery, self.config.group.clone(), permit);
+        }
+    }
+}

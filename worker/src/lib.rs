@@ -1,0 +1,83 @@
+//! The node side of stevedore: the `worker` that runs tasks, and the `stevedore` admin CLI.
+//!
+//! An app with its own tasks gets the stock worker's command line in its own binary:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     // my_app::tasks::link(); // reference the crate that holds your #[task]s
+//!     stevedore_worker::main()
+//! }
+//! ```
+
+pub mod admin;
+mod args;
+mod builtin;
+mod executor;
+mod fetcher;
+mod recorder;
+mod signals;
+mod task_table;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+pub use args::{parse_duration, GlobalArgs, WorkerArgs};
+pub use task_table::TaskTable;
+pub use worker::run;
+
+/// The `worker` command line.
+#[derive(Debug, Parser)]
+#[command(name = "worker", version, about = "Runs stevedore tasks from Redis queues")]
+struct WorkerCli {
+    #[command(flatten)]
+    args: WorkerArgs,
+}
+
+/// Runs the stock worker's command line: parses the arguments, logs to stderr, runs until
+/// SIGINT/SIGTERM. Returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = WorkerCli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::anyhow!("cannot start the async runtime: {error}")),
+    };
+    let outcome = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        signals::install(stop.clone())?;
+        run(cli.args, stop).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+/// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints `error: ...` on one line and returns failure.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// Logs warnings and errors only (for the admin CLI), unless `RUST_LOG` says otherwise.
+fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

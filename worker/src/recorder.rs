@@ -1,0 +1,148 @@
+//! The recorder: writes task records and acknowledges messages, in batches.
+//!
+//! 1. Gathers every event waiting in its channel into one batch and sends it in one pipelined
+//!    round trip, so the cost per task falls as load rises.
+//! 2. Writes a run's record before acknowledging its message (at-least-once: a crash between
+//!    the two re-runs the task, never loses its outcome).
+//! 3. Skips a run's `running` record when its outcome is in the same batch.
+//! 4. Retries a failed batch on a new connection with capped backoff until it is written or
+//!    the worker gives up at shutdown; what is not written stays pending in Redis.
+//! 5. Ends when every sender is gone and the channel is drained.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use stevedore::broker::{Broker, Connection, OutcomeBatch};
+use stevedore::{Destination, RunRecord};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the executor reports.
+#[derive(Debug)]
+pub enum Event {
+    /// A run started.
+    Started {
+        /// The run, in state `running`.
+        run: RunRecord,
+        /// Whether it is a broadcast (recorded per node).
+        broadcast: bool,
+    },
+    /// A run ended: record it, then acknowledge its message.
+    Finished {
+        /// The run, in its final state.
+        run: RunRecord,
+        /// Whether it is a broadcast (recorded per node).
+        broadcast: bool,
+        /// Whether waiters asked to be woken.
+        notify: bool,
+        /// The queue it was read from.
+        destination: Destination,
+        /// The group it was read through.
+        group: String,
+        /// Its stream entry.
+        entry_id: String,
+    },
+}
+
+/// Most events written in one round trip.
+const MAX_BATCH: usize = 1024;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Writes outcomes until its channel closes.
+pub struct Recorder {
+    broker: Broker,
+    events: mpsc::UnboundedReceiver<Event>,
+    ttl: Duration,
+}
+
+impl Recorder {
+    /// A recorder keeping records for `ttl`.
+    pub fn new(broker: Broker, events: mpsc::UnboundedReceiver<Event>, ttl: Duration) -> Self {
+        Self {
+            broker,
+            events,
+            ttl,
+        }
+    }
+
+    /// Writes batches until every sender is dropped; `give_up` ends retries of a batch that
+    /// cannot be written (Redis down at shutdown).
+    pub async fn run(mut self, give_up: CancellationToken) {
+        let mut conn: Option<Connection> = None;
+        let mut events = Vec::with_capacity(MAX_BATCH);
+        while self.events.recv_many(&mut events, MAX_BATCH).await > 0 {
+            let batch = self.batch(&events);
+            if !self.write(&mut conn, &batch, &give_up).await {
+                tracing::error!(events = events.len(), "gave up writing outcomes; their messages stay pending in Redis");
+            }
+            events.clear();
+        }
+    }
+
+    fn batch(&self, events: &[Event]) -> OutcomeBatch {
+        let finished: HashSet<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Finished { run, .. } => Some(run.id.as_str()),
+                Event::Started { .. } => None,
+            })
+            .collect();
+        let mut batch = OutcomeBatch::new(self.ttl);
+        for event in events {
+            let added = match event {
+                Event::Started { run, .. } if finished.contains(run.id.as_str()) => Ok(()),
+                Event::Started { run, broadcast } => batch.record(&self.broker, run, *broadcast, false),
+                Event::Finished { run, broadcast, notify, destination, group, entry_id } => {
+                    let recorded = batch.record(&self.broker, run, *broadcast, *notify);
+                    batch.ack(destination, group, entry_id.clone());
+                    recorded
+                }
+            };
+            if let Err(error) = added {
+                tracing::error!(%error, "cannot encode a task record");
+            }
+        }
+        batch
+    }
+
+    /// Writes one batch, reconnecting and retrying until it succeeds or `give_up` fires.
+    async fn write(
+        &self,
+        conn: &mut Option<Connection>,
+        batch: &OutcomeBatch,
+        give_up: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(50);
+        let mut warned = false;
+        loop {
+            match self.try_write(conn, batch).await {
+                Ok(()) => {
+                    if warned {
+                        tracing::info!("writing outcomes again");
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    *conn = None;
+                    if !warned {
+                        tracing::warn!(%error, "cannot write outcomes; retrying");
+                        warned = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = give_up.cancelled() => return false,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn try_write(&self, conn: &mut Option<Connection>, batch: &OutcomeBatch) -> stevedore::Result<()> {
+        if conn.is_none() {
+            *conn = Some(self.broker.dedicated_connection(Duration::ZERO).await?);
+        }
+        let conn = conn.as_mut().expect("connection was just made");
+        self.broker.write_outcomes(conn, batch).await
+    }
+}
