@@ -40,36 +40,77 @@ pub fn expand(task: &TaskDef) -> TokenStream {
                     quote!(::core::concat!(::core::module_path!(), "::", #type_name))
                 }
             };
+            let module = format_ident!("__stevedore_task_{}", type_name);
+            let forwards = struct_forwards(task, &module);
             quote! {
                 #item
 
-                #[allow(non_snake_case, clippy::too_many_arguments)]
-                const _: () = {
-                    const NAME: &str = #name;
-                    impl #self_ty {
-                        /// The registered task name.
-                        pub const TASK_NAME: &'static str = NAME;
-                        #shared
-                    }
-                };
+                impl #self_ty {
+                    /// The registered task name.
+                    pub const TASK_NAME: &'static str = #name;
+                    #forwards
+                }
+
+                #[doc(hidden)]
+                #[allow(non_snake_case, unused_imports, clippy::too_many_arguments)]
+                mod #module {
+                    use super::*;
+
+                    pub const NAME: &str = <#self_ty>::TASK_NAME;
+
+                    #shared
+                }
             }
         }
     }
 }
 
-/// The stub functions, the handler and the registration, written against `NAME`.
-fn shared_items(task: &TaskDef) -> TokenStream {
-    let args: Vec<(&syn::Ident, &syn::Type)> = task
-        .body
+/// The stub as associated functions of a struct task, forwarding to its hidden module.
+fn struct_forwards(task: &TaskDef, module: &syn::Ident) -> TokenStream {
+    let (idents, types) = arguments(task);
+    quote! {
+        /// Publishes the task with these arguments and default options.
+        pub async fn delay(
+            client: &::stevedore::Client,
+            #(#idents: #types),*
+        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+            #module::delay(client, #(#idents),*).await
+        }
+
+        /// Publishes the task with these arguments (a tuple) and options.
+        pub async fn apply_async(
+            client: &::stevedore::Client,
+            args: (#(#types,)*),
+            options: ::stevedore::PublishOptions,
+        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+            #module::apply_async(client, args, options).await
+        }
+
+        /// Builds the task's message without publishing it (for `Client::publish_many`).
+        pub fn message(
+            args: (#(#types,)*),
+            options: &::stevedore::PublishOptions,
+        ) -> ::stevedore::Result<::stevedore::Message> {
+            #module::message(args, options)
+        }
+    }
+}
+
+/// The task's arguments (not the context): their names and types.
+fn arguments(task: &TaskDef) -> (Vec<&syn::Ident>, Vec<&syn::Type>) {
+    task.body
         .params
         .iter()
         .filter_map(|p| match p {
             Param::Argument { ident, ty } => Some((ident, &**ty)),
             Param::Context => None,
         })
-        .collect();
-    let idents: Vec<_> = args.iter().map(|(i, _)| *i).collect();
-    let types: Vec<_> = args.iter().map(|(_, t)| *t).collect();
+        .unzip()
+}
+
+/// The stub functions, the handler and the registration, written against `NAME`.
+fn shared_items(task: &TaskDef) -> TokenStream {
+    let (idents, types) = arguments(task);
     let names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
     let queue = match &task.queue {
         Some(q) => quote!(::core::option::Option::Some(#q)),

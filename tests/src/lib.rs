@@ -1,1 +1,91 @@
-//! placeholder
+//! The test harness of stevedore: a real `redis-server` per test, worker processes to start,
+//! signal and kill, and tasks whose runs the tests can count.
+//!
+//! Every test starts its own server on a unix socket in a temporary directory (no port races,
+//! no shared state), killed when the test ends.
+
+pub mod process;
+pub mod redis_server;
+pub mod tasks;
+
+pub use process::WorkerProcess;
+pub use redis_server::RedisServer;
+
+use std::time::{Duration, Instant};
+
+/// The test worker binary (the stock worker plus [`tasks`]); expands in an integration test,
+/// where Cargo sets the variable.
+#[macro_export]
+macro_rules! test_worker_bin {
+    () => {
+        env!("CARGO_BIN_EXE_test-worker")
+    };
+}
+
+/// The `stevedore` admin binary, built from the worker crate into the same target directory.
+pub fn admin_bin(test_worker: &str) -> std::path::PathBuf {
+    std::path::Path::new(test_worker).with_file_name("stevedore")
+}
+
+/// Polls `check` every few milliseconds until it returns `Some`, or panics naming `what` once
+/// `timeout` has passed.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Entries of `stream` pending in `group` (read, not acknowledged).
+pub async fn pending(conn: &mut redis::aio::MultiplexedConnection, stream: &str, group: &str) -> u64 {
+    let reply: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .expect("XPENDING");
+    match reply {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n as u64,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// The length of `stream` (0 if it does not exist).
+pub async fn stream_len(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .expect("XLEN")
+}
+
+/// Test-task runs counted per task id (`tests:runs`).
+pub async fn runs(conn: &mut redis::aio::MultiplexedConnection) -> std::collections::HashMap<String, u64> {
+    redis::cmd("HGETALL")
+        .arg("tests:runs")
+        .query_async(conn)
+        .await
+        .expect("HGETALL tests:runs")
+}
+
+/// Ids of test tasks run on `node` (`tests:ran:NODE`), in run order.
+pub async fn ran_on(conn: &mut redis::aio::MultiplexedConnection, node: &str) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(format!("tests:ran:{node}"))
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .expect("LRANGE tests:ran")
+}

@@ -39,7 +39,7 @@ struct Shared {
     tracker: TaskTracker,
     /// Cancelled at the shutdown deadline: tasks see their cancellation token fire.
     cancel_all: CancellationToken,
-    /// Cancelled just after `cancel_all` plus a grace: runs are abandoned, not acknowledged.
+    /// Cancelled at the shutdown deadline: runs are abandoned, not acknowledged.
     abandon: CancellationToken,
 }
 
@@ -73,9 +73,11 @@ impl Executor {
         let shared = self.shared.clone();
         self.shared.tracker.spawn(async move {
             let abandon = shared.abandon.clone();
+            // Biased: once abandoned, a run that ends because its token fired is not recorded.
             tokio::select! {
-                () = shared.run(delivery, group, slot) => {}
+                biased;
                 () = abandon.cancelled() => {}
+                () = shared.run(delivery, group, slot) => {}
             }
         });
     }

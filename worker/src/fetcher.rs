@@ -98,7 +98,10 @@ impl Fetcher {
     /// One connection's life: connect, make sure the groups exist, read until stopped or an
     /// error.
     async fn session(&self, stop: &CancellationToken) -> stevedore::Result<()> {
-        let mut conn = self.broker.dedicated_connection(self.config.block).await?;
+        let mut conn = self
+            .broker
+            .dedicated_connection(self.config.block, &self.config.group)
+            .await?;
         let client_id = self.broker.client_id(&mut conn).await?;
         for stream in &self.config.streams {
             self.broker

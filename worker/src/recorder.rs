@@ -140,7 +140,7 @@ impl Recorder {
 
     async fn try_write(&self, conn: &mut Option<Connection>, batch: &OutcomeBatch) -> stevedore::Result<()> {
         if conn.is_none() {
-            *conn = Some(self.broker.dedicated_connection(Duration::ZERO).await?);
+            *conn = Some(self.broker.dedicated_connection(Duration::ZERO, "recorder").await?);
         }
         let conn = conn.as_mut().expect("connection was just made");
         self.broker.write_outcomes(conn, batch).await

@@ -4,8 +4,8 @@
 //! 1. Stop fetching (`CLIENT UNBLOCK` wakes the blocked reads): no new work is taken, and
 //!    nothing Redis handed out is left unseen.
 //! 2. Drain: wait up to `--shutdown-timeout` for running tasks to finish and be recorded.
-//! 3. Past the deadline, cancel the tasks' tokens, give them a short grace, then abandon them
-//!    unacknowledged: their messages stay pending in Redis for recovery.
+//! 3. Past the deadline, cancel the tasks' tokens and abandon them unacknowledged: their
+//!    messages stay pending in Redis for recovery, and no half-finished run is recorded.
 //! 4. Stop the recorder last, once it has written every outcome (or Redis is unreachable for
 //!    longer than the grace): an outcome is never acknowledged before it is recorded.
 
@@ -25,8 +25,6 @@ use crate::recorder::Recorder;
 use crate::task_table::TaskTable;
 use crate::WorkerArgs;
 
-/// How long cancelled tasks get to return after the shutdown deadline.
-const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long the recorder may keep retrying at shutdown.
 const RECORDER_GRACE: Duration = Duration::from_secs(10);
 /// Broadcasts read at once.
@@ -109,7 +107,7 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
     Ok(())
 }
 
-/// Waits for running tasks up to `timeout`, then cancels them, then abandons them.
+/// Waits for running tasks up to `timeout`, then cancels and abandons the rest unacknowledged.
 async fn drain(
     tracker: &TaskTracker,
     timeout: Duration,
@@ -120,13 +118,9 @@ async fn drain(
     if tokio::time::timeout(timeout, tracker.wait()).await.is_ok() {
         return;
     }
-    tracing::warn!(running = tracker.len(), "shutdown timeout: cancelling running tasks");
-    cancel_all.cancel();
-    if tokio::time::timeout(CANCEL_GRACE, tracker.wait()).await.is_ok() {
-        return;
-    }
-    tracing::warn!(running = tracker.len(), "abandoning tasks; their messages stay pending in Redis");
+    tracing::warn!(running = tracker.len(), "shutdown timeout: abandoning running tasks; their messages stay pending in Redis");
     abandon.cancel();
+    cancel_all.cancel();
     tracker.wait().await;
 }
 

@@ -108,18 +108,30 @@ impl Broker {
     /// A connection of its own for a component that blocks on Redis (a fetcher's XREADGROUP
     /// BLOCK) or writes on the hot path; `block` is the longest server-side block it will ask
     /// for, so replies are awaited that long plus the response timeout.
-    pub async fn dedicated_connection(&self, block: Duration) -> Result<Connection> {
+    ///
+    /// It is named `stevedore:LABEL:ROLE` (`CLIENT SETNAME`) so `CLIENT LIST` shows whose it is.
+    pub async fn dedicated_connection(&self, block: Duration, role: &str) -> Result<Connection> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.inner.config.connect_timeout))
             .set_response_timeout(Some(block + self.inner.config.response_timeout));
-        self.inner
+        let unreachable = |e: redis::RedisError| Error::Unreachable {
+            url: redact_url(&self.inner.config.url),
+            reason: e.to_string(),
+        };
+        let mut conn = self
+            .inner
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| Error::Unreachable {
-                url: redact_url(&self.inner.config.url),
-                reason: e.to_string(),
-            })
+            .map_err(unreachable)?;
+        let label = self.inner.config.label.as_deref().unwrap_or("client");
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(format!("stevedore:{label}:{role}"))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unreachable)?;
+        Ok(conn)
     }
 
     /// Checks out a pooled connection for one blocking wait.

@@ -65,7 +65,7 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
             .map(|_| Client::message(&args.task, positional.clone(), kwargs.clone(), &options))
             .collect::<stevedore::Result<Vec<_>>>()?;
         for handle in client.publish_many(messages).await? {
-            println!("{}", handle.id());
+            say!("{}", handle.id());
             handles.push(handle);
         }
         left -= batch;
@@ -80,7 +80,7 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
         match record.state() {
             TaskState::Succeeded => {
                 let result = run.result.clone().unwrap_or(rmpv::Value::Nil);
-                println!("{}", value_to_json(&result));
+                say!("{}", value_to_json(&result));
             }
             state => {
                 all_succeeded = false;

@@ -3,6 +3,14 @@
 //! `stevedore enqueue`, `stevedore task`, `stevedore queues`. Output for people is aligned and
 //! short; `--json` output is for programs.
 
+/// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 mod enqueue;
 mod format;
 mod queues;
@@ -48,6 +56,7 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -62,4 +71,11 @@ async fn run(cli: AdminCli) -> anyhow::Result<ExitCode> {
         Command::Task(args) => task::run(&client, args).await,
         Command::Queues(args) => queues::run(&client, args).await,
     }
+}
+
+/// Whether the reader of our stdout went away (`stevedore enqueue ... | head -1`).
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

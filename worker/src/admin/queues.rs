@@ -28,7 +28,7 @@ pub async fn run(client: &Client, args: QueuesArgs) -> anyhow::Result<ExitCode> 
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        say!("{}", serde_json::Value::Array(rows));
         return Ok(ExitCode::SUCCESS);
     }
     let width = queues
@@ -37,9 +37,9 @@ pub async fn run(client: &Client, args: QueuesArgs) -> anyhow::Result<ExitCode> 
         .max()
         .unwrap_or(0)
         .max("QUEUE".len());
-    println!("{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}", "QUEUE", "WAITING", "RUNNING", "DEAD", "CONSUMERS");
+    say!("{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}", "QUEUE", "WAITING", "RUNNING", "DEAD", "CONSUMERS");
     for q in &queues {
-        println!(
+        say!(
             "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}",
             q.destination.wire_name(),
             q.waiting,

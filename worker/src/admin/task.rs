@@ -19,9 +19,9 @@ pub struct TaskArgs {
 pub async fn run(client: &Client, args: TaskArgs) -> anyhow::Result<ExitCode> {
     let record = client.task(&args.id).await?;
     if args.json {
-        println!("{}", record_json(&args.id, &record));
+        say!("{}", record_json(&args.id, &record));
     } else {
-        print_record(&args.id, &record);
+        print_record(&args.id, &record)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -34,31 +34,33 @@ fn record_json(id: &str, record: &TaskRecord) -> serde_json::Value {
     })
 }
 
-fn print_record(id: &str, record: &TaskRecord) {
-    println!("id:        {id}");
-    println!("state:     {}", record.state().as_str());
+fn print_record(id: &str, record: &TaskRecord) -> std::io::Result<()> {
+    say!("id:        {id}");
+    say!("state:     {}", record.state().as_str());
     if record.runs.is_empty() {
-        println!("           (no record: queued and not started yet, unknown, or expired)");
+        say!("           (no record: queued and not started yet, unknown, or expired)");
     }
     for run in record.runs.values() {
-        print_run(run);
+        print_run(run)?;
     }
+    Ok(())
 }
 
-fn print_run(run: &RunRecord) {
+fn print_run(run: &RunRecord) -> std::io::Result<()> {
     let time = |t: Option<u64>| t.map(timestamp).unwrap_or_else(|| "-".into());
-    println!();
-    println!("task:      {}", run.task);
-    println!("queue:     {}", run.queue);
-    println!("node:      {}", run.node);
-    println!("run:       {} (attempt {})", run.state.as_str(), run.attempt);
-    println!("published: {}", timestamp(run.published_at));
-    println!("started:   {}", time(run.started_at));
-    println!("finished:  {}", time(run.finished_at));
+    say!("");
+    say!("task:      {}", run.task);
+    say!("queue:     {}", run.queue);
+    say!("node:      {}", run.node);
+    say!("run:       {} (attempt {})", run.state.as_str(), run.attempt);
+    say!("published: {}", timestamp(run.published_at));
+    say!("started:   {}", time(run.started_at));
+    say!("finished:  {}", time(run.finished_at));
     if let Some(result) = &run.result {
-        println!("result:    {}", value_to_json(result));
+        say!("result:    {}", value_to_json(result));
     }
     if let Some(error) = &run.error {
-        println!("error:     {error}");
+        say!("error:     {error}");
     }
+    Ok(())
 }

@@ -1,0 +1,85 @@
+//! A real `redis-server` for one test, on a unix socket in a temporary directory.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `redis-server`, killed when dropped.
+pub struct RedisServer {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server without persistence and waits until it answers.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let child = spawn(dir.path().to_path_buf());
+        let server = Self { child, dir };
+        server.wait_ready();
+        server
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// The URL to give stevedore.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// A plain redis-rs client, for the test's own checks.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("the test server URL parses")
+    }
+
+    /// A connection for the test's own commands.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        self.client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    /// A stevedore client on namespace `stevedore`.
+    pub async fn stevedore(&self) -> stevedore::Client {
+        stevedore::Client::connect(&self.url(), "stevedore")
+            .await
+            .expect("stevedore connects to the test server")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = self.client().get_connection() {
+                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not answer within 10 s");
+    }
+}
+
+fn spawn(dir: PathBuf) -> Child {
+    Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(dir.join("redis.sock"))
+        .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
+        .args(["--maxmemory-policy", "noeviction", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server (is it installed? scripts/test installs it)")
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,101 @@
+//! Tasks the tests publish and count. They write to the test's own Redis (keys under `tests:`)
+//! through `STEVEDORE_TEST_REDIS_URL`, set by [`crate::WorkerProcess`].
+
+use stevedore::{task, TaskContext, TaskError};
+use tokio::sync::OnceCell;
+
+/// Forces this module to be linked into a worker binary.
+pub fn link() {}
+
+static CONNECTION: OnceCell<redis::aio::MultiplexedConnection> = OnceCell::const_new();
+
+async fn test_redis() -> Result<redis::aio::MultiplexedConnection, TaskError> {
+    let conn = CONNECTION
+        .get_or_try_init(|| async {
+            let url = std::env::var("STEVEDORE_TEST_REDIS_URL")
+                .map_err(|_| TaskError::fatal("STEVEDORE_TEST_REDIS_URL is not set"))?;
+            let client = redis::Client::open(url)?;
+            Ok::<_, TaskError>(client.get_multiplexed_async_connection().await?)
+        })
+        .await?;
+    Ok(conn.clone())
+}
+
+/// Counts its run: `tests:runs` (task id -> runs) and `tests:ran:NODE` (ids run on NODE).
+#[task(name = "tests.count_run")]
+pub async fn count_run(ctx: TaskContext) -> Result<(), TaskError> {
+    let mut conn = test_redis().await?;
+    redis::pipe()
+        .hincr("tests:runs", ctx.id(), 1)
+        .rpush(format!("tests:ran:{}", ctx.node()), ctx.id())
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// Says it started (`tests:started`), then runs until cancelled.
+#[task(name = "tests.block")]
+pub async fn block(ctx: TaskContext) -> Result<(), TaskError> {
+    let mut conn = test_redis().await?;
+    redis::cmd("RPUSH")
+        .arg("tests:started")
+        .arg(ctx.id())
+        .query_async::<()>(&mut conn)
+        .await?;
+    ctx.cancellation().cancelled().await;
+    Err(TaskError::cancelled())
+}
+
+/// An async task with typed arguments.
+#[task(name = "tests.add")]
+pub async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// A plain (blocking) task with a `Result`.
+#[task(name = "tests.join")]
+pub fn join(words: Vec<String>, separator: String) -> Result<String, TaskError> {
+    if words.is_empty() {
+        return Err(TaskError::fatal("nothing to join"));
+    }
+    Ok(words.join(&separator))
+}
+
+/// A struct task.
+#[derive(Default)]
+pub struct Greeter;
+
+#[task(name = "tests.greet")]
+impl Greeter {
+    /// Greets `name`.
+    pub async fn run(&self, name: String) -> String {
+        format!("hello, {name}")
+    }
+}
+
+/// A task that asks for its context.
+#[task(name = "tests.whoami")]
+pub async fn whoami(ctx: TaskContext) -> (String, String, u32) {
+    (ctx.id().to_owned(), ctx.node().to_owned(), ctx.attempt())
+}
+
+/// A task that publishes another through its context's client; returns the child's id.
+#[task(name = "tests.spawn_add")]
+pub async fn spawn_add(ctx: TaskContext, n: i64) -> Result<String, TaskError> {
+    let child = add::delay(ctx.client(), n, 1)
+        .await
+        .map_err(|e| TaskError::new(e.to_string()))?;
+    Ok(child.id().to_owned())
+}
+
+/// A plain task that panics.
+#[task(name = "tests.panics")]
+pub fn panics() {
+    panic!("deliberate panic")
+}
+
+/// A task named by its module path.
+#[task]
+pub async fn default_named(x: u8) -> u8 {
+    x
+}

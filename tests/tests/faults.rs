@@ -1,0 +1,134 @@
+//! What a worker leaves behind when it is killed, stopped or fed garbage.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use stevedore::{Destination, PublishOptions, TaskState};
+use stevedore_tests::{eventually, pending, stream_len, tasks, test_worker_bin, RedisServer, WorkerProcess};
+
+const QUEUE: &str = "stevedore:{q:default}:stream";
+const DEAD: &str = "stevedore:{q:default}:dead";
+
+/// Waits until the test task `tests.block` with `id` has started.
+async fn wait_started(redis: &RedisServer, id: &str) {
+    let conn = redis.connection().await;
+    eventually("the blocking task to start", Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        let id = id.to_owned();
+        async move {
+            let started: Vec<String> = redis::cmd("LRANGE").arg("tests:started").arg(0).arg(-1)
+                .query_async(&mut conn).await.ok()?;
+            started.contains(&id).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_worker_leaves_its_running_task_pending_in_redis() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "doomed", &[]);
+    let client = redis.stevedore().await;
+    let handle = tasks::block::delay(&client).await.unwrap();
+    wait_started(&redis, handle.id()).await;
+
+    worker.signal(Signal::SIGKILL);
+    worker.wait_exit(Duration::from_secs(10));
+
+    let mut conn = redis.connection().await;
+    assert_eq!(stream_len(&mut conn, QUEUE).await, 1, "the message must still be in the stream");
+    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 1, "the message must be pending");
+    let record = client.task(handle.id()).await.unwrap();
+    assert_eq!(record.state(), TaskState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_goes_to_dead_letters_and_the_worker_goes_on() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    let garbage = b"\xc1\xffthis is not msgpack".to_vec();
+    let default = Destination::queue("default").unwrap();
+    let garbage_id = client.broker().enqueue_raw(&default, &garbage).await.unwrap();
+    let handle = tasks::add::apply_async(&client, (2, 3), PublishOptions::new().notify(true))
+        .await
+        .unwrap();
+
+    let record = handle.wait(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(record.task_run().unwrap().result, Some(5.into()));
+    let mut conn = redis.connection().await;
+    let dead = eventually("the garbage in the dead letters", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(DEAD).arg("-").arg("+")
+                .query_async(&mut conn).await.ok()?;
+            (!reply.ids.is_empty()).then_some(reply)
+        }
+    })
+    .await;
+    assert_eq!(dead.ids.len(), 1);
+    let entry = &dead.ids[0];
+    let raw: Vec<u8> = entry.get("raw").unwrap();
+    let reason: String = entry.get("reason").unwrap();
+    let source: String = entry.get("source_id").unwrap();
+    assert_eq!(raw, garbage);
+    assert!(reason.contains("cannot decode task message"), "{reason}");
+    assert_eq!(source, garbage_id);
+    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 0);
+    assert_eq!(stream_len(&mut conn, QUEUE).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_lets_the_running_task_finish() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    let message = stevedore::Client::message("stevedore.sleep", vec![700.into()], Default::default(), &PublishOptions::new()).unwrap();
+    let handle = client.publish(message).await.unwrap();
+    eventually("the sleep to start", Duration::from_secs(20), || {
+        let handle = handle.clone();
+        async move { (handle.record().await.ok()?.state() == TaskState::Running).then_some(()) }
+    })
+    .await;
+
+    worker.signal(Signal::SIGTERM);
+    let status = worker.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(handle.record().await.unwrap().state(), TaskState::Succeeded);
+    let mut conn = redis.connection().await;
+    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_leaves_the_unfinished_task_pending() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--shutdown-timeout", "300ms"]);
+    let client = redis.stevedore().await;
+    let handle = tasks::block::delay(&client).await.unwrap();
+    wait_started(&redis, handle.id()).await;
+
+    worker.signal(Signal::SIGTERM);
+    let status = worker.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let mut conn = redis.connection().await;
+    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 1);
+    assert_eq!(stream_len(&mut conn, QUEUE).await, 1);
+    assert_eq!(handle.record().await.unwrap().state(), TaskState::Running, "no outcome may be recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_signal_stops_at_once() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--shutdown-timeout", "1h"]);
+    let client = redis.stevedore().await;
+    let handle = tasks::block::delay(&client).await.unwrap();
+    wait_started(&redis, handle.id()).await;
+
+    worker.signal(Signal::SIGTERM);
+    worker.wait_for_log("stopping: no new work", 1, Duration::from_secs(10));
+    worker.signal(Signal::SIGINT);
+    let status = worker.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130));
+    let mut conn = redis.connection().await;
+    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 1);
+}
