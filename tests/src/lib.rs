@@ -22,11 +22,6 @@ macro_rules! test_worker_bin {
     };
 }
 
-/// The `stevedore` admin binary, built from the worker crate into the same target directory.
-pub fn admin_bin(test_worker: &str) -> std::path::PathBuf {
-    std::path::Path::new(test_worker).with_file_name("stevedore")
-}
-
 /// Polls `check` every few milliseconds until it returns `Some`, or panics naming `what` once
 /// `timeout` has passed.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

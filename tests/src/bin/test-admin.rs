@@ -1,0 +1,5 @@
+//! The `stevedore` admin CLI, built into this package so its tests can run it.
+
+fn main() -> std::process::ExitCode {
+    stevedore_worker::admin::main()
+}
