@@ -18,16 +18,27 @@ use crate::{Client, Message, PublishOptions, Result, TaskError, TaskHandle, MESS
     label = "not serializable",
     note = "derive `serde::Serialize` and `serde::Deserialize` for it, and use owned types (`String`, not `&str`)"
 )]
-pub trait TaskValue: Serialize + DeserializeOwned {}
+pub trait TaskValue: Sized {
+    /// Encodes the value as MessagePack.
+    fn to_value(&self) -> Result<rmpv::Value, rmpv::ext::Error>;
+    /// Decodes the value from MessagePack.
+    fn from_value(value: rmpv::Value) -> Result<Self, rmpv::ext::Error>;
+}
 
-impl<T: Serialize + DeserializeOwned> TaskValue for T {}
+// Not a supertrait bound: a blanket impl makes a missing derive one error, not two.
+impl<T: Serialize + DeserializeOwned> TaskValue for T {
+    fn to_value(&self) -> Result<rmpv::Value, rmpv::ext::Error> {
+        rmpv::ext::to_value(self)
+    }
 
-/// Compile-time check used by the macro: every argument and the result must be a [`TaskValue`].
-pub const fn assert_task_value<T: TaskValue>() {}
+    fn from_value(value: rmpv::Value) -> Result<Self, rmpv::ext::Error> {
+        rmpv::ext::from_value(value)
+    }
+}
 
 /// Encodes one argument for the message.
-pub fn encode_arg<T: Serialize>(task: &str, name: &str, value: &T) -> Result<rmpv::Value> {
-    rmpv::ext::to_value(value).map_err(|e| crate::Error::Encode {
+pub fn encode_arg<T: TaskValue>(task: &str, name: &str, value: &T) -> Result<rmpv::Value> {
+    value.to_value().map_err(|e| crate::Error::Encode {
         what: format!("argument `{name}` of task `{task}`"),
         reason: e.to_string(),
     })
@@ -90,7 +101,7 @@ impl Arguments {
     }
 
     /// Decodes the next parameter, from the next positional argument or else from `kwargs`.
-    pub fn take<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, TaskError> {
+    pub fn take<T: TaskValue>(&mut self, name: &str) -> Result<T, TaskError> {
         let value = match self.positional.next() {
             Some(value) => {
                 if self.kwargs.contains_key(name) {
@@ -105,7 +116,7 @@ impl Arguments {
                 TaskError::fatal(format!("task `{}`: missing argument `{name}`", self.task))
             })?,
         };
-        rmpv::ext::from_value(value).map_err(|e| {
+        T::from_value(value).map_err(|e| {
             TaskError::fatal(format!(
                 "task `{}`: argument `{name}` has the wrong type: {e}",
                 self.task
@@ -134,13 +145,13 @@ pub trait IntoOutcome {
 /// Marks a body that returns a plain value (not a `Result`).
 pub struct Plain<T>(pub T);
 
-impl<T: Serialize> IntoOutcome for Plain<T> {
+impl<T: TaskValue> IntoOutcome for Plain<T> {
     fn into_outcome(self) -> Result<rmpv::Value, TaskError> {
         encode_result(&self.0)
     }
 }
 
-impl<T: Serialize, E: Into<TaskError>> IntoOutcome for std::result::Result<T, E> {
+impl<T: TaskValue, E: Into<TaskError>> IntoOutcome for std::result::Result<T, E> {
     fn into_outcome(self) -> Result<rmpv::Value, TaskError> {
         match self {
             Ok(value) => encode_result(&value),
@@ -149,8 +160,9 @@ impl<T: Serialize, E: Into<TaskError>> IntoOutcome for std::result::Result<T, E>
     }
 }
 
-fn encode_result<T: Serialize>(value: &T) -> Result<rmpv::Value, TaskError> {
-    rmpv::ext::to_value(value)
+fn encode_result<T: TaskValue>(value: &T) -> Result<rmpv::Value, TaskError> {
+    value
+        .to_value()
         .map_err(|e| TaskError::fatal(format!("cannot encode the task's result: {e}")))
 }
 

@@ -5,7 +5,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The Redis URL does not parse.
-    #[error("invalid redis URL `{url}`: {reason}; expected redis://HOST:PORT[/DB] or unix:///PATH")]
+    #[error(
+        "invalid redis URL `{url}`: {reason}; expected redis://HOST:PORT[/DB] or unix:///PATH"
+    )]
     InvalidUrl {
         /// The URL, with any password masked.
         url: String,

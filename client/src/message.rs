@@ -77,7 +77,9 @@ impl Message {
 
     /// Whether the publisher asked to be woken when the task ends.
     pub fn wants_notify(&self) -> bool {
-        self.headers.get(Self::NOTIFY_HEADER).is_some_and(|v| v == "1")
+        self.headers
+            .get(Self::NOTIFY_HEADER)
+            .is_some_and(|v| v == "1")
     }
 }
 

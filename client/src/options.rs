@@ -107,10 +107,19 @@ mod tests {
     #[test]
     fn destination_defaults_to_the_task_queue_then_default() {
         let o = PublishOptions::new();
-        assert_eq!(o.destination(None).unwrap(), Destination::queue("default").unwrap());
-        assert_eq!(o.destination(Some("io")).unwrap(), Destination::queue("io").unwrap());
+        assert_eq!(
+            o.destination(None).unwrap(),
+            Destination::queue("default").unwrap()
+        );
+        assert_eq!(
+            o.destination(Some("io")).unwrap(),
+            Destination::queue("io").unwrap()
+        );
         let o = PublishOptions::new().node("n1");
-        assert_eq!(o.destination(Some("io")).unwrap(), Destination::node("n1").unwrap());
+        assert_eq!(
+            o.destination(Some("io")).unwrap(),
+            Destination::node("n1").unwrap()
+        );
     }
 
     #[test]

@@ -122,7 +122,10 @@ mod tests {
             Destination::node("web-1").unwrap(),
             Destination::Broadcast,
         ] {
-            assert_eq!(Destination::from_wire_name(&dest.wire_name()).unwrap(), dest);
+            assert_eq!(
+                Destination::from_wire_name(&dest.wire_name()).unwrap(),
+                dest
+            );
         }
     }
 }

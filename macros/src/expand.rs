@@ -16,7 +16,9 @@ pub fn expand(task: &TaskDef) -> TokenStream {
                 Some(name) => quote!(#name),
                 None => quote!(::core::module_path!()),
             };
-            let doc = format!("The stevedore stub of task [`{ident}`]: publishes it instead of running it.");
+            let doc = format!(
+                "The stevedore stub of task [`{ident}`]: publishes it instead of running it."
+            );
             quote! {
                 #item
 
@@ -111,12 +113,16 @@ fn arguments(task: &TaskDef) -> (Vec<&syn::Ident>, Vec<&syn::Type>) {
 /// The stub functions, the handler and the registration, written against `NAME`.
 fn shared_items(task: &TaskDef) -> TokenStream {
     let (idents, types) = arguments(task);
-    let names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let encodes = idents.iter().zip(&types).map(|(ident, ty)| {
+        let name = ident.to_string();
+        quote_spanned! {ty.span()=>
+            ::stevedore::__private::encode_arg::<#ty>(NAME, #name, &#ident)?
+        }
+    });
     let queue = match &task.queue {
         Some(q) => quote!(::core::option::Option::Some(#q)),
         None => quote!(::core::option::Option::None),
     };
-    let checks = value_checks(task, &types);
     let handler = handler(task);
     let kind = if task.body.is_async {
         quote!(::stevedore::TaskKind::Async)
@@ -147,13 +153,10 @@ fn shared_items(task: &TaskDef) -> TokenStream {
             options: &::stevedore::PublishOptions,
         ) -> ::stevedore::Result<::stevedore::Message> {
             let (#(#idents,)*) = args;
-            let values = ::std::vec![
-                #(::stevedore::__private::encode_arg(NAME, #names, &#idents)?),*
-            ];
+            let values = ::std::vec![#(#encodes),*];
             ::stevedore::__private::build_message(NAME, #queue, values, options)
         }
 
-        #checks
         #handler
 
         ::stevedore::__private::inventory::submit! {
@@ -165,23 +168,6 @@ fn shared_items(task: &TaskDef) -> TokenStream {
                 ::core::concat!(::core::file!(), ":", ::core::line!()),
             )
         }
-    }
-}
-
-/// Compile-time checks that every argument and the result can travel, with errors at their
-/// types.
-fn value_checks(task: &TaskDef, types: &[&syn::Type]) -> TokenStream {
-    let arg_checks = types.iter().map(|ty| {
-        quote_spanned! {ty.span()=> ::stevedore::__private::assert_task_value::<#ty>(); }
-    });
-    let output_check = match (&task.body.output, task.body.returns_result) {
-        (Some(ty), false) => {
-            quote_spanned! {ty.span()=> ::stevedore::__private::assert_task_value::<#ty>(); }
-        }
-        _ => quote!(),
-    };
-    quote! {
-        const _: () = { #(#arg_checks)* #output_check };
     }
 }
 
@@ -200,7 +186,9 @@ fn handler(task: &TaskDef) -> TokenStream {
             Param::Argument { ident, ty } => {
                 let name = ident.to_string();
                 let var = format_ident!("__arg{index}");
-                takes.push(quote!(let #var: #ty = __arguments.take(#name)?;));
+                takes.push(quote_spanned! {ty.span()=>
+                    let #var = __arguments.take::<#ty>(#name)?;
+                });
                 call_args.push(quote!(#var));
             }
             Param::Context => call_args.push(quote!(__context.clone())),
@@ -212,11 +200,16 @@ fn handler(task: &TaskDef) -> TokenStream {
             quote!(<#self_ty as ::core::default::Default>::default().run(#(#call_args),*))
         }
     };
+    let span = task
+        .body
+        .output
+        .as_ref()
+        .map_or_else(proc_macro2::Span::call_site, |t| t.span());
     let outcome = |value: TokenStream| {
         if task.body.returns_result {
-            quote!(::stevedore::__private::IntoOutcome::into_outcome(#value))
+            quote_spanned!(span=> ::stevedore::__private::IntoOutcome::into_outcome(#value))
         } else {
-            quote!(::stevedore::__private::IntoOutcome::into_outcome(::stevedore::__private::Plain(#value)))
+            quote_spanned!(span=> ::stevedore::__private::IntoOutcome::into_outcome(::stevedore::__private::Plain(#value)))
         }
     };
     let run = if task.body.is_async {

@@ -35,7 +35,10 @@ pub enum Shape {
     /// `#[task] fn add(...)`: the function's name and visibility.
     Function { ident: Ident, vis: syn::Visibility },
     /// `#[task] impl Adder { fn run(&self, ...) }`: the type.
-    Struct { self_ty: Box<Type>, type_name: Ident },
+    Struct {
+        self_ty: Box<Type>,
+        type_name: Ident,
+    },
 }
 
 /// One parameter of the task function.
@@ -124,7 +127,8 @@ fn parse_options(attr: TokenStream) -> syn::Result<(Option<LitStr>, Option<LitSt
         } else if meta.path.is_ident("queue") {
             queue = Some(non_empty(meta.value()?.parse()?)?);
         } else {
-            return Err(meta.error("unknown #[task] option; expected `name = \"...\"` or `queue = \"...\"`"));
+            return Err(meta
+                .error("unknown #[task] option; expected `name = \"...\"` or `queue = \"...\"`"));
         }
         Ok(())
     });
@@ -158,7 +162,10 @@ fn check_signature(sig: &Signature, method: bool) -> syn::Result<Body> {
         match input {
             FnArg::Receiver(r) if method => {
                 if r.reference.is_none() || r.mutability.is_some() {
-                    return Err(syn::Error::new(r.span(), "a struct task's `run` takes `&self`"));
+                    return Err(syn::Error::new(
+                        r.span(),
+                        "a struct task's `run` takes `&self`",
+                    ));
                 }
                 has_receiver = true;
             }
@@ -172,7 +179,10 @@ fn check_signature(sig: &Signature, method: bool) -> syn::Result<Body> {
         }
     }
     if method && !has_receiver {
-        return Err(syn::Error::new(sig.ident.span(), "a struct task's `run` takes `&self`"));
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            "a struct task's `run` takes `&self`",
+        ));
     }
     let (returns_result, output) = match &sig.output {
         ReturnType::Default => (false, None),
@@ -189,7 +199,10 @@ fn check_signature(sig: &Signature, method: bool) -> syn::Result<Body> {
 fn check_param(typed: &syn::PatType, earlier: &[Param]) -> syn::Result<Param> {
     if is_context(&typed.ty) {
         if earlier.iter().any(|p| matches!(p, Param::Context)) {
-            return Err(syn::Error::new(typed.span(), "a task takes at most one `TaskContext`"));
+            return Err(syn::Error::new(
+                typed.span(),
+                "a task takes at most one `TaskContext`",
+            ));
         }
         return Ok(Param::Context);
     }

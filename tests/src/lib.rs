@@ -34,13 +34,20 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Entries of `stream` pending in `group` (read, not acknowledged).
-pub async fn pending(conn: &mut redis::aio::MultiplexedConnection, stream: &str, group: &str) -> u64 {
+pub async fn pending(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> u64 {
     let reply: redis::Value = redis::cmd("XPENDING")
         .arg(stream)
         .arg(group)
@@ -66,7 +73,9 @@ pub async fn stream_len(conn: &mut redis::aio::MultiplexedConnection, stream: &s
 }
 
 /// Test-task runs counted per task id (`tests:runs`).
-pub async fn runs(conn: &mut redis::aio::MultiplexedConnection) -> std::collections::HashMap<String, u64> {
+pub async fn runs(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::HashMap<String, u64> {
     redis::cmd("HGETALL")
         .arg("tests:runs")
         .query_async(conn)

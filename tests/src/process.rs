@@ -61,13 +61,20 @@ impl WorkerProcess {
     pub fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let seen = self.log_lines().iter().filter(|l| l.contains(needle)).count();
+            let seen = self
+                .log_lines()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
             if seen >= count {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("worker {} did not log `{needle}` {count} time(s) within {timeout:?}:\n{}",
-                    self.node, self.log_lines().join("\n"));
+                panic!(
+                    "worker {} did not log `{needle}` {count} time(s) within {timeout:?}:\n{}",
+                    self.node,
+                    self.log_lines().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -90,7 +97,11 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().expect("poll the worker") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "worker {} did not exit within {timeout:?}", self.node);
+            assert!(
+                Instant::now() < deadline,
+                "worker {} did not exit within {timeout:?}",
+                self.node
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -106,7 +117,11 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill_hard();
         if std::thread::panicking() {
-            eprintln!("--- log of worker {} ---\n{}", self.node, self.log_lines().join("\n"));
+            eprintln!(
+                "--- log of worker {} ---\n{}",
+                self.node,
+                self.log_lines().join("\n")
+            );
         }
     }
 }

@@ -68,7 +68,14 @@ fn spawn(dir: PathBuf) -> Child {
     Command::new("redis-server")
         .args(["--port", "0", "--unixsocket"])
         .arg(dir.join("redis.sock"))
-        .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .args(["--maxmemory-policy", "noeviction", "--dir"])
         .arg(&dir)
         .stdout(Stdio::null())

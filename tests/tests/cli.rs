@@ -1,5 +1,7 @@
 //! The `stevedore` admin CLI: enqueue, task, queues, and its errors.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::process::{Command, Output};
 
 use stevedore_tests::{test_worker_bin, RedisServer, WorkerProcess};
@@ -14,7 +16,10 @@ fn admin(redis_url: &str, args: &[&str]) -> Output {
 }
 
 fn stdout_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn stderr(output: &Output) -> String {
@@ -29,7 +34,16 @@ fn is_uuid(text: &str) -> bool {
 fn enqueue_wait_prints_the_id_then_the_result_as_json() {
     let redis = RedisServer::start();
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
-    let out = admin(&redis.url(), &["enqueue", "stevedore.echo", "--args", r#"[1, "x", {"k": [true]}]"#, "--wait"]);
+    let out = admin(
+        &redis.url(),
+        &[
+            "enqueue",
+            "stevedore.echo",
+            "--args",
+            r#"[1, "x", {"k": [true]}]"#,
+            "--wait",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = stdout_lines(&out);
     assert_eq!(lines.len(), 2, "{lines:?}");
@@ -44,7 +58,10 @@ fn enqueue_wait_prints_the_id_then_the_result_as_json() {
     assert_eq!(json["runs"][0]["attempt"], 1);
     let human = admin(&redis.url(), &["task", &lines[0]]);
     let human = String::from_utf8_lossy(&human.stdout);
-    assert!(human.contains("state:     succeeded") && human.contains("node:      w"), "{human}");
+    assert!(
+        human.contains("state:     succeeded") && human.contains("node:      w"),
+        "{human}"
+    );
 }
 
 #[test]
@@ -52,20 +69,50 @@ fn enqueue_wait_exits_non_zero_when_the_task_fails_or_time_runs_out() {
     let redis = RedisServer::start();
     let failed = {
         let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
-        admin(&redis.url(), &["enqueue", "stevedore.fail", "--args", r#"["it broke"]"#, "--wait"])
+        admin(
+            &redis.url(),
+            &[
+                "enqueue",
+                "stevedore.fail",
+                "--args",
+                r#"["it broke"]"#,
+                "--wait",
+            ],
+        )
     };
     assert!(!failed.status.success());
-    assert!(stderr(&failed).contains("failed: it broke"), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("failed: it broke"),
+        "{}",
+        stderr(&failed)
+    );
 
-    let timed_out = admin(&redis.url(), &["enqueue", "stevedore.noop", "--wait", "--timeout", "300ms"]);
+    let timed_out = admin(
+        &redis.url(),
+        &["enqueue", "stevedore.noop", "--wait", "--timeout", "300ms"],
+    );
     assert!(!timed_out.status.success());
-    assert!(stderr(&timed_out).contains("did not finish within"), "{}", stderr(&timed_out));
+    assert!(
+        stderr(&timed_out).contains("did not finish within"),
+        "{}",
+        stderr(&timed_out)
+    );
 }
 
 #[test]
 fn enqueue_count_publishes_that_many_and_queues_counts_them() {
     let redis = RedisServer::start();
-    let out = admin(&redis.url(), &["enqueue", "stevedore.noop", "--queue", "later", "--count", "1500"]);
+    let out = admin(
+        &redis.url(),
+        &[
+            "enqueue",
+            "stevedore.noop",
+            "--queue",
+            "later",
+            "--count",
+            "1500",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let ids = stdout_lines(&out);
     assert_eq!(ids.len(), 1500);
@@ -75,29 +122,63 @@ fn enqueue_count_publishes_that_many_and_queues_counts_them() {
 
     let queues = admin(&redis.url(), &["queues", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&queues.stdout).unwrap();
-    let row = |name: &str| json.as_array().unwrap().iter().find(|r| r["queue"] == name).cloned()
-        .unwrap_or_else(|| panic!("no row for {name} in {json}"));
+    let row = |name: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["queue"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {name} in {json}"))
+    };
     assert_eq!(row("later")["waiting"], 1500);
     assert_eq!(row("later")["running"], 0);
     assert_eq!(row("node:n7")["waiting"], 1);
     assert_eq!(row("broadcast")["length"], 1);
     let table = admin(&redis.url(), &["queues"]);
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.lines().next().unwrap().starts_with("QUEUE"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("later") && l.contains("1500")), "{table}");
+    assert!(
+        table.lines().next().unwrap().starts_with("QUEUE"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("later") && l.contains("1500")),
+        "{table}"
+    );
 }
 
 #[test]
 fn bad_input_is_one_clear_line() {
     let redis = RedisServer::start();
     let cases: [(&str, Vec<&str>, &str); 4] = [
-        ("redis://127.0.0.1:1", vec!["queues"], "error: cannot reach redis at redis://127.0.0.1:1"),
-        ("http://nowhere", vec!["queues"], "error: invalid redis URL `http://nowhere`"),
-        ("", vec!["enqueue", "stevedore.noop", "--args", "{"], "error: --args is not JSON"),
-        ("", vec!["enqueue", "stevedore.noop", "--queue", "no spaces"], "error: invalid queue name `no spaces`"),
+        (
+            "redis://127.0.0.1:1",
+            vec!["queues"],
+            "error: cannot reach redis at redis://127.0.0.1:1",
+        ),
+        (
+            "http://nowhere",
+            vec!["queues"],
+            "error: invalid redis URL `http://nowhere`",
+        ),
+        (
+            "",
+            vec!["enqueue", "stevedore.noop", "--args", "{"],
+            "error: --args is not JSON",
+        ),
+        (
+            "",
+            vec!["enqueue", "stevedore.noop", "--queue", "no spaces"],
+            "error: invalid queue name `no spaces`",
+        ),
     ];
     for (url, args, expected) in cases {
-        let url = if url.is_empty() { redis.url() } else { url.to_owned() };
+        let url = if url.is_empty() {
+            redis.url()
+        } else {
+            url.to_owned()
+        };
         let out = admin(&url, &args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);

@@ -1,10 +1,15 @@
 //! Shared, node and broadcast queues end to end, with real worker processes.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::collections::HashSet;
 use std::time::Duration;
 
 use stevedore::PublishOptions;
-use stevedore_tests::{eventually, pending, ran_on, runs, stream_len, test_worker_bin, tasks, RedisServer, WorkerProcess};
+use stevedore_tests::{
+    eventually, pending, ran_on, runs, stream_len, tasks, test_worker_bin, RedisServer,
+    WorkerProcess,
+};
 
 const QUEUE: &str = "stevedore:{q:default}:stream";
 
@@ -34,18 +39,34 @@ async fn thousand_tasks_over_two_workers_each_run_exactly_once() {
     })
     .await;
     assert_eq!(counted.keys().cloned().collect::<HashSet<_>>(), ids);
-    assert!(counted.values().all(|&n| n == 1), "some task ran more than once");
-    let (on_a, on_b) = (ran_on(&mut conn, a.node()).await, ran_on(&mut conn, b.node()).await);
+    assert!(
+        counted.values().all(|&n| n == 1),
+        "some task ran more than once"
+    );
+    let (on_a, on_b) = (
+        ran_on(&mut conn, a.node()).await,
+        ran_on(&mut conn, b.node()).await,
+    );
     assert_eq!(on_a.len() + on_b.len(), 1000);
-    assert!(!on_a.is_empty() && !on_b.is_empty(), "work was not spread: a={} b={}", on_a.len(), on_b.len());
+    assert!(
+        !on_a.is_empty() && !on_b.is_empty(),
+        "work was not spread: a={} b={}",
+        on_a.len(),
+        on_b.len()
+    );
 
-    eventually("every entry acknowledged and deleted", Duration::from_secs(10), || {
-        let mut conn = conn.clone();
-        async move {
-            let done = stream_len(&mut conn, QUEUE).await == 0 && pending(&mut conn, QUEUE, "workers").await == 0;
-            done.then_some(())
-        }
-    })
+    eventually(
+        "every entry acknowledged and deleted",
+        Duration::from_secs(10),
+        || {
+            let mut conn = conn.clone();
+            async move {
+                let done = stream_len(&mut conn, QUEUE).await == 0
+                    && pending(&mut conn, QUEUE, "workers").await == 0;
+                done.then_some(())
+            }
+        },
+    )
     .await;
     let record = client.task(ids.iter().next().unwrap()).await.unwrap();
     assert_eq!(record.state(), stevedore::TaskState::Succeeded);
@@ -98,28 +119,38 @@ async fn broadcast_to_three_nodes(kill_connections_of_c: bool) {
     let mut conn = redis.connection().await;
     if kill_connections_of_c {
         let killed = kill_connections_of(&mut conn, "c").await;
-        assert!(killed >= 2, "expected the fetchers' connections of c, killed {killed}");
+        assert!(
+            killed >= 2,
+            "expected the fetchers' connections of c, killed {killed}"
+        );
     }
     let handle = tasks::count_run::apply_async(&client, (), PublishOptions::new().broadcast())
         .await
         .unwrap();
 
-    let counted = eventually("the broadcast run on three nodes", Duration::from_secs(30), || {
-        let mut conn = conn.clone();
-        let client = client.clone();
-        let id = handle.id().to_owned();
-        async move {
-            let record = client.task(&id).await.ok()?;
-            let all_done = record.runs.len() == 3 && record.state().is_final();
-            let all_acked = all_acked(&mut conn).await;
-            (all_done && all_acked).then_some(())?;
-            Some(runs(&mut conn).await)
-        }
-    })
+    let counted = eventually(
+        "the broadcast run on three nodes",
+        Duration::from_secs(30),
+        || {
+            let mut conn = conn.clone();
+            let client = client.clone();
+            let id = handle.id().to_owned();
+            async move {
+                let record = client.task(&id).await.ok()?;
+                let all_done = record.runs.len() == 3 && record.state().is_final();
+                let all_acked = all_acked(&mut conn).await;
+                (all_done && all_acked).then_some(())?;
+                Some(runs(&mut conn).await)
+            }
+        },
+    )
     .await;
     assert_eq!(counted.get(handle.id()), Some(&3), "{counted:?}");
     for w in &workers {
-        assert_eq!(ran_on(&mut conn, w.node()).await, vec![handle.id().to_owned()]);
+        assert_eq!(
+            ran_on(&mut conn, w.node()).await,
+            vec![handle.id().to_owned()]
+        );
     }
     let record = client.task(handle.id()).await.unwrap();
     let nodes: HashSet<_> = record.runs.values().map(|r| r.node.clone()).collect();
@@ -127,7 +158,10 @@ async fn broadcast_to_three_nodes(kill_connections_of_c: bool) {
     if kill_connections_of_c {
         // c lost its fetchers' connections and came back: two more "fetching" lines.
         workers[2].wait_for_log("fetching", 4, Duration::from_secs(10));
-        assert!(workers[2].log_lines().iter().any(|l| l.contains("reconnecting")));
+        assert!(workers[2]
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("reconnecting")));
     }
 }
 
@@ -144,15 +178,29 @@ async fn all_acked(conn: &mut redis::aio::MultiplexedConnection) -> bool {
 /// `CLIENT KILL`s every dedicated connection of `node` (named `stevedore:NODE:ROLE`: its
 /// fetchers and recorder); returns how many.
 async fn kill_connections_of(conn: &mut redis::aio::MultiplexedConnection, node: &str) -> usize {
-    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(conn).await.unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
     let prefix = format!("name=stevedore:{node}:");
     let ids: Vec<String> = list
         .lines()
         .filter(|line| line.split(' ').any(|f| f.starts_with(&prefix)))
-        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned))
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_owned)
+        })
         .collect();
     for id in &ids {
-        let _: redis::Value = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query_async(conn).await.unwrap();
+        let _: redis::Value = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(conn)
+            .await
+            .unwrap();
     }
     ids.len()
 }

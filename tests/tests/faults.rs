@@ -1,10 +1,14 @@
 //! What a worker leaves behind when it is killed, stopped or fed garbage.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use stevedore::{Destination, PublishOptions, TaskState};
-use stevedore_tests::{eventually, pending, stream_len, tasks, test_worker_bin, RedisServer, WorkerProcess};
+use stevedore_tests::{
+    eventually, pending, stream_len, tasks, test_worker_bin, RedisServer, WorkerProcess,
+};
 
 const QUEUE: &str = "stevedore:{q:default}:stream";
 const DEAD: &str = "stevedore:{q:default}:dead";
@@ -12,15 +16,24 @@ const DEAD: &str = "stevedore:{q:default}:dead";
 /// Waits until the test task `tests.block` with `id` has started.
 async fn wait_started(redis: &RedisServer, id: &str) {
     let conn = redis.connection().await;
-    eventually("the blocking task to start", Duration::from_secs(20), || {
-        let mut conn = conn.clone();
-        let id = id.to_owned();
-        async move {
-            let started: Vec<String> = redis::cmd("LRANGE").arg("tests:started").arg(0).arg(-1)
-                .query_async(&mut conn).await.ok()?;
-            started.contains(&id).then_some(())
-        }
-    })
+    eventually(
+        "the blocking task to start",
+        Duration::from_secs(20),
+        || {
+            let mut conn = conn.clone();
+            let id = id.to_owned();
+            async move {
+                let started: Vec<String> = redis::cmd("LRANGE")
+                    .arg("tests:started")
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                started.contains(&id).then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -36,8 +49,16 @@ async fn sigkilled_worker_leaves_its_running_task_pending_in_redis() {
     worker.wait_exit(Duration::from_secs(10));
 
     let mut conn = redis.connection().await;
-    assert_eq!(stream_len(&mut conn, QUEUE).await, 1, "the message must still be in the stream");
-    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 1, "the message must be pending");
+    assert_eq!(
+        stream_len(&mut conn, QUEUE).await,
+        1,
+        "the message must still be in the stream"
+    );
+    assert_eq!(
+        pending(&mut conn, QUEUE, "workers").await,
+        1,
+        "the message must be pending"
+    );
     let record = client.task(handle.id()).await.unwrap();
     assert_eq!(record.state(), TaskState::Running);
 }
@@ -49,7 +70,11 @@ async fn garbage_goes_to_dead_letters_and_the_worker_goes_on() {
     let client = redis.stevedore().await;
     let garbage = b"\xc1\xffthis is not msgpack".to_vec();
     let default = Destination::queue("default").unwrap();
-    let garbage_id = client.broker().enqueue_raw(&default, &garbage).await.unwrap();
+    let garbage_id = client
+        .broker()
+        .enqueue_raw(&default, &garbage)
+        .await
+        .unwrap();
     let handle = tasks::add::apply_async(&client, (2, 3), PublishOptions::new().notify(true))
         .await
         .unwrap();
@@ -57,14 +82,23 @@ async fn garbage_goes_to_dead_letters_and_the_worker_goes_on() {
     let record = handle.wait(Duration::from_secs(20)).await.unwrap();
     assert_eq!(record.task_run().unwrap().result, Some(5.into()));
     let mut conn = redis.connection().await;
-    let dead = eventually("the garbage in the dead letters", Duration::from_secs(10), || {
-        let mut conn = conn.clone();
-        async move {
-            let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(DEAD).arg("-").arg("+")
-                .query_async(&mut conn).await.ok()?;
-            (!reply.ids.is_empty()).then_some(reply)
-        }
-    })
+    let dead = eventually(
+        "the garbage in the dead letters",
+        Duration::from_secs(10),
+        || {
+            let mut conn = conn.clone();
+            async move {
+                let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(DEAD)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (!reply.ids.is_empty()).then_some(reply)
+            }
+        },
+    )
     .await;
     assert_eq!(dead.ids.len(), 1);
     let entry = &dead.ids[0];
@@ -83,7 +117,13 @@ async fn graceful_stop_lets_the_running_task_finish() {
     let redis = RedisServer::start();
     let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     let client = redis.stevedore().await;
-    let message = stevedore::Client::message("stevedore.sleep", vec![700.into()], Default::default(), &PublishOptions::new()).unwrap();
+    let message = stevedore::Client::message(
+        "stevedore.sleep",
+        vec![700.into()],
+        Default::default(),
+        &PublishOptions::new(),
+    )
+    .unwrap();
     let handle = client.publish(message).await.unwrap();
     eventually("the sleep to start", Duration::from_secs(20), || {
         let handle = handle.clone();
@@ -102,7 +142,12 @@ async fn graceful_stop_lets_the_running_task_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_timeout_leaves_the_unfinished_task_pending() {
     let redis = RedisServer::start();
-    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--shutdown-timeout", "300ms"]);
+    let mut worker = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "w",
+        &["--shutdown-timeout", "300ms"],
+    );
     let client = redis.stevedore().await;
     let handle = tasks::block::delay(&client).await.unwrap();
     wait_started(&redis, handle.id()).await;
@@ -113,13 +158,22 @@ async fn shutdown_timeout_leaves_the_unfinished_task_pending() {
     let mut conn = redis.connection().await;
     assert_eq!(pending(&mut conn, QUEUE, "workers").await, 1);
     assert_eq!(stream_len(&mut conn, QUEUE).await, 1);
-    assert_eq!(handle.record().await.unwrap().state(), TaskState::Running, "no outcome may be recorded");
+    assert_eq!(
+        handle.record().await.unwrap().state(),
+        TaskState::Running,
+        "no outcome may be recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_signal_stops_at_once() {
     let redis = RedisServer::start();
-    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--shutdown-timeout", "1h"]);
+    let mut worker = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "w",
+        &["--shutdown-timeout", "1h"],
+    );
     let client = redis.stevedore().await;
     let handle = tasks::block::delay(&client).await.unwrap();
     wait_started(&redis, handle.id()).await;

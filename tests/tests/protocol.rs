@@ -1,6 +1,8 @@
 //! A message built by hand from docs/protocol.md alone, as another language would, is decoded
 //! and run.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::time::Duration;
 
 use rmpv::Value;
@@ -33,7 +35,10 @@ fn hand_built_message_decodes() {
     assert_eq!(message.task, "stevedore.echo");
     assert_eq!(message.args, vec![Value::from(1), Value::from("two")]);
     assert_eq!(message.queue, "default");
-    assert_eq!((message.retries, message.tried, message.eta, message.timeout), (0, 0, None, None));
+    assert_eq!(
+        (message.retries, message.tried, message.eta, message.timeout),
+        (0, 0, None, None)
+    );
     assert!(message.wants_notify());
 }
 
@@ -53,7 +58,11 @@ async fn hand_built_message_is_run_and_its_record_reads_as_documented() {
         .unwrap();
 
     let client = redis.stevedore().await;
-    let record = client.handle(&id, true).wait(Duration::from_secs(20)).await.unwrap();
+    let record = client
+        .handle(&id, true)
+        .wait(Duration::from_secs(20))
+        .await
+        .unwrap();
     assert_eq!(record.state(), TaskState::Succeeded);
 
     // The record, read as another language would: a hash field `task` holding a map.
@@ -66,8 +75,16 @@ async fn hand_built_message_is_run_and_its_record_reads_as_documented() {
     let Value::Map(fields) = rmpv::decode::read_value(&mut raw.as_slice()).unwrap() else {
         panic!("a run record is a map");
     };
-    let field = |name: &str| fields.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v.clone());
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(field("state"), Some(Value::from("succeeded")));
     assert_eq!(field("node"), Some(Value::from("w")));
-    assert_eq!(field("result"), Some(Value::Array(vec![Value::from(1), Value::from("two")])));
+    assert_eq!(
+        field("result"),
+        Some(Value::Array(vec![Value::from(1), Value::from("two")]))
+    );
 }

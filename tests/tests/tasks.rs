@@ -1,11 +1,21 @@
 //! `#[task]` stubs and handlers end to end: typed arguments, kinds of task, and bad input.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::time::Duration;
 
 use stevedore::{Client, PublishOptions, TaskRecord, TaskState};
 use stevedore_tests::{tasks, test_worker_bin, RedisServer, WorkerProcess};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// A call that must fail: task, args, kwargs, and the text its error must contain.
+type BadCall = (
+    &'static str,
+    Vec<rmpv::Value>,
+    Vec<(&'static str, rmpv::Value)>,
+    &'static str,
+);
 
 fn notify() -> PublishOptions {
     PublishOptions::new().notify(true)
@@ -17,10 +27,24 @@ async fn outcome(record: &TaskRecord) -> (TaskState, Option<rmpv::Value>, Option
 }
 
 /// Publishes `task` with dynamic arguments (as the CLI does) and waits for it.
-async fn run_dynamic(client: &Client, task: &str, args: Vec<rmpv::Value>, kwargs: &[(&str, rmpv::Value)]) -> TaskRecord {
-    let kwargs = kwargs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+async fn run_dynamic(
+    client: &Client,
+    task: &str,
+    args: Vec<rmpv::Value>,
+    kwargs: &[(&str, rmpv::Value)],
+) -> TaskRecord {
+    let kwargs = kwargs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let message = Client::message(task, args, kwargs, &notify()).unwrap();
-    client.publish(message).await.unwrap().wait(WAIT).await.unwrap()
+    client
+        .publish(message)
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,23 +53,42 @@ async fn every_kind_of_task_runs_through_its_stub() {
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     let client = redis.stevedore().await;
 
-    let add = tasks::add::apply_async(&client, (40, 2), notify()).await.unwrap();
-    let join = tasks::join::apply_async(&client, (vec!["a".into(), "b".into()], "-".into()), notify())
+    let add = tasks::add::apply_async(&client, (40, 2), notify())
         .await
         .unwrap();
-    let greet = tasks::Greeter::apply_async(&client, ("ada".into(),), notify()).await.unwrap();
-    let whoami = tasks::whoami::apply_async(&client, (), notify()).await.unwrap();
-    let named = tasks::default_named::apply_async(&client, (7,), notify()).await.unwrap();
+    let join = tasks::join::apply_async(
+        &client,
+        (vec!["a".into(), "b".into()], "-".into()),
+        notify(),
+    )
+    .await
+    .unwrap();
+    let greet = tasks::Greeter::apply_async(&client, ("ada".into(),), notify())
+        .await
+        .unwrap();
+    let whoami = tasks::whoami::apply_async(&client, (), notify())
+        .await
+        .unwrap();
+    let named = tasks::default_named::apply_async(&client, (7,), notify())
+        .await
+        .unwrap();
 
     let result = |r: TaskRecord| r.task_run().unwrap().result.clone().unwrap();
     assert_eq!(result(add.wait(WAIT).await.unwrap()), 42.into());
     assert_eq!(result(join.wait(WAIT).await.unwrap()), "a-b".into());
     assert_eq!(result(greet.wait(WAIT).await.unwrap()), "hello, ada".into());
-    let expected_whoami: rmpv::Value = vec![rmpv::Value::from(whoami.id()), "w".into(), 1.into()].into();
+    let expected_whoami: rmpv::Value =
+        vec![rmpv::Value::from(whoami.id()), "w".into(), 1.into()].into();
     assert_eq!(result(whoami.wait(WAIT).await.unwrap()), expected_whoami);
     let named_record = named.wait(WAIT).await.unwrap();
-    assert_eq!(named_record.task_run().unwrap().task, "stevedore_tests::tasks::default_named");
-    assert_eq!(tasks::default_named::NAME, "stevedore_tests::tasks::default_named");
+    assert_eq!(
+        named_record.task_run().unwrap().task,
+        "stevedore_tests::tasks::default_named"
+    );
+    assert_eq!(
+        tasks::default_named::NAME,
+        "stevedore_tests::tasks::default_named"
+    );
     assert_eq!(tasks::Greeter::TASK_NAME, "tests.greet");
 }
 
@@ -54,7 +97,9 @@ async fn a_task_publishes_another_through_its_context() {
     let redis = RedisServer::start();
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     let client = redis.stevedore().await;
-    let parent = tasks::spawn_add::apply_async(&client, (9,), notify()).await.unwrap();
+    let parent = tasks::spawn_add::apply_async(&client, (9,), notify())
+        .await
+        .unwrap();
     let record = parent.wait(WAIT).await.unwrap();
     let child_id = record.task_run().unwrap().result.clone().unwrap();
     let child_id = child_id.as_str().unwrap();
@@ -72,24 +117,67 @@ async fn bad_calls_fail_the_task_with_a_clear_error_and_the_worker_goes_on() {
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     let client = redis.stevedore().await;
 
-    let cases: Vec<(&str, Vec<rmpv::Value>, Vec<(&str, rmpv::Value)>, &str)> = vec![
+    let cases: Vec<BadCall> = vec![
         ("no.such.task", vec![], vec![], "unknown task no.such.task"),
-        ("tests.add", vec!["one".into(), 2.into()], vec![], "task `tests.add`: argument `a` has the wrong type"),
-        ("tests.add", vec![1.into()], vec![], "task `tests.add`: missing argument `b`"),
-        ("tests.add", vec![1.into(), 2.into(), 3.into()], vec![], "task `tests.add` takes 2 argument(s) but 3 were given"),
-        ("tests.add", vec![1.into(), 2.into()], vec![("c", 3.into())], "task `tests.add` has no parameter `c`"),
-        ("tests.join", vec![rmpv::Value::Array(vec![]), "".into()], vec![], "nothing to join"),
-        ("tests.panics", vec![], vec![], "task panicked: deliberate panic"),
+        (
+            "tests.add",
+            vec!["one".into(), 2.into()],
+            vec![],
+            "task `tests.add`: argument `a` has the wrong type",
+        ),
+        (
+            "tests.add",
+            vec![1.into()],
+            vec![],
+            "task `tests.add`: missing argument `b`",
+        ),
+        (
+            "tests.add",
+            vec![1.into(), 2.into(), 3.into()],
+            vec![],
+            "task `tests.add` takes 2 argument(s) but 3 were given",
+        ),
+        (
+            "tests.add",
+            vec![1.into(), 2.into()],
+            vec![("c", 3.into())],
+            "task `tests.add` has no parameter `c`",
+        ),
+        (
+            "tests.join",
+            vec![rmpv::Value::Array(vec![]), "".into()],
+            vec![],
+            "nothing to join",
+        ),
+        (
+            "tests.panics",
+            vec![],
+            vec![],
+            "task panicked: deliberate panic",
+        ),
     ];
     for (task, args, kwargs, expected) in cases {
         let record = run_dynamic(&client, task, args, &kwargs).await;
         let (state, _, error) = outcome(&record).await;
         assert_eq!(state, TaskState::Failed, "{task}");
         let error = error.unwrap();
-        assert!(error.contains(expected), "{task}: `{error}` lacks `{expected}`");
+        assert!(
+            error.contains(expected),
+            "{task}: `{error}` lacks `{expected}`"
+        );
     }
-    let by_name = run_dynamic(&client, "tests.add", vec![], &[("b", 2.into()), ("a", 1.into())]).await;
-    assert_eq!(outcome(&by_name).await.1, Some(3.into()), "keyword arguments match by name");
+    let by_name = run_dynamic(
+        &client,
+        "tests.add",
+        vec![],
+        &[("b", 2.into()), ("a", 1.into())],
+    )
+    .await;
+    assert_eq!(
+        outcome(&by_name).await.1,
+        Some(3.into()),
+        "keyword arguments match by name"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,13 +185,28 @@ async fn task_records_expire_after_the_configured_ttl() {
     let redis = RedisServer::start();
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--record-ttl", "1h"]);
     let client = redis.stevedore().await;
-    let handle = tasks::add::apply_async(&client, (1, 1), notify()).await.unwrap();
+    let handle = tasks::add::apply_async(&client, (1, 1), notify())
+        .await
+        .unwrap();
     handle.wait(WAIT).await.unwrap();
     let mut conn = redis.connection().await;
     let key = format!("stevedore:{{t:{}}}:record", handle.id());
-    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
-    assert!((3_500_000..=3_600_000).contains(&ttl), "record TTL {ttl} ms");
-    let done_ttl: i64 = redis::cmd("PTTL").arg(format!("stevedore:{{t:{}}}:done", handle.id()))
-        .query_async(&mut conn).await.unwrap();
-    assert!(done_ttl > 0 && done_ttl <= 3_600_000, "wake-up list TTL {done_ttl} ms");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (3_500_000..=3_600_000).contains(&ttl),
+        "record TTL {ttl} ms"
+    );
+    let done_ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("stevedore:{{t:{}}}:done", handle.id()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        done_ttl > 0 && done_ttl <= 3_600_000,
+        "wake-up list TTL {done_ttl} ms"
+    );
 }

@@ -8,10 +8,20 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Redis to use: redis://HOST:PORT[/DB] or unix:///PATH.
-    #[arg(long, env = "STEVEDORE_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "STEVEDORE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     pub redis_url: String,
     /// Prefix of every key, so several apps can share one Redis.
-    #[arg(long, env = "STEVEDORE_NAMESPACE", default_value = "stevedore", global = true)]
+    #[arg(
+        long,
+        env = "STEVEDORE_NAMESPACE",
+        default_value = "stevedore",
+        global = true
+    )]
     pub namespace: String,
 }
 
@@ -64,6 +74,8 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
-        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("not a duration"));
     }
 }

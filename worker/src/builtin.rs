@@ -36,7 +36,11 @@ fn echo(invocation: Invocation) -> Outcome {
 /// `[milliseconds]`: sleeps, and stops early with `cancelled` when the run is cancelled.
 fn sleep(invocation: Invocation) -> Outcome {
     Box::pin(async move {
-        let Invocation { args, kwargs, context } = invocation;
+        let Invocation {
+            args,
+            kwargs,
+            context,
+        } = invocation;
         let mut arguments = Arguments::new("stevedore.sleep", 1, args, kwargs)?;
         let millis: u64 = arguments.take("milliseconds")?;
         arguments.finish()?;

@@ -91,7 +91,11 @@ impl Shared {
     async fn run(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
         let message = match delivery.payload.as_deref().map(Message::decode) {
             Some(Ok(message)) => message,
-            Some(Err(error)) => return self.dead_letter(&delivery, &group, &error.to_string()).await,
+            Some(Err(error)) => {
+                return self
+                    .dead_letter(&delivery, &group, &error.to_string())
+                    .await
+            }
             None => {
                 let reason = "stream entry has no message field `m` (or was trimmed while pending)";
                 return self.dead_letter(&delivery, &group, reason).await;

@@ -122,7 +122,11 @@ impl Fetcher {
         result
     }
 
-    async fn read_loop(&self, conn: &mut Connection, stop: &CancellationToken) -> stevedore::Result<()> {
+    async fn read_loop(
+        &self,
+        conn: &mut Connection,
+        stop: &CancellationToken,
+    ) -> stevedore::Result<()> {
         while !stop.is_cancelled() {
             let first = match self.config.mode {
                 FetchMode::FreeSlots => match self.first_slot(stop).await {
@@ -167,7 +171,14 @@ impl Fetcher {
             for stream in &self.config.streams {
                 let found = self
                     .broker
-                    .read_group(conn, group, consumer, std::slice::from_ref(stream), count, None)
+                    .read_group(
+                        conn,
+                        group,
+                        consumer,
+                        std::slice::from_ref(stream),
+                        count,
+                        None,
+                    )
                     .await?;
                 if !found.is_empty() {
                     return Ok(Some(found));
@@ -176,7 +187,14 @@ impl Fetcher {
         }
         let found = self
             .broker
-            .read_group(conn, group, consumer, &self.config.streams, count, Some(self.config.block))
+            .read_group(
+                conn,
+                group,
+                consumer,
+                &self.config.streams,
+                count,
+                Some(self.config.block),
+            )
             .await?;
         if found.is_empty() && stop.is_cancelled() {
             return Ok(None);

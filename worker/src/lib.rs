@@ -30,7 +30,11 @@ pub use worker::run;
 
 /// The `worker` command line.
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, about = "Runs stevedore tasks from Redis queues")]
+#[command(
+    name = "worker",
+    version,
+    about = "Runs stevedore tasks from Redis queues"
+)]
 struct WorkerCli {
     #[command(flatten)]
     args: WorkerArgs,

@@ -73,7 +73,10 @@ impl Recorder {
         while self.events.recv_many(&mut events, MAX_BATCH).await > 0 {
             let batch = self.batch(&events);
             if !self.write(&mut conn, &batch, &give_up).await {
-                tracing::error!(events = events.len(), "gave up writing outcomes; their messages stay pending in Redis");
+                tracing::error!(
+                    events = events.len(),
+                    "gave up writing outcomes; their messages stay pending in Redis"
+                );
             }
             events.clear();
         }
@@ -91,8 +94,17 @@ impl Recorder {
         for event in events {
             let added = match event {
                 Event::Started { run, .. } if finished.contains(run.id.as_str()) => Ok(()),
-                Event::Started { run, broadcast } => batch.record(&self.broker, run, *broadcast, false),
-                Event::Finished { run, broadcast, notify, destination, group, entry_id } => {
+                Event::Started { run, broadcast } => {
+                    batch.record(&self.broker, run, *broadcast, false)
+                }
+                Event::Finished {
+                    run,
+                    broadcast,
+                    notify,
+                    destination,
+                    group,
+                    entry_id,
+                } => {
                     let recorded = batch.record(&self.broker, run, *broadcast, *notify);
                     batch.ack(destination, group, entry_id.clone());
                     recorded
@@ -138,9 +150,17 @@ impl Recorder {
         }
     }
 
-    async fn try_write(&self, conn: &mut Option<Connection>, batch: &OutcomeBatch) -> stevedore::Result<()> {
+    async fn try_write(
+        &self,
+        conn: &mut Option<Connection>,
+        batch: &OutcomeBatch,
+    ) -> stevedore::Result<()> {
         if conn.is_none() {
-            *conn = Some(self.broker.dedicated_connection(Duration::ZERO, "recorder").await?);
+            *conn = Some(
+                self.broker
+                    .dedicated_connection(Duration::ZERO, "recorder")
+                    .await?,
+            );
         }
         let conn = conn.as_mut().expect("connection was just made");
         self.broker.write_outcomes(conn, batch).await

@@ -68,23 +68,37 @@ mod tests {
     use super::*;
     use stevedore::{TaskError, TaskKind};
 
-    fn noop(_: stevedore::Invocation) -> stevedore::__private::BoxFuture<'static, Result<rmpv::Value, TaskError>> {
+    fn noop(
+        _: stevedore::Invocation,
+    ) -> stevedore::__private::BoxFuture<'static, Result<rmpv::Value, TaskError>> {
         Box::pin(async { Ok(rmpv::Value::Nil) })
     }
 
-    static A: TaskRegistration = TaskRegistration::new("dup", TaskKind::Async, None, noop, "a.rs:1");
-    static B: TaskRegistration = TaskRegistration::new("dup", TaskKind::Async, None, noop, "b.rs:2");
+    static A: TaskRegistration =
+        TaskRegistration::new("dup", TaskKind::Async, None, noop, "a.rs:1");
+    static B: TaskRegistration =
+        TaskRegistration::new("dup", TaskKind::Async, None, noop, "b.rs:2");
 
     #[test]
     fn duplicate_names_are_refused_naming_both_places() {
-        let err = TaskTable::from_registrations([&A, &B]).unwrap_err().to_string();
-        assert!(err.contains("`dup`") && err.contains("a.rs:1") && err.contains("b.rs:2"), "{err}");
+        let err = TaskTable::from_registrations([&A, &B])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`dup`") && err.contains("a.rs:1") && err.contains("b.rs:2"),
+            "{err}"
+        );
     }
 
     #[test]
     fn builtins_are_linked() {
         let table = TaskTable::linked().unwrap();
-        for name in ["stevedore.noop", "stevedore.echo", "stevedore.sleep", "stevedore.fail"] {
+        for name in [
+            "stevedore.noop",
+            "stevedore.echo",
+            "stevedore.sleep",
+            "stevedore.fail",
+        ] {
             assert!(table.get(name).is_some(), "{name} missing");
         }
     }

@@ -87,7 +87,12 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
         },
     ]
     .map(|config| {
-        let fetcher = Fetcher::new(config, client.broker().clone(), slots.clone(), executor.clone());
+        let fetcher = Fetcher::new(
+            config,
+            client.broker().clone(),
+            slots.clone(),
+            executor.clone(),
+        );
         tokio::spawn(fetcher.run(stop.clone()))
     });
     drop(executor);
@@ -118,7 +123,10 @@ async fn drain(
     if tokio::time::timeout(timeout, tracker.wait()).await.is_ok() {
         return;
     }
-    tracing::warn!(running = tracker.len(), "shutdown timeout: abandoning running tasks; their messages stay pending in Redis");
+    tracing::warn!(
+        running = tracker.len(),
+        "shutdown timeout: abandoning running tasks; their messages stay pending in Redis"
+    );
     abandon.cancel();
     cancel_all.cancel();
     tracker.wait().await;
@@ -141,6 +149,8 @@ async fn warn_if_evicting(client: &Client) {
         Ok(policy) if policy == "noeviction" => {}
         Ok(policy) => tracing::error!(%policy,
             "redis maxmemory-policy is not `noeviction`: Redis may silently delete queued tasks; set `maxmemory-policy noeviction`"),
-        Err(error) => tracing::warn!(%error, "cannot read redis maxmemory-policy (CONFIG may be disabled)"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read redis maxmemory-policy (CONFIG may be disabled)")
+        }
     }
 }

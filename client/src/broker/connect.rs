@@ -195,15 +195,19 @@ fn connection_info(config: &BrokerConfig) -> Result<redis::ConnectionInfo> {
     Ok(info.set_redis_settings(settings))
 }
 
-fn blocking_pool(config: &BrokerConfig, info: redis::ConnectionInfo) -> Result<deadpool_redis::Pool> {
+fn blocking_pool(
+    config: &BrokerConfig,
+    info: redis::ConnectionInfo,
+) -> Result<deadpool_redis::Pool> {
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(None);
-    let manager = deadpool_redis::Manager::new_with_config(info, connection)
-        .map_err(|e| Error::InvalidUrl {
+    let manager = deadpool_redis::Manager::new_with_config(info, connection).map_err(|e| {
+        Error::InvalidUrl {
             url: redact_url(&config.url),
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     deadpool_redis::Pool::builder(manager)
         .max_size(16)
         .wait_timeout(Some(config.connect_timeout))

@@ -16,9 +16,7 @@ impl Broker {
             let payload = message.encode()?;
             let cmd = pipe.cmd("XADD").arg(&key);
             if destination == Destination::Broadcast {
-                cmd.arg("MAXLEN")
-                    .arg("~")
-                    .arg(self.config().broadcast_cap);
+                cmd.arg("MAXLEN").arg("~").arg(self.config().broadcast_cap);
             }
             cmd.arg("*").arg(MESSAGE_FIELD).arg(payload);
         }

@@ -106,7 +106,10 @@ mod tests {
         let q = Destination::queue("default").unwrap();
         assert_eq!(k.stream(&q), "ns:{q:default}:stream");
         assert_eq!(k.dead_letters(&q), "ns:{q:default}:dead");
-        assert_eq!(k.stream(&Destination::node("a").unwrap()), "ns:{n:a}:stream");
+        assert_eq!(
+            k.stream(&Destination::node("a").unwrap()),
+            "ns:{n:a}:stream"
+        );
         assert_eq!(k.stream(&Destination::Broadcast), "ns:{b}:stream");
         assert_eq!(k.record("x"), "ns:{t:x}:record");
         assert_eq!(k.done("x"), "ns:{t:x}:done");

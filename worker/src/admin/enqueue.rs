@@ -76,7 +76,11 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     let mut all_succeeded = true;
     for handle in handles {
         let record = handle.wait(args.timeout).await?;
-        let run = record.runs.values().next().context("a finished task has a run")?;
+        let run = record
+            .runs
+            .values()
+            .next()
+            .context("a finished task has a run")?;
         match record.state() {
             TaskState::Succeeded => {
                 let result = run.result.clone().unwrap_or(rmpv::Value::Nil);
@@ -84,12 +88,20 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
             }
             state => {
                 all_succeeded = false;
-                eprintln!("task {} {}: {}", handle.id(), state.as_str(),
-                    run.error.as_deref().unwrap_or("no error recorded"));
+                eprintln!(
+                    "task {} {}: {}",
+                    handle.id(),
+                    state.as_str(),
+                    run.error.as_deref().unwrap_or("no error recorded")
+                );
             }
         }
     }
-    Ok(if all_succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 type Arguments = (Vec<rmpv::Value>, BTreeMap<String, rmpv::Value>);
@@ -105,7 +117,10 @@ fn arguments(args: &EnqueueArgs) -> anyhow::Result<Arguments> {
     let serde_json::Value::Object(kwargs) = kwargs else {
         anyhow::bail!("--kwargs must be a JSON object, e.g. --kwargs '{{\"n\": 1}}'");
     };
-    let positional = positional.iter().map(json_to_value).collect::<anyhow::Result<_>>()?;
+    let positional = positional
+        .iter()
+        .map(json_to_value)
+        .collect::<anyhow::Result<_>>()?;
     let kwargs = kwargs
         .iter()
         .map(|(k, v)| Ok((k.clone(), json_to_value(v)?)))

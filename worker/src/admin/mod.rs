@@ -25,7 +25,11 @@ use crate::GlobalArgs;
 
 /// The `stevedore` command line.
 #[derive(Debug, Parser)]
-#[command(name = "stevedore", version, about = "Publishes and inspects stevedore tasks")]
+#[command(
+    name = "stevedore",
+    version,
+    about = "Publishes and inspects stevedore tasks"
+)]
 struct AdminCli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -47,7 +51,10 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = AdminCli::parse();
     crate::init_logging_quiet();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

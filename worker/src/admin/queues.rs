@@ -37,7 +37,14 @@ pub async fn run(client: &Client, args: QueuesArgs) -> anyhow::Result<ExitCode> 
         .max()
         .unwrap_or(0)
         .max("QUEUE".len());
-    say!("{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}", "QUEUE", "WAITING", "RUNNING", "DEAD", "CONSUMERS");
+    say!(
+        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}",
+        "QUEUE",
+        "WAITING",
+        "RUNNING",
+        "DEAD",
+        "CONSUMERS"
+    );
     for q in &queues {
         say!(
             "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}",

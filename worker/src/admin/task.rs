@@ -52,7 +52,11 @@ fn print_run(run: &RunRecord) -> std::io::Result<()> {
     say!("task:      {}", run.task);
     say!("queue:     {}", run.queue);
     say!("node:      {}", run.node);
-    say!("run:       {} (attempt {})", run.state.as_str(), run.attempt);
+    say!(
+        "run:       {} (attempt {})",
+        run.state.as_str(),
+        run.attempt
+    );
     say!("published: {}", timestamp(run.published_at));
     say!("started:   {}", time(run.started_at));
     say!("finished:  {}", time(run.finished_at));

@@ -1,0 +1,79 @@
+//! What #[task] generates, used as a user would (no Redis needed).
+
+use stevedore::{task, PublishOptions, TaskContext, TaskError};
+
+#[task(queue = "math")]
+async fn add(a: i64, b: i64) -> Result<i64, TaskError> {
+    Ok(a + b)
+}
+
+#[task(name = "custom.name")]
+fn shout(text: String) -> String {
+    text.to_uppercase()
+}
+
+#[task]
+async fn with_context(ctx: TaskContext, n: u32) -> u32 {
+    n + ctx.attempt()
+}
+
+#[derive(Default)]
+struct Counter;
+
+#[task]
+impl Counter {
+    fn run(&self, items: Vec<u8>) -> usize {
+        items.len()
+    }
+}
+
+#[tokio::test]
+async fn the_function_stays_callable_as_written() {
+    assert_eq!(add(1, 2).await.unwrap(), 3);
+    assert_eq!(shout("hi".into()), "HI");
+    assert_eq!(Counter.run(vec![1, 2]), 2);
+}
+
+#[test]
+fn names_default_to_the_module_path_unless_given() {
+    assert_eq!(add::NAME, "expand::add");
+    assert_eq!(shout::NAME, "custom.name");
+    assert_eq!(with_context::NAME, "expand::with_context");
+    assert_eq!(Counter::TASK_NAME, "expand::Counter");
+}
+
+#[test]
+fn messages_carry_named_arguments_and_the_default_queue() {
+    let m = add::message((1, 2), &PublishOptions::new()).unwrap();
+    assert_eq!(m.task, "expand::add");
+    assert_eq!(m.queue, "math");
+    assert_eq!(m.args, vec![1.into(), 2.into()]);
+    let m = add::message((1, 2), &PublishOptions::new().node("n1")).unwrap();
+    assert_eq!(m.queue, "node:n1");
+    let m = with_context::message((5,), &PublishOptions::new()).unwrap();
+    assert_eq!(m.args, vec![5.into()], "the context is not an argument");
+    let m = Counter::message((vec![1],), &PublishOptions::new().broadcast()).unwrap();
+    assert_eq!(m.queue, "broadcast");
+}
+
+#[test]
+fn every_task_is_registered_at_link_time() {
+    let names: Vec<_> = stevedore::registered_tasks().map(|t| t.name).collect();
+    for name in [
+        "expand::add",
+        "custom.name",
+        "expand::with_context",
+        "expand::Counter",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    let add = stevedore::registered_tasks()
+        .find(|t| t.name == "expand::add")
+        .unwrap();
+    assert_eq!(add.default_queue, Some("math"));
+    assert_eq!(add.kind, stevedore::TaskKind::Async);
+    let shout = stevedore::registered_tasks()
+        .find(|t| t.name == "custom.name")
+        .unwrap();
+    assert_eq!(shout.kind, stevedore::TaskKind::Blocking);
+}

@@ -1,0 +1,11 @@
+use stevedore::task;
+
+#[derive(Default)]
+struct Worker;
+
+#[task]
+impl Worker {
+    fn execute(&self) {}
+}
+
+fn main() {}
