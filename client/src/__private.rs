@@ -19,20 +19,23 @@ use crate::{Client, Message, PublishOptions, Result, TaskError, TaskHandle, MESS
     note = "derive `serde::Serialize` and `serde::Deserialize` for it, and use owned types (`String`, not `&str`)"
 )]
 pub trait TaskValue: Sized {
-    /// Encodes the value as MessagePack.
-    fn to_value(&self) -> Result<rmpv::Value, rmpv::ext::Error>;
+    /// Encodes the value as MessagePack, structs as maps with named fields.
+    fn to_value(&self) -> Result<rmpv::Value, String>;
     /// Decodes the value from MessagePack.
-    fn from_value(value: rmpv::Value) -> Result<Self, rmpv::ext::Error>;
+    fn from_value(value: rmpv::Value) -> Result<Self, String>;
 }
 
 // Not a supertrait bound: a blanket impl makes a missing derive one error, not two.
 impl<T: Serialize + DeserializeOwned> TaskValue for T {
-    fn to_value(&self) -> Result<rmpv::Value, rmpv::ext::Error> {
-        rmpv::ext::to_value(self)
+    fn to_value(&self) -> Result<rmpv::Value, String> {
+        // rmpv's own serializer writes structs as positional arrays; go through rmp-serde's
+        // named form so other languages see field names.
+        let bytes = rmp_serde::to_vec_named(self).map_err(|e| e.to_string())?;
+        rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| e.to_string())
     }
 
-    fn from_value(value: rmpv::Value) -> Result<Self, rmpv::ext::Error> {
-        rmpv::ext::from_value(value)
+    fn from_value(value: rmpv::Value) -> Result<Self, String> {
+        rmpv::ext::from_value(value).map_err(|e| e.to_string())
     }
 }
 

@@ -77,3 +77,25 @@ fn every_task_is_registered_at_link_time() {
         .unwrap();
     assert_eq!(shout.kind, stevedore::TaskKind::Blocking);
 }
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Size {
+    width: u32,
+    height: u32,
+}
+
+#[task]
+fn area(size: Size) -> Size {
+    size
+}
+
+#[test]
+fn struct_arguments_travel_as_maps_with_field_names() {
+    let m = area::message((Size { width: 2, height: 3 },), &PublishOptions::new()).unwrap();
+    let rmpv::Value::Map(fields) = &m.args[0] else {
+        panic!("a struct argument is a map: {:?}", m.args[0]);
+    };
+    assert_eq!(fields[0].0.as_str(), Some("width"));
+    use stevedore::__private::TaskValue;
+    assert_eq!(Size::from_value(m.args[0].clone()).unwrap(), Size { width: 2, height: 3 });
+}
