@@ -49,6 +49,6 @@ pub use queue::{Destination, QueueName};
 pub use record::{RunRecord, TaskRecord, TaskState};
 pub use registry::{registered_tasks, Handler, Invocation, TaskKind, TaskRegistration};
 pub use stevedore_macros::task;
-pub use task_error::TaskError;
+pub use task_error::{TaskError, TaskErrorKind};
 pub use time::now_ms;
 pub use tokio_util::sync::CancellationToken;
