@@ -30,12 +30,21 @@ pub struct Thumbnail {
 #[task(name = "images.render_thumbnail", queue = "default")]
 pub fn render_thumbnail(width: u32, height: u32) -> Result<Thumbnail, TaskError> {
     if width == 0 || height == 0 || width > 4096 || height > 4096 {
-        return Err(TaskError::fatal(format!("bad size {width}x{height}: use 1..=4096")));
+        return Err(TaskError::fatal(format!(
+            "bad size {width}x{height}: use 1..=4096"
+        )));
     }
-    let mut cache = THUMBNAIL_CACHE.lock().map_err(|_| TaskError::new("cache lock poisoned"))?;
+    let mut cache = THUMBNAIL_CACHE
+        .lock()
+        .map_err(|_| TaskError::new("cache lock poisoned"))?;
     let cache = cache.get_or_insert_with(HashMap::new);
     if let Some(&checksum) = cache.get(&(width, height)) {
-        return Ok(Thumbnail { width, height, checksum, cached: true });
+        return Ok(Thumbnail {
+            width,
+            height,
+            checksum,
+            cached: true,
+        });
     }
     let checksum = (0..height)
         .flat_map(|y| (0..width).map(move |x| (x * 255 / width) ^ (y * 255 / height)))
@@ -43,15 +52,23 @@ pub fn render_thumbnail(width: u32, height: u32) -> Result<Thumbnail, TaskError>
             (hash ^ u64::from(pixel)).wrapping_mul(0x0100_0000_01b3)
         });
     cache.insert((width, height), checksum);
-    Ok(Thumbnail { width, height, checksum, cached: false })
+    Ok(Thumbnail {
+        width,
+        height,
+        checksum,
+        cached: false,
+    })
 }
 
 /// I/O work: writes a report of `lines` lines to a temporary file, reads it back, and returns
 /// its size in bytes.
 #[task(name = "reports.write_report")]
 pub async fn write_report(title: String, lines: u32) -> Result<u64, TaskError> {
-    let body: String = (1..=lines).map(|n| format!("{title}: line {n}\n")).collect();
-    let path = std::env::temp_dir().join(format!("stevedore-report-{}.txt", uuid_like(&title, lines)));
+    let body: String = (1..=lines)
+        .map(|n| format!("{title}: line {n}\n"))
+        .collect();
+    let path =
+        std::env::temp_dir().join(format!("stevedore-report-{}.txt", uuid_like(&title, lines)));
     tokio::fs::write(&path, &body).await?;
     let size = tokio::fs::metadata(&path).await?.len();
     tokio::fs::remove_file(&path).await?;
@@ -59,7 +76,9 @@ pub async fn write_report(title: String, lines: u32) -> Result<u64, TaskError> {
 }
 
 fn uuid_like(title: &str, lines: u32) -> String {
-    let hash = title.bytes().fold(u64::from(lines), |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let hash = title.bytes().fold(u64::from(lines), |h, b| {
+        h.wrapping_mul(31).wrapping_add(u64::from(b))
+    });
     format!("{hash:x}-{}", std::process::id())
 }
 

@@ -91,11 +91,24 @@ fn area(size: Size) -> Size {
 
 #[test]
 fn struct_arguments_travel_as_maps_with_field_names() {
-    let m = area::message((Size { width: 2, height: 3 },), &PublishOptions::new()).unwrap();
+    let m = area::message(
+        (Size {
+            width: 2,
+            height: 3,
+        },),
+        &PublishOptions::new(),
+    )
+    .unwrap();
     let rmpv::Value::Map(fields) = &m.args[0] else {
         panic!("a struct argument is a map: {:?}", m.args[0]);
     };
     assert_eq!(fields[0].0.as_str(), Some("width"));
     use stevedore::__private::TaskValue;
-    assert_eq!(Size::from_value(m.args[0].clone()).unwrap(), Size { width: 2, height: 3 });
+    assert_eq!(
+        Size::from_value(m.args[0].clone()).unwrap(),
+        Size {
+            width: 2,
+            height: 3
+        }
+    );
 }

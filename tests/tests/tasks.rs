@@ -219,11 +219,25 @@ async fn builtin_sleep_stops_when_cancelled() {
         .find(|t| t.name == "stevedore.sleep")
         .expect("the worker crate links its built-in tasks");
     let cancel = stevedore::CancellationToken::new();
-    let context = stevedore::TaskContext::new("id", "stevedore.sleep", 1, "n".into(), "default", cancel.clone(), client);
-    let invocation = stevedore::Invocation { args: vec![600_000.into()], kwargs: Default::default(), context };
+    let context = stevedore::TaskContext::new(
+        "id",
+        "stevedore.sleep",
+        1,
+        "n".into(),
+        "default",
+        cancel.clone(),
+        client,
+    );
+    let invocation = stevedore::Invocation {
+        args: vec![600_000.into()],
+        kwargs: Default::default(),
+        context,
+    };
     let run = tokio::spawn((sleep.handler)(invocation));
     cancel.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(5), run).await.expect("sleep ignored its cancellation");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("sleep ignored its cancellation");
     let error = outcome.unwrap().unwrap_err();
     assert_eq!(error.kind(), stevedore::TaskErrorKind::Cancelled);
 }

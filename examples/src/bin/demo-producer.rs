@@ -30,9 +30,14 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| render_thumbnail::message(sizes[i as usize % sizes.len()], &wait))
         .collect::<stevedore::Result<Vec<_>>>()?;
     let mut handles = client.publish_many(messages).await?;
-    handles.push(write_report::apply_async(&client, ("quarterly".into(), 500), wait.clone()).await?);
+    handles
+        .push(write_report::apply_async(&client, ("quarterly".into(), 500), wait.clone()).await?);
     handles.push(render_thumbnail::apply_async(&client, (0, 10), wait.clone()).await?);
-    println!("published {} tasks in {:?}", handles.len(), started.elapsed());
+    println!(
+        "published {} tasks in {:?}",
+        handles.len(),
+        started.elapsed()
+    );
 
     for handle in &handles {
         let record = handle.wait(Duration::from_secs(30)).await?;
@@ -42,7 +47,10 @@ async fn main() -> anyhow::Result<()> {
     let broadcast = clear_cache::apply_async(&client, (), wait.broadcast()).await?;
     broadcast.wait(Duration::from_secs(30)).await?;
     let record = wait_for_every_node(&client, broadcast.id()).await?;
-    println!("broadcast cache.clear ran on {} node(s):", record.runs.len());
+    println!(
+        "broadcast cache.clear ran on {} node(s):",
+        record.runs.len()
+    );
     for run in record.runs.values() {
         println!("  {:<8} -> {}", run.node, json(&run.result));
     }
