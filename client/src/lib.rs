@@ -17,12 +17,13 @@
 //!     Ok(a + b)
 //! }
 //!
-//! # async fn demo() -> stevedore::Result<()> {
-//! let client = Client::connect("redis://127.0.0.1:6379", "stevedore").await?;
-//! let handle = add::delay(&client, 1, 2).await?;
-//! println!("published {}", handle.id());
-//! # Ok(())
-//! # }
+//! async fn publish() -> stevedore::Result<()> {
+//!     let client = Client::connect("redis://127.0.0.1:6379", "stevedore").await?;
+//!     let handle = add::delay(&client, 1, 2).await?;
+//!     println!("published {}", handle.id());
+//!     Ok(())
+//! }
+//! # fn main() {}
 //! ```
 
 pub mod broker;

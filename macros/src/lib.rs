@@ -22,6 +22,9 @@ use proc_macro::TokenStream;
 /// `queue = "..."` (default queue of the stub; a call's options win).
 ///
 /// A parameter of type `TaskContext` receives the run's context instead of an argument.
+///
+/// The item must sit at module level (not inside a function body): the stub module refers to
+/// it through `super::`.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item2: proc_macro2::TokenStream = item.clone().into();

@@ -8,9 +8,6 @@ pub mod process;
 pub mod redis_server;
 pub mod tasks;
 
-// The built-in tasks live in the worker crate; this keeps them linked into the test binaries.
-pub use stevedore_worker::TaskTable as _;
-
 pub use process::WorkerProcess;
 pub use redis_server::RedisServer;
 

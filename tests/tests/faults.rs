@@ -13,14 +13,17 @@ use stevedore_tests::{
 const QUEUE: &str = "stevedore:{q:default}:stream";
 const DEAD: &str = "stevedore:{q:default}:dead";
 
-/// Waits until the test task `tests.block` with `id` has started.
+/// Waits until the test task `tests.block` with `id` has started and its `running` record is
+/// written (the recorder writes it in its next batch, just after the task starts).
 async fn wait_started(redis: &RedisServer, id: &str) {
     let conn = redis.connection().await;
+    let client = redis.stevedore().await;
     eventually(
         "the blocking task to start",
         Duration::from_secs(20),
         || {
             let mut conn = conn.clone();
+            let client = client.clone();
             let id = id.to_owned();
             async move {
                 let started: Vec<String> = redis::cmd("LRANGE")
@@ -30,7 +33,8 @@ async fn wait_started(redis: &RedisServer, id: &str) {
                     .query_async(&mut conn)
                     .await
                     .ok()?;
-                started.contains(&id).then_some(())
+                let running = client.task(&id).await.ok()?.state() == TaskState::Running;
+                (started.contains(&id) && running).then_some(())
             }
         },
     )

@@ -215,8 +215,9 @@ async fn task_records_expire_after_the_configured_ttl() {
 async fn builtin_sleep_stops_when_cancelled() {
     let redis = RedisServer::start();
     let client = redis.stevedore().await;
-    let sleep = stevedore::registered_tasks()
-        .find(|t| t.name == "stevedore.sleep")
+    let table = stevedore_worker::TaskTable::linked().unwrap();
+    let sleep = table
+        .get("stevedore.sleep")
         .expect("the worker crate links its built-in tasks");
     let cancel = stevedore::CancellationToken::new();
     let context = stevedore::TaskContext::new(
