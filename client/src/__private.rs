@@ -10,7 +10,7 @@ pub use inventory;
 pub use rmpv::Value;
 pub use tokio::task::spawn_blocking;
 
-use crate::{Client, Message, PublishOptions, Result, TaskError, TaskHandle, MESSAGE_VERSION};
+use crate::{Client, Message, PublishOptions, Result, TaskError, TaskHandle};
 
 /// A value that can travel as a task argument or result.
 #[diagnostic::on_unimplemented(
@@ -54,20 +54,7 @@ pub fn build_message(
     args: Vec<rmpv::Value>,
     options: &PublishOptions,
 ) -> Result<Message> {
-    Ok(Message {
-        v: MESSAGE_VERSION,
-        id: options.task_id()?,
-        task: task.to_owned(),
-        args,
-        kwargs: BTreeMap::new(),
-        queue: options.destination(default_queue)?.wire_name(),
-        published_at: crate::now_ms(),
-        eta: None,
-        retries: 0,
-        tried: 0,
-        timeout: None,
-        headers: options.headers(),
-    })
+    options.message(task, default_queue, args, BTreeMap::new())
 }
 
 /// Publishes the stub's message.

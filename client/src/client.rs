@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::broker::{Broker, BrokerConfig, QueueInfo};
-use crate::{Error, Message, PublishOptions, Result, TaskRecord, MESSAGE_VERSION};
+use crate::{Error, Message, PublishOptions, Result, TaskRecord};
 
 /// How to reach Redis: URL, namespace and timeouts.
 pub type ClientConfig = BrokerConfig;
@@ -46,27 +46,7 @@ impl Client {
         kwargs: BTreeMap<String, rmpv::Value>,
         options: &PublishOptions,
     ) -> Result<Message> {
-        if name.is_empty() {
-            return Err(Error::InvalidName {
-                kind: "task",
-                name: String::new(),
-                reason: "it is empty",
-            });
-        }
-        Ok(Message {
-            v: MESSAGE_VERSION,
-            id: options.task_id()?,
-            task: name.to_owned(),
-            args,
-            kwargs,
-            queue: options.destination(None)?.wire_name(),
-            published_at: crate::now_ms(),
-            eta: None,
-            retries: 0,
-            tried: 0,
-            timeout: None,
-            headers: options.headers(),
-        })
+        options.message(name, None, args, kwargs)
     }
 
     /// Publishes one message.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Destination, Error, Result};
+use crate::{Destination, Error, Message, Result, MESSAGE_VERSION};
 
 /// Options for one publish; anything left unset falls back to the task's attribute, then to
 /// the `default` queue.
@@ -88,6 +88,38 @@ impl PublishOptions {
                 .map_err(|e| Error::InvalidOptions(format!("task id `{id}` is not a UUID: {e}"))),
             None => Ok(uuid::Uuid::new_v4().hyphenated().to_string()),
         }
+    }
+
+    /// Builds the message of one call of `task` with these options; `task_default_queue` is
+    /// the queue named on the task's attribute, if any.
+    pub fn message(
+        &self,
+        task: &str,
+        task_default_queue: Option<&str>,
+        args: Vec<rmpv::Value>,
+        kwargs: BTreeMap<String, rmpv::Value>,
+    ) -> Result<Message> {
+        if task.is_empty() {
+            return Err(Error::InvalidName {
+                kind: "task",
+                name: String::new(),
+                reason: "it is empty",
+            });
+        }
+        Ok(Message {
+            v: MESSAGE_VERSION,
+            id: self.task_id()?,
+            task: task.to_owned(),
+            args,
+            kwargs,
+            queue: self.destination(task_default_queue)?.wire_name(),
+            published_at: crate::now_ms(),
+            eta: None,
+            retries: 0,
+            tried: 0,
+            timeout: None,
+            headers: self.headers(),
+        })
     }
 
     /// The headers to put on the message, `notify` included when asked for.

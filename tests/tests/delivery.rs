@@ -204,3 +204,49 @@ async fn kill_connections_of(conn: &mut redis::aio::MultiplexedConnection, node:
     }
     ids.len()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reads_only_as_many_messages_as_it_has_free_slots() {
+    let redis = RedisServer::start();
+    let _first = WorkerProcess::start(test_worker_bin!(), &redis, "first", &["--concurrency", "2"]);
+    let client = redis.stevedore().await;
+    let messages = (0..5)
+        .map(|_| tasks::block::message((), &PublishOptions::new()))
+        .collect::<stevedore::Result<Vec<_>>>()
+        .unwrap();
+    client.publish_many(messages).await.unwrap();
+    let mut conn = redis.connection().await;
+    wait_for_started(&conn, 2).await;
+    assert_eq!(
+        pending(&mut conn, QUEUE, "workers").await,
+        2,
+        "a busy worker must not hold more"
+    );
+    assert_eq!(stream_len(&mut conn, QUEUE).await, 5);
+
+    // The three left waiting in Redis are free for another node.
+    let _second = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "second",
+        &["--concurrency", "2"],
+    );
+    wait_for_started(&conn, 4).await;
+    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 4);
+}
+
+/// Waits until `count` `tests.block` tasks have started.
+async fn wait_for_started(conn: &redis::aio::MultiplexedConnection, count: usize) {
+    eventually("blocking tasks to start", Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        async move {
+            let started: usize = redis::cmd("LLEN")
+                .arg("tests:started")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            (started >= count).then_some(())
+        }
+    })
+    .await;
+}

@@ -89,7 +89,7 @@ impl Shared {
     }
 
     async fn run(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
-        let message = match delivery.payload.as_deref().map(Message::decode) {
+        let mut message = match delivery.payload.as_deref().map(Message::decode) {
             Some(Ok(message)) => message,
             Some(Err(error)) => {
                 return self
@@ -103,7 +103,10 @@ impl Shared {
         };
         let span = tracing::info_span!("task", task.name = %message.task, task.id = %message.id,
             queue = %message.queue, attempt = message.tried + 1);
-        let outcome = self.run_message(&message, &delivery).instrument(span).await;
+        let outcome = self
+            .run_message(&mut message, &delivery)
+            .instrument(span)
+            .await;
         drop(slot);
         let _ = self.events.send(Event::Finished {
             run: outcome,
@@ -115,8 +118,9 @@ impl Shared {
         });
     }
 
-    /// Runs the task of `message` and returns its finished run record.
-    async fn run_message(&self, message: &Message, delivery: &Delivery) -> RunRecord {
+    /// Runs the task of `message` (its arguments are moved out) and returns its finished run
+    /// record.
+    async fn run_message(&self, message: &mut Message, delivery: &Delivery) -> RunRecord {
         let broadcast = delivery.destination == Destination::Broadcast;
         let mut run = RunRecord {
             id: message.id.clone(),
@@ -139,8 +143,8 @@ impl Shared {
             None => Err(TaskError::fatal(format!("unknown task {}", message.task))),
             Some(task) => {
                 let invocation = Invocation {
-                    args: message.args.clone(),
-                    kwargs: message.kwargs.clone(),
+                    args: std::mem::take(&mut message.args),
+                    kwargs: std::mem::take(&mut message.kwargs),
                     context: self.context(message),
                 };
                 AssertUnwindSafe((task.handler)(invocation))
