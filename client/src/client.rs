@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::broker::{Broker, BrokerConfig, QueueInfo};
-use crate::{Error, Message, PublishOptions, Result, TaskRecord};
+use crate::control::{CancelRecord, CancelSelector, Command, NodeAnswer, Request, Target};
+use crate::{Destination, Error, Message, PublishOptions, Result, TaskRecord};
 
 /// How to reach Redis: URL, namespace and timeouts.
 pub type ClientConfig = BrokerConfig;
@@ -126,5 +127,92 @@ impl TaskHandle {
             id: self.id.clone(),
             waited_ms: started.elapsed().as_millis() as u64,
         })
+    }
+}
+
+/// Remote control of worker nodes.
+impl Client {
+    /// Sends `command` to `target` and collects the answers until `timeout`; nodes that do not
+    /// answer in time are reported as such (for [`Target::All`], the nodes known from their
+    /// broadcast groups).
+    pub async fn control(
+        &self,
+        target: Target,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Vec<NodeAnswer>> {
+        let expected = match &target {
+            Target::All => self.broker.known_nodes().await?,
+            Target::Node(node) => vec![node.clone()],
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let deadline = Instant::now() + timeout;
+        let request = Request {
+            reply_to: self.broker.keys().reply(&id),
+            id,
+            target,
+            command,
+            deadline_ms: crate::now_ms() + timeout.as_millis() as u64,
+        };
+        self.broker.send_control(&request).await?;
+        let replies = self
+            .broker
+            .collect_replies(&request.reply_to, expected.len(), deadline)
+            .await?;
+        let mut answers: Vec<NodeAnswer> = expected
+            .iter()
+            .filter(|node| !replies.iter().any(|r| &r.node == *node))
+            .map(|node| NodeAnswer::NotAnswering(node.clone()))
+            .collect();
+        answers.extend(replies.into_iter().map(NodeAnswer::Answered));
+        answers.sort_by(|a, b| answer_node(a).cmp(answer_node(b)));
+        Ok(answers)
+    }
+
+    /// Cancels tasks: stored durably (queued and delayed ones are skipped when reached), and
+    /// every node stops the ones it runs. A selector naming nothing in particular is refused.
+    pub async fn cancel(
+        &self,
+        selector: CancelSelector,
+        timeout: Duration,
+    ) -> Result<Vec<NodeAnswer>> {
+        if !selector.is_specific() {
+            return Err(Error::InvalidOptions(
+                "a cancel must name task ids or a task name; cancelling everything is refused"
+                    .into(),
+            ));
+        }
+        let now = crate::now_ms();
+        let record = CancelRecord {
+            selector: selector.clone(),
+            at_ms: now,
+            until_ms: now + CANCEL_TTL.as_millis() as u64,
+        };
+        let record_id = uuid::Uuid::new_v4().to_string();
+        self.broker.store_cancel(&record_id, &record).await?;
+        self.control(Target::All, Command::Cancel(selector), timeout)
+            .await
+    }
+
+    /// Pauses (`true`) or resumes a queue for the whole cluster; returns once the nodes have
+    /// taken it in (or `timeout` passed).
+    pub async fn pause_queue(
+        &self,
+        queue: &Destination,
+        paused: bool,
+        timeout: Duration,
+    ) -> Result<Vec<NodeAnswer>> {
+        self.broker.set_paused(queue, paused).await?;
+        self.control(Target::All, Command::Refresh, timeout).await
+    }
+}
+
+/// How long a cancel record lasts: a task reached later than this runs.
+pub const CANCEL_TTL: Duration = Duration::from_secs(86_400);
+
+fn answer_node(answer: &NodeAnswer) -> &str {
+    match answer {
+        NodeAnswer::Answered(reply) => &reply.node,
+        NodeAnswer::NotAnswering(node) => node,
     }
 }

@@ -29,6 +29,7 @@
 pub mod broker;
 mod client;
 mod context;
+pub mod control;
 mod error;
 mod message;
 mod options;
@@ -41,14 +42,16 @@ mod time;
 #[doc(hidden)]
 pub mod __private;
 
-pub use client::{Client, ClientConfig, QueueStats, TaskHandle};
+pub use client::{Client, ClientConfig, QueueStats, TaskHandle, CANCEL_TTL};
 pub use context::TaskContext;
 pub use error::{Error, Result};
 pub use message::{Message, MESSAGE_VERSION};
 pub use options::PublishOptions;
 pub use queue::{Destination, QueueName};
 pub use record::{RunRecord, TaskRecord, TaskState};
-pub use registry::{registered_tasks, Handler, Invocation, TaskKind, TaskRegistration};
+pub use registry::{
+    registered_tasks, Handler, Invocation, TaskKind, TaskOptions, TaskRegistration,
+};
 pub use stevedore_macros::task;
 pub use task_error::{TaskError, TaskErrorKind};
 pub use time::now_ms;

@@ -37,9 +37,12 @@ pub struct Message {
     /// Attempts made before this one (0 on the first run).
     #[serde(default)]
     pub tried: u32,
-    /// Time limit of one run, in milliseconds.
+    /// Soft time limit of one run in milliseconds: the task is asked to stop.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Hard time limit of one run in milliseconds: the run is aborted.
+    #[serde(default)]
+    pub hard_timeout: Option<u64>,
     /// Free-form string headers (trace context, dedup key, `notify`...).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -100,6 +103,7 @@ mod tests {
             retries: 0,
             tried: 0,
             timeout: None,
+            hard_timeout: None,
             headers: BTreeMap::new(),
         }
     }

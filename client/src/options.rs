@@ -1,6 +1,7 @@
 //! Per-call publish options: `add::apply_async(&client, (1, 2), PublishOptions::new().queue("io"))`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::{Destination, Error, Message, Result, MESSAGE_VERSION};
 
@@ -13,6 +14,8 @@ pub struct PublishOptions {
     broadcast: bool,
     id: Option<String>,
     notify: bool,
+    timeout: Option<Duration>,
+    hard_timeout: Option<Duration>,
     headers: BTreeMap<String, String>,
 }
 
@@ -49,6 +52,19 @@ impl PublishOptions {
     /// Ask the worker to wake [`crate::TaskHandle::wait`] callers when the task ends.
     pub fn notify(mut self, notify: bool) -> Self {
         self.notify = notify;
+        self
+    }
+
+    /// Soft time limit of one run: the task's cancellation token fires, and the run is recorded
+    /// `timed_out` if it then stops.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Hard time limit of one run: the run is aborted (a process-pool child is killed).
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
         self
     }
 
@@ -117,7 +133,8 @@ impl PublishOptions {
             eta: None,
             retries: 0,
             tried: 0,
-            timeout: None,
+            timeout: self.timeout.map(|t| t.as_millis() as u64),
+            hard_timeout: self.hard_timeout.map(|t| t.as_millis() as u64),
             headers: self.headers(),
         })
     }

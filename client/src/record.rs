@@ -16,12 +16,16 @@ pub enum TaskState {
     Succeeded,
     /// It returned an error or could not be run (unknown task, bad arguments).
     Failed,
+    /// It was cancelled (before it started, or while it ran).
+    Cancelled,
+    /// It ran past its time limit and was stopped.
+    TimedOut,
 }
 
 impl TaskState {
-    /// Whether the task has ended (succeeded or failed).
+    /// Whether the task has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
+        !matches!(self, Self::Pending | Self::Running)
     }
 
     /// The lowercase name used in records, logs and JSON.
@@ -31,6 +35,8 @@ impl TaskState {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
         }
     }
 }
@@ -97,18 +103,21 @@ impl TaskRecord {
     }
 
     /// The state of the task as a whole: its run's state; for a broadcast, `running` while any
-    /// node runs it, else `failed` if any failed, else `succeeded`; `pending` without runs.
+    /// node runs it, else the first of `failed`, `timed_out`, `cancelled` that any run has, else
+    /// `succeeded`; `pending` without runs.
     pub fn state(&self) -> TaskState {
         let states: Vec<TaskState> = self.runs.values().map(|r| r.state).collect();
-        if states.is_empty() {
-            TaskState::Pending
-        } else if states.contains(&TaskState::Running) {
-            TaskState::Running
-        } else if states.contains(&TaskState::Failed) {
-            TaskState::Failed
-        } else {
-            TaskState::Succeeded
-        }
+        let precedence = [
+            TaskState::Running,
+            TaskState::Failed,
+            TaskState::TimedOut,
+            TaskState::Cancelled,
+            TaskState::Succeeded,
+        ];
+        precedence
+            .into_iter()
+            .find(|state| states.contains(state))
+            .unwrap_or(TaskState::Pending)
     }
 
     /// The run of a queued task (not a broadcast), if recorded.

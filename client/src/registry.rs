@@ -36,12 +36,37 @@ pub struct TaskRegistration {
     pub name: &'static str,
     /// Async or blocking.
     pub kind: TaskKind,
-    /// The queue the stub publishes to when the call names none.
-    pub default_queue: Option<&'static str>,
+    /// Options from the attribute.
+    pub options: TaskOptions,
     /// Runs one invocation.
     pub handler: Handler,
     /// Where it was declared (`file:line`), to explain duplicate names.
     pub location: &'static str,
+}
+
+/// What `#[task(...)]` says about a task; a call's [`crate::PublishOptions`] win over it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskOptions {
+    /// The queue the stub publishes to when the call names none.
+    pub default_queue: Option<&'static str>,
+    /// Soft time limit of one run in milliseconds: the task's cancellation token fires.
+    pub timeout_ms: Option<u64>,
+    /// Hard time limit of one run in milliseconds: the run is aborted (or its child killed).
+    pub hard_timeout_ms: Option<u64>,
+    /// Whether the task takes a `TaskContext`, and so can see its cancellation and clean up.
+    pub uses_context: bool,
+}
+
+impl TaskOptions {
+    /// No options.
+    pub const fn new() -> Self {
+        Self {
+            default_queue: None,
+            timeout_ms: None,
+            hard_timeout_ms: None,
+            uses_context: false,
+        }
+    }
 }
 
 impl TaskRegistration {
@@ -49,14 +74,14 @@ impl TaskRegistration {
     pub const fn new(
         name: &'static str,
         kind: TaskKind,
-        default_queue: Option<&'static str>,
+        options: TaskOptions,
         handler: Handler,
         location: &'static str,
     ) -> Self {
         Self {
             name,
             kind,
-            default_queue,
+            options,
             handler,
             location,
         }

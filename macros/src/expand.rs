@@ -12,7 +12,7 @@ pub fn expand(task: &TaskDef) -> TokenStream {
     let shared = shared_items(task);
     match &task.shape {
         Shape::Function { ident, vis } => {
-            let name = match &task.name {
+            let name = match &task.options.name {
                 Some(name) => quote!(#name),
                 None => quote!(::core::module_path!()),
             };
@@ -35,7 +35,7 @@ pub fn expand(task: &TaskDef) -> TokenStream {
             }
         }
         Shape::Struct { self_ty, type_name } => {
-            let name = match &task.name {
+            let name = match &task.options.name {
                 Some(name) => quote!(#name),
                 None => {
                     let type_name = type_name.to_string();
@@ -119,10 +119,11 @@ fn shared_items(task: &TaskDef) -> TokenStream {
             ::stevedore::__private::encode_arg::<#ty>(NAME, #name, &#ident)?
         }
     });
-    let queue = match &task.queue {
+    let queue = match &task.options.queue {
         Some(q) => quote!(::core::option::Option::Some(#q)),
         None => quote!(::core::option::Option::None),
     };
+    let options = task_options(task, &queue);
     let handler = handler(task);
     let kind = if task.body.is_async {
         quote!(::stevedore::TaskKind::Async)
@@ -163,10 +164,29 @@ fn shared_items(task: &TaskDef) -> TokenStream {
             ::stevedore::TaskRegistration::new(
                 NAME,
                 #kind,
-                #queue,
+                #options,
                 __stevedore_handler,
                 ::core::concat!(::core::file!(), ":", ::core::line!()),
             )
+        }
+    }
+}
+
+/// The `TaskOptions` literal of the registration.
+fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
+    let optional = |ms: Option<u64>| match ms {
+        Some(ms) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout = optional(task.options.timeout_ms);
+    let hard_timeout = optional(task.options.hard_timeout_ms);
+    let uses_context = task.body.params.iter().any(|p| matches!(p, Param::Context));
+    quote! {
+        ::stevedore::TaskOptions {
+            default_queue: #queue,
+            timeout_ms: #timeout,
+            hard_timeout_ms: #hard_timeout,
+            uses_context: #uses_context,
         }
     }
 }

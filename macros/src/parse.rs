@@ -1,6 +1,6 @@
 //! Reads the attribute and the item, and refuses what cannot be a task with one clear error.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, Item, LitStr, Pat, ReturnType, Signature, Type};
 
@@ -10,12 +10,23 @@ pub struct TaskDef {
     pub item: TokenStream,
     /// Function task or struct task.
     pub shape: Shape,
+    /// What the attribute says.
+    pub options: Options,
+    /// The signature of the function that runs.
+    pub body: Body,
+}
+
+/// The options of `#[task(...)]`.
+#[derive(Default)]
+pub struct Options {
     /// `name = "..."`.
     pub name: Option<LitStr>,
     /// `queue = "..."`.
     pub queue: Option<LitStr>,
-    /// The signature of the function that runs.
-    pub body: Body,
+    /// `timeout = "30s"`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `hard_timeout = "35s"`, in milliseconds.
+    pub hard_timeout_ms: Option<u64>,
 }
 
 /// The signature of the function (or `run` method) that runs.
@@ -51,7 +62,7 @@ pub enum Param {
 
 /// Parses `#[task(attr)] item`.
 pub fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<TaskDef> {
-    let (name, queue) = parse_options(attr)?;
+    let options = parse_options(attr)?;
     match syn::parse2::<Item>(item.clone())? {
         Item::Fn(f) => {
             let body = check_signature(&f.sig, false)?;
@@ -61,12 +72,11 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<TaskDef> {
                     ident: f.sig.ident.clone(),
                     vis: f.vis.clone(),
                 },
-                name,
-                queue,
+                options,
                 body,
             })
         }
-        Item::Impl(block) => parse_impl(block, item, name, queue),
+        Item::Impl(block) => parse_impl(block, item, options),
         other => Err(syn::Error::new(
             other.span(),
             "#[task] goes on a function, or on the `impl` block of a struct that has `fn run(&self, ...)`",
@@ -74,12 +84,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<TaskDef> {
     }
 }
 
-fn parse_impl(
-    block: syn::ItemImpl,
-    item: TokenStream,
-    name: Option<LitStr>,
-    queue: Option<LitStr>,
-) -> syn::Result<TaskDef> {
+fn parse_impl(block: syn::ItemImpl, item: TokenStream, options: Options) -> syn::Result<TaskDef> {
     if let Some((_, path, _)) = &block.trait_ {
         return Err(syn::Error::new(
             path.span(),
@@ -112,28 +117,62 @@ fn parse_impl(
             self_ty: block.self_ty.clone(),
             type_name,
         },
-        name,
-        queue,
+        options,
         body,
     })
 }
 
-fn parse_options(attr: TokenStream) -> syn::Result<(Option<LitStr>, Option<LitStr>)> {
-    let mut name = None;
-    let mut queue = None;
+fn parse_options(attr: TokenStream) -> syn::Result<Options> {
+    let mut options = Options::default();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
-            name = Some(non_empty(meta.value()?.parse()?)?);
+            options.name = Some(non_empty(meta.value()?.parse()?)?);
         } else if meta.path.is_ident("queue") {
-            queue = Some(non_empty(meta.value()?.parse()?)?);
+            options.queue = Some(non_empty(meta.value()?.parse()?)?);
+        } else if meta.path.is_ident("timeout") {
+            options.timeout_ms = Some(duration_ms(meta.value()?.parse()?)?);
+        } else if meta.path.is_ident("hard_timeout") {
+            options.hard_timeout_ms = Some(duration_ms(meta.value()?.parse()?)?);
         } else {
-            return Err(meta
-                .error("unknown #[task] option; expected `name = \"...\"` or `queue = \"...\"`"));
+            return Err(meta.error(
+                "unknown #[task] option; expected `name`, `queue`, `timeout` or `hard_timeout`",
+            ));
         }
         Ok(())
     });
     syn::parse::Parser::parse2(parser, attr)?;
-    Ok((name, queue))
+    if let (Some(soft), Some(hard)) = (options.timeout_ms, options.hard_timeout_ms) {
+        if hard < soft {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "`hard_timeout` must not be shorter than `timeout`",
+            ));
+        }
+    }
+    Ok(options)
+}
+
+/// Parses `"500ms"`, `"30s"`, `"5m"` or `"1h"` into milliseconds.
+fn duration_ms(lit: LitStr) -> syn::Result<u64> {
+    let text = lit.value();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor = match unit {
+        "ms" => Some(1),
+        "s" => Some(1000),
+        "m" => Some(60_000),
+        "h" => Some(3_600_000),
+        _ => None,
+    };
+    match (number.parse::<u64>(), factor) {
+        (Ok(n), Some(factor)) if n > 0 => Ok(n * factor),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            "expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"",
+        )),
+    }
 }
 
 fn non_empty(lit: LitStr) -> syn::Result<LitStr> {

@@ -12,7 +12,7 @@ fn shout(text: String) -> String {
     text.to_uppercase()
 }
 
-#[task]
+#[task(timeout = "2s", hard_timeout = "3s")]
 async fn with_context(ctx: TaskContext, n: u32) -> u32 {
     n + ctx.attempt()
 }
@@ -70,8 +70,15 @@ fn every_task_is_registered_at_link_time() {
     let add = stevedore::registered_tasks()
         .find(|t| t.name == "expand::add")
         .unwrap();
-    assert_eq!(add.default_queue, Some("math"));
+    assert_eq!(add.options.default_queue, Some("math"));
+    assert!(!add.options.uses_context);
     assert_eq!(add.kind, stevedore::TaskKind::Async);
+    let with_context = stevedore::registered_tasks()
+        .find(|t| t.name == "expand::with_context")
+        .unwrap();
+    assert!(with_context.options.uses_context);
+    assert_eq!(with_context.options.timeout_ms, Some(2000));
+    assert_eq!(with_context.options.hard_timeout_ms, Some(3000));
     let shout = stevedore::registered_tasks()
         .find(|t| t.name == "custom.name")
         .unwrap();

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::pool::PoolKind;
+
 /// Options every stevedore binary takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -37,9 +39,29 @@ pub struct WorkerArgs {
     /// Shared queues to read, comma-separated, in priority order.
     #[arg(long, value_delimiter = ',', default_value = "default")]
     pub queues: Vec<String>,
-    /// Tasks run at once on this node.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub concurrency: u32,
+    /// Workers at most (tasks run at once): a number, or `auto` (from CPUs and memory).
+    #[arg(long, visible_alias = "concurrency", default_value = "auto", value_parser = parse_worker_count)]
+    pub max_workers: WorkerCount,
+    /// Workers kept even when idle.
+    #[arg(long, default_value_t = 1)]
+    pub min_workers: usize,
+    /// `async`: tasks are tokio tasks of this process; `process`: child processes, for
+    /// blocking and CPU-bound tasks.
+    #[arg(long, value_enum, default_value = "async")]
+    pub pool: PoolKind,
+    /// A worker idle this long is retired (down to --min-workers).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Recycle a child process after this many tasks (process pool).
+    #[arg(long)]
+    pub max_tasks_per_child: Option<u64>,
+    /// Recycle a child process above this resident memory, e.g. 512MiB (process pool).
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory_per_child: Option<u64>,
+    /// How long a cancelled task that can see its cancellation, or a child told to stop, gets
+    /// before it is aborted or killed; also added to a soft timeout when no hard one is given.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub cancel_grace: Duration,
     /// How long a graceful stop waits for running tasks (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -49,6 +71,76 @@ pub struct WorkerArgs {
     /// Longest block of one read on Redis; shorter means faster reconnects, more idle traffic.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub block: Duration,
+}
+
+/// `--max-workers`: a number or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerCount {
+    /// Computed from the machine's CPUs and memory.
+    Auto,
+    /// This many.
+    Fixed(usize),
+}
+
+impl WorkerCount {
+    /// The number of workers for a pool of `kind` on this machine. `auto`: 16 per CPU for the
+    /// async pool (tasks mostly wait on I/O); for the process pool 4 per CPU, but no more than
+    /// one per 256 MiB of memory above 1 GiB, and at least 2.
+    pub fn resolve(self, kind: PoolKind) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match (self, kind) {
+            (Self::Fixed(n), _) => n,
+            (Self::Auto, PoolKind::Async) => (cpus * 16).max(16),
+            (Self::Auto, PoolKind::Process) => {
+                let by_memory = total_memory().map_or(usize::MAX, |bytes| {
+                    (bytes.saturating_sub(1 << 30) / (256 << 20)) as usize
+                });
+                (cpus * 4).min(by_memory).max(2)
+            }
+        }
+    }
+}
+
+fn total_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn parse_worker_count(text: &str) -> Result<WorkerCount, String> {
+    match text {
+        "auto" => Ok(WorkerCount::Auto),
+        _ => match text.parse::<usize>() {
+            Ok(n) if (1..=100_000).contains(&n) => Ok(WorkerCount::Fixed(n)),
+            _ => Err(format!(
+                "`{text}` is not a worker count: use 1 to 100000, or auto"
+            )),
+        },
+    }
+}
+
+/// Parses a size: `512MiB`, `1GiB`, `100MB`, `64KiB`, or bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "KiB" | "K" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" | "M" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" | "G" => 1 << 30,
+        _ => return Err(format!("`{text}` is not a size; write e.g. 512MiB or 2GiB")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("`{text}` is not a size; write e.g. 512MiB or 2GiB"))
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, `1d` (and combinations such as `1m 30s`); a bare number
@@ -69,6 +161,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sizes_and_worker_counts_parse() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_worker_count("auto").unwrap(), WorkerCount::Auto);
+        assert_eq!(parse_worker_count("8").unwrap(), WorkerCount::Fixed(8));
+        assert!(parse_worker_count("0").is_err());
+        assert!(WorkerCount::Auto.resolve(PoolKind::Process) >= 2);
+        assert!(WorkerCount::Auto.resolve(PoolKind::Async) >= 16);
+    }
+
+    #[test]
     fn durations_parse_in_the_usual_forms() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
@@ -77,5 +182,39 @@ mod tests {
         assert!(parse_duration("soon")
             .unwrap_err()
             .contains("not a duration"));
+    }
+}
+
+/// The remote-control side of the `worker` command (AWX's `run_dispatcher --status` ...): ask
+/// running nodes over Redis instead of running one.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArgs {
+    /// Show each node's pool: every worker with its counters and current task.
+    #[arg(long, group = "control")]
+    pub status: bool,
+    /// Show the ids of running and queued tasks.
+    #[arg(long, group = "control")]
+    pub running: bool,
+    /// Recycle every worker; each finishes its current task first.
+    #[arg(long, group = "control")]
+    pub reload: bool,
+    /// Cancel these task ids wherever they are.
+    #[arg(long, group = "control", num_args = 1.., value_name = "ID")]
+    pub cancel: Vec<String>,
+    /// Ask every node (default: the node named by --node, else this host's).
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for answers.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub control_timeout: Duration,
+}
+
+impl ControlArgs {
+    /// Whether a control request was asked for (rather than running a node).
+    pub fn requested(&self) -> bool {
+        self.status || self.running || self.reload || !self.cancel.is_empty()
     }
 }

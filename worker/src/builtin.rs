@@ -4,24 +4,30 @@
 use std::time::Duration;
 
 use stevedore::__private::{Arguments, BoxFuture};
-use stevedore::{Invocation, TaskError, TaskKind, TaskRegistration};
+use stevedore::{Invocation, TaskError, TaskKind, TaskOptions, TaskRegistration};
 
 type Outcome = BoxFuture<'static, Result<rmpv::Value, TaskError>>;
 
 const HERE: &str = concat!(file!(), ":", line!());
 
 macro_rules! builtin {
-    ($name:literal, $handler:ident) => {
+    ($name:literal, $handler:ident, uses_context: $uses_context:literal) => {
         stevedore::__private::inventory::submit! {
-            TaskRegistration::new($name, TaskKind::Async, None, $handler, HERE)
+            TaskRegistration::new(
+                $name,
+                TaskKind::Async,
+                TaskOptions { uses_context: $uses_context, ..TaskOptions::new() },
+                $handler,
+                HERE,
+            )
         }
     };
 }
 
-builtin!("stevedore.noop", noop);
-builtin!("stevedore.echo", echo);
-builtin!("stevedore.sleep", sleep);
-builtin!("stevedore.fail", fail);
+builtin!("stevedore.noop", noop, uses_context: false);
+builtin!("stevedore.echo", echo, uses_context: false);
+builtin!("stevedore.sleep", sleep, uses_context: true);
+builtin!("stevedore.fail", fail, uses_context: false);
 
 /// Does nothing and returns nil: the cost of the machinery alone.
 fn noop(_: Invocation) -> Outcome {

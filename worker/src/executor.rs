@@ -1,74 +1,75 @@
-//! The executor: runs one delivered message and reports its outcome.
+//! The executor: takes one delivered message to its outcome.
 //!
 //! 1. Decodes the message; bytes that do not decode go to the queue's dead letters with the
 //!    reason and the raw bytes.
-//! 2. Looks the task up; an unknown name fails the task with `unknown task NAME`.
-//! 3. Records the run as started, runs the handler (a panic is a failure, not a crash), and
-//!    hands the outcome and the acknowledgement to the recorder.
-//! 4. Holds the node's slot until the task body has returned.
-//! 5. At a hard stop, abandons the run without acknowledging it: the message stays pending in
+//! 2. Skips a cancelled message (recorded `cancelled`, never run).
+//! 3. Looks the task up; an unknown name fails the task with `unknown task NAME`.
+//! 4. Records the run as started and hands it to the pool with its stop signal and time limits;
+//!    maps how it ended to a state (`succeeded`, `failed`, `cancelled`, `timed_out`).
+//! 5. Hands the outcome and the acknowledgement to the recorder, and frees the node's slot.
+//! 6. At a hard stop, abandons the run without acknowledging it: the message stays pending in
 //!    Redis, to be recovered, never lost.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::FutureExt;
 use stevedore::broker::{Broker, Delivery};
 use stevedore::{
-    Client, Destination, Invocation, Message, RunRecord, TaskContext, TaskError, TaskState,
+    Client, Destination, Invocation, Message, RunRecord, TaskContext, TaskError, TaskRegistration,
+    TaskState,
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cancels::CancelBook;
+use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
+use crate::running::RunningTasks;
+use crate::stop::{StopReason, StopSignal};
 use crate::task_table::TaskTable;
+
+/// What the executor works with.
+pub struct ExecutorParts {
+    /// This node.
+    pub node: Arc<str>,
+    /// The tasks it can run.
+    pub table: TaskTable,
+    /// For task contexts and dead letters.
+    pub client: Client,
+    /// To the recorder.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// Tracks every run, for the drain at shutdown.
+    pub tracker: TaskTracker,
+    /// Cancelled at the shutdown deadline: tasks see their cancellation token fire.
+    pub cancel_all: CancellationToken,
+    /// Cancelled at the shutdown deadline: runs are abandoned, not acknowledged.
+    pub abandon: CancellationToken,
+    /// Where runs go.
+    pub pool: Pool,
+    /// Held runs, for control.
+    pub running: RunningTasks,
+    /// Cancel records.
+    pub cancels: CancelBook,
+}
 
 /// Starts runs; cheap to clone.
 #[derive(Clone)]
 pub struct Executor {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    node: Arc<str>,
-    table: TaskTable,
-    client: Client,
-    events: mpsc::UnboundedSender<Event>,
-    tracker: TaskTracker,
-    /// Cancelled at the shutdown deadline: tasks see their cancellation token fire.
-    cancel_all: CancellationToken,
-    /// Cancelled at the shutdown deadline: runs are abandoned, not acknowledged.
-    abandon: CancellationToken,
+    shared: Arc<ExecutorParts>,
 }
 
 impl Executor {
-    /// An executor for `node` that reports to the recorder through `events`.
-    pub fn new(
-        node: Arc<str>,
-        table: TaskTable,
-        client: Client,
-        events: mpsc::UnboundedSender<Event>,
-        tracker: TaskTracker,
-        cancel_all: CancellationToken,
-        abandon: CancellationToken,
-    ) -> Self {
+    /// An executor over `parts`.
+    pub fn new(parts: ExecutorParts) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                node,
-                table,
-                client,
-                events,
-                tracker,
-                cancel_all,
-                abandon,
-            }),
+            shared: Arc::new(parts),
         }
     }
 
-    /// Runs `delivery` (read through `group`) in the background, holding `slot` until the task
-    /// body returns.
+    /// Runs `delivery` (read through `group`) in the background, holding `slot` until the run
+    /// ends.
     pub fn start(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
         let shared = self.shared.clone();
         self.shared.tracker.spawn(async move {
@@ -83,7 +84,7 @@ impl Executor {
     }
 }
 
-impl Shared {
+impl ExecutorParts {
     fn broker(&self) -> &Broker {
         self.client.broker()
     }
@@ -130,60 +131,93 @@ impl Shared {
             state: TaskState::Running,
             attempt: message.tried + 1,
             published_at: message.published_at,
-            started_at: Some(stevedore::now_ms()),
+            started_at: None,
             finished_at: None,
             result: None,
             error: None,
         };
+        if self.cancels.cancels(message) {
+            tracing::info!("skipped: cancelled before it started");
+            run.state = TaskState::Cancelled;
+            run.error = Some("cancelled before it started".into());
+            run.finished_at = Some(stevedore::now_ms());
+            return run;
+        }
+        run.started_at = Some(stevedore::now_ms());
         let _ = self.events.send(Event::Started {
             run: run.clone(),
             broadcast,
         });
-        let outcome = match self.table.get(&message.task) {
-            None => Err(TaskError::fatal(format!("unknown task {}", message.task))),
-            Some(task) => {
-                let invocation = Invocation {
-                    args: std::mem::take(&mut message.args),
-                    kwargs: std::mem::take(&mut message.kwargs),
-                    context: self.context(message),
-                };
-                AssertUnwindSafe((task.handler)(invocation))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| {
-                        Err(TaskError::new(format!(
-                            "task panicked: {}",
-                            stevedore::__private::panic_message(&panic)
-                        )))
-                    })
-            }
+        let (state, outcome) = match self.table.get(&message.task) {
+            None => (
+                TaskState::Failed,
+                Err(TaskError::fatal(format!("unknown task {}", message.task))),
+            ),
+            Some(task) => self.run_task(task, message).await,
         };
         run.finished_at = Some(stevedore::now_ms());
+        run.state = state;
         match outcome {
             Ok(value) => {
-                run.state = TaskState::Succeeded;
                 run.result = Some(value);
                 tracing::debug!("task succeeded");
             }
             Err(error) => {
-                run.state = TaskState::Failed;
-                tracing::warn!(error = %error, "task failed");
+                tracing::warn!(error = %error, state = state.as_str(), "task did not succeed");
                 run.error = Some(error.message().to_owned());
             }
         }
         run
     }
 
-    fn context(&self, message: &Message) -> TaskContext {
-        TaskContext::new(
+    /// Hands the run to the pool and says how it ended.
+    async fn run_task(
+        &self,
+        task: &'static TaskRegistration,
+        message: &mut Message,
+    ) -> (TaskState, Result<rmpv::Value, TaskError>) {
+        let stop = StopSignal::new(&self.cancel_all);
+        let held = self.running.hold(&message.id, &message.task, stop.clone());
+        let context = TaskContext::new(
             &message.id,
             &message.task,
             message.tried + 1,
             self.node.clone(),
             &message.queue,
-            self.cancel_all.child_token(),
+            stop.token().clone(),
             self.client.clone(),
-        )
+        );
+        let job = Job {
+            task,
+            shape: shape(message),
+            invocation: Invocation {
+                args: std::mem::take(&mut message.args),
+                kwargs: std::mem::take(&mut message.kwargs),
+                context,
+            },
+            stop: stop.clone(),
+            limits: self.limits(task, message),
+            held,
+        };
+        let outcome = self.pool.run(job).await;
+        match (&outcome, stop.reason()) {
+            (Ok(_), _) => (TaskState::Succeeded, outcome),
+            (Err(_), Some(reason)) => (
+                reason.state(),
+                outcome.map_err(|e| stopped_error(reason, e)),
+            ),
+            (Err(_), None) => (TaskState::Failed, outcome),
+        }
+    }
+
+    /// The run's time limits: the call's, else the task's; the hard limit defaults to the soft
+    /// one plus the cancel grace.
+    fn limits(&self, task: &TaskRegistration, message: &Message) -> Limits {
+        let ms = |ms: Option<u64>| ms.map(Duration::from_millis);
+        let soft = ms(message.timeout.or(task.options.timeout_ms));
+        let hard = ms(message.hard_timeout.or(task.options.hard_timeout_ms))
+            .or_else(|| soft.map(|soft| soft + self.pool.config().cancel_grace));
+        Limits { soft, hard }
     }
 
     async fn dead_letter(&self, delivery: &Delivery, group: &str, reason: &str) {
@@ -197,4 +231,22 @@ impl Shared {
             }
         }
     }
+}
+
+/// The error recorded for a run that stopped because it was told to.
+fn stopped_error(reason: StopReason, error: TaskError) -> TaskError {
+    match reason {
+        StopReason::TimedOut => TaskError::fatal(format!("timed out ({})", error.message())),
+        StopReason::Cancelled => error,
+    }
+}
+
+/// `task(<2 args, 1 kwarg>)`: the shape of a call, never its values (they may hold secrets).
+fn shape(message: &Message) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut parts = vec![plural(message.args.len(), "arg")];
+    if !message.kwargs.is_empty() {
+        parts.push(plural(message.kwargs.len(), "kwarg"));
+    }
+    format!("{}(<{}>)", message.task, parts.join(", "))
 }

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::Executor;
+use crate::pause::PauseGate;
 
 /// What one fetcher reads.
 #[derive(Debug, Clone)]
@@ -53,23 +54,27 @@ pub struct Fetcher {
     broker: Broker,
     slots: Arc<Semaphore>,
     executor: Executor,
+    gate: Arc<PauseGate>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Fetcher {
-    /// A fetcher sharing the node's `slots` with the other fetchers.
+    /// A fetcher sharing the node's `slots` with the other fetchers, reading only queues the
+    /// `gate` does not hold paused.
     pub fn new(
         config: FetcherConfig,
         broker: Broker,
         slots: Arc<Semaphore>,
         executor: Executor,
+        gate: Arc<PauseGate>,
     ) -> Self {
         Self {
             config,
             broker,
             slots,
             executor,
+            gate,
         }
     }
 
@@ -103,6 +108,7 @@ impl Fetcher {
             .dedicated_connection(self.config.block, &self.config.group)
             .await?;
         let client_id = self.broker.client_id(&mut conn).await?;
+        self.gate.register(&self.config.group, client_id);
         for stream in &self.config.streams {
             self.broker
                 .ensure_group(stream, &self.config.group, self.config.start)
@@ -135,7 +141,26 @@ impl Fetcher {
                 },
                 FetchMode::Batch(_) => None,
             };
-            let Some(deliveries) = self.read(conn, first.is_some(), stop).await? else {
+            let paused = self.gate.read().await;
+            let streams: Vec<Destination> = self
+                .config
+                .streams
+                .iter()
+                .filter(|s| !paused.contains(&s.wire_name()))
+                .cloned()
+                .collect();
+            if streams.is_empty() {
+                let mut resumed = std::pin::pin!(self.gate.on_change());
+                resumed.as_mut().enable();
+                drop((paused, first));
+                tokio::select! {
+                    () = resumed => continue,
+                    () = stop.cancelled() => return Ok(()),
+                }
+            }
+            let read = self.read(conn, &streams, first.is_some(), stop).await;
+            drop(paused);
+            let Some(deliveries) = read? else {
                 return Ok(());
             };
             self.dispatch(deliveries, first).await;
@@ -159,6 +184,7 @@ impl Fetcher {
     async fn read(
         &self,
         conn: &mut Connection,
+        streams: &[Destination],
         holds_slot: bool,
         stop: &CancellationToken,
     ) -> stevedore::Result<Option<Vec<Delivery>>> {
@@ -167,8 +193,8 @@ impl Fetcher {
             FetchMode::Batch(n) => n,
         };
         let (group, consumer) = (&self.config.group, &self.config.consumer);
-        if self.config.streams.len() > 1 {
-            for stream in &self.config.streams {
+        if streams.len() > 1 {
+            for stream in streams {
                 let found = self
                     .broker
                     .read_group(

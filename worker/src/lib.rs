@@ -12,10 +12,16 @@
 pub mod admin;
 mod args;
 mod builtin;
+mod cancels;
+mod controller;
 mod executor;
 mod fetcher;
+mod pause;
+mod pool;
 mod recorder;
+mod running;
 mod signals;
+mod stop;
 mod task_table;
 mod worker;
 
@@ -24,7 +30,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{parse_duration, GlobalArgs, WorkerArgs};
+pub use args::{parse_duration, ControlArgs, GlobalArgs, WorkerArgs, WorkerCount};
+pub use pool::PoolKind;
 pub use task_table::TaskTable;
 pub use worker::run;
 
@@ -38,12 +45,24 @@ pub use worker::run;
 struct WorkerCli {
     #[command(flatten)]
     args: WorkerArgs,
+    #[command(flatten)]
+    control: ControlArgs,
 }
 
 /// Runs the stock worker's command line: parses the arguments, logs to stderr, runs until
-/// SIGINT/SIGTERM. Returns the process exit code.
+/// SIGINT/SIGTERM. With `--status`, `--running`, `--reload` or `--cancel` it asks running nodes
+/// instead. Run as a process-pool child (by its parent), it serves its parent. Returns the
+/// process exit code.
 pub fn main() -> ExitCode {
+    if let Ok(socket) = std::env::var(pool::CHILD_SOCKET_ENV) {
+        init_logging();
+        return pool::child_main(socket);
+    }
     let cli = WorkerCli::parse();
+    if cli.control.requested() {
+        init_logging_quiet();
+        return admin::control_from_worker(cli.args, cli.control);
+    }
     init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

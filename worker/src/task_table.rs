@@ -66,7 +66,7 @@ fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stevedore::{TaskError, TaskKind};
+    use stevedore::{TaskError, TaskKind, TaskOptions};
 
     fn noop(
         _: stevedore::Invocation,
@@ -75,9 +75,9 @@ mod tests {
     }
 
     static A: TaskRegistration =
-        TaskRegistration::new("dup", TaskKind::Async, None, noop, "a.rs:1");
+        TaskRegistration::new("dup", TaskKind::Async, TaskOptions::new(), noop, "a.rs:1");
     static B: TaskRegistration =
-        TaskRegistration::new("dup", TaskKind::Async, None, noop, "b.rs:2");
+        TaskRegistration::new("dup", TaskKind::Async, TaskOptions::new(), noop, "b.rs:2");
 
     #[test]
     fn duplicate_names_are_refused_naming_both_places() {

@@ -19,9 +19,14 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::executor::Executor;
+use crate::cancels::CancelBook;
+use crate::controller::Controller;
+use crate::executor::{Executor, ExecutorParts};
 use crate::fetcher::{FetchMode, Fetcher, FetcherConfig};
+use crate::pause::PauseGate;
+use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
 use crate::recorder::Recorder;
+use crate::running::RunningTasks;
 use crate::task_table::TaskTable;
 use crate::WorkerArgs;
 
@@ -46,7 +51,8 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
 
     let node: Arc<str> = node.into();
     let consumer = format!("{node}:{}:{}", std::process::id(), stevedore::now_ms());
-    let slots = Arc::new(Semaphore::new(args.concurrency as usize));
+    let pool = start_pool(&args, &node).await?;
+    let slots = Arc::new(Semaphore::new(pool.config().max_workers));
     let (events, received) = mpsc::unbounded_channel();
     let tracker = TaskTracker::new();
     let cancel_all = CancellationToken::new();
@@ -56,15 +62,22 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
         Recorder::new(client.broker().clone(), received, args.record_ttl).run(give_up.clone()),
     );
     let names = table.names();
-    let executor = Executor::new(
-        node.clone(),
+    let running = RunningTasks::default();
+    let cancels = CancelBook::default();
+    cancels.refresh(client.broker()).await?;
+    let gate = Arc::new(PauseGate::default());
+    let executor = Executor::new(ExecutorParts {
+        node: node.clone(),
         table,
-        client.clone(),
+        client: client.clone(),
         events,
-        tracker.clone(),
-        cancel_all.clone(),
-        abandon.clone(),
-    );
+        tracker: tracker.clone(),
+        cancel_all: cancel_all.clone(),
+        abandon: abandon.clone(),
+        pool: pool.clone(),
+        running: running.clone(),
+        cancels: cancels.clone(),
+    });
 
     let mut streams = vec![Destination::Node(stevedore::QueueName::new("node", &node)?)];
     streams.extend(queues.iter().cloned());
@@ -87,23 +100,40 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
         },
     ]
     .map(|config| {
+        let broker = client.broker().clone();
         let fetcher = Fetcher::new(
             config,
-            client.broker().clone(),
+            broker,
             slots.clone(),
             executor.clone(),
+            gate.clone(),
         );
         tokio::spawn(fetcher.run(stop.clone()))
     });
     drop(executor);
-    tracing::info!(%node, %consumer, queues = ?args.queues, concurrency = args.concurrency,
-        tasks = names.len(), "worker started");
+    let controller = Controller {
+        node: node.clone(),
+        broker: client.broker().clone(),
+        pool: pool.clone(),
+        running,
+        cancels,
+        paused: gate,
+        queues: queues.iter().map(Destination::wire_name).collect(),
+        block: args.block,
+    };
+    let controller = tokio::spawn(controller.run(stop.clone()));
+    let scaler = tokio::spawn(pool.clone().scale_down(stop.clone()));
+    tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
+        max_workers = pool.config().max_workers, tasks = names.len(), "worker started");
 
     stop.cancelled().await;
     for fetcher in fetchers {
         fetcher.await.context("a fetcher panicked")?;
     }
     drain(&tracker, args.shutdown_timeout, &cancel_all, &abandon).await;
+    controller.await.context("the controller panicked")?;
+    scaler.await.context("the pool scaler panicked")?;
+    pool.shutdown().await;
     let recorder_done = tokio::time::timeout(RECORDER_GRACE, recorder);
     if recorder_done.await.is_err() {
         give_up.cancel();
@@ -132,7 +162,40 @@ async fn drain(
     tracker.wait().await;
 }
 
-fn node_name(given: Option<&str>) -> anyhow::Result<String> {
+/// Builds the pool from the arguments and starts its minimum of workers.
+async fn start_pool(args: &WorkerArgs, node: &str) -> anyhow::Result<Pool> {
+    let max_workers = args.max_workers.resolve(args.pool);
+    anyhow::ensure!(
+        args.min_workers <= max_workers,
+        "--min-workers {} is above --max-workers {max_workers}",
+        args.min_workers
+    );
+    let config = PoolConfig {
+        kind: args.pool,
+        min_workers: args.min_workers,
+        max_workers,
+        idle_timeout: args.idle_timeout,
+        max_tasks_per_child: args.max_tasks_per_child,
+        max_memory_per_child: args.max_memory_per_child,
+        cancel_grace: args.cancel_grace,
+    };
+    let launcher = match args.pool {
+        PoolKind::Async => None,
+        PoolKind::Process => Some(ChildLauncher::new(vec![
+            ("STEVEDORE_REDIS_URL".into(), args.global.redis_url.clone()),
+            ("STEVEDORE_NAMESPACE".into(), args.global.namespace.clone()),
+            ("STEVEDORE_NODE".into(), node.to_owned()),
+        ])?),
+    };
+    let pool = Pool::new(config, launcher);
+    pool.start()
+        .await
+        .context("cannot start the pool's worker processes")?;
+    Ok(pool)
+}
+
+/// This node's name: the one given, else the host name.
+pub fn node_name(given: Option<&str>) -> anyhow::Result<String> {
     let name = match given {
         Some(name) => name.to_owned(),
         None => hostname::get()

@@ -136,7 +136,7 @@ fn stream_pairs(reply: Value) -> Result<Vec<(String, Value)>> {
         .collect()
 }
 
-fn parse_entry(entry: Value) -> Result<(String, Option<Vec<u8>>)> {
+pub(super) fn parse_entry(entry: Value) -> Result<(String, Option<Vec<u8>>)> {
     let Value::Array(mut parts) = entry else {
         return Err(bad_reply("entry is not an array"));
     };

@@ -14,6 +14,10 @@
 //! | `NS:{b}:dead`         | stream | dead letters of broadcasts (capped)                     |
 //! | `NS:{t:ID}:record`    | hash   | task ID's runs: field `task`, or `node:NODE` per node   |
 //! | `NS:{t:ID}:done`      | list   | one token once task ID ended, for waiters (`notify`)    |
+//! | `NS:{c}:stream`       | stream | control requests (capped), read by every node           |
+//! | `NS:{r:ID}:reply`     | list   | answers to control request ID (expires)                 |
+//! | `NS:{x}:cancels`      | hash   | cancel records: field = record id, value = record       |
+//! | `NS:{x}:paused`       | hash   | paused queues: field = queue wire name, value = time    |
 
 use crate::Destination;
 
@@ -66,6 +70,26 @@ impl Keys {
     /// List: holds a token once task `id` has ended, for waiters.
     pub fn done(&self, id: &str) -> String {
         format!("{}:{{t:{id}}}:done", self.ns)
+    }
+
+    /// Stream: control requests.
+    pub fn control(&self) -> String {
+        format!("{}:{{c}}:stream", self.ns)
+    }
+
+    /// List: answers to control request `id`.
+    pub fn reply(&self, id: &str) -> String {
+        format!("{}:{{r:{id}}}:reply", self.ns)
+    }
+
+    /// Hash: cancel records.
+    pub fn cancels(&self) -> String {
+        format!("{}:{{x}}:cancels", self.ns)
+    }
+
+    /// Hash: paused queues.
+    pub fn paused(&self) -> String {
+        format!("{}:{{x}}:paused", self.ns)
     }
 
     /// The pattern that matches every queue stream, for listings.

@@ -6,6 +6,7 @@
 //! statistics. Lua scripts live in `scripts/`, one atomic operation each.
 
 mod connect;
+mod control;
 mod dead_letter;
 mod enqueue;
 mod fetch;

@@ -11,6 +11,7 @@ macro_rules! say {
     }};
 }
 
+mod control;
 mod enqueue;
 mod format;
 mod queues;
@@ -45,12 +46,47 @@ enum Command {
     Task(task::TaskArgs),
     /// Lists queues with their waiting, running and dead-lettered counts.
     Queues(queues::QueuesArgs),
+    /// Shows nodes' pools: every worker with its counters and current task.
+    Status(control::Ask),
+    /// Shows the ids of running and queued tasks on nodes.
+    Running(control::Ask),
+    /// Recycles every worker of nodes; each finishes its current task first.
+    Reload(control::Ask),
+    /// Cancels tasks by id or by name, wherever they are.
+    Cancel(control::CancelArgs),
+    /// Pauses or resumes a queue for the whole cluster.
+    #[command(subcommand)]
+    Queue(control::QueueCommand),
 }
+
+pub use control::control_from_worker;
 
 /// Runs the admin command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = AdminCli::parse();
     crate::init_logging_quiet();
+    run_with_client(&cli.global, |client| async move {
+        use stevedore::control::Command as Ask;
+        match cli.command {
+            Command::Enqueue(args) => enqueue::run(&client, args).await,
+            Command::Task(args) => task::run(&client, args).await,
+            Command::Queues(args) => queues::run(&client, args).await,
+            Command::Status(ask) => control::ask(&client, Ask::Status, ask).await,
+            Command::Running(ask) => control::ask(&client, Ask::Running, ask).await,
+            Command::Reload(ask) => control::ask(&client, Ask::Reload, ask).await,
+            Command::Cancel(args) => control::cancel(&client, args).await,
+            Command::Queue(command) => control::queue(&client, command).await,
+        }
+    })
+}
+
+/// Connects, runs `body` on a small runtime, and turns its outcome into an exit code with
+/// errors printed on one line.
+fn run_with_client<F, Fut>(global: &GlobalArgs, body: F) -> ExitCode
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -61,22 +97,17 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(async {
+        let client = Client::connect(&global.redis_url, &global.namespace).await?;
+        body(client).await
+    });
+    match outcome {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn run(cli: AdminCli) -> anyhow::Result<ExitCode> {
-    let client = Client::connect(&cli.global.redis_url, &cli.global.namespace).await?;
-    match cli.command {
-        Command::Enqueue(args) => enqueue::run(&client, args).await,
-        Command::Task(args) => task::run(&client, args).await,
-        Command::Queues(args) => queues::run(&client, args).await,
     }
 }
 

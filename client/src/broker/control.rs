@@ -1,0 +1,262 @@
+//! Control requests and replies, cancel records and paused queues.
+
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use super::fetch::{bad_reply, text};
+use super::keys::MESSAGE_FIELD;
+use super::{Broker, Connection};
+use crate::control::{CancelRecord, Reply, Request};
+use crate::{Error, Result};
+
+/// Approximate cap of the control stream.
+const CONTROL_CAP: u64 = 1000;
+/// How long unread answers stay.
+const REPLY_TTL_MS: u64 = 60_000;
+
+fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
+        what: what.into(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+        what: what.into(),
+        reason: e.to_string(),
+    })
+}
+
+impl Broker {
+    /// Appends a control request for the nodes to read.
+    pub async fn send_control(&self, request: &Request) -> Result<()> {
+        redis::cmd("XADD")
+            .arg(self.keys().control())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(CONTROL_CAP)
+            .arg("*")
+            .arg(MESSAGE_FIELD)
+            .arg(encode("control request", request)?)
+            .query_async::<String>(&mut self.commands())
+            .await?;
+        Ok(())
+    }
+
+    /// The id of the newest control request (`0-0` if none): where a new reader starts.
+    pub async fn control_position(&self) -> Result<String> {
+        let newest: Value = redis::cmd("XREVRANGE")
+            .arg(self.keys().control())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.commands())
+            .await?;
+        match newest {
+            Value::Array(entries) => match entries.into_iter().next() {
+                Some(Value::Array(mut entry)) if !entry.is_empty() => text(entry.swap_remove(0)),
+                _ => Ok("0-0".into()),
+            },
+            _ => Ok("0-0".into()),
+        }
+    }
+
+    /// Reads control requests after entry `after`, blocking up to `block`. Returns them with
+    /// their entry ids; undecodable entries are skipped with a warning.
+    pub async fn read_control(
+        &self,
+        conn: &mut Connection,
+        after: &str,
+        block: Duration,
+    ) -> Result<Vec<(String, Request)>> {
+        let reply: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(100)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.keys().control())
+            .arg(after)
+            .query_async(conn)
+            .await?;
+        let mut requests = Vec::new();
+        for (entry_id, fields) in control_entries(reply)? {
+            match fields.map(|bytes| decode::<Request>("control request", &bytes)) {
+                Some(Ok(request)) => requests.push((entry_id, request)),
+                Some(Err(error)) => {
+                    tracing::warn!(%entry_id, %error, "skipping a bad control request")
+                }
+                None => tracing::warn!(%entry_id, "skipping a control entry without a message"),
+            }
+        }
+        Ok(requests)
+    }
+
+    /// Sends one node's answer to a request.
+    pub async fn reply_control(&self, reply_to: &str, reply: &Reply) -> Result<()> {
+        redis::pipe()
+            .cmd("RPUSH")
+            .arg(reply_to)
+            .arg(encode("control reply", reply)?)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(reply_to)
+            .arg(REPLY_TTL_MS)
+            .ignore()
+            .query_async::<()>(&mut self.commands())
+            .await?;
+        Ok(())
+    }
+
+    /// Collects up to `expected` answers from `reply_to` until `deadline`.
+    pub async fn collect_replies(
+        &self,
+        reply_to: &str,
+        expected: usize,
+        deadline: Instant,
+    ) -> Result<Vec<Reply>> {
+        let mut replies = Vec::new();
+        let mut conn = self.blocking_connection().await?;
+        while replies.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+                .arg(reply_to)
+                .arg(format!("{:.3}", left.as_secs_f64().max(0.001)))
+                .query_async(&mut conn)
+                .await?;
+            match popped {
+                Some((_, bytes)) => replies.push(decode("control reply", &bytes)?),
+                None => break,
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Nodes that ever read broadcasts: the `node:NAME` groups of the broadcast stream.
+    pub async fn known_nodes(&self) -> Result<Vec<String>> {
+        let stream = self.keys().stream(&crate::Destination::Broadcast);
+        let groups: redis::RedisResult<Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut self.commands())
+            .await;
+        let groups = match groups {
+            Ok(groups) => groups,
+            Err(e) if e.code() == Some("ERR") => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let Value::Array(groups) = groups else {
+            return Err(bad_reply("XINFO GROUPS reply is not an array"));
+        };
+        let mut nodes = Vec::new();
+        for group in groups {
+            let fields: Vec<Value> = match group {
+                Value::Array(flat) => flat,
+                Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                _ => continue,
+            };
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                if text(name).ok().as_deref() == Some("name") {
+                    if let Some(node) = text(value)?.strip_prefix("node:") {
+                        nodes.push(node.to_owned());
+                    }
+                }
+            }
+        }
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// Stores a cancel record under `record_id` and drops records that have lapsed.
+    pub async fn store_cancel(&self, record_id: &str, record: &CancelRecord) -> Result<()> {
+        let key = self.keys().cancels();
+        let lapsed: Vec<String> = self
+            .cancel_records()
+            .await?
+            .into_iter()
+            .filter(|(_, r)| r.until_ms <= crate::now_ms())
+            .map(|(id, _)| id)
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(&key)
+            .arg(record_id)
+            .arg(encode("cancel record", record)?)
+            .ignore();
+        if !lapsed.is_empty() {
+            pipe.cmd("HDEL").arg(&key).arg(lapsed).ignore();
+        }
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
+    }
+
+    /// Every cancel record, lapsed ones included, by record id.
+    pub async fn cancel_records(&self) -> Result<Vec<(String, CancelRecord)>> {
+        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.keys().cancels())
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(fields
+            .into_iter()
+            .filter_map(|(id, bytes)| match decode("cancel record", &bytes) {
+                Ok(record) => Some((id, record)),
+                Err(error) => {
+                    tracing::warn!(%id, %error, "skipping a bad cancel record");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Pauses (or resumes) a queue for every node.
+    pub async fn set_paused(&self, queue: &crate::Destination, paused: bool) -> Result<()> {
+        let mut cmd = redis::cmd(if paused { "HSET" } else { "HDEL" });
+        cmd.arg(self.keys().paused()).arg(queue.wire_name());
+        if paused {
+            cmd.arg(crate::now_ms());
+        }
+        cmd.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
+    }
+
+    /// The paused queues (wire names).
+    pub async fn paused_queues(&self) -> Result<Vec<String>> {
+        Ok(redis::cmd("HKEYS")
+            .arg(self.keys().paused())
+            .query_async(&mut self.commands())
+            .await?)
+    }
+}
+
+/// The (entry id, message bytes) pairs of an XREAD reply over one stream.
+fn control_entries(reply: Value) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams,
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
+        _ => return Err(bad_reply("XREAD reply is neither an array nor a map")),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Value::Array(mut pair) = stream else {
+            return Err(bad_reply("XREAD stream item is not a pair"));
+        };
+        let Some(Value::Array(entries)) = pair.pop() else {
+            continue;
+        };
+        for entry in entries {
+            out.push(super::fetch::parse_entry(entry)?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,6 @@
+use stevedore::task;
+
+#[task(timeout = "soon")]
+async fn noop() {}
+
+fn main() {}

@@ -1,0 +1,76 @@
+//! Paused queues, and the gate that makes a pause take effect before it is acknowledged.
+//!
+//! A fetcher holds the gate's read side for the length of one read and reads only the queues
+//! that are not paused. To change the set, the controller wakes the fetchers' blocked reads
+//! (`CLIENT UNBLOCK`) and takes the write side, which waits for reads in flight to end; only then
+//! does it answer. So once `stevedore queue pause Q` returns, no fetcher reads Q.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use stevedore::broker::Broker;
+use tokio::sync::{Notify, RwLock, RwLockReadGuard};
+
+/// The paused queues (wire names) and the fetchers to wake when they change.
+#[derive(Debug, Default)]
+pub struct PauseGate {
+    paused: RwLock<BTreeSet<String>>,
+    fetchers: Mutex<HashMap<String, i64>>,
+    changed: Notify,
+}
+
+impl PauseGate {
+    /// Held for one read: the paused queues at the time.
+    pub async fn read(&self) -> RwLockReadGuard<'_, BTreeSet<String>> {
+        self.paused.read().await
+    }
+
+    /// Resolves when the set changes; create it before letting go of the read side, so that
+    /// no change is missed in between.
+    pub fn on_change(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Registers the connection (`CLIENT ID`) of the fetcher named `name`, to wake it.
+    pub fn register(&self, name: &str, client_id: i64) {
+        self.fetchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), client_id);
+    }
+
+    /// A copy of the paused set.
+    pub async fn snapshot(&self) -> BTreeSet<String> {
+        self.paused.read().await.clone()
+    }
+
+    /// Sets the paused queues; returns once no fetcher reads with the old set.
+    pub async fn set(&self, paused: BTreeSet<String>, broker: &Broker) {
+        if *self.paused.read().await == paused {
+            return;
+        }
+        loop {
+            let ids: Vec<i64> = self
+                .fetchers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .copied()
+                .collect();
+            for id in ids {
+                if let Err(error) = broker.unblock(id).await {
+                    tracing::debug!(%error, "could not wake a fetcher");
+                }
+            }
+            if let Ok(mut current) =
+                tokio::time::timeout(Duration::from_millis(50), self.paused.write()).await
+            {
+                tracing::info!(?paused, "paused queues changed");
+                *current = paused;
+                break;
+            }
+        }
+        self.changed.notify_waiters();
+    }
+}
