@@ -93,3 +93,72 @@ pub async fn ran_on(conn: &mut redis::aio::MultiplexedConnection, node: &str) ->
         .await
         .expect("LRANGE tests:ran")
 }
+
+/// The admin CLI binary of this package; expands in an integration test.
+#[macro_export]
+macro_rules! test_admin_bin {
+    () => {
+        env!("CARGO_BIN_EXE_test-admin")
+    };
+}
+
+/// Runs the admin CLI `bin` against `redis_url` with `args`.
+pub fn run_cli(bin: &str, redis_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin)
+        .arg("--redis-url")
+        .arg(redis_url)
+        .args(args)
+        .output()
+        .expect("run the CLI")
+}
+
+/// The status of `node`'s pool, asked through the client API.
+pub async fn node_status(client: &stevedore::Client, node: &str) -> stevedore::control::NodeStatus {
+    use stevedore::control::{Answer, Command, NodeAnswer, Target};
+    let answers = client
+        .control(
+            Target::Node(node.to_owned()),
+            Command::Status,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("ask for status");
+    match answers.into_iter().next() {
+        Some(NodeAnswer::Answered(reply)) => match reply.answer {
+            Answer::Status(status) => status,
+            other => panic!("{node} answered {other:?} to status"),
+        },
+        other => panic!("{node} did not answer status: {other:?}"),
+    }
+}
+
+/// Waits until task `id` has a final state, and returns its record.
+pub async fn finished(
+    client: &stevedore::Client,
+    id: &str,
+    timeout: Duration,
+) -> stevedore::TaskRecord {
+    eventually(&format!("task {id} to finish"), timeout, || {
+        let client = client.clone();
+        let id = id.to_owned();
+        async move { Some(client.task(&id).await.ok()?).filter(|r| r.state().is_final()) }
+    })
+    .await
+}
+
+/// Waits until task `id`'s record says it is running.
+pub async fn running(client: &stevedore::Client, id: &str) {
+    eventually(
+        &format!("task {id} to run"),
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            let id = id.to_owned();
+            async move {
+                let state = client.task(&id).await.ok()?.state();
+                (state == stevedore::TaskState::Running).then_some(())
+            }
+        },
+    )
+    .await
+}

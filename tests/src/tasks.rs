@@ -99,3 +99,26 @@ pub fn panics() {
 pub async fn default_named(x: u8) -> u8 {
     x
 }
+
+/// Sleeps without looking at its context: a cancel aborts it at its next await.
+#[task(name = "tests.sleep_blind")]
+pub async fn sleep_blind(milliseconds: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(milliseconds)).await;
+}
+
+/// Spins on the CPU for `milliseconds`, deaf to any signal (for the process pool).
+#[task(name = "tests.spin")]
+pub fn spin(milliseconds: u64) -> u64 {
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(milliseconds);
+    let mut turns = 0u64;
+    while std::time::Instant::now() < until {
+        turns = std::hint::black_box(turns.wrapping_add(1));
+    }
+    turns
+}
+
+/// The process id of whoever runs it.
+#[task(name = "tests.pid")]
+pub fn pid() -> u32 {
+    std::process::id()
+}

@@ -41,12 +41,15 @@ pub struct Controller {
     pub queues: Vec<String>,
     /// Longest block of one read.
     pub block: Duration,
+    /// Where it starts reading the control stream: taken before the node reports itself
+    /// ready, so no request sent after that is missed.
+    pub position: String,
 }
 
 impl Controller {
     /// Answers requests until `stop`.
     pub async fn run(self, stop: CancellationToken) {
-        let mut position: Option<String> = None;
+        let mut position = Some(self.position.clone());
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
         while !stop.is_cancelled() {

@@ -217,7 +217,7 @@ impl Fetcher {
                 conn,
                 group,
                 consumer,
-                &self.config.streams,
+                streams,
                 count,
                 Some(self.config.block),
             )

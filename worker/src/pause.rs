@@ -50,6 +50,23 @@ impl PauseGate {
         if *self.paused.read().await == paused {
             return;
         }
+        // Queue for the write side first (new reads then wait behind it), then wake the reads
+        // in flight until it is granted.
+        let waking = self.keep_waking(broker);
+        let mut waking = std::pin::pin!(waking);
+        let mut current = tokio::select! {
+            biased;
+            current = self.paused.write() => current,
+            never = &mut waking => match never {},
+        };
+        tracing::info!(?paused, "paused queues changed");
+        *current = paused;
+        drop(current);
+        self.changed.notify_waiters();
+    }
+
+    /// Wakes the fetchers' blocked reads every few milliseconds, for ever.
+    async fn keep_waking(&self, broker: &Broker) -> std::convert::Infallible {
         loop {
             let ids: Vec<i64> = self
                 .fetchers
@@ -63,14 +80,7 @@ impl PauseGate {
                     tracing::debug!(%error, "could not wake a fetcher");
                 }
             }
-            if let Ok(mut current) =
-                tokio::time::timeout(Duration::from_millis(50), self.paused.write()).await
-            {
-                tracing::info!(?paused, "paused queues changed");
-                *current = paused;
-                break;
-            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.changed.notify_waiters();
     }
 }

@@ -62,6 +62,7 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
         Recorder::new(client.broker().clone(), received, args.record_ttl).run(give_up.clone()),
     );
     let names = table.names();
+    let control_position = client.broker().control_position().await?;
     let running = RunningTasks::default();
     let cancels = CancelBook::default();
     cancels.refresh(client.broker()).await?;
@@ -120,6 +121,7 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
         paused: gate,
         queues: queues.iter().map(Destination::wire_name).collect(),
         block: args.block,
+        position: control_position,
     };
     let controller = tokio::spawn(controller.run(stop.clone()));
     let scaler = tokio::spawn(pool.clone().scale_down(stop.clone()));
