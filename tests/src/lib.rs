@@ -162,3 +162,16 @@ pub async fn running(client: &stevedore::Client, id: &str) {
     )
     .await
 }
+
+/// Polls `check` (blocking) every few milliseconds until it returns `Some`, or panics naming
+/// `what` after 30 s.
+pub fn eventually_blocking<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

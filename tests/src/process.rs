@@ -21,9 +21,21 @@ impl WorkerProcess {
     /// Starts `bin` as node `node` with `extra` arguments, and waits until both its fetchers
     /// (queues and broadcasts) are reading.
     pub fn start(bin: &str, redis: &RedisServer, node: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(bin, redis, node, extra, &[])
+    }
+
+    /// As [`WorkerProcess::start`], with extra environment variables.
+    pub fn start_with_env(
+        bin: &str,
+        redis: &RedisServer,
+        node: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(bin)
             .args(["--redis-url", &redis.url(), "--node", node, "--block", "1s"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("STEVEDORE_TEST_REDIS_URL", redis.url())
             .stdout(Stdio::null())

@@ -122,3 +122,14 @@ pub fn spin(milliseconds: u64) -> u64 {
 pub fn pid() -> u32 {
     std::process::id()
 }
+
+/// Notes a hook call in `tests:hooks` (used by the test worker's hooks).
+pub async fn note_hook(entry: String) {
+    if let Ok(mut conn) = test_redis().await {
+        let _: redis::RedisResult<()> = redis::cmd("RPUSH")
+            .arg("tests:hooks")
+            .arg(entry)
+            .query_async(&mut conn)
+            .await;
+    }
+}

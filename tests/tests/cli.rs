@@ -188,3 +188,67 @@ fn bad_input_is_one_clear_line() {
     let secret = admin("redis://user:hunter2@127.0.0.1:1", &["queues"]);
     assert!(!stderr(&secret).contains("hunter2"), "{}", stderr(&secret));
 }
+
+#[test]
+fn control_commands_answer_in_awx_layout_and_as_json() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &["--max-workers", "3"]);
+    let url = redis.url();
+    let id = stdout_lines(&admin(&url, &["enqueue", "tests.block"]))[0].clone();
+    let running = stevedore_tests::eventually_blocking("the task to run", || {
+        let out = admin(&url, &["running", "--node", "w1"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(&format!("w1 running {id}")).then_some(text)
+    });
+    assert!(running.contains(&id));
+
+    let status = Command::new(test_worker_bin!())
+        .args(["--redis-url", &url, "--status", "--node", "w1"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let lines = stdout_lines(&status);
+    assert!(
+        lines[0].starts_with("w1[pid:") && lines[0].contains("workers total=1 min=1 max=3"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(". worker[id:0] sent=1 finished=0 qsize=1 rss=-"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[2].split_whitespace().take(4).collect::<Vec<_>>(),
+        ["-", "running", id.as_str(), "tests.block(<0"]
+    );
+
+    let json = admin(&url, &["status", "--all", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json[0]["node"], "w1");
+    assert_eq!(json[0]["answering"], true);
+    assert_eq!(
+        json[0]["status"]["workers"][0]["current"]["id"],
+        id.as_str()
+    );
+
+    let refused = admin(&url, &["cancel"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("cancelling everything is refused"),
+        "{}",
+        stderr(&refused)
+    );
+    let cancelled = Command::new(test_worker_bin!())
+        .args(["--redis-url", &url, "--cancel", &id])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&cancelled.stdout).contains(&format!("w1 stopped {id}")));
+
+    let nobody = admin(&url, &["status", "--node", "ghost", "--timeout", "300ms"]);
+    assert_eq!(nobody.status.code(), Some(1));
+    assert_eq!(stdout_lines(&nobody), ["ghost: not answering"]);
+
+    let paused = admin(&url, &["queue", "pause", "default", "--json"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+    let status = admin(&url, &["status", "--node", "w1"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("paused queues: default"));
+}

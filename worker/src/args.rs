@@ -58,6 +58,10 @@ pub struct WorkerArgs {
     /// Recycle a child process above this resident memory, e.g. 512MiB (process pool).
     #[arg(long, value_parser = parse_size)]
     pub max_memory_per_child: Option<u64>,
+    /// Programs the built-in `stevedore.command` task may run on this node (repeat the flag for
+    /// several); none by default.
+    #[arg(long = "allow-command", value_name = "PROGRAM")]
+    pub allow_commands: Vec<String>,
     /// How long a cancelled task that can see its cancellation, or a child told to stop, gets
     /// before it is aborted or killed; also added to a soft timeout when no hard one is given.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::cancels::CancelBook;
+use crate::hooks::{Hooks, RunInfo};
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
 use crate::running::RunningTasks;
@@ -52,6 +53,8 @@ pub struct ExecutorParts {
     pub running: RunningTasks,
     /// Cancel records.
     pub cancels: CancelBook,
+    /// The app's hooks around each task.
+    pub hooks: Hooks,
 }
 
 /// Starts runs; cheap to clone.
@@ -148,6 +151,16 @@ impl ExecutorParts {
             run: run.clone(),
             broadcast,
         });
+        let mut info = self.hooks.has_task_hooks().then(|| RunInfo {
+            id: message.id.clone(),
+            task: message.task.clone(),
+            node: self.node.to_string(),
+            attempt: message.tried + 1,
+            state: TaskState::Running,
+        });
+        if let Some(info) = &info {
+            self.hooks.before(info).await;
+        }
         let (state, outcome) = match self.table.get(&message.task) {
             None => (
                 TaskState::Failed,
@@ -155,6 +168,10 @@ impl ExecutorParts {
             ),
             Some(task) => self.run_task(task, message).await,
         };
+        if let Some(info) = &mut info {
+            info.state = state;
+            self.hooks.after(info).await;
+        }
         run.finished_at = Some(stevedore::now_ms());
         run.state = state;
         match outcome {

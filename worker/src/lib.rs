@@ -16,6 +16,7 @@ mod cancels;
 mod controller;
 mod executor;
 mod fetcher;
+mod hooks;
 mod pause;
 mod pool;
 mod recorder;
@@ -31,9 +32,11 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 pub use args::{parse_duration, ControlArgs, GlobalArgs, WorkerArgs, WorkerCount};
+pub use hooks::{Hooks, NodeInfo, RunInfo};
 pub use pool::PoolKind;
+use std::future::Future;
+use std::sync::Arc;
 pub use task_table::TaskTable;
-pub use worker::run;
 
 /// The `worker` command line.
 #[derive(Debug, Parser)]
@@ -49,33 +52,120 @@ struct WorkerCli {
     control: ControlArgs,
 }
 
-/// Runs the stock worker's command line: parses the arguments, logs to stderr, runs until
-/// SIGINT/SIGTERM. With `--status`, `--running`, `--reload` or `--cancel` it asks running nodes
-/// instead. Run as a process-pool child (by its parent), it serves its parent. Returns the
-/// process exit code.
+/// Runs the stock worker's command line (see [`Worker::main`]).
 pub fn main() -> ExitCode {
-    if let Ok(socket) = std::env::var(pool::CHILD_SOCKET_ENV) {
+    Worker::new().main()
+}
+
+/// A worker binary: the stock command line plus the app's hooks.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     stevedore_worker::Worker::new()
+///         .on_start(|node| async move { println!("{} is up", node.node) })
+///         .main()
+/// }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Worker {
+    hooks: Hooks,
+}
+
+impl Worker {
+    /// A worker without hooks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `hook` when the node has started, before the start-up tasks are published.
+    pub fn on_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(NodeInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks
+            .on_start
+            .push(Arc::new(move |info| Box::pin(hook(info))));
+        self
+    }
+
+    /// Runs `hook` when the node stops, after its running tasks are drained.
+    pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(NodeInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks
+            .on_shutdown
+            .push(Arc::new(move |info| Box::pin(hook(info))));
+        self
+    }
+
+    /// Runs `hook` before each task (in the dispatcher, not in a process-pool child).
+    pub fn before_task<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(RunInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks
+            .before_task
+            .push(Arc::new(move |info| Box::pin(hook(info))));
+        self
+    }
+
+    /// Runs `hook` after each task, with how it ended.
+    pub fn after_task<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(RunInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks
+            .after_task
+            .push(Arc::new(move |info| Box::pin(hook(info))));
+        self
+    }
+
+    /// Publishes the message `make` builds (given the node's name) once at each node's start.
+    pub fn publish_on_start<F>(mut self, make: F) -> Self
+    where
+        F: Fn(&str) -> stevedore::Result<stevedore::Message> + Send + Sync + 'static,
+    {
+        self.hooks.start_tasks.push(Arc::new(make));
+        self
+    }
+
+    /// Runs a node with these hooks until `stop` is cancelled.
+    pub async fn run(self, args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()> {
+        worker::run(args, self.hooks, stop).await
+    }
+
+    /// The command line: parses the arguments, logs to stderr, runs until SIGINT/SIGTERM. With
+    /// `--status`, `--running`, `--reload` or `--cancel` it asks running nodes instead. Run as
+    /// a process-pool child (by its parent), it serves its parent. Returns the exit code.
+    pub fn main(self) -> ExitCode {
+        if let Ok(socket) = std::env::var(pool::CHILD_SOCKET_ENV) {
+            init_logging();
+            return pool::child_main(socket);
+        }
+        let cli = WorkerCli::parse();
+        if cli.control.requested() {
+            init_logging_quiet();
+            return admin::control_from_worker(cli.args, cli.control);
+        }
         init_logging();
-        return pool::child_main(socket);
-    }
-    let cli = WorkerCli::parse();
-    if cli.control.requested() {
-        init_logging_quiet();
-        return admin::control_from_worker(cli.args, cli.control);
-    }
-    init_logging();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => return fail(&anyhow::anyhow!("cannot start the async runtime: {error}")),
-    };
-    let outcome = runtime.block_on(async {
-        let stop = CancellationToken::new();
-        signals::install(stop.clone())?;
-        run(cli.args, stop).await
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(error) => return fail(&anyhow::anyhow!("cannot start the async runtime: {error}")),
+        };
+        let outcome = runtime.block_on(async {
+            let stop = CancellationToken::new();
+            signals::install(stop.clone())?;
+            self.run(cli.args, stop).await
+        });
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use crate::cancels::CancelBook;
 use crate::controller::Controller;
 use crate::executor::{Executor, ExecutorParts};
 use crate::fetcher::{FetchMode, Fetcher, FetcherConfig};
+use crate::hooks::{Hooks, NodeInfo};
 use crate::pause::PauseGate;
 use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
 use crate::recorder::Recorder;
@@ -36,8 +37,9 @@ const RECORDER_GRACE: Duration = Duration::from_secs(10);
 const BROADCAST_BATCH: usize = 16;
 
 /// Runs a worker node until `stop` is cancelled (the binary cancels it on SIGINT/SIGTERM).
-pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> anyhow::Result<()> {
     let table = TaskTable::linked()?;
+    crate::builtin::command::allow(args.allow_commands.clone());
     let node = node_name(args.node.as_deref())?;
     let queues = args
         .queues
@@ -78,6 +80,7 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
         pool: pool.clone(),
         running: running.clone(),
         cancels: cancels.clone(),
+        hooks: hooks.clone(),
     });
 
     let mut streams = vec![Destination::Node(stevedore::QueueName::new("node", &node)?)];
@@ -128,11 +131,20 @@ pub async fn run(args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()
     tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
         max_workers = pool.config().max_workers, tasks = names.len(), "worker started");
 
+    let info = NodeInfo {
+        node: node.to_string(),
+        client: client.clone(),
+    };
+    if let Err(error) = hooks.started(&info).await {
+        tracing::error!(%error, "cannot publish the start-up tasks");
+    }
+
     stop.cancelled().await;
     for fetcher in fetchers {
         fetcher.await.context("a fetcher panicked")?;
     }
     drain(&tracker, args.shutdown_timeout, &cancel_all, &abandon).await;
+    hooks.stopping(&info).await;
     controller.await.context("the controller panicked")?;
     scaler.await.context("the pool scaler panicked")?;
     pool.shutdown().await;
@@ -187,6 +199,10 @@ async fn start_pool(args: &WorkerArgs, node: &str) -> anyhow::Result<Pool> {
             ("STEVEDORE_REDIS_URL".into(), args.global.redis_url.clone()),
             ("STEVEDORE_NAMESPACE".into(), args.global.namespace.clone()),
             ("STEVEDORE_NODE".into(), node.to_owned()),
+            (
+                crate::builtin::command::ALLOW_ENV.into(),
+                serde_json::to_string(&args.allow_commands)?,
+            ),
         ])?),
     };
     let pool = Pool::new(config, launcher);

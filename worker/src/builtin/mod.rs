@@ -1,5 +1,6 @@
 //! Tasks built into every worker, so the system can be tried and measured from the shell:
-//! `stevedore.noop`, `stevedore.echo`, `stevedore.sleep` and `stevedore.fail`.
+//! `stevedore.noop`, `stevedore.echo`, `stevedore.sleep`, `stevedore.fail`, and
+//! `stevedore.command` (off unless the node allows programs).
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ builtin!("stevedore.noop", noop, uses_context: false);
 builtin!("stevedore.echo", echo, uses_context: false);
 builtin!("stevedore.sleep", sleep, uses_context: true);
 builtin!("stevedore.fail", fail, uses_context: false);
+builtin!("stevedore.command", command, uses_context: true);
+
+pub mod command;
 
 /// Does nothing and returns nil: the cost of the machinery alone.
 fn noop(_: Invocation) -> Outcome {
@@ -55,6 +59,11 @@ fn sleep(invocation: Invocation) -> Outcome {
             () = context.cancellation().cancelled() => Err(TaskError::cancelled()),
         }
     })
+}
+
+/// `[program, [args...], {env}]`: runs an allowed program (see [`command`]).
+fn command(invocation: Invocation) -> Outcome {
+    Box::pin(command::run(invocation))
 }
 
 /// `[message]`: fails with the message.
