@@ -207,3 +207,39 @@ async fn a_killed_child_is_replaced_and_its_task_recorded_lost() {
     .await;
     assert_eq!(pid_of_run(&client).await, u64::from(replacement));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_recycles_every_child_after_its_current_task() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "p", &process_pool(&[]));
+    let client = redis.stevedore().await;
+    let before = child_pid(&client).await;
+    let spin = tasks::spin::apply_async(&client, (1_500,), PublishOptions::new().notify(true))
+        .await
+        .unwrap();
+    running(&client, spin.id()).await;
+
+    let answers = client
+        .control(
+            stevedore::control::Target::All,
+            stevedore::control::Command::Reload,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            answers.as_slice(),
+            [stevedore::control::NodeAnswer::Answered(_)]
+        ),
+        "{answers:?}"
+    );
+    let record = spin.wait(WAIT).await.unwrap();
+    assert_eq!(
+        record.state(),
+        TaskState::Succeeded,
+        "the busy child finished its task first"
+    );
+    let after = pid_of_run(&client).await;
+    assert_ne!(after, u64::from(before), "the child was recycled");
+}
