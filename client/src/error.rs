@@ -54,6 +54,16 @@ pub enum Error {
     /// Publish options that contradict each other.
     #[error("invalid publish options: {0}")]
     InvalidOptions(String),
+    /// A message is larger than the configured limit.
+    #[error("task `{task}` not published: its message is {size} bytes, over the {limit}-byte limit; pass large data by reference (a URL, a key) instead")]
+    PayloadTooLarge {
+        /// The task name.
+        task: String,
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Waiting for a task's outcome ran out of time.
     #[error("task {id} did not finish within {waited_ms} ms")]
     WaitTimedOut {

@@ -31,9 +31,9 @@ pub struct Message {
     /// Not before this time (milliseconds since the Unix epoch), if delayed.
     #[serde(default)]
     pub eta: Option<u64>,
-    /// Retries left after this attempt fails.
+    /// Retries left after this attempt fails; `None`: the task's own default.
     #[serde(default)]
-    pub retries: u32,
+    pub retries: Option<u32>,
     /// Attempts made before this one (0 on the first run).
     #[serde(default)]
     pub tried: u32,
@@ -43,6 +43,12 @@ pub struct Message {
     /// Hard time limit of one run in milliseconds: the run is aborted.
     #[serde(default)]
     pub hard_timeout: Option<u64>,
+    /// First retry delay in milliseconds (doubling each retry); `None`: the task's default.
+    #[serde(default)]
+    pub backoff: Option<u64>,
+    /// Longest retry delay in milliseconds; `None`: the task's default.
+    #[serde(default)]
+    pub max_backoff: Option<u64>,
     /// Free-form string headers (trace context, dedup key, `notify`...).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -100,10 +106,12 @@ mod tests {
             queue: "default".into(),
             published_at: 1,
             eta: None,
-            retries: 0,
+            retries: None,
             tried: 0,
             timeout: None,
             hard_timeout: None,
+            backoff: None,
+            max_backoff: None,
             headers: BTreeMap::new(),
         }
     }

@@ -16,7 +16,17 @@ pub struct PublishOptions {
     notify: bool,
     timeout: Option<Duration>,
     hard_timeout: Option<Duration>,
+    retries: Option<u32>,
+    backoff: Option<(Duration, Duration)>,
+    start: Option<Start>,
     headers: BTreeMap<String, String>,
+}
+
+/// When a delayed task becomes due.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    After(Duration),
+    At(u64),
 }
 
 impl PublishOptions {
@@ -65,6 +75,30 @@ impl PublishOptions {
     /// Hard time limit of one run: the run is aborted (a process-pool child is killed).
     pub fn hard_timeout(mut self, timeout: Duration) -> Self {
         self.hard_timeout = Some(timeout);
+        self
+    }
+
+    /// Retries after a failed attempt (overrides the task's `retries`).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// Retry delays: `first`, doubling each retry (with jitter), never above `max`.
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = Some((first, max.max(first)));
+        self
+    }
+
+    /// Run it no sooner than `delay` from now (Celery's `countdown`).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.start = Some(Start::After(delay));
+        self
+    }
+
+    /// Run it no sooner than `eta_ms`, in milliseconds since the Unix epoch.
+    pub fn eta(mut self, eta_ms: u64) -> Self {
+        self.start = Some(Start::At(eta_ms));
         self
     }
 
@@ -122,6 +156,13 @@ impl PublishOptions {
                 reason: "it is empty",
             });
         }
+        let now = crate::now_ms();
+        let eta = match self.start {
+            Some(Start::After(delay)) if !delay.is_zero() => Some(now + delay.as_millis() as u64),
+            Some(Start::At(at)) if at > now => Some(at),
+            _ => None,
+        };
+        let ms = |d: Duration| d.as_millis() as u64;
         Ok(Message {
             v: MESSAGE_VERSION,
             id: self.task_id()?,
@@ -129,12 +170,14 @@ impl PublishOptions {
             args,
             kwargs,
             queue: self.destination(task_default_queue)?.wire_name(),
-            published_at: crate::now_ms(),
-            eta: None,
-            retries: 0,
+            published_at: now,
+            eta,
+            retries: self.retries,
             tried: 0,
-            timeout: self.timeout.map(|t| t.as_millis() as u64),
-            hard_timeout: self.hard_timeout.map(|t| t.as_millis() as u64),
+            timeout: self.timeout.map(ms),
+            hard_timeout: self.hard_timeout.map(ms),
+            backoff: self.backoff.map(|(first, _)| ms(first)),
+            max_backoff: self.backoff.map(|(_, max)| ms(max)),
             headers: self.headers(),
         })
     }

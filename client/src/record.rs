@@ -20,12 +20,16 @@ pub enum TaskState {
     Cancelled,
     /// It ran past its time limit and was stopped.
     TimedOut,
+    /// An attempt failed; another is scheduled.
+    Retrying,
+    /// Every attempt failed; the message is in the dead letters.
+    Dead,
 }
 
 impl TaskState {
     /// Whether the task has ended.
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
+        !matches!(self, Self::Pending | Self::Running | Self::Retrying)
     }
 
     /// The lowercase name used in records, logs and JSON.
@@ -37,6 +41,8 @@ impl TaskState {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
+            Self::Retrying => "retrying",
+            Self::Dead => "dead",
         }
     }
 }
@@ -66,6 +72,9 @@ pub struct RunRecord {
     pub result: Option<rmpv::Value>,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// When the next attempt is due (ms since the epoch), while retrying.
+    #[serde(default)]
+    pub retry_at: Option<u64>,
 }
 
 impl RunRecord {
@@ -86,16 +95,40 @@ impl RunRecord {
     }
 }
 
-/// Everything known about a task id: one run for a queued task, one per node for a broadcast.
+/// Everything known about a task id: its current run (one per node for a broadcast), and the
+/// earlier attempts of a retried task.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskRecord {
-    /// Runs keyed by their slot: `task` for a queued task, `node:NAME` for a broadcast.
+    /// Current runs keyed by their slot: `task` for a queued task, `node:NAME` for a broadcast.
     pub runs: BTreeMap<String, RunRecord>,
+    /// Every attempt of a task that was retried, by attempt number.
+    pub attempts: BTreeMap<u32, RunRecord>,
 }
 
 impl TaskRecord {
     /// The hash field of a queued task's run.
     pub const TASK_FIELD: &'static str = "task";
+
+    /// The hash field of attempt `n` of a retried task.
+    pub fn attempt_field(n: u32) -> String {
+        format!("attempt:{n}")
+    }
+
+    /// Builds the record from its hash fields.
+    pub fn from_fields(fields: impl IntoIterator<Item = (String, RunRecord)>) -> Self {
+        let mut record = Self::default();
+        for (field, run) in fields {
+            match field.strip_prefix("attempt:").and_then(|n| n.parse().ok()) {
+                Some(n) => {
+                    record.attempts.insert(n, run);
+                }
+                None => {
+                    record.runs.insert(field, run);
+                }
+            }
+        }
+        record
+    }
 
     /// The hash field of one node's run of a broadcast.
     pub fn broadcast_field(node: &str) -> String {
@@ -109,6 +142,8 @@ impl TaskRecord {
         let states: Vec<TaskState> = self.runs.values().map(|r| r.state).collect();
         let precedence = [
             TaskState::Running,
+            TaskState::Retrying,
+            TaskState::Dead,
             TaskState::Failed,
             TaskState::TimedOut,
             TaskState::Cancelled,

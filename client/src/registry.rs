@@ -55,6 +55,12 @@ pub struct TaskOptions {
     pub hard_timeout_ms: Option<u64>,
     /// Whether the task takes a `TaskContext`, and so can see its cancellation and clean up.
     pub uses_context: bool,
+    /// Retries after a failed attempt.
+    pub retries: Option<u32>,
+    /// First retry delay in milliseconds.
+    pub backoff_ms: Option<u64>,
+    /// Longest retry delay in milliseconds.
+    pub max_backoff_ms: Option<u64>,
 }
 
 impl TaskOptions {
@@ -65,6 +71,9 @@ impl TaskOptions {
             timeout_ms: None,
             hard_timeout_ms: None,
             uses_context: false,
+            retries: None,
+            backoff_ms: None,
+            max_backoff_ms: None,
         }
     }
 }

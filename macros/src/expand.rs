@@ -181,12 +181,21 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
     let timeout = optional(task.options.timeout_ms);
     let hard_timeout = optional(task.options.hard_timeout_ms);
     let uses_context = task.body.params.iter().any(|p| matches!(p, Param::Context));
+    let retries = match task.options.retries {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let backoff = optional(task.options.backoff_ms);
+    let max_backoff = optional(task.options.max_backoff_ms);
     quote! {
         ::stevedore::TaskOptions {
             default_queue: #queue,
             timeout_ms: #timeout,
             hard_timeout_ms: #hard_timeout,
             uses_context: #uses_context,
+            retries: #retries,
+            backoff_ms: #backoff,
+            max_backoff_ms: #max_backoff,
         }
     }
 }

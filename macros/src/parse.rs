@@ -27,6 +27,12 @@ pub struct Options {
     pub timeout_ms: Option<u64>,
     /// `hard_timeout = "35s"`, in milliseconds.
     pub hard_timeout_ms: Option<u64>,
+    /// `retries = 3`.
+    pub retries: Option<u32>,
+    /// `backoff = "1s"`, in milliseconds.
+    pub backoff_ms: Option<u64>,
+    /// `max_backoff = "10m"`, in milliseconds.
+    pub max_backoff_ms: Option<u64>,
 }
 
 /// The signature of the function (or `run` method) that runs.
@@ -133,9 +139,16 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             options.timeout_ms = Some(duration_ms(meta.value()?.parse()?)?);
         } else if meta.path.is_ident("hard_timeout") {
             options.hard_timeout_ms = Some(duration_ms(meta.value()?.parse()?)?);
+        } else if meta.path.is_ident("retries") {
+            let retries: syn::LitInt = meta.value()?.parse()?;
+            options.retries = Some(retries.base10_parse()?);
+        } else if meta.path.is_ident("backoff") {
+            options.backoff_ms = Some(duration_ms(meta.value()?.parse()?)?);
+        } else if meta.path.is_ident("max_backoff") {
+            options.max_backoff_ms = Some(duration_ms(meta.value()?.parse()?)?);
         } else {
             return Err(meta.error(
-                "unknown #[task] option; expected `name`, `queue`, `timeout` or `hard_timeout`",
+                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`",
             ));
         }
         Ok(())

@@ -37,7 +37,7 @@ fn hand_built_message_decodes() {
     assert_eq!(message.queue, "default");
     assert_eq!(
         (message.retries, message.tried, message.eta, message.timeout),
-        (0, 0, None, None)
+        (None, 0, None, None)
     );
     assert!(message.wants_notify());
 }

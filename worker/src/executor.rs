@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Delivery};
+use stevedore::broker::{Broker, Delivery, Settle};
 use stevedore::{
     Client, Destination, Invocation, Message, RunRecord, TaskContext, TaskError, TaskRegistration,
     TaskState,
@@ -27,6 +27,7 @@ use crate::cancels::CancelBook;
 use crate::hooks::{Hooks, RunInfo};
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
+use crate::retry::{self, Plan, Policy};
 use crate::running::RunningTasks;
 use crate::stop::{StopReason, StopSignal};
 use crate::task_table::TaskTable;
@@ -35,6 +36,8 @@ use crate::task_table::TaskTable;
 pub struct ExecutorParts {
     /// This node.
     pub node: Arc<str>,
+    /// This node's own queue (where a failed broadcast is retried).
+    pub node_queue: stevedore::QueueName,
     /// The tasks it can run.
     pub table: TaskTable,
     /// For task contexts and dead letters.
@@ -107,25 +110,81 @@ impl ExecutorParts {
         };
         let span = tracing::info_span!("task", task.name = %message.task, task.id = %message.id,
             queue = %message.queue, attempt = message.tried + 1);
-        let outcome = self
-            .run_message(&mut message, &delivery)
-            .instrument(span)
-            .await;
+        let (mut run, error) = self.run_message(&mut message).instrument(span).await;
         drop(slot);
+        let settle = self.settle(&delivery, &mut run, error.as_ref(), &message);
         let _ = self.events.send(Event::Finished {
-            run: outcome,
-            broadcast: delivery.destination == Destination::Broadcast,
+            broadcast: is_broadcast(&message),
+            keep_attempt: message.tried > 0 || matches!(settle, Settle::Retry { .. }),
+            run: Box::new(run),
             notify: message.wants_notify(),
             destination: delivery.destination,
             group,
             entry_id: delivery.entry_id,
+            settle,
         });
     }
 
+    /// Decides what becomes of the message after its run (retry, dead letters, or done), and
+    /// marks the run accordingly.
+    fn settle(
+        &self,
+        delivery: &Delivery,
+        run: &mut RunRecord,
+        error: Option<&TaskError>,
+        message: &Message,
+    ) -> Settle {
+        let options = self.table.get(&message.task).map(|t| &t.options);
+        let policy = Policy::of(message, options);
+        let random = uuid::Uuid::new_v4().as_u128() as u64;
+        let payload = delivery.payload.clone().unwrap_or_default();
+        let to = match delivery.destination {
+            Destination::Broadcast => Destination::Node(self.node_queue.clone()),
+            ref other => other.clone(),
+        };
+        match policy.plan(run.state, error, message.tried, random) {
+            Plan::Done => Settle::Ack,
+            Plan::Retry(delay) => {
+                let due_ms = stevedore::now_ms() + delay.as_millis() as u64;
+                let next = Message::decode(&payload)
+                    .map(|original| retry::next_attempt(original, policy.retries_left, due_ms))
+                    .and_then(|next| next.encode());
+                match next {
+                    Ok(message) => {
+                        run.state = TaskState::Retrying;
+                        run.retry_at = Some(due_ms);
+                        tracing::warn!(delay_ms = delay.as_millis() as u64, "retry scheduled");
+                        Settle::Retry {
+                            to,
+                            message,
+                            due_ms,
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot build the retry; the task stays failed");
+                        Settle::Ack
+                    }
+                }
+            }
+            Plan::Dead => {
+                run.state = TaskState::Dead;
+                tracing::warn!("out of retries: dead-lettered");
+                Settle::Dead {
+                    to,
+                    message: payload,
+                    reason: run.error.clone().unwrap_or_default(),
+                    id: message.id.clone(),
+                    task: message.task.clone(),
+                    attempts: run.attempt,
+                }
+            }
+        }
+    }
+
     /// Runs the task of `message` (its arguments are moved out) and returns its finished run
-    /// record.
-    async fn run_message(&self, message: &mut Message, delivery: &Delivery) -> RunRecord {
-        let broadcast = delivery.destination == Destination::Broadcast;
+    /// record, with the error when it did not succeed.
+    async fn run_message(&self, message: &mut Message) -> (RunRecord, Option<TaskError>) {
+        let broadcast = is_broadcast(message);
         let mut run = RunRecord {
             id: message.id.clone(),
             task: message.task.clone(),
@@ -138,13 +197,14 @@ impl ExecutorParts {
             finished_at: None,
             result: None,
             error: None,
+            retry_at: None,
         };
         if self.cancels.cancels(message) {
             tracing::info!("skipped: cancelled before it started");
             run.state = TaskState::Cancelled;
             run.error = Some("cancelled before it started".into());
             run.finished_at = Some(stevedore::now_ms());
-            return run;
+            return (run, Some(TaskError::cancelled()));
         }
         run.started_at = Some(stevedore::now_ms());
         let _ = self.events.send(Event::Started {
@@ -178,13 +238,14 @@ impl ExecutorParts {
             Ok(value) => {
                 run.result = Some(value);
                 tracing::debug!("task succeeded");
+                (run, None)
             }
             Err(error) => {
                 tracing::warn!(error = %error, state = state.as_str(), "task did not succeed");
                 run.error = Some(error.message().to_owned());
+                (run, Some(error))
             }
         }
-        run
     }
 
     /// Hands the run to the pool and says how it ended.
@@ -248,6 +309,12 @@ impl ExecutorParts {
             }
         }
     }
+}
+
+/// Whether the message is a broadcast (its record is kept per node), also when a node retries
+/// it from its own queue.
+fn is_broadcast(message: &Message) -> bool {
+    message.queue == "broadcast"
 }
 
 /// The error recorded for a run that stopped because it was told to.

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Connection, OutcomeBatch};
+use stevedore::broker::{Broker, Connection, OutcomeBatch, Settle};
 use stevedore::{Destination, RunRecord};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ pub enum Event {
     /// A run ended: record it, then acknowledge its message.
     Finished {
         /// The run, in its final state.
-        run: RunRecord,
+        run: Box<RunRecord>,
         /// Whether it is a broadcast (recorded per node).
         broadcast: bool,
         /// Whether waiters asked to be woken.
@@ -41,6 +41,10 @@ pub enum Event {
         group: String,
         /// Its stream entry.
         entry_id: String,
+        /// What becomes of the message.
+        settle: Settle,
+        /// Whether to keep this run as attempt N too (a retried task).
+        keep_attempt: bool,
     },
 }
 
@@ -95,7 +99,7 @@ impl Recorder {
             let added = match event {
                 Event::Started { run, .. } if finished.contains(run.id.as_str()) => Ok(()),
                 Event::Started { run, broadcast } => {
-                    batch.record(&self.broker, run, *broadcast, false)
+                    batch.record(&self.broker, run, *broadcast, false, false)
                 }
                 Event::Finished {
                     run,
@@ -104,9 +108,12 @@ impl Recorder {
                     destination,
                     group,
                     entry_id,
+                    settle,
+                    keep_attempt,
                 } => {
-                    let recorded = batch.record(&self.broker, run, *broadcast, *notify);
-                    batch.ack(destination, group, entry_id.clone());
+                    let recorded =
+                        batch.record(&self.broker, run, *broadcast, *notify, *keep_attempt);
+                    batch.settle(destination, group, entry_id.clone(), settle.clone());
                     recorded
                 }
             };

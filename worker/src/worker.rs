@@ -23,6 +23,7 @@ use crate::cancels::CancelBook;
 use crate::controller::Controller;
 use crate::executor::{Executor, ExecutorParts};
 use crate::fetcher::{FetchMode, Fetcher, FetcherConfig};
+use crate::forwarder::Forwarder;
 use crate::hooks::{Hooks, NodeInfo};
 use crate::pause::PauseGate;
 use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
@@ -71,6 +72,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     let gate = Arc::new(PauseGate::default());
     let executor = Executor::new(ExecutorParts {
         node: node.clone(),
+        node_queue: stevedore::QueueName::new("node", &node)?,
         table,
         client: client.clone(),
         events,
@@ -85,6 +87,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
 
     let mut streams = vec![Destination::Node(stevedore::QueueName::new("node", &node)?)];
     streams.extend(queues.iter().cloned());
+    let streams_read = streams.clone();
     let fetchers = [
         FetcherConfig {
             group: QUEUE_GROUP.to_owned(),
@@ -128,6 +131,13 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     };
     let controller = tokio::spawn(controller.run(stop.clone()));
     let scaler = tokio::spawn(pool.clone().scale_down(stop.clone()));
+    let mut delayed = streams_read.clone();
+    delayed.push(Destination::Broadcast);
+    let forwarder = Forwarder {
+        broker: client.broker().clone(),
+        destinations: delayed,
+    };
+    let forwarder = tokio::spawn(forwarder.run(stop.clone()));
     tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
         max_workers = pool.config().max_workers, tasks = names.len(), "worker started");
 
@@ -147,6 +157,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     hooks.stopping(&info).await;
     controller.await.context("the controller panicked")?;
     scaler.await.context("the pool scaler panicked")?;
+    forwarder.await.context("the forwarder panicked")?;
     pool.shutdown().await;
     let recorder_done = tokio::time::timeout(RECORDER_GRACE, recorder);
     if recorder_done.await.is_err() {

@@ -26,6 +26,10 @@ pub struct BrokerConfig {
     pub broadcast_cap: u64,
     /// Approximate cap of each dead-letter stream.
     pub dead_letter_cap: u64,
+    /// Dead letters older than this are trimmed.
+    pub dead_letter_max_age: Duration,
+    /// Largest encoded message accepted at publish time, in bytes.
+    pub max_payload: usize,
     /// Shown in `CLIENT LIST` as `lib-ver=VERSION+LABEL` on every connection (the node name for
     /// a worker), so an operator can tell whose connections they are.
     pub label: Option<String>,
@@ -41,6 +45,8 @@ impl BrokerConfig {
             response_timeout: Duration::from_secs(10),
             broadcast_cap: 10_000,
             dead_letter_cap: 100_000,
+            dead_letter_max_age: Duration::from_secs(7 * 86_400),
+            max_payload: 1024 * 1024,
             label: None,
         }
     }

@@ -1,26 +1,81 @@
-//! Publishing: one XADD per message, all of a batch in one pipelined round trip.
+//! Publishing: one XADD (or ZADD for a delayed message) per message, all of a batch in one
+//! pipelined round trip.
 
 use super::keys::MESSAGE_FIELD;
 use super::Broker;
-use crate::{Destination, Message, Result};
+use crate::{Destination, Error, Message, Result};
 
 impl Broker {
-    /// Appends every message to its queue's stream in one round trip.
+    /// Appends every message to its queue's stream in one round trip; broadcasts go to the
+    /// capped broadcast stream.
     ///
-    /// Broadcasts go to the capped broadcast stream. Returns the stream entry ids, in order.
-    pub async fn enqueue(&self, messages: &[Message]) -> Result<Vec<String>> {
+    /// A message with an `eta` in the future goes to the queue's delayed set instead, and the
+    /// forwarders are woken. A message larger than `max_payload` is refused, and then nothing of
+    /// the batch is written.
+    pub async fn enqueue(&self, messages: &[Message]) -> Result<()> {
         let mut pipe = redis::pipe();
+        let now = crate::now_ms();
+        let mut earliest_delayed: Option<u64> = None;
         for message in messages {
             let destination = Destination::from_wire_name(&message.queue)?;
-            let key = self.keys().stream(&destination);
             let payload = message.encode()?;
-            let cmd = pipe.cmd("XADD").arg(&key);
-            if destination == Destination::Broadcast {
-                cmd.arg("MAXLEN").arg("~").arg(self.config().broadcast_cap);
+            if payload.len() > self.config().max_payload {
+                return Err(Error::PayloadTooLarge {
+                    task: message.task.clone(),
+                    size: payload.len(),
+                    limit: self.config().max_payload,
+                });
             }
-            cmd.arg("*").arg(MESSAGE_FIELD).arg(payload);
+            match message.eta.filter(|eta| *eta > now) {
+                Some(eta) => {
+                    self.add_delayed(&mut pipe, &destination, eta, payload);
+                    earliest_delayed = Some(earliest_delayed.map_or(eta, |e| e.min(eta)));
+                }
+                None => self.add_to_stream(&mut pipe, &destination, payload),
+            }
         }
-        Ok(pipe.query_async(&mut self.commands()).await?)
+        if let Some(due) = earliest_delayed {
+            self.add_wake(&mut pipe, due);
+        }
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
+    }
+
+    /// Adds to `pipe` the XADD of `payload` to `destination`'s stream (broadcasts capped).
+    pub(crate) fn add_to_stream(
+        &self,
+        pipe: &mut redis::Pipeline,
+        destination: &Destination,
+        payload: Vec<u8>,
+    ) {
+        let cmd = pipe.cmd("XADD").arg(self.keys().stream(destination));
+        if *destination == Destination::Broadcast {
+            cmd.arg("MAXLEN").arg("~").arg(self.config().broadcast_cap);
+        }
+        cmd.arg("*").arg(MESSAGE_FIELD).arg(payload).ignore();
+    }
+
+    /// Adds to `pipe` the ZADD of `payload` to `destination`'s delayed set, due at `due_ms`.
+    pub(crate) fn add_delayed(
+        &self,
+        pipe: &mut redis::Pipeline,
+        destination: &Destination,
+        due_ms: u64,
+        payload: Vec<u8>,
+    ) {
+        pipe.cmd("ZADD")
+            .arg(self.keys().delayed(destination))
+            .arg(due_ms)
+            .arg(payload)
+            .ignore();
+    }
+
+    /// Adds to `pipe` the wake-up hint for the forwarders.
+    pub(crate) fn add_wake(&self, pipe: &mut redis::Pipeline, due_ms: u64) {
+        pipe.cmd("PUBLISH")
+            .arg(self.keys().delayed_wake())
+            .arg(due_ms)
+            .ignore();
     }
 
     /// Appends raw bytes to a queue's stream as if they were a message (for tests and tools

@@ -42,8 +42,8 @@ impl Broker {
         let runs = fields
             .into_iter()
             .map(|(field, bytes)| Ok((field, RunRecord::decode(&bytes)?)))
-            .collect::<Result<_>>()?;
-        Ok(TaskRecord { runs })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TaskRecord::from_fields(runs))
     }
 
     /// Blocks until task `id` has signalled its end (published with `notify`) or `timeout`

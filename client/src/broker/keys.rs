@@ -7,11 +7,14 @@
 //! | key                   | type   | holds                                                   |
 //! |-----------------------|--------|---------------------------------------------------------|
 //! | `NS:{q:NAME}:stream`  | stream | shared queue NAME; field `m` = message, group `workers` |
-//! | `NS:{q:NAME}:dead`    | stream | dead letters of queue NAME (capped)                     |
+//! | `NS:{q:NAME}:dead`    | stream | dead letters of queue NAME (capped by count and age)    |
+//! | `NS:{q:NAME}:delayed` | zset   | delayed and retrying messages of queue NAME; score = due ms |
 //! | `NS:{n:NODE}:stream`  | stream | node NODE's own queue; group `workers`                  |
 //! | `NS:{n:NODE}:dead`    | stream | dead letters of node NODE's queue (capped)              |
 //! | `NS:{b}:stream`       | stream | broadcasts (capped); one group `node:NODE` per node     |
 //! | `NS:{b}:dead`         | stream | dead letters of broadcasts (capped)                     |
+//! | `NS:{b}:delayed`      | zset   | delayed broadcasts; `NS:{n:NODE}:delayed` likewise      |
+//! | `NS:delayed-wake`     | pubsub | channel: a delayed message was added (payload: due ms)  |
 //! | `NS:{t:ID}:record`    | hash   | task ID's runs: field `task`, or `node:NODE` per node   |
 //! | `NS:{t:ID}:done`      | list   | one token once task ID ended, for waiters (`notify`)    |
 //! | `NS:{c}:stream`       | stream | control requests (capped), read by every node           |
@@ -60,6 +63,17 @@ impl Keys {
     /// Stream: the dead letters of a queue.
     pub fn dead_letters(&self, destination: &Destination) -> String {
         format!("{}:dead", self.tag(destination))
+    }
+
+    /// Sorted set: delayed messages of a queue, scored by due time (ms).
+    pub fn delayed(&self, destination: &Destination) -> String {
+        format!("{}:delayed", self.tag(destination))
+    }
+
+    /// Pub/sub channel that wakes the delayed-message forwarders (a hint only: they also
+    /// wake at the nearest due time they know of, and every few seconds).
+    pub fn delayed_wake(&self) -> String {
+        format!("{}:delayed-wake", self.ns)
     }
 
     /// Hash: the runs of task `id`.

@@ -8,6 +8,7 @@
 mod connect;
 mod control;
 mod dead_letter;
+mod delayed;
 mod enqueue;
 mod fetch;
 mod inspect;
@@ -17,10 +18,11 @@ mod outcome;
 use std::sync::Arc;
 
 pub use connect::{redact_url, BrokerConfig};
+pub use delayed::MoveDue;
 pub use fetch::{Delivery, GroupStart};
 pub use inspect::QueueInfo;
 pub use keys::Keys;
-pub use outcome::OutcomeBatch;
+pub use outcome::{OutcomeBatch, Settle};
 
 /// A multiplexed connection owned by one component (blocking reads, the outcome writer).
 pub type Connection = redis::aio::MultiplexedConnection;

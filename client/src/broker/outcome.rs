@@ -1,7 +1,8 @@
-//! Recording outcomes and acknowledging, many tasks in one pipelined round trip.
+//! Recording outcomes and settling messages, many tasks in one pipelined round trip.
 //!
-//! The order inside the pipeline is the at-least-once rule: every record is written before any
-//! entry is acknowledged, so a crash between the two re-runs a task, never loses its outcome.
+//! The order inside the pipeline is the at-least-once rule: every record is written, and every
+//! retry or dead letter stored, before any entry is acknowledged; so a crash in between runs a
+//! task again, never loses it or its outcome.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,12 +10,56 @@ use std::time::Duration;
 use super::{Broker, Connection};
 use crate::{Destination, Result, RunRecord, TaskRecord};
 
-/// Records and acknowledgements gathered by the worker, sent with [`Broker::write_outcomes`].
+/// Records and settlements gathered by the worker, sent with [`Broker::write_outcomes`].
 #[derive(Debug, Default)]
 pub struct OutcomeBatch {
-    records: Vec<(String, String, Vec<u8>, Option<String>)>,
+    records: Vec<RecordWrite>,
+    retries: Vec<(Destination, u64, Vec<u8>)>,
+    dead: Vec<(Destination, DeadFields)>,
     acks: BTreeMap<(Destination, String), Vec<String>>,
     ttl: Duration,
+}
+
+/// The fields of one dead letter.
+type DeadFields = Vec<(&'static str, Vec<u8>)>;
+
+#[derive(Debug)]
+struct RecordWrite {
+    key: String,
+    fields: Vec<(String, Vec<u8>)>,
+    done: Option<String>,
+}
+
+/// What becomes of a message once its run is recorded.
+#[derive(Debug, Clone)]
+pub enum Settle {
+    /// Done: acknowledge it.
+    Ack,
+    /// Run it again: store `message` (re-encoded, one more attempt) in the delayed set, due at
+    /// `due_ms`, then acknowledge the old entry.
+    Retry {
+        /// Where the next attempt waits (a broadcast retries on its node's own queue).
+        to: Destination,
+        /// The next attempt's message.
+        message: Vec<u8>,
+        /// When it is due.
+        due_ms: u64,
+    },
+    /// Give up: store `message` in the queue's dead letters with `reason`, then acknowledge.
+    Dead {
+        /// Whose dead letters it joins.
+        to: Destination,
+        /// The message as it last ran.
+        message: Vec<u8>,
+        /// Why it died (the last error).
+        reason: String,
+        /// The task id.
+        id: String,
+        /// The task name.
+        task: String,
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 impl OutcomeBatch {
@@ -31,33 +76,73 @@ impl OutcomeBatch {
         self.records.is_empty() && self.acks.is_empty()
     }
 
-    /// How many records and acknowledgements it holds.
-    pub fn len(&self) -> usize {
-        self.records.len() + self.acks.values().map(Vec::len).sum::<usize>()
-    }
-
-    /// Stores `run` in its task's record (its broadcast slot when `broadcast`), and when the
-    /// run has ended and `notify` is set, wakes the task's waiters.
+    /// Stores `run` in its task's record (its broadcast slot when `broadcast`; also as attempt
+    /// N when `keep_attempt`), and when the run has ended and `notify` is set, wakes waiters.
     pub fn record(
         &mut self,
         broker: &Broker,
         run: &RunRecord,
         broadcast: bool,
         notify: bool,
+        keep_attempt: bool,
     ) -> Result<()> {
+        let bytes = run.encode()?;
+        let mut fields = Vec::with_capacity(2);
+        if keep_attempt {
+            fields.push((TaskRecord::attempt_field(run.attempt), bytes.clone()));
+        }
         let field = if broadcast {
             TaskRecord::broadcast_field(&run.node)
         } else {
             TaskRecord::TASK_FIELD.to_owned()
         };
+        fields.push((field, bytes));
         let done = (notify && run.state.is_final()).then(|| broker.keys().done(&run.id));
-        self.records
-            .push((broker.keys().record(&run.id), field, run.encode()?, done));
+        self.records.push(RecordWrite {
+            key: broker.keys().record(&run.id),
+            fields,
+            done,
+        });
         Ok(())
     }
 
-    /// Acknowledges one entry read by `group` from `destination`'s stream.
-    pub fn ack(&mut self, destination: &Destination, group: &str, entry_id: String) {
+    /// Settles one entry read by `group` from `destination`'s stream.
+    pub fn settle(
+        &mut self,
+        destination: &Destination,
+        group: &str,
+        entry_id: String,
+        settle: Settle,
+    ) {
+        match settle {
+            Settle::Ack => {}
+            Settle::Retry {
+                to,
+                message,
+                due_ms,
+            } => {
+                self.retries.push((to, due_ms, message));
+            }
+            Settle::Dead {
+                to,
+                message,
+                reason,
+                id,
+                task,
+                attempts,
+            } => {
+                let fields = vec![
+                    ("reason", reason.into_bytes()),
+                    ("raw", message),
+                    ("source_id", entry_id.clone().into_bytes()),
+                    ("dead_at", crate::now_ms().to_string().into_bytes()),
+                    ("id", id.into_bytes()),
+                    ("task", task.into_bytes()),
+                    ("attempts", attempts.to_string().into_bytes()),
+                ];
+                self.dead.push((to, fields));
+            }
+        }
         self.acks
             .entry((destination.clone(), group.to_owned()))
             .or_default()
@@ -66,20 +151,34 @@ impl OutcomeBatch {
 }
 
 impl Broker {
-    /// Writes the batch's records, then acknowledges its entries, in one round trip.
+    /// Writes the batch's records, retries and dead letters, then acknowledges its entries, in
+    /// one round trip.
     ///
     /// Queue entries are deleted once acknowledged (nothing grows); broadcast entries stay for
     /// the other nodes until the capped stream trims them.
     pub async fn write_outcomes(&self, conn: &mut Connection, batch: &OutcomeBatch) -> Result<()> {
         let mut pipe = redis::pipe();
         let ttl_ms = batch.ttl.as_millis() as u64;
-        for (key, field, bytes, done) in &batch.records {
-            pipe.cmd("HSET").arg(key).arg(field).arg(bytes).ignore();
-            pipe.cmd("PEXPIRE").arg(key).arg(ttl_ms).ignore();
-            if let Some(done) = done {
+        for write in &batch.records {
+            let cmd = pipe.cmd("HSET").arg(&write.key);
+            for (field, bytes) in &write.fields {
+                cmd.arg(field).arg(bytes);
+            }
+            cmd.ignore();
+            pipe.cmd("PEXPIRE").arg(&write.key).arg(ttl_ms).ignore();
+            if let Some(done) = &write.done {
                 pipe.cmd("RPUSH").arg(done).arg(1).ignore();
                 pipe.cmd("PEXPIRE").arg(done).arg(ttl_ms).ignore();
             }
+        }
+        for (destination, due_ms, message) in &batch.retries {
+            self.add_delayed(&mut pipe, destination, *due_ms, message.clone());
+        }
+        if let Some(earliest) = batch.retries.iter().map(|(_, due, _)| *due).min() {
+            self.add_wake(&mut pipe, earliest);
+        }
+        for (destination, fields) in &batch.dead {
+            self.add_dead_letter(&mut pipe, destination, fields);
         }
         for ((destination, group), ids) in &batch.acks {
             let stream = self.keys().stream(destination);
@@ -90,5 +189,35 @@ impl Broker {
         }
         pipe.query_async::<()>(conn).await?;
         Ok(())
+    }
+
+    /// Adds to `pipe` a dead letter with `fields`, keeping the dead letters capped by count
+    /// and by age.
+    fn add_dead_letter(
+        &self,
+        pipe: &mut redis::Pipeline,
+        destination: &Destination,
+        fields: &[(&'static str, Vec<u8>)],
+    ) {
+        let key = self.keys().dead_letters(destination);
+        let cmd = pipe
+            .cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config().dead_letter_cap)
+            .arg("*");
+        for (name, value) in fields {
+            cmd.arg(*name).arg(value);
+        }
+        cmd.ignore();
+        let oldest =
+            crate::now_ms().saturating_sub(self.config().dead_letter_max_age.as_millis() as u64);
+        pipe.cmd("XTRIM")
+            .arg(&key)
+            .arg("MINID")
+            .arg("~")
+            .arg(oldest)
+            .ignore();
     }
 }

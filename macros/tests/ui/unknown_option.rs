@@ -1,6 +1,6 @@
 use stevedore::task;
 
-#[task(retries = 3)]
+#[task(priority = 3)]
 async fn noop() {}
 
 fn main() {}

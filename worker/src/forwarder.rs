@@ -1,0 +1,116 @@
+//! The forwarder: moves delayed and retrying messages to their streams when they fall due.
+//!
+//! 1. For every queue this node reads, runs the atomic move script: every node may run it at
+//!    once and each message moves exactly once.
+//! 2. Sleeps until the nearest due time it learned from the script, not on a fixed tick.
+//! 3. Wakes early when a publisher announces a new delayed message (pub/sub, a hint only), and
+//!    at least every few seconds, so a lost hint costs seconds, never a message.
+//! 4. Survives Redis errors with capped backoff, logging once per outage.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use stevedore::broker::Broker;
+use stevedore::Destination;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Messages moved per script call.
+const BATCH: usize = 500;
+/// Longest sleep without a pass.
+const SAFETY_PASS: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Moves due messages of `destinations` to their streams.
+pub struct Forwarder {
+    /// Redis.
+    pub broker: Broker,
+    /// The queues whose delayed sets it watches.
+    pub destinations: Vec<Destination>,
+}
+
+impl Forwarder {
+    /// Runs until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let (hints, mut hinted) = mpsc::unbounded_channel();
+        let listener = tokio::spawn(listen(self.broker.clone(), hints, stop.clone()));
+        let mut failing = false;
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let sleep = match self.pass().await {
+                Ok(next_due) => {
+                    if failing {
+                        tracing::info!("moving delayed tasks again");
+                        failing = false;
+                    }
+                    backoff = Duration::from_millis(100);
+                    let now = stevedore::now_ms();
+                    next_due.map_or(SAFETY_PASS, |due| {
+                        Duration::from_millis(due.saturating_sub(now)).min(SAFETY_PASS)
+                    })
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, "cannot move delayed tasks; retrying");
+                        failing = true;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                Some(_) = hinted.recv() => while hinted.try_recv().is_ok() {},
+                () = stop.cancelled() => break,
+            }
+        }
+        listener.abort();
+    }
+
+    /// Moves everything due; returns the nearest due time left.
+    async fn pass(&self) -> stevedore::Result<Option<u64>> {
+        let mut nearest: Option<u64> = None;
+        for destination in &self.destinations {
+            loop {
+                let moved = self
+                    .broker
+                    .move_due(destination, stevedore::now_ms(), BATCH)
+                    .await?;
+                if moved.moved > 0 {
+                    tracing::debug!(queue = %destination, moved = moved.moved, "moved due tasks");
+                }
+                if moved.moved < BATCH as u64 {
+                    nearest = match (nearest, moved.next_due_ms) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    break;
+                }
+            }
+        }
+        Ok(nearest)
+    }
+}
+
+/// Forwards wake-up hints, resubscribing after a drop.
+async fn listen(broker: Broker, hints: mpsc::UnboundedSender<u64>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    while !stop.is_cancelled() {
+        match broker.delayed_wakeups().await {
+            Ok(wakeups) => {
+                backoff = Duration::from_millis(100);
+                let mut wakeups = std::pin::pin!(wakeups);
+                // A (re)subscription may have missed hints: ask for a pass.
+                let _ = hints.send(0);
+                while let Some(due) = wakeups.next().await {
+                    if hints.send(due).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "cannot subscribe to delayed-task hints"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,183 @@
+//! What happens after a failed attempt: run it again later, or give up into the dead letters.
+//!
+//! ```text
+//! attempt fails ── fatal error, cancelled ─────────────────────────► failed / cancelled (ack)
+//!      │
+//!      ├─ retries left ─► retrying: the message, one more attempt, waits in the queue's
+//!      │                  delayed set for  min(max, first * 2^tried) with jitter
+//!      │                  (or the delay the task asked for), then runs again
+//!      └─ none left ────► dead: the message goes to the queue's dead letters with its error
+//! ```
+
+use std::time::Duration;
+
+use stevedore::{Message, TaskError, TaskErrorKind, TaskOptions, TaskState};
+
+/// Default first retry delay.
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+/// Default longest retry delay.
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// What to do with a message after its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Done (succeeded, or failed for good).
+    Done,
+    /// Run it again after this delay.
+    Retry(Duration),
+    /// Out of retries: to the dead letters.
+    Dead,
+}
+
+/// The retry policy of one message: the call's settings, else the task's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Retries left after this attempt.
+    pub retries_left: u32,
+    /// First delay.
+    pub backoff: Duration,
+    /// Longest delay.
+    pub max_backoff: Duration,
+}
+
+impl Policy {
+    /// The policy for `message` of a task with `options` (`None`: unknown task, no retries).
+    pub fn of(message: &Message, options: Option<&TaskOptions>) -> Self {
+        let ms = Duration::from_millis;
+        let task = options.copied().unwrap_or_default();
+        Self {
+            retries_left: message.retries.or(task.retries).unwrap_or(0),
+            backoff: message
+                .backoff
+                .or(task.backoff_ms)
+                .map_or(DEFAULT_BACKOFF, ms),
+            max_backoff: message
+                .max_backoff
+                .or(task.max_backoff_ms)
+                .map_or(DEFAULT_MAX_BACKOFF, ms),
+        }
+    }
+
+    /// What to do after an attempt that ended in `state` with `error`; `tried` attempts came
+    /// before it; `random` is any random number (for the jitter).
+    pub fn plan(
+        &self,
+        state: TaskState,
+        error: Option<&TaskError>,
+        tried: u32,
+        random: u64,
+    ) -> Plan {
+        let retryable = matches!(
+            (state, error.map(TaskError::kind)),
+            (TaskState::TimedOut, _)
+                | (TaskState::Failed, Some(TaskErrorKind::Failed | TaskErrorKind::RetryAfter(_)))
+        );
+        if !retryable {
+            return Plan::Done;
+        }
+        if self.retries_left == 0 {
+            return Plan::Dead;
+        }
+        match error.map(TaskError::kind) {
+            Some(TaskErrorKind::RetryAfter(delay)) => Plan::Retry(delay),
+            _ => Plan::Retry(self.delay(tried, random)),
+        }
+    }
+
+    /// `min(max, first * 2^tried)`, then "equal jitter": half of it fixed, half random.
+    pub fn delay(&self, tried: u32, random: u64) -> Duration {
+        let exponential = self
+            .backoff
+            .saturating_mul(1u32.checked_shl(tried.min(31)).unwrap_or(u32::MAX))
+            .min(self.max_backoff);
+        let half = exponential.as_millis() as u64 / 2;
+        Duration::from_millis(half + random % (half + 1))
+    }
+}
+
+/// The message of the next attempt: one more try, one retry fewer, due at `due_ms`.
+pub fn next_attempt(mut message: Message, retries_left: u32, due_ms: u64) -> Message {
+    message.tried += 1;
+    message.retries = Some(retries_left.saturating_sub(1));
+    message.eta = Some(due_ms);
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(retries: u32) -> Policy {
+        Policy {
+            retries_left: retries,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn delays_double_with_jitter_and_stop_at_the_cap() {
+        let p = policy(5);
+        for (tried, full) in [
+            (0, 1000),
+            (1, 2000),
+            (2, 4000),
+            (3, 8000),
+            (4, 10_000),
+            (30, 10_000),
+        ] {
+            assert_eq!(
+                p.delay(tried, 0).as_millis(),
+                full / 2,
+                "low end, tried {tried}"
+            );
+            assert!(p.delay(tried, u64::MAX - 1).as_millis() <= full);
+            assert_eq!(
+                p.delay(tried, full as u64 / 2).as_millis(),
+                full,
+                "high end, tried {tried}"
+            );
+        }
+    }
+
+    #[test]
+    fn failures_retry_until_the_budget_is_spent_then_die() {
+        let failed = TaskError::new("boom");
+        assert!(matches!(
+            policy(2).plan(TaskState::Failed, Some(&failed), 0, 0),
+            Plan::Retry(_)
+        ));
+        assert_eq!(
+            policy(0).plan(TaskState::Failed, Some(&failed), 3, 0),
+            Plan::Dead
+        );
+        assert!(matches!(
+            policy(1).plan(TaskState::TimedOut, Some(&failed), 0, 0),
+            Plan::Retry(_)
+        ));
+    }
+
+    #[test]
+    fn fatal_errors_and_cancels_never_retry() {
+        let fatal = TaskError::fatal("bad input");
+        assert_eq!(
+            policy(5).plan(TaskState::Failed, Some(&fatal), 0, 0),
+            Plan::Done
+        );
+        let cancelled = TaskError::cancelled();
+        assert_eq!(
+            policy(5).plan(TaskState::Cancelled, Some(&cancelled), 0, 0),
+            Plan::Done
+        );
+        assert_eq!(policy(5).plan(TaskState::Succeeded, None, 0, 0), Plan::Done);
+    }
+
+    #[test]
+    fn a_task_may_ask_for_its_own_delay() {
+        let later = TaskError::retry_after(Duration::from_secs(42), "busy");
+        assert_eq!(
+            policy(1).plan(TaskState::Failed, Some(&later), 0, 0),
+            Plan::Retry(Duration::from_secs(42))
+        );
+    }
+}
