@@ -36,7 +36,8 @@ pub struct WorkerArgs {
     /// This node's name (default: the host name). It also names the node's own queue.
     #[arg(long, env = "STEVEDORE_NODE")]
     pub node: Option<String>,
-    /// Shared queues to read, comma-separated, in priority order.
+    /// Shared queues to read, comma-separated: in strict priority order, or weighted
+    /// (`high=5,default=3,low=1`).
     #[arg(long, value_delimiter = ',', default_value = "default")]
     pub queues: Vec<String>,
     /// Workers at most (tasks run at once): a number, or `auto` (from CPUs and memory).

@@ -11,7 +11,7 @@
 //! 6. Stops at once when shut down: `CLIENT UNBLOCK` ends the block as a timeout, so a
 //!    stop never strands a message that Redis handed out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stevedore::broker::{Broker, Connection, Delivery, GroupStart};
@@ -21,16 +21,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::Executor;
 use crate::pause::PauseGate;
+use crate::priority::{Priorities, QueueSpec};
 
 /// What one fetcher reads.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FetcherConfig {
     /// The consumer group it reads through.
     pub group: String,
     /// Its consumer name: unique per process start.
     pub consumer: String,
-    /// Streams in priority order.
-    pub streams: Vec<Destination>,
+    /// Streams always tried first (the node's own queue).
+    pub first: Vec<Destination>,
+    /// The other streams, in strict or weighted order.
+    pub shared: Vec<QueueSpec>,
     /// Where the group starts when it is created.
     pub start: GroupStart,
     /// Read only as many as there are free slots (queues), or a fixed batch (broadcasts).
@@ -51,6 +54,7 @@ pub enum FetchMode {
 /// Reads one set of streams and hands what it reads to the executor.
 pub struct Fetcher {
     config: FetcherConfig,
+    priorities: Mutex<Priorities>,
     broker: Broker,
     slots: Arc<Semaphore>,
     executor: Executor,
@@ -70,6 +74,7 @@ impl Fetcher {
         gate: Arc<PauseGate>,
     ) -> Self {
         Self {
+            priorities: Mutex::new(Priorities::new(&config.shared)),
             config,
             broker,
             slots,
@@ -109,12 +114,12 @@ impl Fetcher {
             .await?;
         let client_id = self.broker.client_id(&mut conn).await?;
         self.gate.register(&self.config.group, client_id);
-        for stream in &self.config.streams {
+        for stream in &self.streams() {
             self.broker
                 .ensure_group(stream, &self.config.group, self.config.start)
                 .await?;
         }
-        tracing::info!(group = %self.config.group, streams = self.config.streams.len(), "fetching");
+        tracing::info!(group = %self.config.group, streams = self.streams().len(), "fetching");
         let broker = self.broker.clone();
         let waker = stop.clone();
         let unblocker = tokio::spawn(async move {
@@ -143,11 +148,9 @@ impl Fetcher {
             };
             let paused = self.gate.read().await;
             let streams: Vec<Destination> = self
-                .config
-                .streams
-                .iter()
+                .read_order()
+                .into_iter()
                 .filter(|s| !paused.contains(&s.wire_name()))
-                .cloned()
                 .collect();
             if streams.is_empty() {
                 let mut resumed = std::pin::pin!(self.gate.on_change());
@@ -166,6 +169,20 @@ impl Fetcher {
             self.dispatch(deliveries, first).await;
         }
         Ok(())
+    }
+
+    /// Every stream it reads, in the default order.
+    fn streams(&self) -> Vec<Destination> {
+        let shared = self.config.shared.iter().map(|q| q.destination.clone());
+        self.config.first.iter().cloned().chain(shared).collect()
+    }
+
+    /// The order of the next read: the first streams, then the shared ones by priority.
+    fn read_order(&self) -> Vec<Destination> {
+        let mut priorities = self.priorities.lock().unwrap_or_else(|p| p.into_inner());
+        let mut order = self.config.first.clone();
+        order.extend(priorities.next_order());
+        order
     }
 
     /// Waits for a free slot (the read then asks for it plus the others free); `None` when

@@ -20,6 +20,7 @@ mod forwarder;
 mod hooks;
 mod pause;
 mod pool;
+mod priority;
 mod recorder;
 mod retry;
 mod running;

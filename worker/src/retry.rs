@@ -6,7 +6,8 @@
 //!      ├─ retries left ─► retrying: the message, one more attempt, waits in the queue's
 //!      │                  delayed set for  min(max, first * 2^tried) with jitter
 //!      │                  (or the delay the task asked for), then runs again
-//!      └─ none left ────► dead: the message goes to the queue's dead letters with its error
+//!      ├─ none left, some used ─► dead: the message goes to the queue's dead letters
+//!      └─ never had retries ────► failed (ack)
 //! ```
 
 use std::time::Duration;
@@ -70,13 +71,18 @@ impl Policy {
         let retryable = matches!(
             (state, error.map(TaskError::kind)),
             (TaskState::TimedOut, _)
-                | (TaskState::Failed, Some(TaskErrorKind::Failed | TaskErrorKind::RetryAfter(_)))
+                | (
+                    TaskState::Failed,
+                    Some(TaskErrorKind::Failed | TaskErrorKind::RetryAfter(_))
+                )
         );
         if !retryable {
             return Plan::Done;
         }
         if self.retries_left == 0 {
-            return Plan::Dead;
+            // Out of retries after using some: dead letters. A task that never had retries
+            // simply failed.
+            return if tried > 0 { Plan::Dead } else { Plan::Done };
         }
         match error.map(TaskError::kind) {
             Some(TaskErrorKind::RetryAfter(delay)) => Plan::Retry(delay),

@@ -27,6 +27,7 @@ use crate::forwarder::Forwarder;
 use crate::hooks::{Hooks, NodeInfo};
 use crate::pause::PauseGate;
 use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
+use crate::priority::parse_queue;
 use crate::recorder::Recorder;
 use crate::running::RunningTasks;
 use crate::task_table::TaskTable;
@@ -42,11 +43,12 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     let table = TaskTable::linked()?;
     crate::builtin::command::allow(args.allow_commands.clone());
     let node = node_name(args.node.as_deref())?;
-    let queues = args
+    let specs = args
         .queues
         .iter()
-        .map(|q| Destination::queue(q.trim()))
+        .map(|q| parse_queue(q))
         .collect::<stevedore::Result<Vec<_>>>()?;
+    let queues: Vec<Destination> = specs.iter().map(|q| q.destination.clone()).collect();
     let mut config = ClientConfig::new(&args.global.redis_url, &args.global.namespace);
     config.label = Some(node.clone());
     let client = Client::with_config(config).await?;
@@ -85,14 +87,15 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         hooks: hooks.clone(),
     });
 
-    let mut streams = vec![Destination::Node(stevedore::QueueName::new("node", &node)?)];
-    streams.extend(queues.iter().cloned());
-    let streams_read = streams.clone();
+    let own_queue = Destination::Node(stevedore::QueueName::new("node", &node)?);
+    let mut streams_read = vec![own_queue.clone()];
+    streams_read.extend(queues.iter().cloned());
     let fetchers = [
         FetcherConfig {
             group: QUEUE_GROUP.to_owned(),
             consumer: consumer.clone(),
-            streams,
+            first: vec![own_queue],
+            shared: specs,
             start: GroupStart::Beginning,
             mode: FetchMode::FreeSlots,
             block: args.block,
@@ -100,7 +103,8 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         FetcherConfig {
             group: client.broker().keys().group(&Destination::Broadcast, &node),
             consumer: consumer.clone(),
-            streams: vec![Destination::Broadcast],
+            first: vec![Destination::Broadcast],
+            shared: Vec::new(),
             start: GroupStart::Now,
             mode: FetchMode::Batch(BROADCAST_BATCH),
             block: args.block,

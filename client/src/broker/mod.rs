@@ -8,6 +8,7 @@
 mod connect;
 mod control;
 mod dead_letter;
+mod dead_letters;
 mod delayed;
 mod enqueue;
 mod fetch;
@@ -18,6 +19,7 @@ mod outcome;
 use std::sync::Arc;
 
 pub use connect::{redact_url, BrokerConfig};
+pub use dead_letters::DeadLetter;
 pub use delayed::MoveDue;
 pub use fetch::{Delivery, GroupStart};
 pub use inspect::QueueInfo;

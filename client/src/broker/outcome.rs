@@ -204,7 +204,6 @@ impl Broker {
             .cmd("XADD")
             .arg(&key)
             .arg("MAXLEN")
-            .arg("~")
             .arg(self.config().dead_letter_cap)
             .arg("*");
         for (name, value) in fields {
@@ -216,7 +215,6 @@ impl Broker {
         pipe.cmd("XTRIM")
             .arg(&key)
             .arg("MINID")
-            .arg("~")
             .arg(oldest)
             .ignore();
     }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use stevedore::{Client, PublishOptions, TaskState};
 
-use super::format::{json_to_value, value_to_json};
+use super::format::{json_to_value, parse_time, value_to_json};
 use crate::parse_duration;
 
 /// Messages published per pipelined round trip.
@@ -34,6 +34,12 @@ pub struct EnqueueArgs {
     /// Publish to every live node.
     #[arg(long)]
     broadcast: bool,
+    /// Run it no sooner than this from now (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "eta")]
+    delay: Option<Duration>,
+    /// Run it no sooner than this time: 2026-01-01T09:00:00Z (UTC) or Unix seconds.
+    #[arg(long, value_parser = parse_time)]
+    eta: Option<u64>,
     /// Publish this many copies, each with its own id.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
@@ -56,6 +62,12 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     }
     if args.broadcast {
         options = options.broadcast();
+    }
+    if let Some(delay) = args.delay {
+        options = options.delay(delay);
+    }
+    if let Some(eta) = args.eta {
+        options = options.eta(eta);
     }
     let mut handles = Vec::new();
     let mut left = args.count;

@@ -26,6 +26,54 @@ pub fn timestamp(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
+/// Parses `2026-01-01T09:00:00Z` (UTC, optional `.fff`, `Z` or `+00:00`) or Unix seconds into
+/// milliseconds since the epoch.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(secs * 1000);
+    }
+    let bad =
+        || format!("`{text}` is not a time; write 2026-01-01T09:00:00Z (UTC) or Unix seconds");
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))
+        .ok_or_else(bad)?;
+    let (date, time) = text.split_once('T').ok_or_else(bad)?;
+    let numbers = |part: &str, sep: char| -> Result<Vec<u64>, String> {
+        part.split(sep)
+            .map(|n| n.parse::<u64>().map_err(|_| bad()))
+            .collect()
+    };
+    let (time, millis) = match time.split_once('.') {
+        Some((time, fraction)) => {
+            let digits: String = fraction.chars().chain("000".chars()).take(3).collect();
+            (time, digits.parse::<u64>().map_err(|_| bad())?)
+        }
+        None => (time, 0),
+    };
+    let (ymd, hms) = (numbers(date, '-')?, numbers(time, ':')?);
+    let [y, m, d] = <[u64; 3]>::try_from(ymd).map_err(|_| bad())?;
+    let [h, min, s] = <[u64; 3]>::try_from(hms).map_err(|_| bad())?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
+        return Err(bad());
+    }
+    let days = days_from_civil(y as i64, m as u32, d as u32);
+    let secs = u64::try_from(days).map_err(|_| bad())? * 86_400 + h * 3600 + min * 60 + s;
+    Ok(secs * 1000 + millis)
+}
+
+/// A (year, month, day) of the proleptic Gregorian calendar to days since 1970-01-01 (Howard
+/// Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (i64::from(month) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a (year, month, day) of the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -50,6 +98,20 @@ mod tests {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(timestamp(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
         assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn times_parse_back_to_what_they_print() {
+        for ms in [0, 951_782_400_000, 1_767_225_600_123, 1_795_823_627_233] {
+            assert_eq!(parse_time(&timestamp(ms)).unwrap(), ms);
+        }
+        assert_eq!(parse_time("1767225600").unwrap(), 1_767_225_600_000);
+        assert_eq!(
+            parse_time("2026-01-01T00:00:00+00:00").unwrap(),
+            1_767_225_600_000
+        );
+        assert!(parse_time("tomorrow").is_err());
+        assert!(parse_time("2026-13-01T00:00:00Z").is_err());
     }
 
     #[test]

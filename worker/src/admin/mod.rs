@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 mod control;
+mod dead;
 mod enqueue;
 mod format;
 mod queues;
@@ -57,6 +58,9 @@ enum Command {
     /// Pauses or resumes a queue for the whole cluster.
     #[command(subcommand)]
     Queue(control::QueueCommand),
+    /// Lists, shows, requeues or purges dead letters.
+    #[command(subcommand)]
+    Dead(dead::DeadCommand),
 }
 
 pub use control::control_from_worker;
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
             Command::Reload(ask) => control::ask(&client, Ask::Reload, ask).await,
             Command::Cancel(args) => control::cancel(&client, args).await,
             Command::Queue(command) => control::queue(&client, command).await,
+            Command::Dead(command) => dead::run(&client, command).await,
         }
     })
 }

@@ -1,0 +1,174 @@
+//! `stevedore dead list|show|requeue|purge [--queue Q]`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use stevedore::broker::DeadLetter;
+use stevedore::{Client, Destination, Message};
+
+use super::format::timestamp;
+
+/// Dead-letter commands.
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// Lists a queue's dead letters, oldest first.
+    List(ListArgs),
+    /// Shows one dead letter, with its message.
+    Show(EntryArgs),
+    /// Puts dead letters back on their queue, with a fresh retry budget.
+    Requeue(RequeueArgs),
+    /// Deletes every dead letter of a queue.
+    Purge(QueueArg),
+}
+
+/// The queue.
+#[derive(Debug, Args)]
+pub struct QueueArg {
+    /// The queue (`NAME`, `node:NAME` or `broadcast`).
+    #[arg(long, default_value = "default")]
+    queue: String,
+}
+
+/// `dead list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    queue: QueueArg,
+    /// Most to list.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `dead show`.
+#[derive(Debug, Args)]
+pub struct EntryArgs {
+    /// The dead letter's entry id (from `dead list`).
+    entry: String,
+    #[command(flatten)]
+    queue: QueueArg,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `dead requeue`.
+#[derive(Debug, Args)]
+pub struct RequeueArgs {
+    /// Dead letter entry ids.
+    #[arg(required_unless_present = "all")]
+    entries: Vec<String>,
+    /// Every dead letter of the queue.
+    #[arg(long, conflicts_with = "entries")]
+    all: bool,
+    #[command(flatten)]
+    queue: QueueArg,
+}
+
+/// Runs a dead-letter command.
+pub async fn run(client: &Client, command: DeadCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DeadCommand::List(args) => list(client, args).await,
+        DeadCommand::Show(args) => show(client, args).await,
+        DeadCommand::Requeue(args) => requeue(client, args).await,
+        DeadCommand::Purge(args) => {
+            let queue = Destination::from_wire_name(&args.queue)?;
+            let purged = client.broker().purge_dead(&queue).await?;
+            say!("purged {purged} dead letter(s) of {queue}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn list(client: &Client, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let queue = Destination::from_wire_name(&args.queue.queue)?;
+    let letters = client.broker().dead_letters(&queue, args.limit).await?;
+    if args.json {
+        let rows: Vec<serde_json::Value> = letters.iter().map(letter_json).collect();
+        say!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for letter in &letters {
+        say!(
+            "{}  {}  {}  {}  attempts={}  {}",
+            letter.entry_id,
+            timestamp(letter.dead_at),
+            letter.id.as_deref().unwrap_or("-"),
+            letter.task.as_deref().unwrap_or("-"),
+            letter
+                .attempts
+                .map_or_else(|| "-".into(), |a| a.to_string()),
+            first_line(&letter.reason)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(client: &Client, args: EntryArgs) -> anyhow::Result<ExitCode> {
+    let queue = Destination::from_wire_name(&args.queue.queue)?;
+    let letters = client
+        .broker()
+        .dead_letters(&queue, usize::MAX >> 1)
+        .await?;
+    let Some(letter) = letters.iter().find(|l| l.entry_id == args.entry) else {
+        anyhow::bail!("no dead letter {} in queue {queue}", args.entry);
+    };
+    let json = letter_json(letter);
+    if args.json {
+        say!("{json}");
+    } else {
+        say!("{}", serde_json::to_string_pretty(&json)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn requeue(client: &Client, args: RequeueArgs) -> anyhow::Result<ExitCode> {
+    let queue = Destination::from_wire_name(&args.queue.queue)?;
+    let entries = if args.all {
+        let letters = client
+            .broker()
+            .dead_letters(&queue, usize::MAX >> 1)
+            .await?;
+        letters.into_iter().map(|l| l.entry_id).collect()
+    } else {
+        args.entries
+    };
+    let mut missing = 0;
+    for entry in &entries {
+        if client.broker().requeue_dead(&queue, entry).await? {
+            say!("requeued {entry}");
+        } else {
+            eprintln!("no dead letter {entry} in queue {queue}");
+            missing += 1;
+        }
+    }
+    Ok(if missing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn letter_json(letter: &DeadLetter) -> serde_json::Value {
+    let message = Message::decode(&letter.raw).ok().map(|m| {
+        serde_json::json!({"id": m.id, "task": m.task, "queue": m.queue, "tried": m.tried,
+            "args": m.args, "kwargs": m.kwargs, "published_at": m.published_at})
+    });
+    serde_json::json!({
+        "entry": letter.entry_id,
+        "queue": letter.destination.wire_name(),
+        "dead_at": letter.dead_at,
+        "reason": letter.reason,
+        "id": letter.id,
+        "task": letter.task,
+        "attempts": letter.attempts,
+        "message": message,
+        "raw_bytes": letter.raw.len(),
+    })
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
