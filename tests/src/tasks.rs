@@ -133,3 +133,40 @@ pub async fn note_hook(entry: String) {
             .await;
     }
 }
+
+/// Always fails (retryably).
+#[task(
+    name = "tests.flaky",
+    retries = 3,
+    backoff = "100ms",
+    max_backoff = "200ms"
+)]
+pub async fn flaky() -> Result<(), TaskError> {
+    Err(TaskError::new("flaky failed again"))
+}
+
+/// Fails its first `failures` attempts, then returns the attempt that succeeded.
+#[task(name = "tests.fail_times", retries = 1, backoff = "50ms")]
+pub async fn fail_times(ctx: TaskContext, failures: u32) -> Result<u32, TaskError> {
+    let mut conn = test_redis().await?;
+    let seen: u32 = redis::cmd("INCR")
+        .arg(format!("tests:attempts:{}", ctx.id()))
+        .query_async(&mut conn)
+        .await?;
+    if seen <= failures {
+        return Err(TaskError::new(format!("failure {seen} of {failures}")));
+    }
+    Ok(ctx.attempt())
+}
+
+/// Asks to be retried after 300 ms on its first attempt.
+#[task(name = "tests.retry_later", retries = 1)]
+pub async fn retry_later(ctx: TaskContext) -> Result<u32, TaskError> {
+    if ctx.attempt() == 1 {
+        return Err(TaskError::retry_after(
+            std::time::Duration::from_millis(300),
+            "not yet",
+        ));
+    }
+    Ok(ctx.attempt())
+}

@@ -252,3 +252,26 @@ fn control_commands_answer_in_awx_layout_and_as_json() {
     let status = admin(&url, &["status", "--node", "w1"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("paused queues: default"));
 }
+
+#[test]
+fn enqueue_delay_holds_the_task_back() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let out = admin(
+        &redis.url(),
+        &["enqueue", "stevedore.noop", "--delay", "400ms", "--wait"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout_lines(&out)[0].clone();
+    let task = admin(&redis.url(), &["task", &id, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&task.stdout).unwrap();
+    let run = &json["runs"][0];
+    let held = run["started_at"].as_u64().unwrap() - run["published_at"].as_u64().unwrap();
+    assert!(held >= 400, "started {held} ms after publishing");
+    let bad = admin(
+        &redis.url(),
+        &["enqueue", "stevedore.noop", "--eta", "tomorrow"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("is not a time"), "{}", stderr(&bad));
+}

@@ -59,6 +59,12 @@ pub struct WorkerArgs {
     /// Recycle a child process above this resident memory, e.g. 512MiB (process pool).
     #[arg(long, value_parser = parse_size)]
     pub max_memory_per_child: Option<u64>,
+    /// Most dead letters kept per queue.
+    #[arg(long, default_value_t = 100_000)]
+    pub dead_letter_cap: u64,
+    /// Dead letters older than this are dropped (e.g. 7d).
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub dead_letter_max_age: Duration,
     /// Programs the built-in `stevedore.command` task may run on this node (repeat the flag for
     /// several); none by default.
     #[arg(long = "allow-command", value_name = "PROGRAM")]

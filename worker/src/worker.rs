@@ -51,6 +51,8 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     let queues: Vec<Destination> = specs.iter().map(|q| q.destination.clone()).collect();
     let mut config = ClientConfig::new(&args.global.redis_url, &args.global.namespace);
     config.label = Some(node.clone());
+    config.dead_letter_cap = args.dead_letter_cap;
+    config.dead_letter_max_age = args.dead_letter_max_age;
     let client = Client::with_config(config).await?;
     warn_if_evicting(&client).await;
 

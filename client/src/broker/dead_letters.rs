@@ -57,8 +57,8 @@ impl Broker {
             .collect()
     }
 
-    /// Requeues dead letter `entry_id` of `destination` with its retry budget reset (the task's
-    /// default); returns whether it was still there.
+    /// Requeues dead letter `entry_id` of `destination` as its next attempt, with its retry
+    /// budget reset (the task's default); returns whether it was still there.
     pub async fn requeue_dead(&self, destination: &Destination, entry_id: &str) -> Result<bool> {
         let found: Value = redis::cmd("XRANGE")
             .arg(self.keys().dead_letters(destination))
@@ -76,6 +76,7 @@ impl Broker {
         let mut message = Message::decode(&letter.raw)?;
         message.retries = None;
         message.eta = None;
+        message.tried += 1;
         let requeued: Option<String> = REQUEUE
             .key(self.keys().dead_letters(destination))
             .key(self.keys().stream(destination))
