@@ -336,7 +336,7 @@ async fn run_order(queues: &str) -> String {
         "w",
         &["--max-workers", "1", "--queues", queues],
     );
-    let mut conn = redis.connection().await;
+    let conn = redis.connection().await;
     let order = eventually("18 tasks to run", WAIT, || {
         let mut conn = conn.clone();
         async move { Some(ran_on(&mut conn, "w").await).filter(|ran| ran.len() == 18) }
