@@ -51,10 +51,11 @@ pub fn encode_arg<T: TaskValue>(task: &str, name: &str, value: &T) -> Result<rmp
 pub fn build_message(
     task: &str,
     default_queue: Option<&str>,
+    on_duplicate: crate::OnDuplicate,
     args: Vec<rmpv::Value>,
     options: &PublishOptions,
 ) -> Result<Message> {
-    options.message(task, default_queue, args, BTreeMap::new())
+    options.message_with(task, default_queue, on_duplicate, args, BTreeMap::new())
 }
 
 /// Publishes the stub's message.

@@ -57,14 +57,19 @@ impl Client {
     }
 
     /// Publishes many messages in one pipelined round trip.
+    ///
+    /// A message with an on_duplicate policy that finds a duplicate is dropped; its handle says
+    /// so ([`TaskHandle::discarded`]).
     pub async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
-        self.broker.enqueue(&messages).await?;
+        let published = self.broker.enqueue(&messages).await?;
         Ok(messages
             .into_iter()
-            .map(|m| TaskHandle {
+            .zip(published)
+            .map(|(m, published)| TaskHandle {
                 notify: m.wants_notify(),
                 id: m.id,
                 client: self.clone(),
+                discarded: !published,
             })
             .collect())
     }
@@ -86,6 +91,7 @@ impl Client {
             id: id.into(),
             client: self.clone(),
             notify,
+            discarded: false,
         }
     }
 }
@@ -96,12 +102,19 @@ pub struct TaskHandle {
     id: String,
     client: Client,
     notify: bool,
+    discarded: bool,
 }
 
 impl TaskHandle {
     /// The task id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether the message was dropped at publish time as a duplicate (on_duplicate `discard`
+    /// or `queue_one`): then it will never run.
+    pub fn discarded(&self) -> bool {
+        self.discarded
     }
 
     /// The task's current record.

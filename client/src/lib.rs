@@ -30,6 +30,7 @@ pub mod broker;
 mod client;
 mod context;
 pub mod control;
+mod dedup;
 mod error;
 mod message;
 mod options;
@@ -44,6 +45,7 @@ pub mod __private;
 
 pub use client::{Client, ClientConfig, QueueStats, TaskHandle, CANCEL_TTL};
 pub use context::TaskContext;
+pub use dedup::{dedup_key, OnDuplicate};
 pub use error::{Error, Result};
 pub use message::{Message, MESSAGE_VERSION};
 pub use options::PublishOptions;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::{Destination, Error, Message, Result, MESSAGE_VERSION};
+use crate::{Destination, Error, Message, OnDuplicate, Result, MESSAGE_VERSION};
 
 /// Options for one publish; anything left unset falls back to the task's attribute, then to
 /// the `default` queue.
@@ -19,6 +19,7 @@ pub struct PublishOptions {
     retries: Option<u32>,
     backoff: Option<(Duration, Duration)>,
     start: Option<Start>,
+    on_duplicate: Option<OnDuplicate>,
     headers: BTreeMap<String, String>,
 }
 
@@ -102,6 +103,13 @@ impl PublishOptions {
         self
     }
 
+    /// What to do if the same task with the same arguments is already queued or running
+    /// (overrides the task's `on_duplicate`).
+    pub fn on_duplicate(mut self, policy: OnDuplicate) -> Self {
+        self.on_duplicate = Some(policy);
+        self
+    }
+
     /// Adds a free-form header to the message.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
@@ -149,6 +157,24 @@ impl PublishOptions {
         args: Vec<rmpv::Value>,
         kwargs: BTreeMap<String, rmpv::Value>,
     ) -> Result<Message> {
+        self.message_with(
+            task,
+            task_default_queue,
+            OnDuplicate::Parallel,
+            args,
+            kwargs,
+        )
+    }
+
+    /// As [`PublishOptions::message`], with the task's own `on_duplicate` policy.
+    pub fn message_with(
+        &self,
+        task: &str,
+        task_default_queue: Option<&str>,
+        task_on_duplicate: OnDuplicate,
+        args: Vec<rmpv::Value>,
+        kwargs: BTreeMap<String, rmpv::Value>,
+    ) -> Result<Message> {
         if task.is_empty() {
             return Err(Error::InvalidName {
                 kind: "task",
@@ -163,7 +189,7 @@ impl PublishOptions {
             _ => None,
         };
         let ms = |d: Duration| d.as_millis() as u64;
-        Ok(Message {
+        let mut message = Message {
             v: MESSAGE_VERSION,
             id: self.task_id()?,
             task: task.to_owned(),
@@ -179,7 +205,21 @@ impl PublishOptions {
             backoff: self.backoff.map(|(first, _)| ms(first)),
             max_backoff: self.backoff.map(|(_, max)| ms(max)),
             headers: self.headers(),
-        })
+        };
+        let policy = self.on_duplicate.unwrap_or(task_on_duplicate);
+        if policy != OnDuplicate::Parallel {
+            if message.queue == "broadcast" {
+                return Err(Error::InvalidOptions(format!(
+                    "on_duplicate {policy} does not apply to broadcasts"
+                )));
+            }
+            let key = crate::dedup::dedup_key(&message)?;
+            message
+                .headers
+                .insert(crate::dedup::POLICY_HEADER.into(), policy.as_str().into());
+            message.headers.insert(crate::dedup::KEY_HEADER.into(), key);
+        }
+        Ok(message)
     }
 
     /// The headers to put on the message, `notify` included when asked for.

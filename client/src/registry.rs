@@ -61,6 +61,8 @@ pub struct TaskOptions {
     pub backoff_ms: Option<u64>,
     /// Longest retry delay in milliseconds.
     pub max_backoff_ms: Option<u64>,
+    /// What the stub does with duplicates (a call's options win).
+    pub on_duplicate: crate::OnDuplicate,
 }
 
 impl TaskOptions {
@@ -74,6 +76,7 @@ impl TaskOptions {
             retries: None,
             backoff_ms: None,
             max_backoff_ms: None,
+            on_duplicate: crate::OnDuplicate::Parallel,
         }
     }
 }

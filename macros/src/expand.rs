@@ -124,6 +124,7 @@ fn shared_items(task: &TaskDef) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let options = task_options(task, &queue);
+    let on_duplicate = on_duplicate(task);
     let handler = handler(task);
     let kind = if task.body.is_async {
         quote!(::stevedore::TaskKind::Async)
@@ -155,7 +156,7 @@ fn shared_items(task: &TaskDef) -> TokenStream {
         ) -> ::stevedore::Result<::stevedore::Message> {
             let (#(#idents,)*) = args;
             let values = ::std::vec![#(#encodes),*];
-            ::stevedore::__private::build_message(NAME, #queue, values, options)
+            ::stevedore::__private::build_message(NAME, #queue, #on_duplicate, values, options)
         }
 
         #handler
@@ -169,6 +170,14 @@ fn shared_items(task: &TaskDef) -> TokenStream {
                 ::core::concat!(::core::file!(), ":", ::core::line!()),
             )
         }
+    }
+}
+
+/// The task's `on_duplicate` policy as a path to its variant.
+fn on_duplicate(task: &TaskDef) -> TokenStream {
+    match &task.options.on_duplicate {
+        Some(variant) => quote!(::stevedore::OnDuplicate::#variant),
+        None => quote!(::stevedore::OnDuplicate::Parallel),
     }
 }
 
@@ -186,6 +195,7 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let backoff = optional(task.options.backoff_ms);
+    let on_duplicate = on_duplicate(task);
     let max_backoff = optional(task.options.max_backoff_ms);
     quote! {
         ::stevedore::TaskOptions {
@@ -196,6 +206,7 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
             retries: #retries,
             backoff_ms: #backoff,
             max_backoff_ms: #max_backoff,
+            on_duplicate: #on_duplicate,
         }
     }
 }

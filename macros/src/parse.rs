@@ -33,6 +33,8 @@ pub struct Options {
     pub backoff_ms: Option<u64>,
     /// `max_backoff = "10m"`, in milliseconds.
     pub max_backoff_ms: Option<u64>,
+    /// `on_duplicate = "discard"`: the variant name of `stevedore::OnDuplicate`.
+    pub on_duplicate: Option<syn::Ident>,
 }
 
 /// The signature of the function (or `run` method) that runs.
@@ -146,9 +148,11 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             options.backoff_ms = Some(duration_ms(meta.value()?.parse()?)?);
         } else if meta.path.is_ident("max_backoff") {
             options.max_backoff_ms = Some(duration_ms(meta.value()?.parse()?)?);
+        } else if meta.path.is_ident("on_duplicate") {
+            options.on_duplicate = Some(on_duplicate(meta.value()?.parse()?)?);
         } else {
             return Err(meta.error(
-                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`",
+                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`, `on_duplicate`",
             ));
         }
         Ok(())
@@ -163,6 +167,23 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
         }
     }
     Ok(options)
+}
+
+/// Parses an `on_duplicate` policy name into its `OnDuplicate` variant.
+fn on_duplicate(lit: LitStr) -> syn::Result<syn::Ident> {
+    let variant = match lit.value().as_str() {
+        "parallel" => "Parallel",
+        "discard" => "Discard",
+        "serial" => "Serial",
+        "queue_one" => "QueueOne",
+        _ => {
+            return Err(syn::Error::new(
+                lit.span(),
+                "expected \"parallel\", \"discard\", \"serial\" or \"queue_one\"",
+            ))
+        }
+    };
+    Ok(syn::Ident::new(variant, lit.span()))
 }
 
 /// Parses `"500ms"`, `"30s"`, `"5m"` or `"1h"` into milliseconds.

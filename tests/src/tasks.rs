@@ -170,3 +170,34 @@ pub async fn retry_later(ctx: TaskContext) -> Result<u32, TaskError> {
     }
     Ok(ctx.attempt())
 }
+
+/// Says it started (`tests:gate-started:NAME`), waits for a token pushed to `tests:gate:NAME`,
+/// then counts its run.
+#[task(name = "tests.gate")]
+pub async fn gate(ctx: TaskContext, name: String) -> Result<(), TaskError> {
+    let url =
+        std::env::var("STEVEDORE_TEST_REDIS_URL").map_err(|_| TaskError::fatal("no test redis"))?;
+    let mut own = redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await?;
+    redis::cmd("RPUSH")
+        .arg(format!("tests:gate-started:{name}"))
+        .arg(ctx.id())
+        .query_async::<()>(&mut own)
+        .await?;
+    let token: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg(format!("tests:gate:{name}"))
+        .arg(60)
+        .query_async(&mut own)
+        .await?;
+    token.ok_or_else(|| TaskError::fatal("the gate never opened"))?;
+    redis::cmd("HINCRBY")
+        .arg("tests:runs")
+        .arg(ctx.id())
+        .arg(1)
+        .query_async::<()>(&mut own)
+        .await?;
+    Ok(())
+}

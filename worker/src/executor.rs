@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Delivery, Settle};
+use stevedore::broker::{policy_of, Broker, Delivery, Settle};
 use stevedore::{
     Client, Destination, Invocation, Message, RunRecord, TaskContext, TaskError, TaskRegistration,
     TaskState,
@@ -110,10 +110,22 @@ impl ExecutorParts {
         };
         let span = tracing::info_span!("task", task.name = %message.task, task.id = %message.id,
             queue = %message.queue, attempt = message.tried + 1);
+        if !self
+            .dedup_start(&delivery, &group, &message)
+            .instrument(span.clone())
+            .await
+        {
+            return;
+        }
         let (mut run, error) = self.run_message(&mut message).instrument(span).await;
         drop(slot);
         let settle = self.settle(&delivery, &mut run, error.as_ref(), &message);
+        let release = match settle {
+            Settle::Retry { .. } => None,
+            _ => policy_of(&message).map(|(_, key)| key.to_owned()),
+        };
         let _ = self.events.send(Event::Finished {
+            release,
             broadcast: is_broadcast(&message),
             keep_attempt: message.tried > 0 || matches!(settle, Settle::Retry { .. }),
             run: Box::new(run),
@@ -123,6 +135,36 @@ impl ExecutorParts {
             entry_id: delivery.entry_id,
             settle,
         });
+    }
+
+    /// Under an on_duplicate policy, takes the message's key or parks the message behind the
+    /// run holding it; returns whether to run it now.
+    async fn dedup_start(&self, delivery: &Delivery, group: &str, message: &Message) -> bool {
+        if policy_of(message).is_none() {
+            return true;
+        }
+        let payload = delivery.payload.as_deref().unwrap_or_default();
+        let started = self
+            .broker()
+            .dedup_start(
+                &delivery.destination,
+                message,
+                group,
+                &delivery.entry_id,
+                payload,
+            )
+            .await;
+        match started {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!("parked behind a running duplicate");
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot check for duplicates; the message stays pending");
+                false
+            }
+        }
     }
 
     /// Decides what becomes of the message after its run (retry, dead letters, or done), and

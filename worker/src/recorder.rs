@@ -45,6 +45,8 @@ pub enum Event {
         settle: Settle,
         /// Whether to keep this run as attempt N too (a retried task).
         keep_attempt: bool,
+        /// The on_duplicate key this run held, to release now that it ended for good.
+        release: Option<String>,
     },
 }
 
@@ -110,7 +112,11 @@ impl Recorder {
                     entry_id,
                     settle,
                     keep_attempt,
+                    release,
                 } => {
+                    if let Some(key) = release {
+                        batch.release(destination, key, &run.id);
+                    }
                     let recorded =
                         batch.record(&self.broker, run, *broadcast, *notify, *keep_attempt);
                     batch.settle(destination, group, entry_id.clone(), settle.clone());

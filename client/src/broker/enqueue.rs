@@ -11,12 +11,15 @@ impl Broker {
     ///
     /// A message with an `eta` in the future goes to the queue's delayed set instead, and the
     /// forwarders are woken. A message larger than `max_payload` is refused, and then nothing of
-    /// the batch is written.
-    pub async fn enqueue(&self, messages: &[Message]) -> Result<()> {
+    /// the batch is written. Messages with an on_duplicate policy are checked and published
+    /// atomically. Returns, for each message, whether it was published (`false`: dropped as a
+    /// duplicate).
+    pub async fn enqueue(&self, messages: &[Message]) -> Result<Vec<bool>> {
         let mut pipe = redis::pipe();
         let now = crate::now_ms();
         let mut earliest_delayed: Option<u64> = None;
-        for message in messages {
+        let mut checked = Vec::new();
+        for (index, message) in messages.iter().enumerate() {
             let destination = Destination::from_wire_name(&message.queue)?;
             let payload = message.encode()?;
             if payload.len() > self.config().max_payload {
@@ -26,19 +29,30 @@ impl Broker {
                     limit: self.config().max_payload,
                 });
             }
-            match message.eta.filter(|eta| *eta > now) {
-                Some(eta) => {
+            match (
+                message.eta.filter(|eta| *eta > now),
+                super::dedup::policy_of(message),
+            ) {
+                (None, Some((policy, key))) => {
+                    self.add_dedup_publish(&mut pipe, &destination, policy, key, payload);
+                    checked.push(index);
+                }
+                (Some(eta), _) => {
                     self.add_delayed(&mut pipe, &destination, eta, payload);
                     earliest_delayed = Some(earliest_delayed.map_or(eta, |e| e.min(eta)));
                 }
-                None => self.add_to_stream(&mut pipe, &destination, payload),
+                (None, None) => self.add_to_stream(&mut pipe, &destination, payload),
             }
         }
         if let Some(due) = earliest_delayed {
             self.add_wake(&mut pipe, due);
         }
-        pipe.query_async::<()>(&mut self.commands()).await?;
-        Ok(())
+        let answers: Vec<i64> = pipe.query_async(&mut self.commands()).await?;
+        let mut published = vec![true; messages.len()];
+        for (index, answer) in checked.into_iter().zip(answers) {
+            published[index] = answer == 1;
+        }
+        Ok(published)
     }
 
     /// Adds to `pipe` the XADD of `payload` to `destination`'s stream (broadcasts capped).

@@ -9,6 +9,8 @@
 //! | `NS:{q:NAME}:stream`  | stream | shared queue NAME; field `m` = message, group `workers` |
 //! | `NS:{q:NAME}:dead`    | stream | dead letters of queue NAME (capped by count and age)    |
 //! | `NS:{q:NAME}:delayed` | zset   | delayed and retrying messages of queue NAME; score = due ms |
+//! | `NS:{q:NAME}:dup:KEY` | hash   | on_duplicate state of one (task, args): `holder`, `queued` |
+//! | `NS:{q:NAME}:dup:KEY:parked` | list | messages waiting behind the holder (serial, queue_one) |
 //! | `NS:{n:NODE}:stream`  | stream | node NODE's own queue; group `workers`                  |
 //! | `NS:{n:NODE}:dead`    | stream | dead letters of node NODE's queue (capped)              |
 //! | `NS:{b}:stream`       | stream | broadcasts (capped); one group `node:NODE` per node     |
@@ -74,6 +76,16 @@ impl Keys {
     /// wake at the nearest due time they know of, and every few seconds).
     pub fn delayed_wake(&self) -> String {
         format!("{}:delayed-wake", self.ns)
+    }
+
+    /// Hash: the on_duplicate state of dedup key `key` in `destination`.
+    pub fn dup(&self, destination: &Destination, key: &str) -> String {
+        format!("{}:dup:{key}", self.tag(destination))
+    }
+
+    /// List: messages parked behind the holder of dedup key `key`.
+    pub fn dup_parked(&self, destination: &Destination, key: &str) -> String {
+        format!("{}:dup:{key}:parked", self.tag(destination))
     }
 
     /// Hash: the runs of task `id`.

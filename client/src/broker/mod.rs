@@ -9,6 +9,7 @@ mod connect;
 mod control;
 mod dead_letter;
 mod dead_letters;
+mod dedup;
 mod delayed;
 mod enqueue;
 mod fetch;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 pub use connect::{redact_url, BrokerConfig};
 pub use dead_letters::DeadLetter;
+pub use dedup::{policy_of, DEDUP_TTL};
 pub use delayed::MoveDue;
 pub use fetch::{Delivery, GroupStart};
 pub use inspect::QueueInfo;

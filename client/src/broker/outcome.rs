@@ -17,6 +17,7 @@ pub struct OutcomeBatch {
     retries: Vec<(Destination, u64, Vec<u8>)>,
     dead: Vec<(Destination, DeadFields)>,
     acks: BTreeMap<(Destination, String), Vec<String>>,
+    releases: Vec<(Destination, String, String)>,
     ttl: Duration,
 }
 
@@ -106,6 +107,13 @@ impl OutcomeBatch {
         Ok(())
     }
 
+    /// Releases the on_duplicate key `key` of `destination` held by task `id` (its run ended
+    /// for good), queueing the next message parked behind it.
+    pub fn release(&mut self, destination: &Destination, key: &str, id: &str) {
+        self.releases
+            .push((destination.clone(), key.to_owned(), id.to_owned()));
+    }
+
     /// Settles one entry read by `group` from `destination`'s stream.
     pub fn settle(
         &mut self,
@@ -179,6 +187,16 @@ impl Broker {
         }
         for (destination, fields) in &batch.dead {
             self.add_dead_letter(&mut pipe, destination, fields);
+        }
+        for (destination, key, id) in &batch.releases {
+            pipe.cmd("EVAL")
+                .arg(super::dedup::FINISH)
+                .arg(3)
+                .arg(self.keys().stream(destination))
+                .arg(self.keys().dup(destination, key))
+                .arg(self.keys().dup_parked(destination, key))
+                .arg(id)
+                .ignore();
         }
         for ((destination, group), ids) in &batch.acks {
             let stream = self.keys().stream(destination);

@@ -40,6 +40,10 @@ pub struct EnqueueArgs {
     /// Run it no sooner than this time: 2026-01-01T09:00:00Z (UTC) or Unix seconds.
     #[arg(long, value_parser = parse_time)]
     eta: Option<u64>,
+    /// What to do if the same task with the same arguments is queued or running: parallel,
+    /// discard, serial or queue_one.
+    #[arg(long, value_parser = |s: &str| s.parse::<stevedore::OnDuplicate>().map_err(|e| e.to_string()))]
+    on_duplicate: Option<stevedore::OnDuplicate>,
     /// Publish this many copies, each with its own id.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
@@ -69,6 +73,9 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     if let Some(eta) = args.eta {
         options = options.eta(eta);
     }
+    if let Some(policy) = args.on_duplicate {
+        options = options.on_duplicate(policy);
+    }
     let mut handles = Vec::new();
     let mut left = args.count;
     while left > 0 {
@@ -78,7 +85,14 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
             .collect::<stevedore::Result<Vec<_>>>()?;
         for handle in client.publish_many(messages).await? {
             say!("{}", handle.id());
-            handles.push(handle);
+            if handle.discarded() {
+                eprintln!(
+                    "task {} discarded: a duplicate is queued or running",
+                    handle.id()
+                );
+            } else {
+                handles.push(handle);
+            }
         }
         left -= batch;
     }
