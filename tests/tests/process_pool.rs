@@ -243,3 +243,46 @@ async fn reload_recycles_every_child_after_its_current_task() {
     let after = pid_of_run(&client).await;
     assert_ne!(after, u64::from(before), "the child was recycled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_queued_and_delayed_tasks_are_never_run_by_a_process_pool() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let queued = tasks::count_run::apply_async(&client, (), PublishOptions::new())
+        .await
+        .unwrap();
+    let delayed = tasks::count_run::apply_async(
+        &client,
+        (),
+        PublishOptions::new().delay(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let kept = tasks::count_run::apply_async(&client, (), PublishOptions::new())
+        .await
+        .unwrap();
+    client
+        .cancel(
+            CancelSelector::ids([queued.id(), delayed.id()]),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "p", &process_pool(&[]));
+    assert_eq!(
+        finished(&client, kept.id(), WAIT).await.state(),
+        TaskState::Succeeded
+    );
+    assert_eq!(
+        finished(&client, queued.id(), WAIT).await.state(),
+        TaskState::Cancelled
+    );
+    assert_eq!(
+        finished(&client, delayed.id(), WAIT).await.state(),
+        TaskState::Cancelled
+    );
+    let mut conn = redis.connection().await;
+    let counted = stevedore_tests::runs(&mut conn).await;
+    assert_eq!(counted.len(), 1, "only the kept task ran: {counted:?}");
+}
