@@ -220,6 +220,26 @@ impl Client {
     }
 }
 
+/// Node health.
+impl Client {
+    /// Every worker process that has a heartbeat, with whether it is lost (`lost_after`: the
+    /// grace period; workers use 15 s by default).
+    pub async fn nodes(&self, lost_after: Duration) -> Result<Vec<crate::nodes::NodeHealth>> {
+        self.broker.nodes(lost_after).await
+    }
+
+    /// The live node with the most free capacity (AWX's choice of execution node), if any node
+    /// has room.
+    pub async fn least_busy_node(&self, lost_after: Duration) -> Result<Option<String>> {
+        let nodes = self.nodes(lost_after).await?;
+        Ok(nodes
+            .iter()
+            .filter(|n| n.free() > 0)
+            .max_by_key(|n| (n.free(), std::cmp::Reverse(n.beat.node.clone())))
+            .map(|n| n.beat.node.clone()))
+    }
+}
+
 /// How long a cancel record lasts: a task reached later than this runs.
 pub const CANCEL_TTL: Duration = Duration::from_secs(86_400);
 

@@ -33,6 +33,7 @@ pub mod control;
 mod dedup;
 mod error;
 mod message;
+pub mod nodes;
 mod options;
 mod queue;
 mod record;

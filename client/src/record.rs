@@ -103,11 +103,18 @@ pub struct TaskRecord {
     pub runs: BTreeMap<String, RunRecord>,
     /// Every attempt of a task that was retried, by attempt number.
     pub attempts: BTreeMap<u32, RunRecord>,
+    /// Runs finished by a process after peers had declared it lost and settled its work.
+    pub late: BTreeMap<String, RunRecord>,
 }
 
 impl TaskRecord {
     /// The hash field of a queued task's run.
     pub const TASK_FIELD: &'static str = "task";
+
+    /// The hash field of a run that `node` finished after it had been declared lost.
+    pub fn late_field(node: &str) -> String {
+        format!("late:{node}")
+    }
 
     /// The hash field of attempt `n` of a retried task.
     pub fn attempt_field(n: u32) -> String {
@@ -118,13 +125,12 @@ impl TaskRecord {
     pub fn from_fields(fields: impl IntoIterator<Item = (String, RunRecord)>) -> Self {
         let mut record = Self::default();
         for (field, run) in fields {
-            match field.strip_prefix("attempt:").and_then(|n| n.parse().ok()) {
-                Some(n) => {
-                    record.attempts.insert(n, run);
-                }
-                None => {
-                    record.runs.insert(field, run);
-                }
+            if let Some(n) = field.strip_prefix("attempt:").and_then(|n| n.parse().ok()) {
+                record.attempts.insert(n, run);
+            } else if field.starts_with("late:") {
+                record.late.insert(field, run);
+            } else {
+                record.runs.insert(field, run);
             }
         }
         record

@@ -59,6 +59,16 @@ pub struct WorkerArgs {
     /// Recycle a child process above this resident memory, e.g. 512MiB (process pool).
     #[arg(long, value_parser = parse_size)]
     pub max_memory_per_child: Option<u64>,
+    /// How often this node records its heartbeat.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// A node whose heartbeat is older than this is lost: its capacity counts as zero and its
+    /// work is reaped by a live peer.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lost_after: Duration,
+    /// Stop taking work when a live peer reads a newer message protocol.
+    #[arg(long)]
+    pub yield_to_newer: bool,
     /// Most dead letters kept per queue.
     #[arg(long, default_value_t = 100_000)]
     pub dead_letter_cap: u64,

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{policy_of, Broker, Delivery, Settle};
+use stevedore::broker::{policy_of, Broker, Delivery, RecordSlot, Settle};
 use stevedore::{
     Client, Destination, Invocation, Message, RunRecord, TaskContext, TaskError, TaskRegistration,
     TaskState,
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::activity::Activity;
 use crate::cancels::CancelBook;
 use crate::hooks::{Hooks, RunInfo};
 use crate::pool::{Job, Limits, Pool};
@@ -39,7 +40,9 @@ pub struct ExecutorParts {
     /// This node's own queue (where a failed broadcast is retried).
     pub node_queue: stevedore::QueueName,
     /// The tasks it can run.
-    pub table: TaskTable,
+    pub table: Arc<TaskTable>,
+    /// Activity counters for the heartbeat.
+    pub activity: Arc<Activity>,
     /// For task contexts and dead letters.
     pub client: Client,
     /// To the recorder.
@@ -124,9 +127,10 @@ impl ExecutorParts {
             Settle::Retry { .. } => None,
             _ => policy_of(&message).map(|(_, key)| key.to_owned()),
         };
+        self.activity.worked();
         let _ = self.events.send(Event::Finished {
             release,
-            broadcast: is_broadcast(&message),
+            slot: self.finished_slot(&message, &run),
             keep_attempt: message.tried > 0 || matches!(settle, Settle::Retry { .. }),
             run: Box::new(run),
             notify: message.wants_notify(),
@@ -135,6 +139,21 @@ impl ExecutorParts {
             entry_id: delivery.entry_id,
             settle,
         });
+    }
+
+    /// Where the outcome of `run` goes: as usual, or apart when this process was declared lost
+    /// and reaped after the run started (the reaper already settled it).
+    fn finished_slot(&self, message: &Message, run: &RunRecord) -> RecordSlot {
+        let reaped_after_start = match (self.activity.reaped_at(), run.started_at) {
+            (Some(reaped), Some(started)) => started <= reaped,
+            _ => false,
+        };
+        if reaped_after_start {
+            tracing::warn!("finished after this process was declared lost; recorded as a late run");
+            RecordSlot::Late
+        } else {
+            slot_of(message)
+        }
     }
 
     /// Under an on_duplicate policy, takes the message's key or parks the message behind the
@@ -226,7 +245,6 @@ impl ExecutorParts {
     /// Runs the task of `message` (its arguments are moved out) and returns its finished run
     /// record, with the error when it did not succeed.
     async fn run_message(&self, message: &mut Message) -> (RunRecord, Option<TaskError>) {
-        let broadcast = is_broadcast(message);
         let mut run = RunRecord {
             id: message.id.clone(),
             task: message.task.clone(),
@@ -249,9 +267,10 @@ impl ExecutorParts {
             return (run, Some(TaskError::cancelled()));
         }
         run.started_at = Some(stevedore::now_ms());
+        self.activity.worked();
         let _ = self.events.send(Event::Started {
             run: run.clone(),
-            broadcast,
+            slot: slot_of(message),
         });
         let mut info = self.hooks.has_task_hooks().then(|| RunInfo {
             id: message.id.clone(),
@@ -353,10 +372,14 @@ impl ExecutorParts {
     }
 }
 
-/// Whether the message is a broadcast (its record is kept per node), also when a node retries
-/// it from its own queue.
-fn is_broadcast(message: &Message) -> bool {
-    message.queue == "broadcast"
+/// Where a message's runs are recorded: per node for a broadcast (also when a node retries it
+/// from its own queue).
+fn slot_of(message: &Message) -> RecordSlot {
+    if message.queue == "broadcast" {
+        RecordSlot::Broadcast
+    } else {
+        RecordSlot::Task
+    }
 }
 
 /// The error recorded for a run that stopped because it was told to.

@@ -19,6 +19,7 @@ use stevedore::Destination;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::activity::Activity;
 use crate::executor::Executor;
 use crate::pause::PauseGate;
 use crate::priority::{Priorities, QueueSpec};
@@ -59,6 +60,7 @@ pub struct Fetcher {
     slots: Arc<Semaphore>,
     executor: Executor,
     gate: Arc<PauseGate>,
+    activity: Arc<Activity>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -72,6 +74,7 @@ impl Fetcher {
         slots: Arc<Semaphore>,
         executor: Executor,
         gate: Arc<PauseGate>,
+        activity: Arc<Activity>,
     ) -> Self {
         Self {
             priorities: Mutex::new(Priorities::new(&config.shared)),
@@ -80,6 +83,7 @@ impl Fetcher {
             slots,
             executor,
             gate,
+            activity,
         }
     }
 
@@ -120,6 +124,7 @@ impl Fetcher {
                 .await?;
         }
         tracing::info!(group = %self.config.group, streams = self.streams().len(), "fetching");
+        self.activity.fetcher_up(true);
         let broker = self.broker.clone();
         let waker = stop.clone();
         let unblocker = tokio::spawn(async move {
@@ -130,6 +135,7 @@ impl Fetcher {
         });
         let result = self.read_loop(&mut conn, stop).await;
         unblocker.abort();
+        self.activity.fetcher_up(false);
         result
     }
 

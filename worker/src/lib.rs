@@ -9,6 +9,7 @@
 //! }
 //! ```
 
+mod activity;
 pub mod admin;
 mod args;
 mod builtin;
@@ -17,10 +18,12 @@ mod controller;
 mod executor;
 mod fetcher;
 mod forwarder;
+mod heartbeat;
 mod hooks;
 mod pause;
 mod pool;
 mod priority;
+mod reaper;
 mod recorder;
 mod retry;
 mod running;

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Connection, OutcomeBatch, Settle};
+use stevedore::broker::{Broker, Connection, OutcomeBatch, RecordSlot, Settle};
 use stevedore::{Destination, RunRecord};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,15 +24,15 @@ pub enum Event {
     Started {
         /// The run, in state `running`.
         run: RunRecord,
-        /// Whether it is a broadcast (recorded per node).
-        broadcast: bool,
+        /// Where it is recorded.
+        slot: RecordSlot,
     },
     /// A run ended: record it, then acknowledge its message.
     Finished {
         /// The run, in its final state.
         run: Box<RunRecord>,
-        /// Whether it is a broadcast (recorded per node).
-        broadcast: bool,
+        /// Where it is recorded.
+        slot: RecordSlot,
         /// Whether waiters asked to be woken.
         notify: bool,
         /// The queue it was read from.
@@ -100,12 +100,12 @@ impl Recorder {
         for event in events {
             let added = match event {
                 Event::Started { run, .. } if finished.contains(run.id.as_str()) => Ok(()),
-                Event::Started { run, broadcast } => {
-                    batch.record(&self.broker, run, *broadcast, false, false)
+                Event::Started { run, slot } => {
+                    batch.record(&self.broker, run, *slot, false, false)
                 }
                 Event::Finished {
                     run,
-                    broadcast,
+                    slot,
                     notify,
                     destination,
                     group,
@@ -117,8 +117,7 @@ impl Recorder {
                     if let Some(key) = release {
                         batch.release(destination, key, &run.id);
                     }
-                    let recorded =
-                        batch.record(&self.broker, run, *broadcast, *notify, *keep_attempt);
+                    let recorded = batch.record(&self.broker, run, *slot, *notify, *keep_attempt);
                     batch.settle(destination, group, entry_id.clone(), settle.clone());
                     recorded
                 }

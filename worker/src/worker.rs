@@ -19,22 +19,28 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::activity::Activity;
 use crate::cancels::CancelBook;
 use crate::controller::Controller;
 use crate::executor::{Executor, ExecutorParts};
 use crate::fetcher::{FetchMode, Fetcher, FetcherConfig};
 use crate::forwarder::Forwarder;
+use crate::heartbeat::Heartbeat;
 use crate::hooks::{Hooks, NodeInfo};
 use crate::pause::PauseGate;
 use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
-use crate::priority::parse_queue;
+use crate::priority::{parse_queue, QueueSpec};
+use crate::reaper::Reaper;
 use crate::recorder::Recorder;
 use crate::running::RunningTasks;
 use crate::task_table::TaskTable;
 use crate::WorkerArgs;
+use stevedore::nodes::NodeBeat;
 
 /// How long the recorder may keep retrying at shutdown.
 const RECORDER_GRACE: Duration = Duration::from_secs(10);
+/// Fetchers a node runs: its queues, and the broadcasts.
+const FETCHERS: usize = 2;
 /// Broadcasts read at once.
 const BROADCAST_BATCH: usize = 16;
 
@@ -59,6 +65,10 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     let node: Arc<str> = node.into();
     let consumer = format!("{node}:{}:{}", std::process::id(), stevedore::now_ms());
     let pool = start_pool(&args, &node).await?;
+    let table = Arc::new(table);
+    let activity = Arc::new(Activity::default());
+    let template = beat_template(&args, &node, &consumer, &specs, &pool);
+    client.broker().beat(&template).await?;
     let slots = Arc::new(Semaphore::new(pool.config().max_workers));
     let (events, received) = mpsc::unbounded_channel();
     let tracker = TaskTracker::new();
@@ -77,7 +87,8 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     let executor = Executor::new(ExecutorParts {
         node: node.clone(),
         node_queue: stevedore::QueueName::new("node", &node)?,
-        table,
+        table: table.clone(),
+        activity: activity.clone(),
         client: client.clone(),
         events,
         tracker: tracker.clone(),
@@ -120,6 +131,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
             slots.clone(),
             executor.clone(),
             gate.clone(),
+            activity.clone(),
         );
         tokio::spawn(fetcher.run(stop.clone()))
     });
@@ -144,6 +156,28 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         destinations: delayed,
     };
     let forwarder = tokio::spawn(forwarder.run(stop.clone()));
+    let beat_stop = CancellationToken::new();
+    let heartbeat = Heartbeat {
+        broker: client.broker().clone(),
+        template,
+        pool: pool.clone(),
+        activity,
+        fetchers: FETCHERS,
+        every: args.heartbeat,
+        lost_after: args.lost_after,
+        yield_to_newer: args.yield_to_newer,
+    };
+    let heartbeat = tokio::spawn(heartbeat.run(beat_stop.clone()));
+    let reaper = Reaper {
+        broker: client.broker().clone(),
+        consumer: consumer.clone(),
+        node: node.clone(),
+        lost_after: args.lost_after,
+        every: args.heartbeat * 2,
+        table,
+        record_ttl: args.record_ttl,
+    };
+    let reaper = tokio::spawn(reaper.run(stop.clone()));
     tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
         max_workers = pool.config().max_workers, tasks = names.len(), "worker started");
 
@@ -159,7 +193,8 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     for fetcher in fetchers {
         fetcher.await.context("a fetcher panicked")?;
     }
-    drain(&tracker, args.shutdown_timeout, &cancel_all, &abandon).await;
+    let clean = drain(&tracker, args.shutdown_timeout, &cancel_all, &abandon).await;
+    reaper.await.context("the reaper panicked")?;
     hooks.stopping(&info).await;
     controller.await.context("the controller panicked")?;
     scaler.await.context("the pool scaler panicked")?;
@@ -169,20 +204,30 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     if recorder_done.await.is_err() {
         give_up.cancel();
     }
+    // The heartbeat stops last. After a clean drain the process holds nothing, so its beat is
+    // removed; otherwise it is left to go stale, so that peers reap what was abandoned.
+    beat_stop.cancel();
+    heartbeat.await.context("the heartbeat panicked")?;
+    if clean {
+        if let Err(error) = client.broker().forget_consumer(&consumer).await {
+            tracing::warn!(%error, "cannot remove this process's heartbeat; peers will find nothing to reap");
+        }
+    }
     tracing::info!(%node, "worker stopped");
     Ok(())
 }
 
 /// Waits for running tasks up to `timeout`, then cancels and abandons the rest unacknowledged.
+/// Returns whether every task finished (nothing was abandoned).
 async fn drain(
     tracker: &TaskTracker,
     timeout: Duration,
     cancel_all: &CancellationToken,
     abandon: &CancellationToken,
-) {
+) -> bool {
     tracker.close();
     if tokio::time::timeout(timeout, tracker.wait()).await.is_ok() {
-        return;
+        return true;
     }
     tracing::warn!(
         running = tracker.len(),
@@ -191,6 +236,31 @@ async fn drain(
     abandon.cancel();
     cancel_all.cancel();
     tracker.wait().await;
+    false
+}
+
+/// What this process's heartbeat says that does not change.
+fn beat_template(
+    args: &WorkerArgs,
+    node: &str,
+    consumer: &str,
+    queues: &[QueueSpec],
+    pool: &Pool,
+) -> NodeBeat {
+    NodeBeat {
+        node: node.to_owned(),
+        consumer: consumer.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol: stevedore::MESSAGE_VERSION,
+        pid: std::process::id(),
+        started_at: stevedore::now_ms(),
+        queues: queues.iter().map(|q| q.destination.wire_name()).collect(),
+        pool: format!("{:?}", args.pool).to_lowercase(),
+        max_workers: pool.config().max_workers,
+        busy: 0,
+        consuming: false,
+        last_work_at: None,
+    }
 }
 
 /// Builds the pool from the arguments and starts its minimum of workers.

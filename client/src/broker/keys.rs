@@ -23,6 +23,8 @@
 //! | `NS:{r:ID}:reply`     | list   | answers to control request ID (expires)                 |
 //! | `NS:{x}:cancels`      | hash   | cancel records: field = record id, value = record       |
 //! | `NS:{x}:paused`       | hash   | paused queues: field = queue wire name, value = time    |
+//! | `NS:{h}:nodes`        | hash   | consumer (one per worker process) -> its last NodeBeat  |
+//! | `NS:{h}:beats`        | hash   | consumer -> time of its last heartbeat (Redis clock, ms) |
 
 use crate::Destination;
 
@@ -111,6 +113,16 @@ impl Keys {
     /// Hash: cancel records.
     pub fn cancels(&self) -> String {
         format!("{}:{{x}}:cancels", self.ns)
+    }
+
+    /// Hash: what each worker process said in its last heartbeat.
+    pub fn nodes(&self) -> String {
+        format!("{}:{{h}}:nodes", self.ns)
+    }
+
+    /// Hash: when each worker process last beat (Redis's clock).
+    pub fn beats(&self) -> String {
+        format!("{}:{{h}}:beats", self.ns)
     }
 
     /// Hash: paused queues.

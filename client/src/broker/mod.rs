@@ -13,6 +13,7 @@ mod dedup;
 mod delayed;
 mod enqueue;
 mod fetch;
+mod health;
 mod inspect;
 pub mod keys;
 mod outcome;
@@ -24,9 +25,10 @@ pub use dead_letters::DeadLetter;
 pub use dedup::{policy_of, DEDUP_TTL};
 pub use delayed::MoveDue;
 pub use fetch::{Delivery, GroupStart};
+pub use health::PendingEntry;
 pub use inspect::QueueInfo;
 pub use keys::Keys;
-pub use outcome::{OutcomeBatch, Settle};
+pub use outcome::{OutcomeBatch, RecordSlot, Settle};
 
 /// A multiplexed connection owned by one component (blocking reads, the outcome writer).
 pub type Connection = redis::aio::MultiplexedConnection;

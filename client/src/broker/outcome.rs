@@ -31,6 +31,18 @@ struct RecordWrite {
     done: Option<String>,
 }
 
+/// Where in its task's record a run is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordSlot {
+    /// A queued task's run.
+    Task,
+    /// One node's run of a broadcast.
+    Broadcast,
+    /// A run that ended after peers had declared its process lost and settled it: kept apart,
+    /// not over their verdict.
+    Late,
+}
+
 /// What becomes of a message once its run is recorded.
 #[derive(Debug, Clone)]
 pub enum Settle {
@@ -77,25 +89,25 @@ impl OutcomeBatch {
         self.records.is_empty() && self.acks.is_empty()
     }
 
-    /// Stores `run` in its task's record (its broadcast slot when `broadcast`; also as attempt
-    /// N when `keep_attempt`), and when the run has ended and `notify` is set, wakes waiters.
+    /// Stores `run` in its task's record at `slot` (also as attempt N when `keep_attempt`),
+    /// and when the run has ended and `notify` is set, wakes waiters.
     pub fn record(
         &mut self,
         broker: &Broker,
         run: &RunRecord,
-        broadcast: bool,
+        slot: RecordSlot,
         notify: bool,
         keep_attempt: bool,
     ) -> Result<()> {
         let bytes = run.encode()?;
         let mut fields = Vec::with_capacity(2);
-        if keep_attempt {
+        if keep_attempt && slot != RecordSlot::Late {
             fields.push((TaskRecord::attempt_field(run.attempt), bytes.clone()));
         }
-        let field = if broadcast {
-            TaskRecord::broadcast_field(&run.node)
-        } else {
-            TaskRecord::TASK_FIELD.to_owned()
+        let field = match slot {
+            RecordSlot::Task => TaskRecord::TASK_FIELD.to_owned(),
+            RecordSlot::Broadcast => TaskRecord::broadcast_field(&run.node),
+            RecordSlot::Late => TaskRecord::late_field(&run.node),
         };
         fields.push((field, bytes));
         let done = (notify && run.state.is_final()).then(|| broker.keys().done(&run.id));

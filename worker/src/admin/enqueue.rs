@@ -28,7 +28,7 @@ pub struct EnqueueArgs {
     /// Publish to this shared queue (default: `default`).
     #[arg(long, conflicts_with_all = ["node", "broadcast"])]
     queue: Option<String>,
-    /// Publish to this node's own queue.
+    /// Publish to this node's own queue; `auto`: the live node with the most free capacity.
     #[arg(long, conflicts_with = "broadcast")]
     node: Option<String>,
     /// Publish to every live node.
@@ -62,6 +62,13 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
         options = options.queue(queue);
     }
     if let Some(node) = &args.node {
+        let node = match node.as_str() {
+            "auto" => client
+                .least_busy_node(Duration::from_secs(15))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("--node auto: no live node has free capacity"))?,
+            name => name.to_owned(),
+        };
         options = options.node(node);
     }
     if args.broadcast {

@@ -15,6 +15,7 @@ mod control;
 mod dead;
 mod enqueue;
 mod format;
+mod nodes;
 mod queues;
 mod task;
 
@@ -58,6 +59,8 @@ enum Command {
     /// Pauses or resumes a queue for the whole cluster.
     #[command(subcommand)]
     Queue(control::QueueCommand),
+    /// Lists worker processes with their heartbeat and capacity; lost ones are marked.
+    Nodes(nodes::NodesArgs),
     /// Lists, shows, requeues or purges dead letters.
     #[command(subcommand)]
     Dead(dead::DeadCommand),
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
             Command::Cancel(args) => control::cancel(&client, args).await,
             Command::Queue(command) => control::queue(&client, command).await,
             Command::Dead(command) => dead::run(&client, command).await,
+            Command::Nodes(args) => nodes::run(&client, args).await,
         }
     })
 }

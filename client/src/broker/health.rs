@@ -1,0 +1,229 @@
+//! Heartbeats, the node list, and reaping what lost consumers held.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Value;
+
+use super::fetch::{bad_reply, text};
+use super::Broker;
+use crate::nodes::{NodeBeat, NodeHealth};
+use crate::{Destination, Error, Result};
+
+static BEAT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/beat.lua")));
+static REAP: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/reap.lua")));
+
+/// One entry pending for a consumer, as XPENDING lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// The entry id.
+    pub entry_id: String,
+    /// The consumer holding it.
+    pub consumer: String,
+    /// Milliseconds since it was last delivered.
+    pub idle_ms: u64,
+}
+
+impl Broker {
+    /// Records this process's heartbeat; returns Redis's time (ms) and whether the process had
+    /// a beat already (`false` on its first beat, or when peers had reaped it).
+    pub async fn beat(&self, beat: &NodeBeat) -> Result<(u64, bool)> {
+        let bytes = rmp_serde::to_vec_named(beat).map_err(|e| Error::Encode {
+            what: "heartbeat".into(),
+            reason: e.to_string(),
+        })?;
+        let (now, known): (u64, i64) = BEAT
+            .key(self.keys().nodes())
+            .key(self.keys().beats())
+            .arg(&beat.consumer)
+            .arg(bytes)
+            .invoke_async(&mut self.commands())
+            .await?;
+        Ok((now, known == 1))
+    }
+
+    /// Removes a consumer's heartbeat (a clean stop, or a reaped lost consumer).
+    pub async fn forget_consumer(&self, consumer: &str) -> Result<()> {
+        redis::pipe()
+            .cmd("HDEL")
+            .arg(self.keys().nodes())
+            .arg(consumer)
+            .ignore()
+            .cmd("HDEL")
+            .arg(self.keys().beats())
+            .arg(consumer)
+            .ignore()
+            .query_async::<()>(&mut self.commands())
+            .await?;
+        Ok(())
+    }
+
+    /// Every consumer that has beaten, with its health; `lost_after` is the grace period.
+    /// Sorted by node, then consumer.
+    pub async fn nodes(&self, lost_after: Duration) -> Result<Vec<NodeHealth>> {
+        let (time, described, beats): ((u64, u64), Vec<(String, Vec<u8>)>, Vec<(String, u64)>) =
+            redis::pipe()
+                .cmd("TIME")
+                .cmd("HGETALL")
+                .arg(self.keys().nodes())
+                .cmd("HGETALL")
+                .arg(self.keys().beats())
+                .query_async(&mut self.commands())
+                .await?;
+        let now = time.0 * 1000 + time.1 / 1000;
+        let beats: std::collections::HashMap<String, u64> = beats.into_iter().collect();
+        let mut nodes: Vec<NodeHealth> = described
+            .into_iter()
+            .filter_map(|(consumer, bytes)| {
+                let beat: NodeBeat = rmp_serde::from_slice(&bytes).ok()?;
+                let beat_at = beats.get(&consumer).copied().unwrap_or(0);
+                Some(NodeHealth {
+                    lost: now.saturating_sub(beat_at) > lost_after.as_millis() as u64,
+                    beat,
+                    beat_at,
+                })
+            })
+            .collect();
+        nodes.sort_by(|a, b| {
+            (&a.beat.node, &a.beat.consumer).cmp(&(&b.beat.node, &b.beat.consumer))
+        });
+        Ok(nodes)
+    }
+
+    /// Entries of `destination` pending in `group` for `consumer`, up to `count`.
+    pub async fn pending_of(
+        &self,
+        destination: &Destination,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>> {
+        let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
+            .arg(self.keys().stream(destination))
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .arg(consumer)
+            .query_async(&mut self.commands())
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let Value::Array(entries) = reply else {
+            return Err(bad_reply("XPENDING reply is not an array"));
+        };
+        entries
+            .into_iter()
+            .map(|entry| {
+                let Value::Array(mut parts) = entry else {
+                    return Err(bad_reply("XPENDING entry is not an array"));
+                };
+                if parts.len() < 3 {
+                    return Err(bad_reply("XPENDING entry is too short"));
+                }
+                let idle = match parts.remove(2) {
+                    Value::Int(n) => n.max(0) as u64,
+                    _ => 0,
+                };
+                Ok(PendingEntry {
+                    consumer: text(parts.remove(1))?,
+                    entry_id: text(parts.remove(0))?,
+                    idle_ms: idle,
+                })
+            })
+            .collect()
+    }
+
+    /// The message bytes of entry `entry_id` of `destination`, if it is still in the stream.
+    pub async fn entry_payload(
+        &self,
+        destination: &Destination,
+        entry_id: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.keys().stream(destination))
+            .arg(entry_id)
+            .arg(entry_id)
+            .query_async(&mut self.commands())
+            .await?;
+        let Value::Array(mut entries) = reply else {
+            return Err(bad_reply("XRANGE reply is not an array"));
+        };
+        match entries.pop() {
+            Some(entry) => Ok(super::fetch::parse_entry(entry)?.1),
+            None => Ok(None),
+        }
+    }
+
+    /// Reaps entry `entry_id` of `destination` from lost `consumer` of `group`: queues
+    /// `requeue` in its place, or drops it when `None`. Returns whether this call reaped it
+    /// (false: someone else did, or the consumer is not holding it any more).
+    pub async fn reap_entry(
+        &self,
+        destination: &Destination,
+        group: &str,
+        entry_id: &str,
+        consumer: &str,
+        requeue: Option<Vec<u8>>,
+    ) -> Result<bool> {
+        let delete = *destination != Destination::Broadcast;
+        let reaped: i64 = REAP
+            .key(self.keys().stream(destination))
+            .arg(group)
+            .arg(entry_id)
+            .arg(consumer)
+            .arg(requeue.unwrap_or_default())
+            .arg(if delete { "1" } else { "0" })
+            .invoke_async(&mut self.commands())
+            .await?;
+        Ok(reaped == 1)
+    }
+
+    /// Removes `consumer` from `group` of `destination` (once it holds nothing).
+    pub async fn delete_consumer(
+        &self,
+        destination: &Destination,
+        group: &str,
+        consumer: &str,
+    ) -> Result<()> {
+        let deleted: redis::RedisResult<i64> = redis::cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(self.keys().stream(destination))
+            .arg(group)
+            .arg(consumer)
+            .query_async(&mut self.commands())
+            .await;
+        match deleted {
+            Err(e) if e.code() != Some("NOGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes a run record (the reaper's verdict on a lost run).
+    pub async fn write_record(
+        &self,
+        run: &crate::RunRecord,
+        field: &str,
+        ttl: Duration,
+    ) -> Result<()> {
+        let key = self.keys().record(&run.id);
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(field)
+            .arg(run.encode()?)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl.as_millis() as u64)
+            .ignore()
+            .query_async::<()>(&mut self.commands())
+            .await?;
+        Ok(())
+    }
+}

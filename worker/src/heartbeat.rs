@@ -1,0 +1,117 @@
+//! The heartbeat: tells the cluster this process is alive, and what it can take.
+//!
+//! 1. Every `--heartbeat` records the node's beat (version, queues, pool size and busy workers,
+//!    pid, start time, whether it is consuming, the last time it worked), stamped with Redis's
+//!    clock.
+//! 2. Notices when peers declared it lost and reaped its work (its beat had been removed): the
+//!    runs it still finishes are then recorded as late, not over the reaper's verdict.
+//! 3. Warns when a live peer reads a newer protocol, and with `--yield-to-newer` stops taking
+//!    work (AWX shuts such a node down).
+//! 4. Stops beating when told; the worker then removes the beat if it stopped cleanly, or
+//!    leaves it to go stale so that peers reap what it abandoned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stevedore::broker::Broker;
+use stevedore::nodes::NodeBeat;
+use tokio_util::sync::CancellationToken;
+
+use crate::activity::Activity;
+use crate::pool::Pool;
+
+/// Records this process's heartbeat.
+pub struct Heartbeat {
+    /// Redis.
+    pub broker: Broker,
+    /// What stays the same between beats.
+    pub template: NodeBeat,
+    /// The pool, for busy workers.
+    pub pool: Pool,
+    /// Activity counters.
+    pub activity: Arc<Activity>,
+    /// Fetchers the node runs (consuming means all are up).
+    pub fetchers: usize,
+    /// How often to beat.
+    pub every: Duration,
+    /// How old a beat may be before a peer is lost.
+    pub lost_after: Duration,
+    /// Stop taking work when a live peer reads a newer protocol.
+    pub yield_to_newer: bool,
+}
+
+impl Heartbeat {
+    /// Beats until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        let mut warned_newer = false;
+        let mut last_beat: Option<u64> = None;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            match self.beat(&mut last_beat).await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("heartbeat recorded again");
+                        failing = false;
+                    }
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, "cannot record the heartbeat");
+                        failing = true;
+                    }
+                    continue;
+                }
+            }
+            if !warned_newer {
+                warned_newer = self.check_versions().await;
+            }
+        }
+    }
+
+    async fn beat(&self, last_beat: &mut Option<u64>) -> stevedore::Result<()> {
+        let status = self.pool.status();
+        let beat = NodeBeat {
+            busy: status.iter().filter(|w| w.current.is_some()).count(),
+            consuming: self.activity.consuming(self.fetchers),
+            last_work_at: self.activity.last_work_at(),
+            ..self.template.clone()
+        };
+        let (now, was_known) = self.broker.beat(&beat).await?;
+        if let (Some(previous), false) = (*last_beat, was_known) {
+            tracing::error!(
+                last_beat_ms = previous,
+                "this node was declared lost and its work reaped; it rejoins now"
+            );
+            self.activity.reaped(now);
+        }
+        *last_beat = Some(now);
+        Ok(())
+    }
+
+    /// Warns once when a live peer reads a newer protocol; returns whether it warned.
+    async fn check_versions(&self) -> bool {
+        let Ok(nodes) = self.broker.nodes(self.lost_after).await else {
+            return false;
+        };
+        let newer = nodes
+            .iter()
+            .find(|n| !n.lost && n.beat.protocol > self.template.protocol);
+        let Some(peer) = newer else {
+            return false;
+        };
+        tracing::warn!(peer = %peer.beat.node, peer_version = %peer.beat.version,
+            peer_protocol = peer.beat.protocol, protocol = self.template.protocol,
+            "a peer reads a newer message protocol; upgrade this node");
+        if self.yield_to_newer {
+            tracing::error!("stopping taking work (--yield-to-newer)");
+            self.activity.stop_taking_work();
+        }
+        true
+    }
+}

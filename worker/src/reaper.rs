@@ -1,0 +1,212 @@
+//! The reaper: settles the work of lost worker processes (AWX's job reaping).
+//!
+//! ```text
+//!   process beats ──► live: keeps every claim, however long its tasks run
+//!        │ no beat for --lost-after
+//!        ▼
+//!      lost ──► each entry it holds, in every group of every queue it read:
+//!                 retries left ─► queued again as its next attempt   (record: retrying, lost)
+//!                 none left    ─► dropped, recorded failed "lost: ..."  (AWX's rule)
+//!                 a broadcast  ─► dropped for that node, recorded lost
+//!               then its consumers and its beat are removed
+//! ```
+//!
+//! 1. Liveness is the heartbeat, not idle time: a long task of a live process is never taken.
+//! 2. Each entry is reaped by one atomic script that first checks the lost consumer still holds
+//!    it, so any number of reapers at once reap it exactly once.
+//! 3. Tasks waiting in a lost node's own queue stay there for the node to come back (its queue
+//!    is named after the node, not the process).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stevedore::broker::{keys::QUEUE_GROUP, Broker, PendingEntry};
+use stevedore::nodes::NodeBeat;
+use stevedore::{Destination, Message, RunRecord, TaskRecord, TaskState};
+use tokio_util::sync::CancellationToken;
+
+use crate::retry;
+use crate::task_table::TaskTable;
+
+/// Entries read per XPENDING call.
+const PAGE: usize = 100;
+
+/// Reaps lost processes' work.
+pub struct Reaper {
+    /// Redis.
+    pub broker: Broker,
+    /// This process (never reaped by itself).
+    pub consumer: String,
+    /// This node (recorded as the reaper).
+    pub node: Arc<str>,
+    /// How old a beat may be before its process is lost.
+    pub lost_after: Duration,
+    /// How often to look.
+    pub every: Duration,
+    /// For the tasks' default retry budgets.
+    pub table: Arc<TaskTable>,
+    /// How long records are kept.
+    pub record_ttl: Duration,
+}
+
+impl Reaper {
+    /// Looks for lost processes every so often until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            if let Err(error) = self.pass().await {
+                tracing::debug!(%error, "reaping failed; trying again later");
+            }
+        }
+    }
+
+    /// Reaps every lost process once; returns how many entries this pass reaped.
+    pub async fn pass(&self) -> stevedore::Result<usize> {
+        let mut reaped = 0;
+        for health in self.broker.nodes(self.lost_after).await? {
+            if health.lost && health.beat.consumer != self.consumer {
+                reaped += self.reap_process(&health.beat).await?;
+            }
+        }
+        Ok(reaped)
+    }
+
+    async fn reap_process(&self, lost: &NodeBeat) -> stevedore::Result<usize> {
+        tracing::warn!(node = %lost.node, consumer = %lost.consumer, "worker process lost: reaping its work");
+        let mut reaped = 0;
+        for (destination, group) in streams_of(lost) {
+            loop {
+                let entries = self
+                    .broker
+                    .pending_of(&destination, &group, &lost.consumer, PAGE)
+                    .await?;
+                if entries.is_empty() {
+                    break;
+                }
+                for entry in &entries {
+                    reaped +=
+                        usize::from(self.reap_entry(&destination, &group, lost, entry).await?);
+                }
+            }
+            self.broker
+                .delete_consumer(&destination, &group, &lost.consumer)
+                .await?;
+        }
+        self.broker.forget_consumer(&lost.consumer).await?;
+        if reaped > 0 {
+            tracing::warn!(node = %lost.node, consumer = %lost.consumer, reaped, "reaped a lost process's work");
+        }
+        Ok(reaped)
+    }
+
+    /// Reaps one entry; returns whether this reaper did it.
+    async fn reap_entry(
+        &self,
+        destination: &Destination,
+        group: &str,
+        lost: &NodeBeat,
+        entry: &PendingEntry,
+    ) -> stevedore::Result<bool> {
+        let payload = self
+            .broker
+            .entry_payload(destination, &entry.entry_id)
+            .await?;
+        let message = payload.as_deref().and_then(|p| Message::decode(p).ok());
+        let requeue = message
+            .as_ref()
+            .and_then(|m| self.next_attempt(destination, m));
+        let requeued = requeue.is_some();
+        let reaped = self
+            .broker
+            .reap_entry(destination, group, &entry.entry_id, &lost.consumer, requeue)
+            .await?;
+        if let (true, Some(message)) = (reaped, message) {
+            self.record_lost(&message, lost, requeued).await?;
+        }
+        Ok(reaped)
+    }
+
+    /// The encoded next attempt of `message` when its task allows a retry.
+    fn next_attempt(&self, destination: &Destination, message: &Message) -> Option<Vec<u8>> {
+        if *destination == Destination::Broadcast {
+            return None;
+        }
+        let options = self.table.get(&message.task).map(|t| &t.options);
+        let retries = retry::Policy::of(message, options).retries_left;
+        if retries == 0 {
+            return None;
+        }
+        let mut next = retry::next_attempt(message.clone(), retries, 0);
+        next.eta = None;
+        next.encode().ok()
+    }
+
+    async fn record_lost(
+        &self,
+        message: &Message,
+        lost: &NodeBeat,
+        requeued: bool,
+    ) -> stevedore::Result<()> {
+        let now = stevedore::now_ms();
+        let run = RunRecord {
+            id: message.id.clone(),
+            task: message.task.clone(),
+            queue: message.queue.clone(),
+            node: lost.node.clone(),
+            state: if requeued {
+                TaskState::Retrying
+            } else {
+                TaskState::Failed
+            },
+            attempt: message.tried + 1,
+            published_at: message.published_at,
+            started_at: None,
+            finished_at: Some(now),
+            result: None,
+            error: Some(format!(
+                "lost: node {} (process {}) stopped heartbeating while holding it; reaped by {}",
+                lost.node, lost.consumer, self.node
+            )),
+            retry_at: requeued.then_some(now),
+        };
+        let field = if message.queue == "broadcast" {
+            TaskRecord::broadcast_field(&lost.node)
+        } else {
+            TaskRecord::TASK_FIELD.to_owned()
+        };
+        self.broker
+            .write_record(&run, &field, self.record_ttl)
+            .await?;
+        if requeued {
+            self.broker
+                .write_record(
+                    &run,
+                    &TaskRecord::attempt_field(run.attempt),
+                    self.record_ttl,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Every (stream, group) a process read: its node's queue and its shared queues through the
+/// queue group, and the broadcasts through its node's group.
+fn streams_of(beat: &NodeBeat) -> Vec<(Destination, String)> {
+    let mut streams = Vec::new();
+    if let Ok(own) = Destination::node(&beat.node) {
+        streams.push((own, QUEUE_GROUP.to_owned()));
+    }
+    for queue in &beat.queues {
+        if let Ok(queue) = Destination::queue(queue) {
+            streams.push((queue, QUEUE_GROUP.to_owned()));
+        }
+    }
+    streams.push((Destination::Broadcast, format!("node:{}", beat.node)));
+    streams
+}
