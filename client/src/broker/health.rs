@@ -15,6 +15,9 @@ static BEAT: LazyLock<redis::Script> =
 static REAP: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/reap.lua")));
 
+/// Redis's time, the node descriptions, and the beat times.
+type HealthReply = ((u64, u64), Vec<(String, Vec<u8>)>, Vec<(String, u64)>);
+
 /// One entry pending for a consumer, as XPENDING lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
@@ -63,15 +66,14 @@ impl Broker {
     /// Every consumer that has beaten, with its health; `lost_after` is the grace period.
     /// Sorted by node, then consumer.
     pub async fn nodes(&self, lost_after: Duration) -> Result<Vec<NodeHealth>> {
-        let (time, described, beats): ((u64, u64), Vec<(String, Vec<u8>)>, Vec<(String, u64)>) =
-            redis::pipe()
-                .cmd("TIME")
-                .cmd("HGETALL")
-                .arg(self.keys().nodes())
-                .cmd("HGETALL")
-                .arg(self.keys().beats())
-                .query_async(&mut self.commands())
-                .await?;
+        let (time, described, beats): HealthReply = redis::pipe()
+            .cmd("TIME")
+            .cmd("HGETALL")
+            .arg(self.keys().nodes())
+            .cmd("HGETALL")
+            .arg(self.keys().beats())
+            .query_async(&mut self.commands())
+            .await?;
         let now = time.0 * 1000 + time.1 / 1000;
         let beats: std::collections::HashMap<String, u64> = beats.into_iter().collect();
         let mut nodes: Vec<NodeHealth> = described
