@@ -8,16 +8,39 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     dir: tempfile::TempDir,
+    aof: bool,
 }
 
 impl RedisServer {
     /// Starts a server without persistence and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that persists every write to its append-only file (`appendfsync
+    /// everysec`), so it can be restarted without losing what it acknowledged.
+    pub fn start_with_aof() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(aof: bool) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
-        let child = spawn(dir.path().to_path_buf());
-        let server = Self { child, dir };
+        let child = spawn(dir.path().to_path_buf(), aof);
+        let server = Self { child, dir, aof };
         server.wait_ready();
         server
+    }
+
+    /// Stops the server (SIGTERM: it writes its AOF out) and starts it again on the same
+    /// socket and data directory.
+    pub fn restart(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path().to_path_buf(), self.aof);
+        self.wait_ready();
     }
 
     /// The socket path.
@@ -64,7 +87,7 @@ impl RedisServer {
     }
 }
 
-fn spawn(dir: PathBuf) -> Child {
+fn spawn(dir: PathBuf, aof: bool) -> Child {
     Command::new("redis-server")
         .args(["--port", "0", "--unixsocket"])
         .arg(dir.join("redis.sock"))
@@ -74,7 +97,9 @@ fn spawn(dir: PathBuf) -> Child {
             "--save",
             "",
             "--appendonly",
-            "no",
+            if aof { "yes" } else { "no" },
+            "--appendfsync",
+            "everysec",
         ])
         .args(["--maxmemory-policy", "noeviction", "--dir"])
         .arg(&dir)

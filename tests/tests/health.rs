@@ -1,0 +1,316 @@
+//! Node health: heartbeats, lost nodes and their reaping, capacity, and surviving Redis faults.
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use stevedore::{PublishOptions, TaskState};
+use stevedore_tests::{
+    eventually, finished, run_cli, running, tasks, test_admin_bin, test_worker_bin, RedisServer,
+    WorkerProcess,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Quick heartbeats for tests: lost after one second.
+const FAST: [&str; 4] = ["--heartbeat", "200ms", "--lost-after", "1s"];
+
+fn args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut all = FAST.to_vec();
+    all.extend_from_slice(extra);
+    all
+}
+
+async fn started_counts(redis: &RedisServer) -> HashMap<String, usize> {
+    let mut conn = redis.connection().await;
+    let started: Vec<String> = redis::cmd("LRANGE")
+        .arg("tests:started")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut counts = HashMap::new();
+    for id in started {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_running_tasks_are_requeued_or_failed_as_lost() {
+    let redis = RedisServer::start();
+    let mut doomed = WorkerProcess::start(test_worker_bin!(), &redis, "doomed", &args(&[]));
+    let client = redis.stevedore().await;
+    let retryable = tasks::block::apply_async(&client, (), PublishOptions::new().retries(1))
+        .await
+        .unwrap();
+    let final_one = tasks::block::delay(&client).await.unwrap();
+    running(&client, retryable.id()).await;
+    running(&client, final_one.id()).await;
+    let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
+
+    doomed.signal(Signal::SIGKILL);
+    doomed.wait_exit(WAIT);
+    let killed = Instant::now();
+    let lost = finished(&client, final_one.id(), WAIT).await;
+    let run = lost.task_run().unwrap();
+    assert_eq!(run.state, TaskState::Failed);
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap()
+            .starts_with("lost: node doomed"),
+        "{:?}",
+        run.error
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "reaped {:?} after the kill",
+        killed.elapsed()
+    );
+
+    let requeued = eventually(
+        "the retryable task to run again on the live node",
+        WAIT,
+        || {
+            let client = client.clone();
+            let id = retryable.id().to_owned();
+            async move {
+                let record = client.task(&id).await.ok()?;
+                let run = record.task_run()?.clone();
+                (run.node == "alive" && run.state == TaskState::Running).then_some(record)
+            }
+        },
+    )
+    .await;
+    assert_eq!(requeued.task_run().unwrap().attempt, 2);
+    assert_eq!(requeued.attempts[&1].state, TaskState::Retrying);
+    let counts = started_counts(&redis).await;
+    assert_eq!(counts.get(retryable.id()), Some(&2));
+    assert_eq!(counts.get(final_one.id()), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_node_keeps_a_task_that_runs_far_longer_than_the_grace() {
+    let redis = RedisServer::start();
+    let _first = WorkerProcess::start(test_worker_bin!(), &redis, "first", &args(&[]));
+    let client = redis.stevedore().await;
+    let long = tasks::sleep_blind::apply_async(&client, (4_000,), PublishOptions::new().retries(3))
+        .await
+        .unwrap();
+    running(&client, long.id()).await;
+    let _reaper = WorkerProcess::start(test_worker_bin!(), &redis, "reaper", &args(&[]));
+
+    let record = finished(&client, long.id(), WAIT).await;
+    let run = record.task_run().unwrap();
+    assert_eq!(run.state, TaskState::Succeeded);
+    assert_eq!(
+        (run.node.as_str(), run.attempt),
+        ("first", 1),
+        "never reaped nor run twice"
+    );
+    assert!(record.attempts.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reapers_racing_over_one_lost_node_reap_each_entry_once() {
+    let redis = RedisServer::start();
+    let mut doomed = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "doomed",
+        &args(&["--max-workers", "20"]),
+    );
+    let client = redis.stevedore().await;
+    let messages = (0..20)
+        .map(|_| tasks::block::message((), &PublishOptions::new().retries(1)))
+        .collect::<stevedore::Result<Vec<_>>>()
+        .unwrap();
+    let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    client.publish_many(messages).await.unwrap();
+    for id in &ids {
+        running(&client, id).await;
+    }
+    let _a = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "a",
+        &args(&["--max-workers", "20"]),
+    );
+    let _b = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "b",
+        &args(&["--max-workers", "20"]),
+    );
+    doomed.signal(Signal::SIGKILL);
+    doomed.wait_exit(WAIT);
+
+    let counts = eventually("every task to start again on a live node", WAIT, || async {
+        Some(started_counts(&redis).await).filter(|c| c.len() == 20 && c.values().all(|n| *n >= 2))
+    })
+    .await;
+    eventually(
+        "the lost process to be forgotten once reaped",
+        WAIT,
+        || async {
+            let nodes = client.nodes(Duration::from_secs(1)).await.ok()?;
+            nodes.iter().all(|n| n.beat.node != "doomed").then_some(())
+        },
+    )
+    .await;
+    let counts = started_counts(&redis).await;
+    let mut conn = redis.connection().await;
+    assert_eq!(
+        stevedore_tests::stream_len(&mut conn, "stevedore:{q:default}:stream").await,
+        20,
+        "one new entry per reaped entry"
+    );
+    assert!(
+        counts.values().all(|n| *n == 2),
+        "an entry was reaped twice: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_lists_live_and_lost_processes_and_auto_picks_the_freest_node() {
+    let redis = RedisServer::start();
+    let _roomy = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "roomy",
+        &args(&["--max-workers", "8"]),
+    );
+    let _small = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "small",
+        &args(&["--max-workers", "1"]),
+    );
+    let mut gone = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "gone",
+        &args(&["--max-workers", "50"]),
+    );
+    gone.signal(Signal::SIGSTOP);
+    let client = redis.stevedore().await;
+    eventually("the stopped node to be lost", WAIT, || async {
+        let nodes = client.nodes(Duration::from_secs(1)).await.ok()?;
+        nodes
+            .iter()
+            .any(|n| n.beat.node == "gone" && n.lost)
+            .then_some(())
+    })
+    .await;
+
+    let out = run_cli(
+        test_admin_bin!(),
+        &redis.url(),
+        &["nodes", "--json", "--lost-after", "1s"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = |node: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == node)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state("roomy")["state"], "live");
+    assert_eq!(state("roomy")["free"], 8);
+    assert_eq!(state("roomy")["consuming"], true);
+    assert_eq!(state("gone")["state"], "lost");
+    assert_eq!(
+        state("gone")["free"],
+        0,
+        "a lost node's capacity counts as zero"
+    );
+
+    let out = run_cli(
+        test_admin_bin!(),
+        &redis.url(),
+        &["enqueue", "stevedore.noop", "--node", "auto", "--wait"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let record = finished(&client, &id, WAIT).await;
+    assert_eq!(record.task_run().unwrap().node, "roomy");
+    gone.signal(Signal::SIGKILL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_recover_from_client_kill_client_pause_and_a_redis_restart() {
+    let mut redis = RedisServer::start_with_aof();
+    let worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &args(&[]));
+    let client = redis.stevedore().await;
+    let run_one = |client: stevedore::Client| async move {
+        let handle = tasks::add::apply_async(&client, (1, 1), PublishOptions::new().notify(true))
+            .await
+            .unwrap();
+        finished(&client, handle.id(), WAIT).await.state()
+    };
+    assert_eq!(run_one(client.clone()).await, TaskState::Succeeded);
+
+    let mut conn = redis.connection().await;
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let client = redis.stevedore().await;
+    assert_eq!(
+        run_one(client.clone()).await,
+        TaskState::Succeeded,
+        "after CLIENT KILL"
+    );
+
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let paused_at = Instant::now();
+    let handle = tasks::add::apply_async(&client, (2, 2), PublishOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(1000),
+        "the publish waited out the pause"
+    );
+    assert_eq!(
+        finished(&client, handle.id(), WAIT).await.state(),
+        TaskState::Succeeded,
+        "after CLIENT PAUSE"
+    );
+
+    redis.restart();
+    let client = eventually("a client to connect after the restart", WAIT, || async {
+        stevedore::Client::connect(&redis.url(), "stevedore")
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(
+        run_one(client.clone()).await,
+        TaskState::Succeeded,
+        "after a Redis restart"
+    );
+    worker.wait_for_log("fetching", 4, WAIT);
+}
