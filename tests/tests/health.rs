@@ -148,7 +148,7 @@ async fn two_reapers_racing_over_one_lost_node_reap_each_entry_once() {
     doomed.signal(Signal::SIGKILL);
     doomed.wait_exit(WAIT);
 
-    let counts = eventually("every task to start again on a live node", WAIT, || async {
+    eventually("every task to start again on a live node", WAIT, || async {
         Some(started_counts(&redis).await).filter(|c| c.len() == 20 && c.values().all(|n| *n >= 2))
     })
     .await;
@@ -189,7 +189,7 @@ async fn nodes_lists_live_and_lost_processes_and_auto_picks_the_freest_node() {
         "small",
         &args(&["--max-workers", "1"]),
     );
-    let mut gone = WorkerProcess::start(
+    let gone = WorkerProcess::start(
         test_worker_bin!(),
         &redis,
         "gone",
