@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::activity::Activity;
 use crate::cancels::CancelBook;
 use crate::hooks::{Hooks, RunInfo};
+use crate::in_flight::InFlight;
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
 use crate::retry::{self, Plan, Policy};
@@ -59,6 +60,8 @@ pub struct ExecutorParts {
     pub running: RunningTasks,
     /// Cancel records.
     pub cancels: CancelBook,
+    /// Entries read and not yet settled (shared with the recorder, which settles them).
+    pub in_flight: Arc<InFlight>,
     /// The app's hooks around each task.
     pub hooks: Hooks,
 }
@@ -80,6 +83,9 @@ impl Executor {
     /// Runs `delivery` (read through `group`) in the background, holding `slot` until the run
     /// ends.
     pub fn start(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
+        if !self.shared.in_flight.take(&delivery.entry_id) {
+            return;
+        }
         let shared = self.shared.clone();
         self.shared.tracker.spawn(async move {
             let abandon = shared.abandon.clone();
@@ -89,7 +95,13 @@ impl Executor {
                 () = abandon.cancelled() => {}
                 () = shared.run(delivery, group, slot) => {}
             }
+            // Abandoned runs stay marked: their entries are pending on purpose.
         });
+    }
+
+    /// The entries read here and not yet settled.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.shared.in_flight
     }
 }
 
@@ -99,30 +111,43 @@ impl ExecutorParts {
     }
 
     async fn run(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
+        if !self.run_or_settle(&delivery, &group, slot).await {
+            self.in_flight.settled(&delivery.entry_id);
+        }
+    }
+
+    /// Runs the delivery; returns whether its outcome went to the recorder (which then settles
+    /// the entry), false when it was settled here or left pending for a later reread.
+    async fn run_or_settle(
+        &self,
+        delivery: &Delivery,
+        group: &str,
+        slot: OwnedSemaphorePermit,
+    ) -> bool {
         let mut message = match delivery.payload.as_deref().map(Message::decode) {
             Some(Ok(message)) => message,
             Some(Err(error)) => {
-                return self
-                    .dead_letter(&delivery, &group, &error.to_string())
-                    .await
+                self.dead_letter(delivery, group, &error.to_string()).await;
+                return false;
             }
             None => {
                 let reason = "stream entry has no message field `m` (or was trimmed while pending)";
-                return self.dead_letter(&delivery, &group, reason).await;
+                self.dead_letter(delivery, group, reason).await;
+                return false;
             }
         };
         let span = tracing::info_span!("task", task.name = %message.task, task.id = %message.id,
             queue = %message.queue, attempt = message.tried + 1);
         if !self
-            .dedup_start(&delivery, &group, &message)
+            .dedup_start(delivery, group, &message)
             .instrument(span.clone())
             .await
         {
-            return;
+            return false;
         }
         let (mut run, error) = self.run_message(&mut message).instrument(span).await;
         drop(slot);
-        let settle = self.settle(&delivery, &mut run, error.as_ref(), &message);
+        let settle = self.settle(delivery, &mut run, error.as_ref(), &message);
         let release = match settle {
             Settle::Retry { .. } => None,
             _ => policy_of(&message).map(|(_, key)| key.to_owned()),
@@ -134,11 +159,12 @@ impl ExecutorParts {
             keep_attempt: message.tried > 0 || matches!(settle, Settle::Retry { .. }),
             run: Box::new(run),
             notify: message.wants_notify(),
-            destination: delivery.destination,
-            group,
-            entry_id: delivery.entry_id,
+            destination: delivery.destination.clone(),
+            group: group.to_owned(),
+            entry_id: delivery.entry_id.clone(),
             settle,
         });
+        true
     }
 
     /// Where the outcome of `run` goes: as usual, or apart when this process was declared lost

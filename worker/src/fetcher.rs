@@ -123,6 +123,7 @@ impl Fetcher {
                 .ensure_group(stream, &self.config.group, self.config.start)
                 .await?;
         }
+        self.recover_own(&mut conn).await?;
         tracing::info!(group = %self.config.group, streams = self.streams().len(), "fetching");
         self.activity.fetcher_up(true);
         let broker = self.broker.clone();
@@ -173,6 +174,27 @@ impl Fetcher {
                 return Ok(());
             };
             self.dispatch(deliveries, first).await;
+        }
+        Ok(())
+    }
+
+    /// Runs again this consumer's own pending entries that are not being worked on: a read
+    /// whose reply was lost (a dropped connection, a Redis restart) left them on its name.
+    async fn recover_own(&self, conn: &mut Connection) -> stevedore::Result<()> {
+        let (group, consumer) = (&self.config.group, &self.config.consumer);
+        for stream in self.streams() {
+            let pending = self
+                .broker
+                .read_own_pending(conn, group, consumer, &stream, 10_000)
+                .await?;
+            let orphans: Vec<Delivery> = pending
+                .into_iter()
+                .filter(|d| !self.executor.in_flight().contains(&d.entry_id))
+                .collect();
+            if !orphans.is_empty() {
+                tracing::warn!(queue = %stream, entries = orphans.len(), "running again entries whose read was interrupted");
+                self.dispatch(orphans, None).await;
+            }
         }
         Ok(())
     }

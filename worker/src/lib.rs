@@ -20,6 +20,7 @@ mod fetcher;
 mod forwarder;
 mod heartbeat;
 mod hooks;
+mod in_flight;
 mod pause;
 mod pool;
 mod priority;

@@ -12,9 +12,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use std::sync::Arc;
 use stevedore::broker::{Broker, Connection, OutcomeBatch, RecordSlot, Settle};
 use stevedore::{Destination, RunRecord};
+
 use tokio::sync::mpsc;
+
+use crate::in_flight::InFlight;
 use tokio_util::sync::CancellationToken;
 
 /// What the executor reports.
@@ -57,15 +61,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Writes outcomes until its channel closes.
 pub struct Recorder {
     broker: Broker,
+    in_flight: Arc<InFlight>,
     events: mpsc::UnboundedReceiver<Event>,
     ttl: Duration,
 }
 
 impl Recorder {
     /// A recorder keeping records for `ttl`.
-    pub fn new(broker: Broker, events: mpsc::UnboundedReceiver<Event>, ttl: Duration) -> Self {
+    pub fn new(
+        broker: Broker,
+        events: mpsc::UnboundedReceiver<Event>,
+        ttl: Duration,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
         Self {
             broker,
+            in_flight,
             events,
             ttl,
         }
@@ -78,7 +89,13 @@ impl Recorder {
         let mut events = Vec::with_capacity(MAX_BATCH);
         while self.events.recv_many(&mut events, MAX_BATCH).await > 0 {
             let batch = self.batch(&events);
-            if !self.write(&mut conn, &batch, &give_up).await {
+            if self.write(&mut conn, &batch, &give_up).await {
+                self.in_flight
+                    .settled_all(events.iter().filter_map(|e| match e {
+                        Event::Finished { entry_id, .. } => Some(entry_id.as_str()),
+                        Event::Started { .. } => None,
+                    }));
+            } else {
                 tracing::error!(
                     events = events.len(),
                     "gave up writing outcomes; their messages stay pending in Redis"

@@ -27,6 +27,7 @@ use crate::fetcher::{FetchMode, Fetcher, FetcherConfig};
 use crate::forwarder::Forwarder;
 use crate::heartbeat::Heartbeat;
 use crate::hooks::{Hooks, NodeInfo};
+use crate::in_flight::InFlight;
 use crate::pause::PauseGate;
 use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
 use crate::priority::{parse_queue, QueueSpec};
@@ -71,12 +72,19 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     client.broker().beat(&template).await?;
     let slots = Arc::new(Semaphore::new(pool.config().max_workers));
     let (events, received) = mpsc::unbounded_channel();
+    let in_flight = Arc::new(InFlight::default());
     let tracker = TaskTracker::new();
     let cancel_all = CancellationToken::new();
     let abandon = CancellationToken::new();
     let give_up = CancellationToken::new();
     let recorder = tokio::spawn(
-        Recorder::new(client.broker().clone(), received, args.record_ttl).run(give_up.clone()),
+        Recorder::new(
+            client.broker().clone(),
+            received,
+            args.record_ttl,
+            in_flight.clone(),
+        )
+        .run(give_up.clone()),
     );
     let names = table.names();
     let control_position = client.broker().control_position().await?;
@@ -98,6 +106,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         running: running.clone(),
         cancels: cancels.clone(),
         hooks: hooks.clone(),
+        in_flight,
     });
 
     let own_queue = Destination::Node(stevedore::QueueName::new("node", &node)?);

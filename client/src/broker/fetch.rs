@@ -89,6 +89,31 @@ impl Broker {
         self.parse_read_reply(reply)
     }
 
+    /// The entries of `destination` already delivered to `consumer` of `group` and not yet
+    /// acknowledged (its own pending entries), up to `count`: what a reconnecting consumer
+    /// must settle, since a read whose reply was lost left them on its name.
+    pub async fn read_own_pending(
+        &self,
+        conn: &mut Connection,
+        group: &str,
+        consumer: &str,
+        destination: &Destination,
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(self.keys().stream(destination))
+            .arg("0")
+            .query_async(conn)
+            .await?;
+        self.parse_read_reply(reply)
+    }
+
     fn parse_read_reply(&self, reply: Value) -> Result<Vec<Delivery>> {
         let mut deliveries = Vec::new();
         for (key, entries) in stream_pairs(reply)? {
