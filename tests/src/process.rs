@@ -32,12 +32,25 @@ impl WorkerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        let worker = Self::spawn(bin, &redis.url(), node, extra, env);
+        worker.wait_for_log("fetching", 2, Duration::from_secs(20));
+        worker
+    }
+
+    /// Starts `bin` against `redis_url` without waiting for it to be ready.
+    pub fn spawn(
+        bin: &str,
+        redis_url: &str,
+        node: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(bin)
-            .args(["--redis-url", &redis.url(), "--node", node, "--block", "1s"])
+            .args(["--redis-url", redis_url, "--node", node, "--block", "1s"])
             .args(extra)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
-            .env("STEVEDORE_TEST_REDIS_URL", redis.url())
+            .env("STEVEDORE_TEST_REDIS_URL", redis_url)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -50,13 +63,11 @@ impl WorkerProcess {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let worker = Self {
+        Self {
             child,
             node: node.to_owned(),
             log,
-        };
-        worker.wait_for_log("fetching", 2, Duration::from_secs(20));
-        worker
+        }
     }
 
     /// The node name.

@@ -314,3 +314,131 @@ async fn workers_recover_from_client_kill_client_pause_and_a_redis_restart() {
     );
     worker.wait_for_log("fetching", 4, WAIT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_before_redis_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("later.sock");
+    let url = format!("unix://{}", socket.display());
+    let mut worker = WorkerProcess::spawn(test_worker_bin!(), &url, "early", &[], &[]);
+    worker.wait_for_log("waiting for redis", 1, WAIT);
+    let late = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&socket)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _late = KillOnDrop(late);
+    worker.wait_for_log("fetching", 2, WAIT);
+    let client = stevedore::Client::connect(&url, "stevedore").await.unwrap();
+    let handle = tasks::add::apply_async(&client, (2, 3), PublishOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&client, handle.id(), WAIT).await.state(),
+        TaskState::Succeeded
+    );
+    let log = worker.log_lines();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("waiting for redis"))
+            .count(),
+        1,
+        "one line per state change: {log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("redis answers; starting")),
+        "{log:?}"
+    );
+    worker.kill_hard();
+}
+
+/// Kills the child when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_from_the_dead_records_its_late_result_apart() {
+    let redis = RedisServer::start();
+    let sleeper = WorkerProcess::start(test_worker_bin!(), &redis, "sleeper", &args(&[]));
+    let client = redis.stevedore().await;
+    let slow = tasks::sleep_blind::delay(&client, 2_500).await.unwrap();
+    running(&client, slow.id()).await;
+    let _reaper = WorkerProcess::start(test_worker_bin!(), &redis, "reaper", &args(&[]));
+    sleeper.signal(Signal::SIGSTOP);
+    let reaped = finished(&client, slow.id(), WAIT).await;
+    assert!(reaped
+        .task_run()
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("lost: node sleeper"));
+
+    sleeper.signal(Signal::SIGCONT);
+    let record = eventually("the late result", WAIT, || {
+        let client = client.clone();
+        let id = slow.id().to_owned();
+        async move { Some(client.task(&id).await.ok()?).filter(|r| !r.late.is_empty()) }
+    })
+    .await;
+    assert_eq!(record.late["late:sleeper"].state, TaskState::Succeeded);
+    assert_eq!(
+        record.task_run().unwrap().state,
+        TaskState::Failed,
+        "the reaper's verdict stands"
+    );
+    sleeper.wait_for_log("declared lost", 1, WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_peer_is_reported_and_a_yielding_node_stops_taking_work() {
+    let redis = RedisServer::start();
+    let worker = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "old",
+        &args(&["--yield-to-newer"]),
+    );
+    let client = redis.stevedore().await;
+    let newer = stevedore::nodes::NodeBeat {
+        node: "new".into(),
+        consumer: "new:1:1".into(),
+        version: "9.0.0".into(),
+        protocol: stevedore::MESSAGE_VERSION + 1,
+        pid: 1,
+        started_at: stevedore::now_ms(),
+        queues: vec!["default".into()],
+        pool: "async".into(),
+        max_workers: 1,
+        busy: 0,
+        consuming: true,
+        last_work_at: None,
+    };
+    client.broker().beat(&newer).await.unwrap();
+    worker.wait_for_log("a peer reads a newer message protocol", 1, WAIT);
+    eventually("the old node to stop consuming", WAIT, || async {
+        let nodes = client.nodes(Duration::from_secs(5)).await.ok()?;
+        nodes
+            .iter()
+            .any(|n| n.beat.node == "old" && !n.beat.consuming)
+            .then_some(())
+    })
+    .await;
+}

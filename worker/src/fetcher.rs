@@ -146,6 +146,13 @@ impl Fetcher {
         stop: &CancellationToken,
     ) -> stevedore::Result<()> {
         while !stop.is_cancelled() {
+            if self.activity.stopped_taking_work() {
+                // Told to yield to newer peers: read nothing more; look again now and then.
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.block) => continue,
+                    () = stop.cancelled() => return Ok(()),
+                }
+            }
             let first = match self.config.mode {
                 FetchMode::FreeSlots => match self.first_slot(stop).await {
                     Some(permit) => Some(permit),
