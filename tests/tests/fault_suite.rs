@@ -115,7 +115,7 @@ async fn twenty_thousand_tasks_survive_sigkills_and_redis_restarts() {
         async move { Some(runs(&mut conn).await).filter(|r| r.len() == TASKS) }
     })
     .await;
-    let settled = eventually(
+    eventually(
         "every queue to be empty and nothing pending",
         Duration::from_secs(60),
         || {
@@ -129,7 +129,6 @@ async fn twenty_thousand_tasks_survive_sigkills_and_redis_restarts() {
         },
     )
     .await;
-    let _ = settled;
     let records = records(&mut conn, &ids).await;
     let succeeded = records
         .values()
