@@ -83,7 +83,11 @@ impl Executor {
     /// Runs `delivery` (read through `group`) in the background, holding `slot` until the run
     /// ends.
     pub fn start(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
-        if !self.shared.in_flight.take(&delivery.entry_id) {
+        if !self
+            .shared
+            .in_flight
+            .take(&delivery.destination, &delivery.entry_id)
+        {
             return;
         }
         let shared = self.shared.clone();
@@ -112,7 +116,8 @@ impl ExecutorParts {
 
     async fn run(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
         if !self.run_or_settle(&delivery, &group, slot).await {
-            self.in_flight.settled(&delivery.entry_id);
+            self.in_flight
+                .settled(&delivery.destination, &delivery.entry_id);
         }
     }
 

@@ -196,7 +196,12 @@ impl Fetcher {
                 .await?;
             let orphans: Vec<Delivery> = pending
                 .into_iter()
-                .filter(|d| !self.executor.in_flight().contains(&d.entry_id))
+                .filter(|d| {
+                    !self
+                        .executor
+                        .in_flight()
+                        .contains(&d.destination, &d.entry_id)
+                })
                 .collect();
             if !orphans.is_empty() {
                 tracing::warn!(queue = %stream, entries = orphans.len(), "running again entries whose read was interrupted");

@@ -92,7 +92,11 @@ impl Recorder {
             if self.write(&mut conn, &batch, &give_up).await {
                 self.in_flight
                     .settled_all(events.iter().filter_map(|e| match e {
-                        Event::Finished { entry_id, .. } => Some(entry_id.as_str()),
+                        Event::Finished {
+                            destination,
+                            entry_id,
+                            ..
+                        } => Some((destination, entry_id.as_str())),
                         Event::Started { .. } => None,
                     }));
             } else {

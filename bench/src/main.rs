@@ -1,0 +1,289 @@
+//! The benchmark: `cargo run --release -p stevedore-bench -- [--quick] [--json PATH]`.
+//!
+//! Starts its own redis-server (once without persistence, once with AOF everysec), measures
+//! the raw Redis limit for the same work in the same run, then stevedore's publishing,
+//! end-to-end throughput with one and two worker processes, latency idle and under load,
+//! worker memory, and Redis memory per task; prints a table and optionally writes JSON.
+
+mod measure;
+mod raw;
+mod server;
+
+use std::time::Duration;
+
+use clap::Parser;
+use stevedore::{Client, PublishOptions};
+
+use server::{Server, Worker};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measures stevedore against the raw Redis limit")]
+struct Args {
+    /// A small, fast run (CI's smoke test): numbers are not meaningful.
+    #[arg(long)]
+    quick: bool,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// How much work each measurement does.
+struct Sizes {
+    raw: usize,
+    publish_batched: usize,
+    publish_single: usize,
+    e2e: usize,
+    latency: usize,
+    queued: usize,
+    flat: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                raw: 5_000,
+                publish_batched: 5_000,
+                publish_single: 500,
+                e2e: 5_000,
+                latency: 100,
+                queued: 5_000,
+                flat: 10_000,
+            }
+        } else {
+            Self {
+                raw: 200_000,
+                publish_batched: 200_000,
+                publish_single: 10_000,
+                e2e: 100_000,
+                latency: 2_000,
+                queued: 100_000,
+                flat: 1_000_000,
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sizes = Sizes::new(args.quick);
+    let plain = run(&sizes, false).await?;
+    let aof = run_aof(&sizes).await?;
+    let mut json = plain;
+    json["aof"] = aof;
+    json["machine"] = machine();
+    print_table(&json);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn payload() -> anyhow::Result<Vec<u8>> {
+    Ok(Client::message(
+        "stevedore.noop",
+        Vec::new(),
+        Default::default(),
+        &PublishOptions::new(),
+    )?
+    .encode()?)
+}
+
+/// Every figure, without persistence.
+async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
+    let server = Server::start(aof)?;
+    let client = Client::connect(&server.url(), "stevedore").await?;
+    let raw = raw::raw_cycle(&server.url(), sizes.raw, &payload()?).await?;
+    eprintln!("raw cycle: {raw:.0}/s");
+    let batched = measure::publish_batched(&client, sizes.publish_batched).await?;
+    let single = measure::publish_single(&client, sizes.publish_single).await?;
+    eprintln!("publish: {batched:.0}/s batched, {single:.0}/s one by one");
+    let one = measure::end_to_end(&server, &client, sizes.e2e, 1).await?;
+    let two = measure::end_to_end(&server, &client, sizes.e2e, 2).await?;
+    eprintln!("end to end: {one:.0}/s with one worker, {two:.0}/s with two");
+
+    let worker = Worker::start(&server.url(), "latency", &[])?;
+    measure::wait_for_workers(&client, 3)
+        .await
+        .or(measure::wait_for_workers(&client, 1).await)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = worker.memory_mb("VmRSS").unwrap_or(0.0);
+    let (start_idle, done_idle) = measure::latency(&client, sizes.latency, None).await?;
+    let (start_load, done_load) = measure::latency(&client, sizes.latency, Some(one / 2.0)).await?;
+    measure::wait_drained(&server).await?;
+    let rss_peak = worker.memory_mb("VmHWM").unwrap_or(0.0);
+    eprintln!(
+        "latency idle p50 {:.3} ms; worker rss {rss_idle:.1} MB idle, {rss_peak:.1} MB peak",
+        start_idle.p50
+    );
+
+    drop(worker);
+    let per_task = measure::bytes_per_queued_task(&server, &client, sizes.queued).await?;
+    let flat = memory_flat(&server, &client, sizes.flat).await?;
+    Ok(serde_json::json!({
+        "raw_cycle_per_s": raw,
+        "publish_per_s": {"batched": batched, "single": single},
+        "e2e_per_s": {"one_worker": one, "two_workers": two},
+        "e2e_vs_raw": one.max(two) / raw,
+        "latency_start_ms": {"idle": start_idle.json(), "loaded": start_load.json()},
+        "latency_done_ms": {"idle": done_idle.json(), "loaded": done_load.json()},
+        "worker_rss_mb": {"idle": rss_idle, "peak": rss_peak},
+        "redis_bytes_per_queued_task": per_task,
+        "memory_flat": flat,
+        "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
+    }))
+}
+
+/// The throughput figures with AOF everysec.
+async fn run_aof(sizes: &Sizes) -> anyhow::Result<serde_json::Value> {
+    let server = Server::start(true)?;
+    let client = Client::connect(&server.url(), "stevedore").await?;
+    let raw = raw::raw_cycle(&server.url(), sizes.raw, &payload()?).await?;
+    let batched = measure::publish_batched(&client, sizes.publish_batched).await?;
+    let one = measure::end_to_end(&server, &client, sizes.e2e, 1).await?;
+    let two = measure::end_to_end(&server, &client, sizes.e2e, 2).await?;
+    eprintln!("aof: raw {raw:.0}/s, publish {batched:.0}/s, e2e {one:.0}/s and {two:.0}/s");
+    Ok(serde_json::json!({
+        "raw_cycle_per_s": raw,
+        "publish_per_s": {"batched": batched},
+        "e2e_per_s": {"one_worker": one, "two_workers": two},
+    }))
+}
+
+/// Redis memory before and after `n` tasks passed through (records expiring after 2 s), and
+/// the keys left once they expired.
+async fn memory_flat(
+    server: &Server,
+    client: &Client,
+    n: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let mut conn = server.connection().await?;
+    // Start from an empty server (it is the benchmark's own), so what is left is this run's.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    let worker = Worker::start(&server.url(), "flat", &["--record-ttl", "2s"])?;
+    measure::wait_for_workers(client, 1).await?;
+    let before = server.used_memory().await?;
+    let options = PublishOptions::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let messages = chunk
+            .iter()
+            .map(|_| {
+                Ok(Client::message(
+                    "stevedore.noop",
+                    Vec::new(),
+                    Default::default(),
+                    &options,
+                )?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        client.publish_many(messages).await?;
+    }
+    measure::wait_drained(server).await?;
+    let drained = server.used_memory().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut records: u64 = u64::MAX;
+    while std::time::Instant::now() < deadline && records > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("stevedore:{t:*")
+            .query_async(&mut conn)
+            .await?;
+        records = keys.len() as u64;
+    }
+    let after = server.used_memory().await?;
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
+    drop(worker);
+    Ok(serde_json::json!({
+        "tasks": n, "before_bytes": before, "drained_bytes": drained,
+        "after_expiry_bytes": after, "record_keys_left": records, "keys_left": keys,
+    }))
+}
+
+fn machine() -> serde_json::Value {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let redis = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    serde_json::json!({"cpus": cpus, "redis": redis})
+}
+
+fn print_table(json: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    println!(
+        "\n{:<44} {:>14} {:>14}",
+        "figure", "no persistence", "AOF everysec"
+    );
+    let row = |name: &str, a: f64, b: Option<f64>| {
+        let b = b.map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"));
+        println!("{name:<44} {a:>14.0} {b:>14}");
+    };
+    let aof = &json["aof"];
+    row(
+        "raw Redis cycle (tasks/s)",
+        f(&json["raw_cycle_per_s"]),
+        Some(f(&aof["raw_cycle_per_s"])),
+    );
+    row(
+        "publish, batched (tasks/s)",
+        f(&json["publish_per_s"]["batched"]),
+        Some(f(&aof["publish_per_s"]["batched"])),
+    );
+    row(
+        "publish, one by one (tasks/s)",
+        f(&json["publish_per_s"]["single"]),
+        None,
+    );
+    row(
+        "end to end, 1 worker (tasks/s)",
+        f(&json["e2e_per_s"]["one_worker"]),
+        Some(f(&aof["e2e_per_s"]["one_worker"])),
+    );
+    row(
+        "end to end, 2 workers (tasks/s)",
+        f(&json["e2e_per_s"]["two_workers"]),
+        Some(f(&aof["e2e_per_s"]["two_workers"])),
+    );
+    println!(
+        "{:<44} {:>14.2}",
+        "end to end / raw",
+        f(&json["e2e_vs_raw"])
+    );
+    for (name, key) in [
+        ("publish->start", "latency_start_ms"),
+        ("publish->recorded", "latency_done_ms"),
+    ] {
+        for load in ["idle", "loaded"] {
+            let p = &json[key][load];
+            println!(
+                "{:<44} {:>8.3} / {:.3} / {:.3} ms",
+                format!("{name} {load} p50/p99/p99.9"),
+                f(&p["p50"]),
+                f(&p["p99"]),
+                f(&p["p99.9"])
+            );
+        }
+    }
+    println!(
+        "{:<44} {:>8.1} / {:.1} MB",
+        "worker RSS idle / peak",
+        f(&json["worker_rss_mb"]["idle"]),
+        f(&json["worker_rss_mb"]["peak"])
+    );
+    println!(
+        "{:<44} {:>14.0}",
+        "Redis bytes per queued task",
+        f(&json["redis_bytes_per_queued_task"])
+    );
+    let flat = &json["memory_flat"];
+    println!(
+        "{:<44} {:>8.0} -> {:.0} bytes, {} keys left",
+        format!("Redis memory over {} tasks", flat["tasks"]),
+        f(&flat["before_bytes"]),
+        f(&flat["after_expiry_bytes"]),
+        flat["keys_left"]
+    );
+}

@@ -1,0 +1,210 @@
+//! The measurements, each against a running server and workers.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use stevedore::{Client, PublishOptions};
+
+use crate::server::{Server, Worker};
+
+const QUEUE: &str = "stevedore:{q:default}:stream";
+
+fn noop(options: &PublishOptions) -> anyhow::Result<stevedore::Message> {
+    Ok(Client::message(
+        "stevedore.noop",
+        Vec::new(),
+        Default::default(),
+        options,
+    )?)
+}
+
+/// Tasks published per second, `n` in pipelined batches of 1,000 (messages built included).
+pub async fn publish_batched(client: &Client, n: usize) -> anyhow::Result<f64> {
+    let options = PublishOptions::new().queue("publish-only");
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let messages = chunk
+            .iter()
+            .map(|_| noop(&options))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        client.publish_many(messages).await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Tasks published per second, one awaited publish at a time.
+pub async fn publish_single(client: &Client, n: usize) -> anyhow::Result<f64> {
+    let options = PublishOptions::new().queue("publish-only");
+    let started = Instant::now();
+    for _ in 0..n {
+        client.publish(noop(&options)?).await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Waits until `count` worker processes beat and read their queues.
+pub async fn wait_for_workers(client: &Client, count: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let nodes = client.nodes(Duration::from_secs(15)).await?;
+        if nodes.iter().filter(|n| !n.lost && n.beat.consuming).count() >= count {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("{count} workers did not start within 30 s")
+}
+
+/// Waits until the default queue is empty and nothing is pending.
+pub async fn wait_drained(server: &Server) -> anyhow::Result<()> {
+    let mut conn = server.connection().await?;
+    loop {
+        let (len, pending): (u64, redis::Value) = redis::pipe()
+            .cmd("XLEN")
+            .arg(QUEUE)
+            .cmd("XPENDING")
+            .arg(QUEUE)
+            .arg("workers")
+            .query_async(&mut conn)
+            .await?;
+        let pending = match pending {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        if len == 0 && pending == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Tasks run to completion per second: `n` no-op tasks published (batched, while the workers
+/// run) and drained by `workers` worker processes.
+pub async fn end_to_end(
+    server: &Server,
+    client: &Client,
+    n: usize,
+    workers: usize,
+) -> anyhow::Result<f64> {
+    let fleet: Vec<Worker> = (0..workers)
+        .map(|i| Worker::start(&server.url(), &format!("e2e-{workers}-{i}"), &[]))
+        .collect::<anyhow::Result<_>>()?;
+    wait_for_workers(client, workers).await?;
+    let started = Instant::now();
+    let publisher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let options = PublishOptions::new();
+            for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+                let messages = chunk
+                    .iter()
+                    .map(|_| noop(&options))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                client.publish_many(messages).await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    publisher.await??;
+    wait_drained(server).await?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    drop(fleet);
+    Ok(rate)
+}
+
+/// Latency percentiles in milliseconds: p50, p99, p99.9.
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+}
+
+impl Percentiles {
+    fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            p50: ms(0.5),
+            p99: ms(0.99),
+            p999: ms(0.999),
+        }
+    }
+
+    /// As JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"p50": self.p50, "p99": self.p99, "p99.9": self.p999})
+    }
+}
+
+/// Publish-to-start and publish-to-recorded-outcome latency of `samples` tasks sent one at a
+/// time, while (when `load_per_s` is set) no-op tasks are published in the background at that
+/// rate.
+pub async fn latency(
+    client: &Client,
+    samples: usize,
+    load_per_s: Option<f64>,
+) -> anyhow::Result<(Percentiles, Percentiles)> {
+    let stop = stevedore::CancellationToken::new();
+    let load = load_per_s.map(|rate| {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let per_tick = (rate / 100.0).max(1.0) as usize;
+            let mut ticks = tokio::time::interval(Duration::from_millis(10));
+            while !stop.is_cancelled() {
+                ticks.tick().await;
+                let messages = (0..per_tick)
+                    .map(|_| noop(&PublishOptions::new()))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                client.publish_many(messages).await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    let mut start = Histogram::<u64>::new(3)?;
+    let mut done = Histogram::<u64>::new(3)?;
+    let options = PublishOptions::new().notify(true);
+    for _ in 0..samples {
+        let message = Client::message("bench.stamp", Vec::new(), Default::default(), &options)?;
+        let sent = stevedore_bench::now_us();
+        let handle = client.publish(message).await?;
+        let record = handle.wait(Duration::from_secs(30)).await?;
+        let finished = stevedore_bench::now_us();
+        let started = record
+            .task_run()
+            .and_then(|r| r.result.as_ref())
+            .and_then(rmpv::Value::as_u64)
+            .unwrap_or(finished);
+        start.record(started.saturating_sub(sent).max(1))?;
+        done.record(finished.saturating_sub(sent).max(1))?;
+    }
+    stop.cancel();
+    if let Some(load) = load {
+        load.await??;
+    }
+    Ok((Percentiles::of(&start), Percentiles::of(&done)))
+}
+
+/// Redis memory per waiting task: `n` tasks published to a queue no worker reads.
+pub async fn bytes_per_queued_task(
+    server: &Server,
+    client: &Client,
+    n: usize,
+) -> anyhow::Result<f64> {
+    let before = server.used_memory().await?;
+    let options = PublishOptions::new().queue("parked");
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let messages = chunk
+            .iter()
+            .map(|_| noop(&options))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        client.publish_many(messages).await?;
+    }
+    let after = server.used_memory().await?;
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}

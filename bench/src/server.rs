@@ -1,0 +1,144 @@
+//! A redis-server for the benchmark, on a free loopback port, killed when dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+/// A running redis-server.
+pub struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Server {
+    /// Starts one without persistence, or with AOF `everysec` when `aof`.
+    pub fn start(aof: bool) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args([
+                "--appendonly",
+                if aof { "yes" } else { "no" },
+                "--appendfsync",
+                "everysec",
+            ])
+            .args(["--maxmemory-policy", "noeviction", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start redis-server (scripts/ensure-redis installs it)")?;
+        let server = Self {
+            child,
+            _dir: dir,
+            port,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain connection for the benchmark's own commands.
+    pub async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await?)
+    }
+
+    /// `used_memory` from INFO, in bytes.
+    pub async fn used_memory(&self) -> anyhow::Result<u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.connection().await?)
+            .await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("INFO memory has no used_memory")
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = redis::Client::open(self.url())?.get_connection() {
+                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        anyhow::bail!("redis-server did not answer within 10 s")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bench-worker process, killed when dropped.
+pub struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    /// Starts a worker against `url` as `node` and waits until it reads its queues.
+    pub fn start(url: &str, node: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name("bench-worker");
+        let child = Command::new(&exe)
+            .args(["--redis-url", url, "--node", node, "--max-workers", "256"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {}", exe.display()))?;
+        Ok(Self { child })
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A field of `/proc/PID/status` in MiB (`VmRSS`, `VmHWM`).
+    pub fn memory_mb(&self, field: &str) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+}
+
+impl Drop for Worker {
+    /// Stops it gracefully (SIGTERM), so it leaves no heartbeat for peers to reap.
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
