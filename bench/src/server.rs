@@ -55,8 +55,9 @@ impl Server {
 
     /// A plain connection for the benchmark's own commands.
     pub async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         Ok(redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await?)
     }
 

@@ -442,3 +442,61 @@ async fn a_newer_peer_is_reported_and_a_yielding_node_stops_taking_work() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_waiting_for_a_lost_node_wait_for_it_or_move_when_configured() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let lost_node = |name: &'static str| {
+        let mut doomed = WorkerProcess::start(
+            test_worker_bin!(),
+            &redis,
+            name,
+            &args(&["--queues", "nothing"]),
+        );
+        doomed.signal(Signal::SIGKILL);
+        doomed.wait_exit(WAIT);
+    };
+    let forgotten = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            eventually("the lost process to be reaped", WAIT, || async {
+                let nodes = client.nodes(Duration::from_secs(1)).await.ok()?;
+                nodes.iter().all(|n| n.beat.node != name).then_some(())
+            })
+            .await
+        }
+    };
+
+    lost_node("kept");
+    let kept = tasks::add::apply_async(&client, (1, 2), PublishOptions::new().node("kept"))
+        .await
+        .unwrap();
+    let keeper = WorkerProcess::start(test_worker_bin!(), &redis, "keeper", &args(&[]));
+    forgotten("kept").await;
+    assert_eq!(
+        kept.record().await.unwrap().state(),
+        TaskState::Pending,
+        "kept for its node by default"
+    );
+    drop(keeper);
+
+    lost_node("moved");
+    let moved = tasks::add::apply_async(&client, (3, 4), PublishOptions::new().node("moved"))
+        .await
+        .unwrap();
+    let _adopter = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "adopter",
+        &args(&["--adopt-lost-node-queue", "default"]),
+    );
+    let record = finished(&client, moved.id(), WAIT).await;
+    assert_eq!(record.state(), TaskState::Succeeded);
+    assert_eq!(record.task_run().unwrap().node, "adopter");
+    assert_eq!(
+        kept.record().await.unwrap().state(),
+        TaskState::Pending,
+        "a node forgotten before stays untouched"
+    );
+}

@@ -66,6 +66,10 @@ pub struct WorkerArgs {
     /// work is reaped by a live peer.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub lost_after: Duration,
+    /// Move the tasks waiting in a lost node's own queue to this shared queue (default: they
+    /// wait for the node to come back).
+    #[arg(long, value_name = "QUEUE")]
+    pub adopt_lost_node_queue: Option<String>,
     /// Stop taking work when a live peer reads a newer message protocol.
     #[arg(long)]
     pub yield_to_newer: bool,

@@ -15,7 +15,8 @@
 //! 2. Each entry is reaped by one atomic script that first checks the lost consumer still holds
 //!    it, so any number of reapers at once reap it exactly once.
 //! 3. Tasks waiting in a lost node's own queue stay there for the node to come back (its queue
-//!    is named after the node, not the process).
+//!    is named after the node, not the process), or, with `--adopt-lost-node-queue QUEUE`,
+//!    move to that shared queue once no process of the node is alive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,9 @@ pub struct Reaper {
     pub table: Arc<TaskTable>,
     /// How long records are kept.
     pub record_ttl: Duration,
+    /// Where tasks waiting in a lost node's own queue go: kept for the node (`None`), or moved
+    /// to this shared queue once no process of that node is alive.
+    pub adopt_to: Option<Destination>,
 }
 
 impl Reaper {
@@ -68,9 +72,16 @@ impl Reaper {
     /// Reaps every lost process once; returns how many entries this pass reaped.
     pub async fn pass(&self) -> stevedore::Result<usize> {
         let mut reaped = 0;
-        for health in self.broker.nodes(self.lost_after).await? {
+        let nodes = self.broker.nodes(self.lost_after).await?;
+        for health in &nodes {
             if health.lost && health.beat.consumer != self.consumer {
                 reaped += self.reap_process(&health.beat).await?;
+                let node_alive = nodes
+                    .iter()
+                    .any(|n| !n.lost && n.beat.node == health.beat.node);
+                if !node_alive {
+                    self.adopt_node_queue(&health.beat.node).await?;
+                }
             }
         }
         Ok(reaped)
@@ -102,6 +113,19 @@ impl Reaper {
             tracing::warn!(node = %lost.node, consumer = %lost.consumer, reaped, "reaped a lost process's work");
         }
         Ok(reaped)
+    }
+
+    /// Moves what waits in lost `node`'s own queue to the adopting queue, when one is set.
+    async fn adopt_node_queue(&self, node: &str) -> stevedore::Result<()> {
+        let Some(to) = &self.adopt_to else {
+            return Ok(());
+        };
+        let from = Destination::node(node)?;
+        let moved = self.broker.move_waiting(&from, to, &self.consumer).await?;
+        if moved > 0 {
+            tracing::warn!(%node, to = %to, moved, "moved the tasks waiting for a lost node");
+        }
+        Ok(())
     }
 
     /// Reaps one entry; returns whether this reaper did it.

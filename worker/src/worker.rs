@@ -187,6 +187,11 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         every: args.heartbeat * 2,
         table,
         record_ttl: args.record_ttl,
+        adopt_to: args
+            .adopt_lost_node_queue
+            .as_deref()
+            .map(Destination::queue)
+            .transpose()?,
     };
     let reaper = tokio::spawn(reaper.run(stop.clone()));
     tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,

@@ -206,6 +206,69 @@ impl Broker {
         }
     }
 
+    /// Moves every message waiting in `from` to `to` (a lost node's own queue to a shared
+    /// queue), under a short lock so that two reapers do not move one twice. Returns how many
+    /// moved (0 when another reaper holds the lock).
+    pub async fn move_waiting(
+        &self,
+        from: &Destination,
+        to: &Destination,
+        owner: &str,
+    ) -> Result<usize> {
+        let lock = format!("{}:adopting", self.keys().stream(from));
+        let locked: Option<String> = redis::cmd("SET")
+            .arg(&lock)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(30_000)
+            .query_async(&mut self.commands())
+            .await?;
+        if locked.is_none() {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        loop {
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(self.keys().stream(from))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(100)
+                .query_async(&mut self.commands())
+                .await?;
+            let Value::Array(entries) = reply else {
+                return Err(bad_reply("XRANGE reply is not an array"));
+            };
+            if entries.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            let mut ids = Vec::new();
+            for entry in entries {
+                let (id, payload) = super::fetch::parse_entry(entry)?;
+                if let Some(payload) = payload {
+                    self.add_to_stream(&mut pipe, to, payload);
+                    moved += 1;
+                }
+                ids.push(id);
+            }
+            let stream = self.keys().stream(from);
+            pipe.cmd("XACK")
+                .arg(&stream)
+                .arg(super::keys::QUEUE_GROUP)
+                .arg(&ids)
+                .ignore();
+            pipe.cmd("XDEL").arg(&stream).arg(&ids).ignore();
+            pipe.query_async::<()>(&mut self.commands()).await?;
+        }
+        redis::cmd("DEL")
+            .arg(&lock)
+            .query_async::<()>(&mut self.commands())
+            .await?;
+        Ok(moved)
+    }
+
     /// Writes a run record (the reaper's verdict on a lost run).
     pub async fn write_record(
         &self,
