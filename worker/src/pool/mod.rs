@@ -237,6 +237,14 @@ impl Pool {
 
     /// Starts a worker that is busy with `job` from the start.
     async fn start_busy(&self, job: &Job) -> std::io::Result<(u32, Option<ChildProcess>)> {
+        let (id, child) = self.add_worker(Some(job)).await?;
+        tracing::debug!(worker = id, "pool grew");
+        Ok((id, child))
+    }
+
+    /// Starts a worker (its place already counted in `starting`): busy with `job` (its child
+    /// is handed back for the run), or idle (the slot keeps its child).
+    async fn add_worker(&self, job: Option<&Job>) -> std::io::Result<(u32, Option<ChildProcess>)> {
         let child = self.spawn_child().await;
         let mut state = self.state();
         state.starting -= 1;
@@ -245,10 +253,18 @@ impl Pool {
         state.next_id += 1;
         let mut slot = Slot::new(state.generation, None);
         slot.pid = child.as_ref().map(ChildProcess::pid);
-        begin(&mut slot, job);
+        let handed_back = match job {
+            Some(job) => {
+                begin(&mut slot, job);
+                child
+            }
+            None => {
+                slot.child = child;
+                None
+            }
+        };
         state.slots.insert(id, slot);
-        tracing::debug!(worker = id, "pool grew");
-        Ok((id, child))
+        Ok((id, handed_back))
     }
 
     async fn spawn_child(&self) -> std::io::Result<Option<ChildProcess>> {
@@ -332,15 +348,7 @@ impl Pool {
                 }
                 state.starting += 1;
             }
-            let child = self.spawn_child().await;
-            let mut state = self.state();
-            state.starting -= 1;
-            let child = child?;
-            let id = state.next_id;
-            state.next_id += 1;
-            let generation = state.generation;
-            state.slots.insert(id, Slot::new(generation, child));
-            drop(state);
+            self.add_worker(None).await?;
             self.inner.freed.notify_one();
         }
     }
