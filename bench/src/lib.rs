@@ -7,3 +7,13 @@ pub fn now_us() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+/// Returns the wall-clock microsecond at which it started: publish-to-start latency finer than
+/// the records' milliseconds.
+#[stevedore::task(name = "bench.stamp")]
+pub async fn stamp() -> u64 {
+    now_us()
+}
+
+/// The environment variable that makes the benchmark binary run as a worker.
+pub const WORKER_ENV: &str = "STEVEDORE_BENCH_WORKER";

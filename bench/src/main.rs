@@ -64,8 +64,24 @@ impl Sizes {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    if std::env::var_os(stevedore_bench::WORKER_ENV).is_some() {
+        let _ = stevedore_bench::stamp::NAME;
+        return stevedore_worker::main();
+    }
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(bench()));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench() -> anyhow::Result<()> {
     let args = Args::parse();
     let sizes = Sizes::new(args.quick);
     let plain = run(&sizes, false).await?;

@@ -94,7 +94,7 @@ impl Drop for Server {
     }
 }
 
-/// A bench-worker process, killed when dropped.
+/// A worker process (this binary in worker mode), stopped when dropped.
 pub struct Worker {
     child: Child,
 }
@@ -102,8 +102,10 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker against `url` as `node` and waits until it reads its queues.
     pub fn start(url: &str, node: &str, extra: &[&str]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?.with_file_name("bench-worker");
+        // The benchmark binary itself, run as the stock worker with `bench.stamp` linked in.
+        let exe = std::env::current_exe()?;
         let child = Command::new(&exe)
+            .env(stevedore_bench::WORKER_ENV, "1")
             .args(["--redis-url", url, "--node", node, "--max-workers", "256"])
             .args(extra)
             .env("RUST_LOG", "warn")
