@@ -38,6 +38,7 @@ mod options;
 mod queue;
 mod record;
 mod registry;
+pub mod schedule;
 mod task_error;
 mod time;
 
