@@ -1,1 +1,129 @@
-//! placeholder
+//! `beat`: the singleton scheduler. Every beat process may run; exactly one leads (a lease in
+//! Redis with a fencing token) and fires due schedules; the others wait as hot standbys.
+//!
+//! ```text
+//!  standby ── lease free (leader dead or paused past its lease) ──► leader (new token)
+//!     ▲                                                                 │
+//!     └──────── renewal refused (another beat took the lease) ◄─────────┘
+//! ```
+//!
+//! Firing a run and storing the schedule's next time are one script that checks the caller's
+//! token against the lease and the schedule's due time against what the caller read; each run's
+//! task id is derived from (schedule, fire time). So a beat that lost its lease fires nothing,
+//! and two beats that both believe they lead cannot publish one run twice.
+
+mod config;
+mod elector;
+mod scheduler;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser};
+use stevedore::Client;
+use tokio_util::sync::CancellationToken;
+
+pub use config::load_config;
+
+/// Options of a beat.
+#[derive(Debug, Clone, Args)]
+pub struct BeatArgs {
+    /// Redis and namespace.
+    #[command(flatten)]
+    pub global: stevedore_worker::GlobalArgs,
+    /// Static schedules to keep in Redis (TOML), besides the user-defined ones.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// How long the leader's lease lasts without renewal: a standby takes over about this long
+    /// after the leader dies.
+    #[arg(long, default_value = "3s", value_parser = stevedore_worker::parse_duration)]
+    pub lease: Duration,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "beat",
+    version,
+    about = "Fires stevedore schedules; one beat leads, others stand by"
+)]
+struct BeatCli {
+    #[command(flatten)]
+    args: BeatArgs,
+}
+
+/// The `beat` command line.
+pub fn main() -> ExitCode {
+    let cli = BeatCli::parse();
+    stevedore_worker::init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = CancellationToken::new();
+    let outcome = runtime.block_on(async {
+        let signalled = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            signalled.cancel();
+        });
+        #[cfg(unix)]
+        {
+            let signalled = stop.clone();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::spawn(async move {
+                term.recv().await;
+                signalled.cancel();
+            });
+        }
+        run(cli.args, stop).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a beat until `stop`.
+pub async fn run(args: BeatArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    let client = Client::connect(&args.global.redis_url, &args.global.namespace).await?;
+    if let Some(path) = &args.config {
+        for schedule in load_config(path)? {
+            let unchanged = matches!(client.schedule(&schedule.name).await?,
+                Some((stored, _)) if stored.timing == schedule.timing && stored.task == schedule.task
+                    && stored.args == schedule.args && stored.queue == schedule.queue);
+            if !unchanged {
+                client.put_schedule(&schedule).await.with_context(|| {
+                    format!("schedule `{}` in {}", schedule.name, path.display())
+                })?;
+            }
+        }
+    }
+    let id = format!(
+        "{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        stevedore::now_ms()
+    );
+    let (leadership, elector) =
+        elector::Elector::new(client.broker().clone(), id.clone(), args.lease);
+    let elector = tokio::spawn(elector.run(stop.clone()));
+    let scheduler = scheduler::Scheduler::new(client, id, leadership);
+    tracing::info!("beat started");
+    scheduler.run(stop).await;
+    elector.await.context("the elector panicked")?;
+    tracing::info!("beat stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "beat".into())
+}

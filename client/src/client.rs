@@ -249,3 +249,51 @@ fn answer_node(answer: &NodeAnswer) -> &str {
         NodeAnswer::NotAnswering(node) => node,
     }
 }
+
+/// Schedules (fired by `beat`).
+impl Client {
+    /// Creates or replaces schedule `schedule` (its expression is checked first); it is due
+    /// next after now, unless paused.
+    pub async fn put_schedule(&self, schedule: &crate::schedule::Schedule) -> Result<()> {
+        crate::queue::validate_name("schedule", &schedule.name)?;
+        Destination::from_wire_name(&schedule.queue)?;
+        schedule.timing.validate()?;
+        let next = if schedule.paused {
+            None
+        } else {
+            schedule
+                .timing
+                .next_after(schedule.created_at, crate::now_ms())?
+        };
+        self.broker.put_schedule(schedule, next).await
+    }
+
+    /// Every schedule with its next due time.
+    pub async fn schedules(&self) -> Result<Vec<(crate::schedule::Schedule, Option<u64>)>> {
+        self.broker.schedules().await
+    }
+
+    /// Schedule `name` with its next due time.
+    pub async fn schedule(
+        &self,
+        name: &str,
+    ) -> Result<Option<(crate::schedule::Schedule, Option<u64>)>> {
+        self.broker.schedule(name).await
+    }
+
+    /// Removes schedule `name`; returns whether it existed.
+    pub async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        self.broker.remove_schedule(name).await
+    }
+
+    /// Pauses (`true`) or resumes schedule `name`; a resumed schedule is due next after now.
+    /// Returns whether it existed.
+    pub async fn pause_schedule(&self, name: &str, paused: bool) -> Result<bool> {
+        let Some((mut schedule, _)) = self.schedule(name).await? else {
+            return Ok(false);
+        };
+        schedule.paused = paused;
+        self.put_schedule(&schedule).await?;
+        Ok(true)
+    }
+}

@@ -24,6 +24,10 @@
 //! | `NS:{x}:cancels`      | hash   | cancel records: field = record id, value = record       |
 //! | `NS:{x}:paused`       | hash   | paused queues: field = queue wire name, value = time    |
 //! | `NS:{h}:nodes`        | hash   | consumer (one per worker process) -> its last NodeBeat  |
+//! | `NS:{s}:schedules`    | hash   | schedule name -> Schedule                               |
+//! | `NS:{s}:due`          | zset   | schedule name -> next fire time (ms)                    |
+//! | `NS:{s}:leader`       | string | the beat leader lease, `BEAT_ID:TOKEN` (expires)        |
+//! | `NS:{s}:fence`        | string | the fencing counter of the lease                        |
 //! | `NS:{h}:beats`        | hash   | consumer -> time of its last heartbeat (Redis clock, ms) |
 
 use crate::Destination;
@@ -123,6 +127,26 @@ impl Keys {
     /// Hash: when each worker process last beat (Redis's clock).
     pub fn beats(&self) -> String {
         format!("{}:{{h}}:beats", self.ns)
+    }
+
+    /// Hash: schedules by name.
+    pub fn schedules(&self) -> String {
+        format!("{}:{{s}}:schedules", self.ns)
+    }
+
+    /// Sorted set: schedules by next fire time.
+    pub fn schedules_due(&self) -> String {
+        format!("{}:{{s}}:due", self.ns)
+    }
+
+    /// String: the beat leader lease.
+    pub fn leader(&self) -> String {
+        format!("{}:{{s}}:leader", self.ns)
+    }
+
+    /// String: the lease's fencing counter.
+    pub fn fence(&self) -> String {
+        format!("{}:{{s}}:fence", self.ns)
     }
 
     /// Hash: paused queues.

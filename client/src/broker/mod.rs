@@ -17,6 +17,7 @@ mod health;
 mod inspect;
 pub mod keys;
 mod outcome;
+mod schedules;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub use health::PendingEntry;
 pub use inspect::QueueInfo;
 pub use keys::Keys;
 pub use outcome::{OutcomeBatch, RecordSlot, Settle};
+pub use schedules::Fired;
 
 /// A multiplexed connection owned by one component (blocking reads, the outcome writer).
 pub type Connection = redis::aio::MultiplexedConnection;

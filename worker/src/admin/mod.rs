@@ -17,6 +17,7 @@ mod enqueue;
 mod format;
 mod nodes;
 mod queues;
+mod schedule;
 mod task;
 
 use std::process::ExitCode;
@@ -59,6 +60,9 @@ enum Command {
     /// Pauses or resumes a queue for the whole cluster.
     #[command(subcommand)]
     Queue(control::QueueCommand),
+    /// Adds, lists, shows, removes, pauses or resumes schedules (fired by `beat`).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Lists worker processes with their heartbeat and capacity; lost ones are marked.
     Nodes(nodes::NodesArgs),
     /// Lists, shows, requeues or purges dead letters.
@@ -85,6 +89,7 @@ pub fn main() -> ExitCode {
             Command::Queue(command) => control::queue(&client, command).await,
             Command::Dead(command) => dead::run(&client, command).await,
             Command::Nodes(args) => nodes::run(&client, args).await,
+            Command::Schedule(command) => schedule::run(&client, command).await,
         }
     })
 }

@@ -1,0 +1,5 @@
+//! The `beat` binary.
+
+fn main() -> std::process::ExitCode {
+    stevedore_beat::main()
+}

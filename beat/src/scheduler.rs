@@ -1,0 +1,85 @@
+//! The scheduler: while this beat leads, fires every due schedule, and sleeps until the next
+//! due time (at most half a second, so schedule changes take effect within a second).
+
+use std::time::Duration;
+
+use stevedore::broker::Fired;
+use stevedore::Client;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Longest sleep between looks at the due schedules.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// Schedules fired per look.
+const BATCH: usize = 1000;
+
+/// Fires due schedules while leading.
+pub struct Scheduler {
+    client: Client,
+    id: String,
+    leadership: watch::Receiver<Option<u64>>,
+}
+
+impl Scheduler {
+    /// A scheduler for beat `id`.
+    pub fn new(client: Client, id: String, leadership: watch::Receiver<Option<u64>>) -> Self {
+        Self {
+            client,
+            id,
+            leadership,
+        }
+    }
+
+    /// Runs until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let sleep = match *self.leadership.borrow() {
+                Some(token) => self.fire_due(token).await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "cannot fire schedules now");
+                    LOOK_EVERY
+                }),
+                None => LOOK_EVERY,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                _ = self.leadership.changed() => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Fires what is due; returns how long to sleep.
+    async fn fire_due(&self, token: u64) -> stevedore::Result<Duration> {
+        let broker = self.client.broker();
+        let now = stevedore::now_ms();
+        for (name, due) in broker.due_schedules(now, BATCH).await? {
+            let Some((mut schedule, _)) = broker.schedule(&name).await? else {
+                continue;
+            };
+            let plan = schedule.plan(due, now)?;
+            let messages = plan
+                .fire_at
+                .iter()
+                .map(|t| schedule.message(*t))
+                .collect::<stevedore::Result<Vec<_>>>()?;
+            if let Some(last) = plan.fire_at.last() {
+                schedule.last_fired_at = Some(*last);
+            }
+            match broker
+                .fire_schedule(&self.id, token, &schedule, due, plan.next_due, &messages)
+                .await?
+            {
+                Fired::Fired => tracing::debug!(schedule = %name, runs = messages.len(), "fired"),
+                Fired::Stale => tracing::debug!(schedule = %name, "changed meanwhile; not fired"),
+                Fired::NotLeader => {
+                    tracing::warn!("lost the lease while firing; nothing published");
+                    return Ok(LOOK_EVERY);
+                }
+            }
+        }
+        let until_next = broker.next_schedule_due().await?.map_or(LOOK_EVERY, |due| {
+            Duration::from_millis(due.saturating_sub(stevedore::now_ms()))
+        });
+        Ok(until_next.min(LOOK_EVERY))
+    }
+}

@@ -1,0 +1,197 @@
+//! Schedules in Redis, the beat leader lease, and firing (see `scripts/fire.lua`).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use super::Broker;
+use crate::schedule::Schedule;
+use crate::{Destination, Error, Message, Result};
+
+static LEASE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/lease.lua")));
+static FIRE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/fire.lua")));
+
+/// Schedule names with their due times.
+type DueTimes = Vec<(String, u64)>;
+
+/// What a fire attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fired {
+    /// Published, and the next time stored.
+    Fired,
+    /// Not due any more at that time (fired already, changed or removed): nothing published.
+    Stale,
+    /// This beat does not hold the lease: nothing published.
+    NotLeader,
+}
+
+fn encode(schedule: &Schedule) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(schedule).map_err(|e| Error::Encode {
+        what: format!("schedule `{}`", schedule.name),
+        reason: e.to_string(),
+    })
+}
+
+fn decode(bytes: &[u8]) -> Result<Schedule> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+        what: "schedule".into(),
+        reason: e.to_string(),
+    })
+}
+
+impl Broker {
+    /// Stores `schedule`, due next at `next_due_ms` (`None`: not due, e.g. paused or spent).
+    pub async fn put_schedule(&self, schedule: &Schedule, next_due_ms: Option<u64>) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(self.keys().schedules())
+            .arg(&schedule.name)
+            .arg(encode(schedule)?)
+            .ignore();
+        match next_due_ms {
+            Some(due) => pipe
+                .cmd("ZADD")
+                .arg(self.keys().schedules_due())
+                .arg(due)
+                .arg(&schedule.name)
+                .ignore(),
+            None => pipe
+                .cmd("ZREM")
+                .arg(self.keys().schedules_due())
+                .arg(&schedule.name)
+                .ignore(),
+        };
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
+    }
+
+    /// Removes schedule `name`; returns whether it existed.
+    pub async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        let (removed,): (i64,) = redis::pipe()
+            .cmd("HDEL")
+            .arg(self.keys().schedules())
+            .arg(name)
+            .cmd("ZREM")
+            .arg(self.keys().schedules_due())
+            .arg(name)
+            .ignore()
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// Every schedule with its next due time, by name.
+    pub async fn schedules(&self) -> Result<Vec<(Schedule, Option<u64>)>> {
+        let (all, due): (Vec<(String, Vec<u8>)>, DueTimes) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(self.keys().schedules())
+            .cmd("ZRANGE")
+            .arg(self.keys().schedules_due())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.commands())
+            .await?;
+        let due: HashMap<String, u64> = due.into_iter().collect();
+        let mut schedules = all
+            .into_iter()
+            .map(|(name, bytes)| Ok((decode(&bytes)?, due.get(&name).copied())))
+            .collect::<Result<Vec<_>>>()?;
+        schedules.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(schedules)
+    }
+
+    /// Schedule `name` with its next due time, if it exists.
+    pub async fn schedule(&self, name: &str) -> Result<Option<(Schedule, Option<u64>)>> {
+        let (bytes, due): (Option<Vec<u8>>, Option<u64>) = redis::pipe()
+            .cmd("HGET")
+            .arg(self.keys().schedules())
+            .arg(name)
+            .cmd("ZSCORE")
+            .arg(self.keys().schedules_due())
+            .arg(name)
+            .query_async(&mut self.commands())
+            .await?;
+        bytes.map(|b| Ok((decode(&b)?, due))).transpose()
+    }
+
+    /// Names of schedules due at `now_ms` with their due times, earliest first, up to `limit`.
+    pub async fn due_schedules(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>> {
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys().schedules_due())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.commands())
+            .await?)
+    }
+
+    /// The earliest due time of any schedule.
+    pub async fn next_schedule_due(&self) -> Result<Option<u64>> {
+        let first: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(self.keys().schedules_due())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(first.first().map(|(_, due)| *due))
+    }
+
+    /// Takes or renews the leader lease for `beat_id`; returns its fencing token while it
+    /// leads, `None` when another beat does.
+    pub async fn lease(&self, beat_id: &str, ttl: Duration) -> Result<Option<u64>> {
+        let token: u64 = LEASE
+            .key(self.keys().leader())
+            .key(self.keys().fence())
+            .arg(beat_id)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.commands())
+            .await?;
+        Ok((token > 0).then_some(token))
+    }
+
+    /// Fires `schedule` (read as due at `due_ms`) with `messages`, storing `next_due_ms`, if
+    /// `beat_id` still holds the lease with `token` and the schedule is still due at `due_ms`.
+    pub async fn fire_schedule(
+        &self,
+        beat_id: &str,
+        token: u64,
+        schedule: &Schedule,
+        due_ms: u64,
+        next_due_ms: Option<u64>,
+        messages: &[Message],
+    ) -> Result<Fired> {
+        let destination = Destination::from_wire_name(&schedule.queue)?;
+        let cap = match destination {
+            Destination::Broadcast => self.config().broadcast_cap,
+            _ => 0,
+        };
+        let mut invocation = FIRE.prepare_invoke();
+        invocation
+            .key(self.keys().leader())
+            .key(self.keys().schedules_due())
+            .key(self.keys().schedules())
+            .key(self.keys().stream(&destination))
+            .arg(format!("{beat_id}:{token}"))
+            .arg(&schedule.name)
+            .arg(due_ms)
+            .arg(next_due_ms.map(|d| d.to_string()).unwrap_or_default())
+            .arg(encode(schedule)?)
+            .arg(cap);
+        for message in messages {
+            invocation.arg(message.encode()?);
+        }
+        let fired: i64 = invocation.invoke_async(&mut self.commands()).await?;
+        Ok(match fired {
+            1 => Fired::Fired,
+            0 => Fired::Stale,
+            _ => Fired::NotLeader,
+        })
+    }
+}

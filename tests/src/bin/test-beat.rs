@@ -1,0 +1,5 @@
+//! The `beat` binary, built into this package so its tests can run it.
+
+fn main() -> std::process::ExitCode {
+    stevedore_beat::main()
+}

@@ -1,0 +1,245 @@
+//! beat: schedules fired by a singleton leader, failover, split brain, live changes.
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use stevedore_tests::{
+    eventually, run_cli, runs, test_admin_bin, test_worker_bin, RedisServer, WorkerProcess,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A beat process, killed when dropped.
+struct Beat(Child);
+
+impl Beat {
+    fn start(redis: &RedisServer, extra: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_test-beat"))
+            .args(["--redis-url", &redis.url(), "--lease", "1s"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.0.id() as i32), signal).unwrap();
+    }
+}
+
+impl Drop for Beat {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cli(redis: &RedisServer, args: &[&str]) -> std::process::Output {
+    let out = run_cli(test_admin_bin!(), &redis.url(), args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+async fn run_count(redis: &RedisServer) -> HashMap<String, u64> {
+    let mut conn = redis.connection().await;
+    runs(&mut conn).await
+}
+
+async fn wait_runs(redis: &RedisServer, at_least: usize) -> HashMap<String, u64> {
+    eventually(&format!("{at_least} scheduled runs"), WAIT, || async move {
+        Some(run_count(redis).await).filter(|r| r.len() >= at_least)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_on_time_with_one_task_id_per_fire_time() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let _beat = Beat::start(&redis, &[]);
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "tick",
+            "tests.count_run",
+            "--every",
+            "300ms",
+        ],
+    );
+    let counted = wait_runs(&redis, 4).await;
+    assert!(counted.values().all(|n| *n == 1), "{counted:?}");
+    let client = redis.stevedore().await;
+    let (schedule, next) = client.schedule("tick").await.unwrap().unwrap();
+    let last = schedule.last_fired_at.unwrap();
+    assert_eq!(
+        next,
+        Some(last + 300),
+        "next due one interval after the last fire"
+    );
+    assert!(
+        counted.contains_key(&schedule.run_id(last))
+            || counted.contains_key(&schedule.run_id(last - 300))
+    );
+
+    let listed = cli(&redis, &["schedule", "list", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(json[0]["name"], "tick");
+    assert!(json[0]["next_at"].as_u64().is_some() && json[0]["last_fired_at"].as_u64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_and_a_paused_leader_never_fire_a_run_twice() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "64"]);
+    let mut beats = vec![Beat::start(&redis, &[]), Beat::start(&redis, &[])];
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "tick",
+            "tests.count_run",
+            "--every",
+            "200ms",
+        ],
+    );
+    wait_runs(&redis, 3).await;
+    let first = leader_pid(&redis).await;
+    let index = beats.iter().position(|b| b.0.id() as i32 == first).unwrap();
+    let killed_at = Instant::now();
+    beats.remove(index); // dropped: SIGKILL
+    let before = run_count(&redis).await.len();
+    wait_runs(&redis, before + 2).await;
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(4),
+        "the standby took {:?}",
+        killed_at.elapsed()
+    );
+
+    beats.push(Beat::start(&redis, &[]));
+    let second = leader_pid(&redis).await;
+    let leader = beats.iter().find(|b| b.0.id() as i32 == second).unwrap();
+    leader.signal(Signal::SIGSTOP);
+    let before = run_count(&redis).await.len();
+    wait_runs(&redis, before + 3).await;
+    leader.signal(Signal::SIGCONT);
+    let before = run_count(&redis).await.len();
+    wait_runs(&redis, before + 5).await;
+
+    let counted = run_count(&redis).await;
+    assert!(
+        counted.values().all(|n| *n == 1),
+        "a run fired twice: {counted:?}"
+    );
+}
+
+/// The pid of the beat holding the lease (`HOST:PID:START_MS:TOKEN`).
+async fn leader_pid(redis: &RedisServer) -> i32 {
+    let mut conn = redis.connection().await;
+    let holder = eventually("a leader", WAIT, || {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("GET")
+                .arg("stevedore:{s}:leader")
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .ok()?
+        }
+    })
+    .await;
+    let _ = &mut conn;
+    let parts: Vec<&str> = holder.rsplitn(4, ':').collect();
+    parts[2].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_added_paused_resumed_and_removed_live() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let _beat = Beat::start(&redis, &[]);
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "live",
+            "tests.count_run",
+            "--every",
+            "200ms",
+        ],
+    );
+    wait_runs(&redis, 2).await;
+
+    cli(&redis, &["schedule", "pause", "live"]);
+    let shown = cli(&redis, &["schedule", "show", "live", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(json["paused"], true);
+    assert!(json["next_at"].is_null(), "a paused schedule is not due");
+
+    let before = run_count(&redis).await.len();
+    cli(&redis, &["schedule", "resume", "live"]);
+    wait_runs(&redis, before + 2).await;
+
+    cli(&redis, &["schedule", "remove", "live"]);
+    let gone = run_cli(
+        test_admin_bin!(),
+        &redis.url(),
+        &["schedule", "show", "live"],
+    );
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no schedule named `live`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_expressions_are_refused_when_the_schedule_is_created() {
+    let redis = RedisServer::start();
+    let cases = [
+        (
+            vec!["--cron", "61 * * * *"],
+            "invalid cron expression `61 * * * *`",
+        ),
+        (
+            vec!["--cron", "* * * * *", "--tz", "Mars/Olympus"],
+            "invalid time zone `Mars/Olympus`",
+        ),
+        (vec!["--rrule", "RRULE:FREQ=SOMETIMES"], "invalid RRULE"),
+    ];
+    for (when, expected) in cases {
+        let mut args = vec!["schedule", "add", "bad", "tests.count_run"];
+        args.extend(when);
+        let out = run_cli(test_admin_bin!(), &redis.url(), &args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected) && err.lines().count() == 1, "{err}");
+    }
+    let client = redis.stevedore().await;
+    assert!(client.schedules().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_schedules_come_from_the_config_file() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("beat.toml");
+    std::fs::write(&config, "[[schedule]]\nname = \"static\"\ntask = \"tests.count_run\"\nevery = \"250ms\"\nmissed = \"skip\"\n").unwrap();
+    let _beat = Beat::start(&redis, &["--config", config.to_str().unwrap()]);
+    wait_runs(&redis, 2).await;
+    let client = redis.stevedore().await;
+    let (schedule, _) = client.schedule("static").await.unwrap().unwrap();
+    assert_eq!(schedule.missed, stevedore::schedule::Missed::Skip);
+}

@@ -1,0 +1,227 @@
+//! `stevedore schedule add|list|show|remove|pause|resume`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use stevedore::schedule::{Missed, Schedule, Timing};
+use stevedore::Client;
+
+use super::format::{json_to_value, timestamp};
+use crate::parse_duration;
+
+/// Schedule commands.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Creates (or replaces) a schedule; its expression is checked first.
+    Add(Box<AddArgs>),
+    /// Lists schedules with their last and next fire times.
+    List(JsonArg),
+    /// Shows one schedule.
+    Show(NamedArgs),
+    /// Removes a schedule.
+    Remove(NamedArgs),
+    /// Stops firing a schedule until it is resumed.
+    Pause(NamedArgs),
+    /// Fires a paused schedule again, from now on.
+    Resume(NamedArgs),
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A schedule's name.
+#[derive(Debug, Args)]
+pub struct NamedArgs {
+    /// The schedule's name.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `schedule add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The schedule's name.
+    name: String,
+    /// The task to publish.
+    task: String,
+    /// Positional arguments as a JSON array.
+    #[arg(long, default_value = "[]")]
+    args: String,
+    /// Keyword arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    kwargs: String,
+    /// Publish to this shared queue (default: `default`).
+    #[arg(long, conflicts_with_all = ["node", "broadcast"])]
+    queue: Option<String>,
+    /// Publish to this node's own queue.
+    #[arg(long, conflicts_with = "broadcast")]
+    node: Option<String>,
+    /// Publish to every node.
+    #[arg(long)]
+    broadcast: bool,
+    /// Fire every DUR (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration, group = "when", required_unless_present_any = ["cron", "rrule"])]
+    every: Option<Duration>,
+    /// Fire on this crontab expression (5 fields, or 6 with seconds first).
+    #[arg(long, group = "when")]
+    cron: Option<String>,
+    /// The time zone of --cron (IANA name).
+    #[arg(long, default_value = "UTC", requires = "cron")]
+    tz: String,
+    /// Fire on this iCal recurrence: 'DTSTART;TZID=America/New_York:20260101T090000 RRULE:FREQ=WEEKLY;BYDAY=MO'.
+    #[arg(long, group = "when")]
+    rrule: Option<String>,
+    /// Runs missed while no beat ran: skip, once (default), all, or all:N.
+    #[arg(long, default_value = "once")]
+    missed: String,
+}
+
+/// Runs a schedule command.
+pub async fn run(client: &Client, command: ScheduleCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ScheduleCommand::Add(args) => add(client, *args).await,
+        ScheduleCommand::List(args) => list(client, args.json).await,
+        ScheduleCommand::Show(args) => show(client, &args.name, args.json).await,
+        ScheduleCommand::Remove(args) => done(
+            client.remove_schedule(&args.name).await?,
+            &args.name,
+            "removed",
+        ),
+        ScheduleCommand::Pause(args) => done(
+            client.pause_schedule(&args.name, true).await?,
+            &args.name,
+            "paused",
+        ),
+        ScheduleCommand::Resume(args) => done(
+            client.pause_schedule(&args.name, false).await?,
+            &args.name,
+            "resumed",
+        ),
+    }
+}
+
+async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
+    let timing = match (args.every, args.cron, args.rrule) {
+        (Some(every), None, None) => Timing::Every {
+            ms: every.as_millis() as u64,
+        },
+        (None, Some(expr), None) => Timing::Cron { expr, tz: args.tz },
+        (None, None, Some(text)) => Timing::RRule { text },
+        _ => anyhow::bail!("give exactly one of --every, --cron and --rrule"),
+    };
+    let positional: serde_json::Value = serde_json::from_str(&args.args)
+        .map_err(|e| anyhow::anyhow!("--args is not JSON ({e}): `{}`", args.args))?;
+    let serde_json::Value::Array(positional) = positional else {
+        anyhow::bail!("--args must be a JSON array");
+    };
+    let kwargs: serde_json::Value = serde_json::from_str(&args.kwargs)
+        .map_err(|e| anyhow::anyhow!("--kwargs is not JSON ({e}): `{}`", args.kwargs))?;
+    let serde_json::Value::Object(kwargs) = kwargs else {
+        anyhow::bail!("--kwargs must be a JSON object");
+    };
+    let queue = match (args.queue, args.node, args.broadcast) {
+        (_, Some(node), _) => format!("node:{node}"),
+        (_, _, true) => "broadcast".into(),
+        (queue, _, _) => queue.unwrap_or_else(|| "default".into()),
+    };
+    let schedule = Schedule {
+        name: args.name,
+        task: args.task,
+        args: positional
+            .iter()
+            .map(json_to_value)
+            .collect::<anyhow::Result<_>>()?,
+        kwargs: kwargs
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), json_to_value(v)?)))
+            .collect::<anyhow::Result<_>>()?,
+        queue,
+        timing,
+        missed: args.missed.parse::<Missed>()?,
+        paused: false,
+        created_at: stevedore::now_ms(),
+        last_fired_at: None,
+    };
+    client.put_schedule(&schedule).await?;
+    say!("added {}", schedule.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn when(timing: &Timing) -> String {
+    match timing {
+        Timing::Every { ms } => format!("every {ms} ms"),
+        Timing::Cron { expr, tz } => format!("cron '{expr}' {tz}"),
+        Timing::RRule { text } => format!("rrule '{text}'"),
+    }
+}
+
+fn schedule_json(schedule: &Schedule, next: Option<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "name": schedule.name, "task": schedule.task, "args": schedule.args, "kwargs": schedule.kwargs,
+        "queue": schedule.queue, "when": when(&schedule.timing), "missed": format!("{:?}", schedule.missed).to_lowercase(),
+        "paused": schedule.paused, "last_fired_at": schedule.last_fired_at, "next_at": next,
+    })
+}
+
+async fn list(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let schedules = client.schedules().await?;
+    if json {
+        let rows: Vec<_> = schedules
+            .iter()
+            .map(|(s, next)| schedule_json(s, *next))
+            .collect();
+        say!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
+        "{:<24} {:<28} {:<7} {:<24} {:<24} WHEN",
+        "NAME",
+        "TASK",
+        "STATE",
+        "LAST",
+        "NEXT"
+    );
+    for (s, next) in &schedules {
+        let time = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), timestamp);
+        let state = if s.paused { "paused" } else { "active" };
+        say!(
+            "{:<24} {:<28} {:<7} {:<24} {:<24} {}",
+            s.name,
+            s.task,
+            state,
+            time(s.last_fired_at),
+            time(*next),
+            when(&s.timing)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let Some((schedule, next)) = client.schedule(name).await? else {
+        anyhow::bail!("no schedule named `{name}`");
+    };
+    let value = schedule_json(&schedule, next);
+    if json {
+        say!("{value}");
+    } else {
+        say!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn done(existed: bool, name: &str, what: &str) -> anyhow::Result<ExitCode> {
+    if !existed {
+        anyhow::bail!("no schedule named `{name}`");
+    }
+    say!("{what} {name}");
+    Ok(ExitCode::SUCCESS)
+}
