@@ -15,5 +15,8 @@ pub async fn stamp() -> u64 {
     now_us()
 }
 
+/// The environment variable that makes the benchmark binary run as a beat.
+pub const BEAT_ENV: &str = "STEVEDORE_BENCH_BEAT";
+
 /// The environment variable that makes the benchmark binary run as a worker.
 pub const WORKER_ENV: &str = "STEVEDORE_BENCH_WORKER";

@@ -36,6 +36,8 @@ struct Sizes {
     latency: usize,
     queued: usize,
     flat: usize,
+    schedules: usize,
+    beat_window: Duration,
 }
 
 impl Sizes {
@@ -49,6 +51,8 @@ impl Sizes {
                 latency: 100,
                 queued: 5_000,
                 flat: 10_000,
+                schedules: 500,
+                beat_window: Duration::from_secs(3),
             }
         } else {
             Self {
@@ -59,6 +63,8 @@ impl Sizes {
                 latency: 2_000,
                 queued: 100_000,
                 flat: 1_000_000,
+                schedules: 10_000,
+                beat_window: Duration::from_secs(25),
             }
         }
     }
@@ -68,6 +74,9 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os(stevedore_bench::WORKER_ENV).is_some() {
         let _ = stevedore_bench::stamp::NAME;
         return stevedore_worker::main();
+    }
+    if std::env::var_os(stevedore_bench::BEAT_ENV).is_some() {
+        return stevedore_beat::main();
     }
     let outcome = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
@@ -136,6 +145,20 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
     );
 
     drop(worker);
+    let (beat_lateness, beat_cpu) = measure::beat_lateness(
+        &server,
+        &client,
+        sizes.schedules,
+        Duration::from_secs(10),
+        sizes.beat_window,
+    )
+    .await?;
+    eprintln!(
+        "beat: lateness p50 {:.1} ms with {} schedules, {:.1}% of a core",
+        beat_lateness.p50,
+        sizes.schedules,
+        beat_cpu * 100.0
+    );
     let per_task = measure::bytes_per_queued_task(&server, &client, sizes.queued).await?;
     let flat = memory_flat(&server, &client, sizes.flat).await?;
     Ok(serde_json::json!({
@@ -147,6 +170,8 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "latency_done_ms": {"idle": done_idle.json(), "loaded": done_load.json()},
         "worker_rss_mb": {"idle": rss_idle, "peak": rss_peak},
         "redis_bytes_per_queued_task": per_task,
+        "beat_fire_lateness_ms": beat_lateness.json(),
+        "beat_cpu_share": beat_cpu,
         "memory_flat": flat,
         "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
     }))

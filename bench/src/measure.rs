@@ -208,3 +208,58 @@ pub async fn bytes_per_queued_task(
     let after = server.used_memory().await?;
     Ok(after.saturating_sub(before) as f64 / n as f64)
 }
+
+/// Fire lateness of `count` schedules firing every `period` (their phases spread over the
+/// period), watched for `window` while one beat leads; and the beat's CPU use meanwhile.
+pub async fn beat_lateness(
+    server: &Server,
+    client: &Client,
+    count: usize,
+    period: Duration,
+    window: Duration,
+) -> anyhow::Result<(Percentiles, f64)> {
+    use stevedore::schedule::{Missed, Schedule, Timing};
+    let now = stevedore::now_ms();
+    let period_ms = period.as_millis() as u64;
+    for i in 0..count {
+        let schedule = Schedule {
+            name: format!("bench-{i}"),
+            task: "stevedore.noop".into(),
+            args: Vec::new(),
+            kwargs: Default::default(),
+            queue: "beat-bench".into(),
+            timing: Timing::Every { ms: period_ms },
+            missed: Missed::Skip,
+            paused: false,
+            created_at: now - (i as u64 * period_ms / count as u64),
+            last_fired_at: None,
+        };
+        client.put_schedule(&schedule).await?;
+    }
+    let beat = crate::server::Beat::start(&server.url())?;
+    let cpu_before = beat.cpu_seconds().unwrap_or(0.0);
+    tokio::time::sleep(window).await;
+    let cpu = beat.cpu_seconds().unwrap_or(0.0) - cpu_before;
+    drop(beat);
+    let mut lateness = Histogram::<u64>::new(3)?;
+    let mut conn = server.connection().await?;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("stevedore:{q:beat-bench}:stream")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await?;
+    for entry in entries.ids {
+        let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") else {
+            continue;
+        };
+        let message = stevedore::Message::decode(bytes)?;
+        let fire_at: u64 = message
+            .headers
+            .get("fire_at")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(message.published_at);
+        lateness.record((message.published_at.saturating_sub(fire_at) * 1000).max(1))?;
+    }
+    Ok((Percentiles::of(&lateness), cpu / window.as_secs_f64()))
+}

@@ -94,6 +94,40 @@ impl Drop for Server {
     }
 }
 
+/// A beat process (this binary in beat mode), killed when dropped.
+pub struct Beat {
+    child: Child,
+}
+
+impl Beat {
+    /// Starts a beat against `url`.
+    pub fn start(url: &str) -> anyhow::Result<Self> {
+        let child = Command::new(std::env::current_exe()?)
+            .env(stevedore_bench::BEAT_ENV, "1")
+            .args(["--redis-url", url])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    /// CPU time it used so far (user + system), from `/proc/PID/stat`.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+}
+
+impl Drop for Beat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A worker process (this binary in worker mode), stopped when dropped.
 pub struct Worker {
     child: Child,
