@@ -95,6 +95,8 @@ struct Inner {
 #[derive(Default)]
 struct State {
     slots: BTreeMap<u32, Slot>,
+    /// Idle workers, the most recently idle last (taken first: the others age out and retire).
+    idle: Vec<u32>,
     next_id: u32,
     starting: usize,
     generation: u64,
@@ -217,16 +219,14 @@ impl Pool {
     fn try_take(&self, job: &Job) -> Option<Take> {
         let mut state = self.state();
         let generation = state.generation;
-        let idle = state
-            .slots
-            .iter()
-            .filter(|(_, s)| s.current.is_none() && s.generation == generation)
-            .max_by_key(|(_, s)| s.idle_since)
-            .map(|(id, _)| *id);
-        if let Some(id) = idle {
-            let slot = state.slots.get_mut(&id).expect("the idle slot exists");
-            begin(slot, job);
-            return Some(Take::Idle(id, slot.child.take().map(Box::new)));
+        while let Some(id) = state.idle.pop() {
+            // Ids of workers retired meanwhile are skipped.
+            if let Some(slot) = state.slots.get_mut(&id) {
+                if slot.current.is_none() && slot.generation == generation {
+                    begin(slot, job);
+                    return Some(Take::Idle(id, slot.child.take().map(Box::new)));
+                }
+            }
         }
         if state.slots.len() + state.starting < self.inner.config.max_workers {
             state.starting += 1;
@@ -260,6 +260,7 @@ impl Pool {
             }
             None => {
                 slot.child = child;
+                state.idle.push(id);
                 None
             }
         };
@@ -298,6 +299,7 @@ impl Pool {
                 }
             };
             if keep {
+                state.idle.push(id);
                 None
             } else {
                 state.slots.remove(&id)
@@ -358,6 +360,7 @@ impl Pool {
         let idle: Vec<Slot> = {
             let mut state = self.state();
             state.generation += 1;
+            state.idle.clear();
             let ids: Vec<u32> = state
                 .slots
                 .iter()
@@ -405,17 +408,21 @@ impl Pool {
             .collect();
         stale.sort();
         let surplus = state.slots.len().saturating_sub(min).min(stale.len());
-        stale[..surplus]
+        let retired: Vec<u32> = stale[..surplus].iter().map(|(_, id)| *id).collect();
+        state.idle.retain(|id| !retired.contains(id));
+        retired
             .iter()
-            .filter_map(|(_, id)| state.slots.remove(id))
+            .filter_map(|id| state.slots.remove(id))
             .collect()
     }
 
     /// Stops every idle child (at shutdown; busy ones were already abandoned or finished).
     pub async fn shutdown(&self) {
-        let slots: Vec<Slot> = std::mem::take(&mut self.state().slots)
-            .into_values()
-            .collect();
+        let slots: Vec<Slot> = {
+            let mut state = self.state();
+            state.idle.clear();
+            std::mem::take(&mut state.slots).into_values().collect()
+        };
         for slot in slots {
             retire(slot).await;
         }
