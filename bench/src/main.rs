@@ -130,9 +130,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
     eprintln!("end to end: {one:.0}/s with one worker, {two:.0}/s with two");
 
     let worker = Worker::start(&server.url(), "latency", &[])?;
-    measure::wait_for_workers(&client, 3)
-        .await
-        .or(measure::wait_for_workers(&client, 1).await)?;
+    measure::wait_for_workers(&client, 1).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = worker.memory_mb("VmRSS").unwrap_or(0.0);
     let (start_idle, done_idle) = measure::latency(&client, sizes.latency, None).await?;
@@ -207,21 +205,7 @@ async fn memory_flat(
     measure::wait_for_workers(client, 1).await?;
     let before = server.used_memory().await?;
     let baseline_keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
-    let options = PublishOptions::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let messages = chunk
-            .iter()
-            .map(|_| {
-                Ok(Client::message(
-                    "stevedore.noop",
-                    Vec::new(),
-                    Default::default(),
-                    &options,
-                )?)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        client.publish_many(messages).await?;
-    }
+    measure::publish_noops(client, n, &PublishOptions::new()).await?;
     measure::wait_drained(server).await?;
     let drained = server.used_memory().await?;
     // Records expire 2 s after they are written; Redis's active expiry then removes them.

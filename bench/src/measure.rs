@@ -18,17 +18,27 @@ fn noop(options: &PublishOptions) -> anyhow::Result<stevedore::Message> {
     )?)
 }
 
+/// Publishes `n` no-op tasks with `options`, in pipelined batches of 1,000.
+pub async fn publish_noops(
+    client: &Client,
+    n: usize,
+    options: &PublishOptions,
+) -> anyhow::Result<()> {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let messages = chunk
+            .iter()
+            .map(|_| noop(options))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        client.publish_many(messages).await?;
+    }
+    Ok(())
+}
+
 /// Tasks published per second, `n` in pipelined batches of 1,000 (messages built included).
 pub async fn publish_batched(client: &Client, n: usize) -> anyhow::Result<f64> {
     let options = PublishOptions::new().queue("publish-only");
     let started = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let messages = chunk
-            .iter()
-            .map(|_| noop(&options))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        client.publish_many(messages).await?;
-    }
+    publish_noops(client, n, &options).await?;
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -94,21 +104,7 @@ pub async fn end_to_end(
         .collect::<anyhow::Result<_>>()?;
     wait_for_workers(client, workers).await?;
     let started = Instant::now();
-    let publisher = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let options = PublishOptions::new();
-            for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-                let messages = chunk
-                    .iter()
-                    .map(|_| noop(&options))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                client.publish_many(messages).await?;
-            }
-            anyhow::Ok(())
-        })
-    };
-    publisher.await??;
+    publish_noops(client, n, &PublishOptions::new()).await?;
     wait_drained(server).await?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     drop(fleet);
@@ -198,13 +194,7 @@ pub async fn bytes_per_queued_task(
 ) -> anyhow::Result<f64> {
     let before = server.used_memory().await?;
     let options = PublishOptions::new().queue("parked");
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let messages = chunk
-            .iter()
-            .map(|_| noop(&options))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        client.publish_many(messages).await?;
-    }
+    publish_noops(client, n, &options).await?;
     let after = server.used_memory().await?;
     Ok(after.saturating_sub(before) as f64 / n as f64)
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use stevedore::control::{Answer, CancelSelector, Command, NodeAnswer, NodeStatus, Target};
 use stevedore::{Client, Destination};
 
-use super::format::{json_to_value, timestamp};
+use super::format::{parse_args, timestamp};
 use crate::parse_duration;
 
 /// Which nodes to ask, and how long to wait.
@@ -78,22 +78,7 @@ pub async fn ask(client: &Client, command: Command, ask: Ask) -> anyhow::Result<
 
 /// `stevedore cancel`.
 pub async fn cancel(client: &Client, args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let selector_args = match &args.args {
-        Some(json) => {
-            let value: serde_json::Value = serde_json::from_str(json)
-                .map_err(|e| anyhow::anyhow!("--args is not JSON ({e}): `{json}`"))?;
-            let serde_json::Value::Array(items) = value else {
-                anyhow::bail!("--args must be a JSON array");
-            };
-            Some(
-                items
-                    .iter()
-                    .map(json_to_value)
-                    .collect::<anyhow::Result<_>>()?,
-            )
-        }
-        None => None,
-    };
+    let selector_args = args.args.as_deref().map(parse_args).transpose()?;
     let selector = CancelSelector {
         ids: args.ids,
         task: args.task,

@@ -1,7 +1,6 @@
 //! `stevedore enqueue TASK [--args JSON] [--kwargs JSON] [--queue Q | --node N | --broadcast]
 //! [--count N] [--wait [--timeout DUR]]`.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use stevedore::{Client, PublishOptions, TaskState};
 
-use super::format::{json_to_value, parse_time, value_to_json};
+use super::format::{parse_args, parse_kwargs, parse_time, value_to_json};
 use crate::parse_duration;
 
 /// Messages published per pipelined round trip.
@@ -56,7 +55,7 @@ pub struct EnqueueArgs {
 }
 
 pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let (positional, kwargs) = arguments(&args)?;
+    let (positional, kwargs) = (parse_args(&args.args)?, parse_kwargs(&args.kwargs)?);
     let mut options = PublishOptions::new().notify(args.wait);
     if let Some(queue) = &args.queue {
         options = options.queue(queue);
@@ -135,28 +134,4 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::FAILURE
     })
-}
-
-type Arguments = (Vec<rmpv::Value>, BTreeMap<String, rmpv::Value>);
-
-fn arguments(args: &EnqueueArgs) -> anyhow::Result<Arguments> {
-    let positional: serde_json::Value = serde_json::from_str(&args.args)
-        .with_context(|| format!("--args is not JSON: `{}`", args.args))?;
-    let serde_json::Value::Array(positional) = positional else {
-        anyhow::bail!("--args must be a JSON array, e.g. --args '[1, \"two\"]'");
-    };
-    let kwargs: serde_json::Value = serde_json::from_str(&args.kwargs)
-        .with_context(|| format!("--kwargs is not JSON: `{}`", args.kwargs))?;
-    let serde_json::Value::Object(kwargs) = kwargs else {
-        anyhow::bail!("--kwargs must be a JSON object, e.g. --kwargs '{{\"n\": 1}}'");
-    };
-    let positional = positional
-        .iter()
-        .map(json_to_value)
-        .collect::<anyhow::Result<_>>()?;
-    let kwargs = kwargs
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), json_to_value(v)?)))
-        .collect::<anyhow::Result<_>>()?;
-    Ok((positional, kwargs))
 }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use stevedore::schedule::{Missed, Schedule, Timing};
 use stevedore::Client;
 
-use super::format::{json_to_value, timestamp};
+use super::format::{parse_args, parse_kwargs, timestamp};
 use crate::parse_duration;
 
 /// Schedule commands.
@@ -117,16 +117,6 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
         (None, None, Some(text)) => Timing::RRule { text },
         _ => anyhow::bail!("give exactly one of --every, --cron and --rrule"),
     };
-    let positional: serde_json::Value = serde_json::from_str(&args.args)
-        .map_err(|e| anyhow::anyhow!("--args is not JSON ({e}): `{}`", args.args))?;
-    let serde_json::Value::Array(positional) = positional else {
-        anyhow::bail!("--args must be a JSON array");
-    };
-    let kwargs: serde_json::Value = serde_json::from_str(&args.kwargs)
-        .map_err(|e| anyhow::anyhow!("--kwargs is not JSON ({e}): `{}`", args.kwargs))?;
-    let serde_json::Value::Object(kwargs) = kwargs else {
-        anyhow::bail!("--kwargs must be a JSON object");
-    };
     let queue = match (args.queue, args.node, args.broadcast) {
         (_, Some(node), _) => format!("node:{node}"),
         (_, _, true) => "broadcast".into(),
@@ -135,14 +125,8 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
     let schedule = Schedule {
         name: args.name,
         task: args.task,
-        args: positional
-            .iter()
-            .map(json_to_value)
-            .collect::<anyhow::Result<_>>()?,
-        kwargs: kwargs
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), json_to_value(v)?)))
-            .collect::<anyhow::Result<_>>()?,
+        args: parse_args(&args.args)?,
+        kwargs: parse_kwargs(&args.kwargs)?,
         queue,
         timing,
         missed: args.missed.parse::<Missed>()?,
