@@ -51,6 +51,13 @@ impl Scheduler {
     /// Fires what is due; returns how long to sleep.
     async fn fire_due(&self, token: u64) -> stevedore::Result<Duration> {
         let broker = self.client.broker();
+        let left = broker.publish_outbox().await?;
+        if left > 0 {
+            tracing::warn!(
+                firings = left,
+                "published firings a previous leader had claimed"
+            );
+        }
         let now = stevedore::now_ms();
         for (name, due) in broker.due_schedules(now, BATCH).await? {
             let Some((mut schedule, _)) = broker.schedule(&name).await? else {

@@ -6,7 +6,7 @@
 pub enum Error {
     /// The Redis URL does not parse.
     #[error(
-        "invalid redis URL `{url}`: {reason}; expected redis://HOST:PORT[/DB] or unix:///PATH"
+        "invalid redis URL `{url}`: {reason}; expected redis[s]://HOST:PORT[/DB], unix:///PATH, redis[s]+sentinel://H:P,H:P/MASTER or redis[s]+cluster://H:P,H:P"
     )]
     InvalidUrl {
         /// The URL, with any password masked.
@@ -64,6 +64,12 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A setting (from code, a file or the environment) is unusable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A message's signature is missing or wrong (signing keys are configured).
+    #[error("{0}")]
+    Signature(#[from] crate::signing::SignatureError),
     /// Waiting for a task's outcome ran out of time.
     #[error("task {id} did not finish within {waited_ms} ms")]
     WaitTimedOut {

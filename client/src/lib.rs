@@ -39,6 +39,7 @@ mod queue;
 mod record;
 mod registry;
 pub mod schedule;
+pub mod signing;
 mod task_error;
 mod time;
 

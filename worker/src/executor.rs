@@ -129,7 +129,7 @@ impl ExecutorParts {
         group: &str,
         slot: OwnedSemaphorePermit,
     ) -> bool {
-        let mut message = match delivery.payload.as_deref().map(Message::decode) {
+        let mut message = match delivery.payload.as_deref().map(|p| self.broker().open(p)) {
             Some(Ok(message)) => message,
             Some(Err(error)) => {
                 self.dead_letter(delivery, group, &error.to_string()).await;
@@ -238,9 +238,11 @@ impl ExecutorParts {
             Plan::Done => Settle::Ack,
             Plan::Retry(delay) => {
                 let due_ms = stevedore::now_ms() + delay.as_millis() as u64;
-                let next = Message::decode(&payload)
+                let next = self
+                    .broker()
+                    .open(&payload)
                     .map(|original| retry::next_attempt(original, policy.retries_left, due_ms))
-                    .and_then(|next| next.encode());
+                    .and_then(|next| self.broker().seal(&next));
                 match next {
                     Ok(message) => {
                         run.state = TaskState::Retrying;

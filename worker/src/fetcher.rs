@@ -1,6 +1,8 @@
 //! The fetcher: reads messages from Redis streams through a consumer group.
 //!
-//! 1. Owns one dedicated connection, so its blocking read never stalls other commands.
+//! 1. Owns dedicated connections, so its blocking read never stalls other commands: one on a
+//!    single server; on a cluster one per slot its streams live in ("lanes"), blocking on all
+//!    at once and waking the others when one answers.
 //! 2. Queue mode: reads only as many messages as the node has free slots, trying the streams
 //!    in priority order without blocking first, then blocking on all of them at once.
 //! 3. Broadcast mode: reads the broadcast log through the node's own group; each broadcast waits
@@ -11,10 +13,12 @@
 //! 6. Stops at once when shut down: `CLIENT UNBLOCK` ends the block as a timeout, so a
 //!    stop never strands a message that Redis handed out.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Connection, Delivery, GroupStart};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use stevedore::broker::{slot_of, Broker, ClientId, Connection, Delivery, GroupStart};
 use stevedore::Destination;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +65,22 @@ pub struct Fetcher {
     executor: Executor,
     gate: Arc<PauseGate>,
     activity: Arc<Activity>,
+}
+
+/// One connection of a fetcher and the streams it reads through it: every stream on a single
+/// server, or the streams of one cluster slot.
+struct Lane {
+    streams: Vec<Destination>,
+    conn: Connection,
+    client: ClientId,
+}
+
+/// The lane that reads `stream`.
+fn lane_of(lanes: &[Lane], stream: &Destination) -> usize {
+    lanes
+        .iter()
+        .position(|lane| lane.streams.contains(stream))
+        .unwrap_or(0)
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -112,37 +132,71 @@ impl Fetcher {
     /// One connection's life: connect, make sure the groups exist, read until stopped or an
     /// error.
     async fn session(&self, stop: &CancellationToken) -> stevedore::Result<()> {
-        let mut conn = self
-            .broker
-            .dedicated_connection(self.config.block, &self.config.group)
-            .await?;
-        let client_id = self.broker.client_id(&mut conn).await?;
-        self.gate.register(&self.config.group, client_id);
+        let mut lanes = self.open_lanes().await?;
+        let clients: Vec<ClientId> = lanes.iter().map(|lane| lane.client.clone()).collect();
+        self.gate.register(&self.config.group, clients.clone());
         for stream in &self.streams() {
             self.broker
                 .ensure_group(stream, &self.config.group, self.config.start)
                 .await?;
         }
-        self.recover_own(&mut conn).await?;
-        tracing::info!(group = %self.config.group, streams = self.streams().len(), "fetching");
+        for lane in &mut lanes {
+            self.recover_own(lane).await?;
+        }
+        tracing::info!(group = %self.config.group, streams = self.streams().len(), connections = lanes.len(), "fetching");
         self.activity.fetcher_up(true);
         let broker = self.broker.clone();
         let waker = stop.clone();
         let unblocker = tokio::spawn(async move {
             waker.cancelled().await;
-            if let Err(error) = broker.unblock(client_id).await {
-                tracing::debug!(%error, "could not unblock the fetcher's read");
+            for client in &clients {
+                if let Err(error) = broker.unblock(client).await {
+                    tracing::debug!(%error, "could not unblock the fetcher's read");
+                }
             }
         });
-        let result = self.read_loop(&mut conn, stop).await;
+        let result = self.read_loop(&mut lanes, stop).await;
         unblocker.abort();
         self.activity.fetcher_up(false);
         result
     }
 
+    /// One connection per cluster slot its streams live in (one in all on a single server),
+    /// since a blocking read of several streams must stay within one slot.
+    async fn open_lanes(&self) -> stevedore::Result<Vec<Lane>> {
+        let groups: Vec<Vec<Destination>> = if self.broker.is_cluster() {
+            let mut by_slot: BTreeMap<u16, Vec<Destination>> = BTreeMap::new();
+            for stream in self.streams() {
+                let key = self.broker.keys().stream(&stream);
+                by_slot
+                    .entry(slot_of(key.as_bytes()))
+                    .or_default()
+                    .push(stream);
+            }
+            by_slot.into_values().collect()
+        } else {
+            vec![self.streams()]
+        };
+        let mut lanes = Vec::with_capacity(groups.len());
+        for streams in groups {
+            let mut conn = self
+                .broker
+                .dedicated_connection(self.config.block, &self.config.group)
+                .await?;
+            let key = self.broker.keys().stream(&streams[0]);
+            let client = self.broker.client_id(&mut conn, &key).await?;
+            lanes.push(Lane {
+                streams,
+                conn,
+                client,
+            });
+        }
+        Ok(lanes)
+    }
+
     async fn read_loop(
         &self,
-        conn: &mut Connection,
+        lanes: &mut [Lane],
         stop: &CancellationToken,
     ) -> stevedore::Result<()> {
         while !stop.is_cancelled() {
@@ -175,7 +229,7 @@ impl Fetcher {
                     () = stop.cancelled() => return Ok(()),
                 }
             }
-            let read = self.read(conn, &streams, first.is_some(), stop).await;
+            let read = self.read(lanes, &streams, first.is_some(), stop).await;
             drop(paused);
             let Some(deliveries) = read? else {
                 return Ok(());
@@ -187,12 +241,12 @@ impl Fetcher {
 
     /// Runs again this consumer's own pending entries that are not being worked on: a read
     /// whose reply was lost (a dropped connection, a Redis restart) left them on its name.
-    async fn recover_own(&self, conn: &mut Connection) -> stevedore::Result<()> {
+    async fn recover_own(&self, lane: &mut Lane) -> stevedore::Result<()> {
         let (group, consumer) = (&self.config.group, &self.config.consumer);
-        for stream in self.streams() {
+        for stream in &lane.streams {
             let pending = self
                 .broker
-                .read_own_pending(conn, group, consumer, &stream, 10_000)
+                .read_own_pending(&mut lane.conn, group, consumer, stream, 10_000)
                 .await?;
             let orphans: Vec<Delivery> = pending
                 .into_iter()
@@ -240,7 +294,7 @@ impl Fetcher {
     /// `None` when stopped.
     async fn read(
         &self,
-        conn: &mut Connection,
+        lanes: &mut [Lane],
         streams: &[Destination],
         holds_slot: bool,
         stop: &CancellationToken,
@@ -252,10 +306,11 @@ impl Fetcher {
         let (group, consumer) = (&self.config.group, &self.config.consumer);
         if streams.len() > 1 {
             for stream in streams {
+                let lane = lane_of(lanes, stream);
                 let found = self
                     .broker
                     .read_group(
-                        conn,
+                        &mut lanes[lane].conn,
                         group,
                         consumer,
                         std::slice::from_ref(stream),
@@ -268,21 +323,65 @@ impl Fetcher {
                 }
             }
         }
-        let found = self
-            .broker
-            .read_group(
-                conn,
-                group,
-                consumer,
-                streams,
-                count,
-                Some(self.config.block),
-            )
-            .await?;
+        let mut parts: Vec<Vec<Destination>> = vec![Vec::new(); lanes.len()];
+        for stream in streams {
+            parts[lane_of(lanes, stream)].push(stream.clone());
+        }
+        let found = self.block_on_lanes(lanes, parts, count).await?;
         if found.is_empty() && stop.is_cancelled() {
             return Ok(None);
         }
         Ok(Some(found))
+    }
+
+    /// Blocks on every lane with streams to read at once; as soon as one lane answers with
+    /// messages, wakes the others (`CLIENT UNBLOCK`, which ends a block as a timeout) and
+    /// takes what they read too.
+    async fn block_on_lanes(
+        &self,
+        lanes: &mut [Lane],
+        parts: Vec<Vec<Destination>>,
+        count: usize,
+    ) -> stevedore::Result<Vec<Delivery>> {
+        let (group, consumer) = (&self.config.group, &self.config.consumer);
+        let block = Some(self.config.block);
+        let mut blocked = Vec::new();
+        let mut reads = FuturesUnordered::new();
+        for (lane, streams) in lanes.iter_mut().zip(parts) {
+            if streams.is_empty() {
+                continue;
+            }
+            blocked.push(lane.client.clone());
+            let conn = &mut lane.conn;
+            reads.push(async move {
+                self.broker
+                    .read_group(conn, group, consumer, &streams, count, block)
+                    .await
+            });
+        }
+        let mut found = Vec::new();
+        let mut failed = None;
+        let mut woken = blocked.len() < 2;
+        while let Some(read) = reads.next().await {
+            match read {
+                Ok(deliveries) => found.extend(deliveries),
+                Err(error) => failed = Some(error),
+            }
+            if !woken && (!found.is_empty() || failed.is_some()) {
+                woken = true;
+                for client in &blocked {
+                    if let Err(error) = self.broker.unblock(client).await {
+                        tracing::debug!(%error, "could not wake a blocked read");
+                    }
+                }
+            }
+        }
+        match failed {
+            // What the other lanes read stays pending on this consumer; the next session
+            // rereads it (recover_own).
+            Some(error) => Err(error),
+            None => Ok(found),
+        }
     }
 
     /// Gives each delivery a slot and starts it; waits for slots beyond those free at the read.

@@ -9,14 +9,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use stevedore::broker::Broker;
+use stevedore::broker::{Broker, ClientId};
 use tokio::sync::{Notify, RwLock, RwLockReadGuard};
 
 /// The paused queues (wire names) and the fetchers to wake when they change.
 #[derive(Debug, Default)]
 pub struct PauseGate {
     paused: RwLock<BTreeSet<String>>,
-    fetchers: Mutex<HashMap<String, i64>>,
+    fetchers: Mutex<HashMap<String, Vec<ClientId>>>,
     changed: Notify,
 }
 
@@ -32,12 +32,12 @@ impl PauseGate {
         self.changed.notified()
     }
 
-    /// Registers the connection (`CLIENT ID`) of the fetcher named `name`, to wake it.
-    pub fn register(&self, name: &str, client_id: i64) {
+    /// Registers the connections (`CLIENT ID`) of the fetcher named `name`, to wake it.
+    pub fn register(&self, name: &str, clients: Vec<ClientId>) {
         self.fetchers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), client_id);
+            .insert(name.to_owned(), clients);
     }
 
     /// A copy of the paused set.
@@ -68,15 +68,16 @@ impl PauseGate {
     /// Wakes the fetchers' blocked reads every few milliseconds, for ever.
     async fn keep_waking(&self, broker: &Broker) -> std::convert::Infallible {
         loop {
-            let ids: Vec<i64> = self
+            let clients: Vec<ClientId> = self
                 .fetchers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .values()
-                .copied()
+                .flatten()
+                .cloned()
                 .collect();
-            for id in ids {
-                if let Err(error) = broker.unblock(id).await {
+            for client in &clients {
+                if let Err(error) = broker.unblock(client).await {
                     tracing::debug!(%error, "could not wake a fetcher");
                 }
             }

@@ -140,7 +140,7 @@ impl Reaper {
             .broker
             .entry_payload(destination, &entry.entry_id)
             .await?;
-        let message = payload.as_deref().and_then(|p| Message::decode(p).ok());
+        let message = payload.as_deref().and_then(|p| self.broker.open(p).ok());
         let requeue = message
             .as_ref()
             .and_then(|m| self.next_attempt(destination, m));
@@ -167,7 +167,7 @@ impl Reaper {
         }
         let mut next = retry::next_attempt(message.clone(), retries, 0);
         next.eta = None;
-        next.encode().ok()
+        self.broker.seal(&next).ok()
     }
 
     async fn record_lost(

@@ -1,21 +1,41 @@
 //! Opening connections: the shared command connection, the pool for blocking waits, and
 //! dedicated connections for components that block (see DESIGN §11 for why each exists).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManagerConfig;
-use redis::{AsyncConnectionConfig, IntoConnectionInfo};
-
+use super::address::RedisAddress;
+use super::connector::{Connector, ConnectorSettings};
+use super::shared::{BlockingPool, PoolManager, SharedConnection};
 use super::{Broker, Connection, Inner, Keys};
 use crate::queue::validate_name;
+use crate::signing::SigningKeys;
 use crate::{Error, Result};
 
 /// How to reach Redis and which namespace to use.
-#[derive(Debug, Clone)]
+///
+/// [`BrokerConfig::new`] fills the credentials, TLS roots and signing keys from the
+/// environment (`STEVEDORE_REDIS_USERNAME`, `STEVEDORE_REDIS_PASSWORD`,
+/// `STEVEDORE_REDIS_PASSWORD_FILE`, `STEVEDORE_REDIS_CA_FILE`, `STEVEDORE_SIGNING_KEYS`,
+/// `STEVEDORE_SIGNING_KEYS_FILE`), so every binary takes them the same way and no secret
+/// has to appear on a command line.
+#[derive(Clone)]
 pub struct BrokerConfig {
-    /// `redis://[user:password@]host:port[/db]` or `unix:///path/to/socket`.
+    /// Where Redis is: `redis://`, `rediss://`, `unix://`, `redis+sentinel://`,
+    /// `redis+cluster://` (see docs/deployment.md).
     pub url: String,
+    /// ACL user, when the URL has none.
+    pub username: Option<String>,
+    /// Password, when the URL has none (never printed).
+    pub password: Option<String>,
+    /// A file whose first line is the password, when neither the URL nor `password` has one.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the roots to trust for TLS instead of the system's (a private CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Keys to sign published messages with and to check read ones against; `None`: messages
+    /// are neither signed nor checked.
+    pub signing: Option<SigningKeys>,
     /// Prefix of every key, so several apps can share one Redis.
     pub namespace: String,
     /// Limit on establishing a connection.
@@ -48,8 +68,76 @@ impl BrokerConfig {
             dead_letter_max_age: Duration::from_secs(7 * 86_400),
             max_payload: 1024 * 1024,
             label: None,
+            username: env("STEVEDORE_REDIS_USERNAME"),
+            password: env("STEVEDORE_REDIS_PASSWORD"),
+            password_file: env("STEVEDORE_REDIS_PASSWORD_FILE").map(PathBuf::from),
+            tls_ca_file: env("STEVEDORE_REDIS_CA_FILE").map(PathBuf::from),
+            signing: None,
         }
     }
+
+    /// The address the URL names, with the credentials of the config filled in.
+    fn address(&self) -> Result<RedisAddress> {
+        let invalid = |reason: String| Error::InvalidUrl {
+            url: redact_url(&self.url),
+            reason,
+        };
+        let mut address = RedisAddress::parse(&self.url).map_err(invalid)?;
+        if address.username.is_none() {
+            address.username.clone_from(&self.username);
+        }
+        if address.password.is_none() {
+            address.password = match (&self.password, &self.password_file) {
+                (Some(password), _) => Some(password.clone()),
+                (None, Some(path)) => Some(read_secret_file(path)?),
+                (None, None) => None,
+            };
+        }
+        Ok(address)
+    }
+
+    fn root_cert(&self) -> Result<Option<Vec<u8>>> {
+        self.tls_ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| {
+                    Error::InvalidConfig(format!(
+                        "cannot read the TLS CA file {} (STEVEDORE_REDIS_CA_FILE): {e}",
+                        path.display()
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("url", &redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("signing", &self.signing)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The first line of a secret file, without its line ending.
+pub(crate) fn read_secret_file(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::InvalidConfig(format!(
+            "cannot read the secret file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
 /// The URL with any password replaced by `***`, safe for logs and errors.
@@ -74,41 +162,59 @@ impl Broker {
     pub async fn connect(config: BrokerConfig) -> Result<Self> {
         validate_name("namespace", &config.namespace)?;
         let shown = redact_url(&config.url);
-        let info = connection_info(&config)?;
-        let client = redis::Client::open(info.clone()).map_err(|e| Error::InvalidUrl {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let address = config.address()?;
+        let settings = ConnectorSettings {
+            lib_name: "stevedore",
+            lib_version: match &config.label {
+                Some(label) => format!("{}+{label}", env!("CARGO_PKG_VERSION")),
+                None => env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            root_cert: config.root_cert()?,
+        };
+        let connector =
+            Arc::new(
+                Connector::new(&address, &settings).map_err(|e| Error::InvalidUrl {
+                    url: shown.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
+        let mut commands = SharedConnection::new(
+            connector.clone(),
+            config.connect_timeout,
+            config.response_timeout,
+        );
         let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
             url: shown.clone(),
             reason: e.to_string(),
         };
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let mut commands = tokio::time::timeout(
+        let ping = redis::cmd("PING");
+        tokio::time::timeout(
             config.connect_timeout * 2,
-            client.get_connection_manager_with_config(manager_config),
+            ping.query_async::<String>(&mut commands),
         )
         .await
         .map_err(|e| unreachable(&e))?
         .map_err(|e| unreachable(&e))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut commands)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let blocking = blocking_pool(&config, info)?;
+        let blocking = blocking_pool(&config, connector.clone())?;
+        let signing = match &config.signing {
+            Some(keys) => Some(keys.clone()),
+            None => SigningKeys::from_env()?,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 keys: Keys::new(&config.namespace),
                 config,
-                client,
+                connector,
                 commands,
                 blocking,
+                signing,
             }),
         })
+    }
+
+    /// Whether the deployment is a Redis Cluster (some reads then go slot by slot).
+    pub fn is_cluster(&self) -> bool {
+        self.inner.connector.is_cluster()
     }
 
     /// A connection of its own for a component that blocks on Redis (a fetcher's XREADGROUP
@@ -117,31 +223,35 @@ impl Broker {
     ///
     /// It is named `stevedore:LABEL:ROLE` (`CLIENT SETNAME`) so `CLIENT LIST` shows whose it is.
     pub async fn dedicated_connection(&self, block: Duration, role: &str) -> Result<Connection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.inner.config.connect_timeout))
-            .set_response_timeout(Some(block + self.inner.config.response_timeout));
         let unreachable = |e: redis::RedisError| Error::Unreachable {
             url: redact_url(&self.inner.config.url),
             reason: e.to_string(),
         };
         let mut conn = self
             .inner
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .connector
+            .connect(
+                self.inner.config.connect_timeout,
+                Some(block + self.inner.config.response_timeout),
+            )
             .await
             .map_err(unreachable)?;
-        let label = self.inner.config.label.as_deref().unwrap_or("client");
-        redis::cmd("CLIENT")
-            .arg("SETNAME")
-            .arg(format!("stevedore:{label}:{role}"))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unreachable)?;
+        if let Connection::Single(_) = conn {
+            let label = self.inner.config.label.as_deref().unwrap_or("client");
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(format!("stevedore:{label}:{role}"))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unreachable)?;
+        }
         Ok(conn)
     }
 
     /// Checks out a pooled connection for one blocking wait.
-    pub(crate) async fn blocking_connection(&self) -> Result<deadpool_redis::Connection> {
+    pub(crate) async fn blocking_connection(
+        &self,
+    ) -> Result<deadpool::managed::Object<PoolManager>> {
         self.inner
             .blocking
             .get()
@@ -152,20 +262,24 @@ impl Broker {
             })
     }
 
-    /// The server-side id of `conn` (`CLIENT ID`), to wake it from a block with [`Broker::unblock`].
-    pub async fn client_id(&self, conn: &mut Connection) -> Result<i64> {
-        Ok(redis::cmd("CLIENT").arg("ID").query_async(conn).await?)
+    /// The server-side id of `conn` on the node that serves `key` (`CLIENT ID`), to wake it
+    /// from a block on that key with [`Broker::unblock`].
+    pub async fn client_id(&self, conn: &mut Connection, key: &str) -> Result<ClientId> {
+        let id = conn
+            .query_on_node_of(key, redis::cmd("CLIENT").arg("ID"))
+            .await?;
+        Ok(ClientId {
+            id,
+            key: key.to_owned(),
+        })
     }
 
-    /// Ends the blocking command of connection `client_id` as if it had timed out (used at
+    /// Ends the blocking command of connection `client` as if it had timed out (used at
     /// shutdown so a fetcher stops at once without losing what it read).
-    pub async fn unblock(&self, client_id: i64) -> Result<()> {
-        let _: i64 = redis::cmd("CLIENT")
-            .arg("UNBLOCK")
-            .arg(client_id)
-            .arg("TIMEOUT")
-            .query_async(&mut self.commands())
-            .await?;
+    pub async fn unblock(&self, client: &ClientId) -> Result<()> {
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("UNBLOCK").arg(client.id).arg("TIMEOUT");
+        let _: i64 = self.commands().query_on_node_of(&client.key, &cmd).await?;
         Ok(())
     }
 
@@ -180,46 +294,24 @@ impl Broker {
     }
 }
 
-/// Parses the URL and labels the connections with the library version and the label.
-fn connection_info(config: &BrokerConfig) -> Result<redis::ConnectionInfo> {
-    let info = config
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| Error::InvalidUrl {
-            url: redact_url(&config.url),
-            reason: e.to_string(),
-        })?;
-    let version = match &config.label {
-        Some(label) => format!("{}+{label}", env!("CARGO_PKG_VERSION")),
-        None => env!("CARGO_PKG_VERSION").to_owned(),
-    };
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_lib_name("stevedore", version);
-    Ok(info.set_redis_settings(settings))
+/// A connection's id on the server that serves one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId {
+    id: i64,
+    key: String,
 }
 
-fn blocking_pool(
-    config: &BrokerConfig,
-    info: redis::ConnectionInfo,
-) -> Result<deadpool_redis::Pool> {
-    let connection = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(None);
-    let manager = deadpool_redis::Manager::new_with_config(info, connection).map_err(|e| {
-        Error::InvalidUrl {
-            url: redact_url(&config.url),
-            reason: e.to_string(),
-        }
-    })?;
-    deadpool_redis::Pool::builder(manager)
+fn blocking_pool(config: &BrokerConfig, connector: Arc<Connector>) -> Result<BlockingPool> {
+    let manager = PoolManager {
+        connector,
+        connect_timeout: config.connect_timeout,
+    };
+    BlockingPool::builder(manager)
         .max_size(16)
         .wait_timeout(Some(config.connect_timeout))
         .create_timeout(Some(config.connect_timeout))
         .recycle_timeout(Some(config.connect_timeout))
-        .runtime(deadpool_redis::Runtime::Tokio1)
+        .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|e| Error::InvalidUrl {
             url: redact_url(&config.url),

@@ -128,7 +128,7 @@ impl Broker {
             let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
                 .arg(reply_to)
                 .arg(format!("{:.3}", left.as_secs_f64().max(0.001)))
-                .query_async(&mut conn)
+                .query_async(&mut *conn)
                 .await?;
             match popped {
                 Some((_, bytes)) => replies.push(decode("control reply", &bytes)?),

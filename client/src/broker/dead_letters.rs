@@ -7,7 +7,7 @@ use redis::Value;
 
 use super::fetch::{bad_reply, text};
 use super::Broker;
-use crate::{Destination, Message, Result};
+use crate::{Destination, Result};
 
 static REQUEUE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/requeue_dead.lua")));
@@ -73,7 +73,7 @@ impl Broker {
             return Ok(false);
         };
         let letter = dead_letter(destination, entry)?;
-        let mut message = Message::decode(&letter.raw)?;
+        let mut message = self.open(&letter.raw)?;
         message.retries = None;
         message.eta = None;
         message.tried += 1;
@@ -81,7 +81,7 @@ impl Broker {
             .key(self.keys().dead_letters(destination))
             .key(self.keys().stream(destination))
             .arg(entry_id)
-            .arg(message.encode()?)
+            .arg(self.seal(&message)?)
             .invoke_async(&mut self.commands())
             .await?;
         Ok(requeued.is_some())

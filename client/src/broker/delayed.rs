@@ -48,7 +48,7 @@ impl Broker {
     /// A stream of wake-up hints (due times in ms) published when delayed messages are added;
     /// it ends when the subscription's connection drops.
     pub async fn delayed_wakeups(&self) -> Result<impl futures_util::Stream<Item = u64> + Send> {
-        let mut pubsub = self.inner.client.get_async_pubsub().await?;
+        let mut pubsub = self.inner.connector.pubsub().await?;
         pubsub.subscribe(self.keys().delayed_wake()).await?;
         Ok(pubsub
             .into_on_message()

@@ -21,7 +21,7 @@ impl Broker {
         let mut checked = Vec::new();
         for (index, message) in messages.iter().enumerate() {
             let destination = Destination::from_wire_name(&message.queue)?;
-            let payload = message.encode()?;
+            let payload = self.seal(message)?;
             if payload.len() > self.config().max_payload {
                 return Err(Error::PayloadTooLarge {
                     task: message.task.clone(),

@@ -61,7 +61,7 @@ impl Broker {
                 .arg("LEFT")
                 .arg("RIGHT")
                 .arg(secs)
-                .query_async::<Value>(&mut conn),
+                .query_async::<Value>(&mut *conn),
         )
         .await;
         match reply {
@@ -116,29 +116,10 @@ impl Broker {
     }
 
     async fn stream_keys(&self) -> Result<Vec<String>> {
-        let mut conn = self.commands();
-        let mut cursor = 0u64;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(self.keys().stream_pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream")
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        Ok(self
+            .commands()
+            .scan(&self.keys().stream_pattern(), "stream")
+            .await?)
     }
 }
 

@@ -26,6 +26,8 @@
 //! | `NS:{h}:nodes`        | hash   | consumer (one per worker process) -> its last NodeBeat  |
 //! | `NS:{s}:schedules`    | hash   | schedule name -> Schedule                               |
 //! | `NS:{s}:due`          | zset   | schedule name -> next fire time (ms)                    |
+//! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
+//! | `NS:{q:NAME}:fired:RUN` | string | run RUN of a schedule was published (expires)         |
 //! | `NS:{s}:leader`       | string | the beat leader lease, `BEAT_ID:TOKEN` (expires)        |
 //! | `NS:{s}:fence`        | string | the fencing counter of the lease                        |
 //! | `NS:{h}:beats`        | hash   | consumer -> time of its last heartbeat (Redis clock, ms) |
@@ -142,6 +144,16 @@ impl Keys {
     /// String: the beat leader lease.
     pub fn leader(&self) -> String {
         format!("{}:{{s}}:leader", self.ns)
+    }
+
+    /// Hash: claimed firings not yet published (firing -> target queue and messages).
+    pub fn schedules_outbox(&self) -> String {
+        format!("{}:{{s}}:outbox", self.ns)
+    }
+
+    /// String: set once run `run_id` of a schedule was published to `destination`.
+    pub fn fired(&self, destination: &Destination, run_id: &str) -> String {
+        format!("{}:fired:{run_id}", self.tag(destination))
     }
 
     /// String: the lease's fencing counter.

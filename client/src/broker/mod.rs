@@ -5,7 +5,10 @@
 //! acknowledges, `dead_letter` moves bad entries aside, `inspect` reads records and queue
 //! statistics. Lua scripts live in `scripts/`, one atomic operation each.
 
+mod address;
 mod connect;
+mod connection;
+mod connector;
 mod control;
 mod dead_letter;
 mod dead_letters;
@@ -18,10 +21,12 @@ mod inspect;
 pub mod keys;
 mod outcome;
 mod schedules;
+mod shared;
 
 use std::sync::Arc;
 
-pub use connect::{redact_url, BrokerConfig};
+pub use connect::{redact_url, BrokerConfig, ClientId};
+pub use connection::{slot_of, Connection};
 pub use dead_letters::DeadLetter;
 pub use dedup::{policy_of, DEDUP_TTL};
 pub use delayed::MoveDue;
@@ -31,9 +36,7 @@ pub use inspect::QueueInfo;
 pub use keys::Keys;
 pub use outcome::{OutcomeBatch, RecordSlot, Settle};
 pub use schedules::Fired;
-
-/// A multiplexed connection owned by one component (blocking reads, the outcome writer).
-pub type Connection = redis::aio::MultiplexedConnection;
+pub use shared::SharedConnection;
 
 /// Talks to stevedore's Redis. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -44,11 +47,13 @@ pub struct Broker {
 struct Inner {
     config: BrokerConfig,
     keys: Keys,
-    client: redis::Client,
+    connector: Arc<connector::Connector>,
     /// Shared, auto-reconnecting connection for short commands (never blocking ones).
-    commands: redis::aio::ConnectionManager,
-    /// Connections for blocking waits (BLMOVE), checked out per wait.
-    blocking: deadpool_redis::Pool,
+    commands: SharedConnection,
+    /// Connections for blocking waits (BLMOVE, BLPOP), checked out per wait.
+    blocking: shared::BlockingPool,
+    /// Keys to sign and check messages with.
+    signing: Option<crate::signing::SigningKeys>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -71,7 +76,32 @@ impl Broker {
         &self.inner.config
     }
 
-    fn commands(&self) -> redis::aio::ConnectionManager {
+    /// Encodes `message` for Redis, signed when signing keys are configured.
+    pub fn seal(&self, message: &crate::Message) -> crate::Result<Vec<u8>> {
+        let bytes = message.encode()?;
+        Ok(match &self.inner.signing {
+            Some(keys) => keys.sign(&bytes),
+            None => bytes,
+        })
+    }
+
+    /// Decodes a payload read from Redis. With signing keys, an unsigned or tampered payload
+    /// is refused ([`crate::Error::Signature`]); without, signed and unsigned are both read.
+    pub fn open(&self, payload: &[u8]) -> crate::Result<crate::Message> {
+        let bytes = match &self.inner.signing {
+            Some(keys) => keys.verify(payload)?,
+            None => crate::signing::unwrap_unchecked(payload)?,
+        };
+        crate::Message::decode(&bytes)
+    }
+
+    /// Whether messages are signed and checked.
+    pub fn signs_messages(&self) -> bool {
+        self.inner.signing.is_some()
+    }
+
+    /// The shared connection for short commands (never blocking ones).
+    pub fn commands(&self) -> SharedConnection {
         self.inner.commands.clone()
     }
 }

@@ -10,8 +10,10 @@ use crate::{Destination, Error, Message, Result};
 
 static LEASE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/lease.lua")));
-static FIRE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/fire.lua")));
+static CLAIM: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/claim_fire.lua")));
+static PUBLISH_FIRED: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/publish_fired.lua")));
 
 /// Schedule names with their due times.
 type DueTimes = Vec<(String, u64)>;
@@ -158,6 +160,10 @@ impl Broker {
 
     /// Fires `schedule` (read as due at `due_ms`) with `messages`, storing `next_due_ms`, if
     /// `beat_id` still holds the lease with `token` and the schedule is still due at `due_ms`.
+    ///
+    /// Two steps, so that each script stays within one cluster slot: claim (the schedule's
+    /// slot: advance it and put the messages in the outbox), then publish (the queue's slot,
+    /// each run at most once) and clear the outbox entry.
     pub async fn fire_schedule(
         &self,
         beat_id: &str,
@@ -167,31 +173,148 @@ impl Broker {
         next_due_ms: Option<u64>,
         messages: &[Message],
     ) -> Result<Fired> {
-        let destination = Destination::from_wire_name(&schedule.queue)?;
-        let cap = match destination {
-            Destination::Broadcast => self.config().broadcast_cap,
-            _ => 0,
+        let firing = format!("{}@{due_ms}", schedule.name);
+        let outbox = Outbox {
+            queue: schedule.queue.clone(),
+            runs: messages
+                .iter()
+                .map(|m| Ok((m.id.clone(), self.seal(m)?)))
+                .collect::<Result<_>>()?,
         };
-        let mut invocation = FIRE.prepare_invoke();
-        invocation
+        let claimed: i64 = CLAIM
             .key(self.keys().leader())
             .key(self.keys().schedules_due())
             .key(self.keys().schedules())
-            .key(self.keys().stream(&destination))
+            .key(self.keys().schedules_outbox())
             .arg(format!("{beat_id}:{token}"))
             .arg(&schedule.name)
             .arg(due_ms)
             .arg(next_due_ms.map(|d| d.to_string()).unwrap_or_default())
             .arg(encode(schedule)?)
-            .arg(cap);
-        for message in messages {
-            invocation.arg(message.encode()?);
+            .arg(&firing)
+            .arg(outbox.encode()?)
+            .invoke_async(&mut self.commands())
+            .await?;
+        match claimed {
+            1 => {
+                self.publish_firing(&firing, &outbox).await?;
+                Ok(Fired::Fired)
+            }
+            0 => Ok(Fired::Stale),
+            _ => Ok(Fired::NotLeader),
         }
-        let fired: i64 = invocation.invoke_async(&mut self.commands()).await?;
-        Ok(match fired {
-            1 => Fired::Fired,
-            0 => Fired::Stale,
-            _ => Fired::NotLeader,
+    }
+
+    /// Publishes every firing left in the outbox (its beat died between claiming and
+    /// publishing); returns how many firings it found.
+    pub async fn publish_outbox(&self) -> Result<usize> {
+        let left: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.keys().schedules_outbox())
+            .query_async(&mut self.commands())
+            .await?;
+        for (firing, bytes) in &left {
+            match Outbox::decode(bytes) {
+                Ok(outbox) => self.publish_firing(firing, &outbox).await?,
+                Err(error) => {
+                    tracing::error!(%firing, %error, "dropping an outbox entry that does not decode");
+                    self.clear_firing(firing).await?;
+                }
+            }
+        }
+        Ok(left.len())
+    }
+
+    async fn publish_firing(&self, firing: &str, outbox: &Outbox) -> Result<()> {
+        let destination = Destination::from_wire_name(&outbox.queue)?;
+        let cap = match destination {
+            Destination::Broadcast => self.config().broadcast_cap,
+            _ => 0,
+        };
+        let mut invocation = PUBLISH_FIRED.prepare_invoke();
+        invocation
+            .key(self.keys().stream(&destination))
+            .arg(cap)
+            .arg(FIRED_MARKER_TTL.as_millis() as u64);
+        for (run_id, payload) in &outbox.runs {
+            invocation
+                .key(self.keys().fired(&destination, run_id))
+                .arg(payload.as_slice());
+        }
+        let _: i64 = invocation.invoke_async(&mut self.commands()).await?;
+        self.clear_firing(firing).await
+    }
+
+    async fn clear_firing(&self, firing: &str) -> Result<()> {
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.keys().schedules_outbox())
+            .arg(firing)
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(())
+    }
+}
+
+/// How long the marker of a published run is kept: far longer than any outbox entry waits
+/// for a new leader.
+const FIRED_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// A claimed firing: the target queue and its runs (id, sealed message).
+struct Outbox {
+    queue: String,
+    runs: Vec<(String, Vec<u8>)>,
+}
+
+impl Outbox {
+    /// MessagePack `[queue, [[run id, message], ...]]`.
+    fn encode(&self) -> Result<Vec<u8>> {
+        let runs = self
+            .runs
+            .iter()
+            .map(|(id, payload)| {
+                rmpv::Value::Array(vec![
+                    id.as_str().into(),
+                    rmpv::Value::Binary(payload.clone()),
+                ])
+            })
+            .collect();
+        let value = rmpv::Value::Array(vec![self.queue.as_str().into(), rmpv::Value::Array(runs)]);
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &value).map_err(|e| Error::Encode {
+            what: "schedule outbox entry".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let bad = |reason: &str| Error::Decode {
+            what: "schedule outbox entry".into(),
+            reason: reason.to_owned(),
+        };
+        let value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| bad(&e.to_string()))?;
+        let rmpv::Value::Array(mut parts) = value else {
+            return Err(bad("not an array"));
+        };
+        let (Some(rmpv::Value::Array(runs)), Some(rmpv::Value::String(queue))) =
+            (parts.pop(), parts.pop())
+        else {
+            return Err(bad("not [queue, runs]"));
+        };
+        let runs = runs
+            .into_iter()
+            .map(|run| match run {
+                rmpv::Value::Array(pair) => match <[rmpv::Value; 2]>::try_from(pair) {
+                    Ok([rmpv::Value::String(id), rmpv::Value::Binary(payload)]) => {
+                        Ok((id.into_str().unwrap_or_default(), payload))
+                    }
+                    _ => Err(bad("a run is not [id, message]")),
+                },
+                _ => Err(bad("a run is not [id, message]")),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            queue: queue.into_str().unwrap_or_default(),
+            runs,
         })
     }
 }

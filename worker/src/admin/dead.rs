@@ -152,10 +152,13 @@ async fn requeue(client: &Client, args: RequeueArgs) -> anyhow::Result<ExitCode>
 }
 
 fn letter_json(letter: &DeadLetter) -> serde_json::Value {
-    let message = Message::decode(&letter.raw).ok().map(|m| {
-        serde_json::json!({"id": m.id, "task": m.task, "queue": m.queue, "tried": m.tried,
+    let message = stevedore::signing::unwrap_unchecked(&letter.raw)
+        .ok()
+        .and_then(|raw| Message::decode(&raw).ok())
+        .map(|m| {
+            serde_json::json!({"id": m.id, "task": m.task, "queue": m.queue, "tried": m.tried,
             "args": m.args, "kwargs": m.kwargs, "published_at": m.published_at})
-    });
+        });
     serde_json::json!({
         "entry": letter.entry_id,
         "queue": letter.destination.wire_name(),

@@ -1,20 +1,22 @@
--- Fires one schedule: publishes its runs and stores its next time, in one atomic step, and
--- only for the beat holding the lease with this fencing token, and only if the schedule is
--- still due at the time this beat read: so no run is ever published twice.
+-- Claims one firing of a schedule: stores its next time and puts its messages in the outbox,
+-- in one atomic step, only for the beat holding the lease with this fencing token, and only
+-- if the schedule is still due at the time this beat read. Publishing is a second step
+-- (publish_fired.lua, in the target queue's slot, so it works on Redis Cluster); a beat that
+-- dies in between leaves the messages in the outbox for the next leader to publish.
 --
 -- KEYS[1]  the lease                 (NS:{s}:leader)
 -- KEYS[2]  due times                 (NS:{s}:due, zset: name -> next fire ms)
 -- KEYS[3]  schedules                 (NS:{s}:schedules, hash: name -> Schedule)
--- KEYS[4]  the target stream         (the queue's stream, or the broadcast stream)
+-- KEYS[4]  the outbox                (NS:{s}:outbox, hash: firing -> messages to publish)
 -- ARGV[1]  "BEAT_ID:TOKEN" of the caller
 -- ARGV[2]  schedule name
 -- ARGV[3]  the due time the caller read (ms)
 -- ARGV[4]  the next due time (ms), or "" when the schedule has no more times
 -- ARGV[5]  the schedule, updated (last fired time)
--- ARGV[6]  approximate MAXLEN of the target stream, or "0"
--- ARGV[7..] the messages to publish
+-- ARGV[6]  the outbox field of this firing ("NAME@DUE_MS")
+-- ARGV[7]  the outbox value (the target queue and its messages)
 --
--- Returns: 1 fired, 0 not due any more (already fired, changed, removed), -1 not the leader.
+-- Returns: 1 claimed, 0 not due any more (already fired, changed, removed), -1 not the leader.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
@@ -22,13 +24,7 @@ local due = redis.call('ZSCORE', KEYS[2], ARGV[2])
 if not due or tonumber(due) ~= tonumber(ARGV[3]) then
   return 0
 end
-for i = 7, #ARGV do
-  if ARGV[6] ~= '0' then
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'm', ARGV[i])
-  else
-    redis.call('XADD', KEYS[4], '*', 'm', ARGV[i])
-  end
-end
+redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[2], ARGV[2])
 else

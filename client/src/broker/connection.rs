@@ -1,0 +1,224 @@
+//! Connections to any deployment (one server, Sentinel, Cluster) behind one type.
+//!
+//! - [`Connection`]: one multiplexed connection to a server, or one cluster connection (which
+//!   follows MOVED/ASK and reconnects by itself). Pipelines whose commands fall in several
+//!   cluster slots are split per slot and sent at once, so batching keeps working on Cluster.
+//! - `Connector`: knows how to open a [`Connection`]; with Sentinel it asks the sentinels for
+//!   the current master every time, so a reconnect after a failover finds the new one.
+//! - [`SharedConnection`]: the auto-reconnecting connection for short commands; a dropped
+//!   connection or a `READONLY` reply (a demoted master) makes the next command reconnect.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::try_join_all;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+/// A connection to stevedore's Redis, whatever the deployment.
+#[derive(Clone)]
+pub enum Connection {
+    /// One server (standalone, or the master Sentinel named).
+    Single(MultiplexedConnection),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => {
+                if pipeline.is_transaction() {
+                    conn.req_packed_commands(pipeline, offset, count)
+                } else {
+                    Box::pin(split_by_slot(conn.clone(), pipeline))
+                }
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(_) => 0,
+        }
+    }
+}
+
+impl Connection {
+    /// Sends `cmd` to the master serving `key`'s slot: for commands about the connection
+    /// itself (`CLIENT ID`, `CLIENT UNBLOCK`) that must reach the node a key lives on.
+    pub async fn query_on_node_of<T: redis::FromRedisValue>(
+        &mut self,
+        key: &str,
+        cmd: &Cmd,
+    ) -> RedisResult<T> {
+        match self {
+            Self::Single(conn) => cmd.query_async(conn).await,
+            Self::Cluster(conn) => {
+                let route = Route::new(slot_of(key.as_bytes()), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn.route_command(cmd.clone(), routing).await?;
+                redis::FromRedisValue::from_redis_value(value).map_err(RedisError::from)
+            }
+        }
+    }
+
+    /// Every key matching `pattern` of `kind` (a Redis type name), scanning every master of a
+    /// cluster.
+    pub async fn scan(&mut self, pattern: &str, kind: &str) -> RedisResult<Vec<String>> {
+        let mut keys = Vec::new();
+        let nodes = match self {
+            Self::Single(_) => vec![None],
+            Self::Cluster(conn) => cluster_masters(conn)
+                .await?
+                .into_iter()
+                .map(|(host, port)| Some(SingleNodeRoutingInfo::ByAddress { host, port }))
+                .collect(),
+        };
+        for node in nodes {
+            scan_node(self, node, pattern, kind, &mut keys).await?;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+/// The cluster hash slot of `key` (CRC16/XMODEM of the hash tag, mod 16384).
+pub fn slot_of(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &key[open + 1..open + 1 + close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % 16384
+}
+
+/// The key a pipelined command is routed by: the first key of a script, else the first
+/// argument.
+fn routing_key(cmd: &Cmd) -> Option<Vec<u8>> {
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .filter_map(|arg| match arg {
+            redis::Arg::Simple(bytes) => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    let name = args.first()?.to_ascii_uppercase();
+    let key = match name.as_slice() {
+        b"EVAL" | b"EVALSHA" | b"FCALL" => {
+            let keys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
+            (keys > 0).then(|| args.get(3)).flatten()?
+        }
+        _ => args.get(1)?,
+    };
+    Some(key.to_vec())
+}
+
+/// Sends the commands of `pipeline` as one pipeline per slot, all at once, and puts the
+/// replies back in order.
+async fn split_by_slot(conn: ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+    let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    let mut keyless = Vec::new();
+    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    for (index, cmd) in commands.iter().enumerate() {
+        match routing_key(cmd) {
+            Some(key) => groups.entry(slot_of(&key)).or_default().push(index),
+            None => keyless.push(index),
+        }
+    }
+    match groups.values_mut().next() {
+        Some(first) => first.extend(keyless),
+        None => {
+            groups.insert(0, keyless);
+        }
+    }
+    let sends = groups.into_values().map(|indexes| {
+        let mut conn = conn.clone();
+        let mut part = Pipeline::with_capacity(indexes.len());
+        for &index in &indexes {
+            part.add_command(commands[index].clone());
+        }
+        async move {
+            let replies = conn.req_packed_commands(&part, 0, indexes.len()).await?;
+            Ok::<_, RedisError>(indexes.into_iter().zip(replies))
+        }
+    });
+    let mut replies = vec![Value::Nil; commands.len()];
+    for part in try_join_all(sends).await? {
+        for (index, reply) in part {
+            replies[index] = reply;
+        }
+    }
+    Ok(replies)
+}
+
+/// Scans one server, or the cluster node `node` when given.
+async fn scan_node(
+    conn: &mut Connection,
+    node: Option<SingleNodeRoutingInfo>,
+    pattern: &str,
+    kind: &str,
+    keys: &mut Vec<String>,
+) -> RedisResult<()> {
+    let mut cursor = 0u64;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg(kind);
+        let reply = match (&mut *conn, &node) {
+            (Connection::Cluster(cluster), Some(node)) => {
+                let routing = RoutingInfo::SingleNode(node.clone());
+                cluster.route_command(cmd, routing).await?
+            }
+            (conn, _) => cmd.query_async::<Value>(conn).await?,
+        };
+        let (next, batch): (u64, Vec<String>) = redis::FromRedisValue::from_redis_value(reply)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The (host, port) of every master of the cluster that is not failing.
+async fn cluster_masters(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+    Ok(nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let flags = fields.get(2)?;
+            if !flags.contains("master") || flags.contains("fail") {
+                return None;
+            }
+            let address = fields.get(1)?.split(['@', ',']).next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect())
+}
