@@ -4,9 +4,13 @@
 //! Every test starts its own server on a unix socket in a temporary directory (no port races,
 //! no shared state), killed when the test ends.
 
+pub mod cluster;
 pub mod process;
 pub mod redis_server;
+pub mod sentinel;
 pub mod tasks;
+pub mod tcp_node;
+pub mod tls;
 
 pub use process::WorkerProcess;
 pub use redis_server::RedisServer;
@@ -20,6 +24,19 @@ macro_rules! test_worker_bin {
     () => {
         env!("CARGO_BIN_EXE_test-worker")
     };
+}
+
+/// A connection for the test's own commands to any deployment stevedore accepts (a cluster
+/// connection splits pipelines by slot).
+pub async fn connection_to(url: &str) -> stevedore::broker::Connection {
+    let broker =
+        stevedore::broker::Broker::connect(stevedore::broker::BrokerConfig::new(url, "tests"))
+            .await
+            .expect("connect to the test deployment");
+    broker
+        .dedicated_connection(Duration::from_secs(60), "test")
+        .await
+        .expect("open a test connection")
 }
 
 /// Polls `check` every few milliseconds until it returns `Some`, or panics naming `what` once
@@ -44,7 +61,7 @@ where
 
 /// Entries of `stream` pending in `group` (read, not acknowledged).
 pub async fn pending(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
     stream: &str,
     group: &str,
 ) -> u64 {
@@ -64,7 +81,7 @@ pub async fn pending(
 }
 
 /// The length of `stream` (0 if it does not exist).
-pub async fn stream_len(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
+pub async fn stream_len(conn: &mut (impl redis::aio::ConnectionLike + Send), stream: &str) -> u64 {
     redis::cmd("XLEN")
         .arg(stream)
         .query_async(conn)
@@ -74,7 +91,7 @@ pub async fn stream_len(conn: &mut redis::aio::MultiplexedConnection, stream: &s
 
 /// Test-task runs counted per task id (`tests:runs`).
 pub async fn runs(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
 ) -> std::collections::HashMap<String, u64> {
     redis::cmd("HGETALL")
         .arg("tests:runs")
@@ -84,7 +101,10 @@ pub async fn runs(
 }
 
 /// Ids of test tasks run on `node` (`tests:ran:NODE`), in run order.
-pub async fn ran_on(conn: &mut redis::aio::MultiplexedConnection, node: &str) -> Vec<String> {
+pub async fn ran_on(
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+    node: &str,
+) -> Vec<String> {
     redis::cmd("LRANGE")
         .arg(format!("tests:ran:{node}"))
         .arg(0)

@@ -32,8 +32,19 @@ impl WorkerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let worker = Self::spawn(bin, &redis.url(), node, extra, env);
-        worker.wait_for_log("fetching", 2, Duration::from_secs(20));
+        Self::start_at(bin, &redis.url(), node, extra, env)
+    }
+
+    /// As [`WorkerProcess::start_with_env`], for any deployment's URL (Cluster, Sentinel, TLS).
+    pub fn start_at(
+        bin: &str,
+        redis_url: &str,
+        node: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let worker = Self::spawn(bin, redis_url, node, extra, env);
+        worker.wait_for_log("fetching", 2, Duration::from_secs(30));
         worker
     }
 

@@ -1,24 +1,30 @@
 //! Tasks the tests publish and count. They write to the test's own Redis (keys under `tests:`)
 //! through `STEVEDORE_TEST_REDIS_URL`, set by [`crate::WorkerProcess`].
 
+use std::time::Duration;
+
+use stevedore::broker::{Broker, BrokerConfig, Connection};
 use stevedore::{task, TaskContext, TaskError};
 use tokio::sync::OnceCell;
 
 /// Forces this module to be linked into a worker binary.
 pub fn link() {}
 
-static CONNECTION: OnceCell<redis::aio::MultiplexedConnection> = OnceCell::const_new();
+static CONNECTION: OnceCell<Connection> = OnceCell::const_new();
 
-async fn test_redis() -> Result<redis::aio::MultiplexedConnection, TaskError> {
+async fn test_redis() -> Result<Connection, TaskError> {
     let conn = CONNECTION
-        .get_or_try_init(|| async {
-            let url = std::env::var("STEVEDORE_TEST_REDIS_URL")
-                .map_err(|_| TaskError::fatal("STEVEDORE_TEST_REDIS_URL is not set"))?;
-            let client = redis::Client::open(url)?;
-            Ok::<_, TaskError>(client.get_multiplexed_async_connection().await?)
-        })
+        .get_or_try_init(|| open_test_redis(Duration::from_secs(5)))
         .await?;
     Ok(conn.clone())
+}
+
+/// A connection to the test's Redis (any deployment), waiting up to `block` for replies.
+async fn open_test_redis(block: Duration) -> Result<Connection, TaskError> {
+    let url = std::env::var("STEVEDORE_TEST_REDIS_URL")
+        .map_err(|_| TaskError::fatal("STEVEDORE_TEST_REDIS_URL is not set"))?;
+    let broker = Broker::connect(BrokerConfig::new(url, "tests")).await?;
+    Ok(broker.dedicated_connection(block, "test-task").await?)
 }
 
 /// Counts its run: `tests:runs` (task id -> runs) and `tests:ran:NODE` (ids run on NODE).
@@ -175,13 +181,7 @@ pub async fn retry_later(ctx: TaskContext) -> Result<u32, TaskError> {
 /// then counts its run.
 #[task(name = "tests.gate")]
 pub async fn gate(ctx: TaskContext, name: String) -> Result<(), TaskError> {
-    let url =
-        std::env::var("STEVEDORE_TEST_REDIS_URL").map_err(|_| TaskError::fatal("no test redis"))?;
-    let mut own = redis::Client::open(url)?
-        .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
-        )
-        .await?;
+    let mut own = open_test_redis(Duration::from_secs(70)).await?;
     redis::cmd("RPUSH")
         .arg(format!("tests:gate-started:{name}"))
         .arg(ctx.id())

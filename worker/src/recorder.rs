@@ -158,20 +158,21 @@ impl Recorder {
         give_up: &CancellationToken,
     ) -> bool {
         let mut backoff = Duration::from_millis(50);
-        let mut warned = false;
+        let mut last_error: Option<String> = None;
         loop {
             match self.try_write(conn, batch).await {
                 Ok(()) => {
-                    if warned {
+                    if last_error.is_some() {
                         tracing::info!("writing outcomes again");
                     }
                     return true;
                 }
                 Err(error) => {
                     *conn = None;
-                    if !warned {
+                    let error = error.to_string();
+                    if last_error.as_ref() != Some(&error) {
                         tracing::warn!(%error, "cannot write outcomes; retrying");
-                        warned = true;
+                        last_error = Some(error);
                     }
                 }
             }

@@ -33,6 +33,12 @@ pub struct BrokerConfig {
     pub password_file: Option<PathBuf>,
     /// PEM file of the roots to trust for TLS instead of the system's (a private CA).
     pub tls_ca_file: Option<PathBuf>,
+    /// Replicas that must confirm a publish, and a worker's records before it acknowledges
+    /// (`WAIT`): with 1 or more, nothing Redis acknowledged is lost in a failover to a
+    /// replica that confirmed. 0 (the default) trusts asynchronous replication.
+    pub replicas_to_ack: u32,
+    /// How long to wait for those replicas before failing the write.
+    pub replica_ack_timeout: Duration,
     /// Keys to sign published messages with and to check read ones against; `None`: messages
     /// are neither signed nor checked.
     pub signing: Option<SigningKeys>,
@@ -73,6 +79,10 @@ impl BrokerConfig {
             password_file: env("STEVEDORE_REDIS_PASSWORD_FILE").map(PathBuf::from),
             tls_ca_file: env("STEVEDORE_REDIS_CA_FILE").map(PathBuf::from),
             signing: None,
+            replicas_to_ack: env("STEVEDORE_WAIT_REPLICAS")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            replica_ack_timeout: Duration::from_secs(2),
         }
     }
 

@@ -9,6 +9,7 @@
 //!   connection or a `READONLY` reply (a demoted master) makes the next command reconnect.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -21,15 +22,16 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 pub enum Connection {
     /// One server (standalone, or the master Sentinel named).
     Single(MultiplexedConnection),
-    /// A Redis Cluster.
-    Cluster(ClusterConnection),
+    /// A Redis Cluster, and the longest wait for one reply: the cluster client queues
+    /// requests while it repairs its view of the cluster, so the limit is enforced here.
+    Cluster(ClusterConnection, Duration),
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn, limit) => Box::pin(bounded(*limit, conn.req_packed_command(cmd))),
         }
     }
 
@@ -41,11 +43,14 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => {
+            Self::Cluster(conn, limit) => {
                 if pipeline.is_transaction() {
-                    conn.req_packed_commands(pipeline, offset, count)
+                    Box::pin(bounded(
+                        *limit,
+                        conn.req_packed_commands(pipeline, offset, count),
+                    ))
                 } else {
-                    Box::pin(split_by_slot(conn.clone(), pipeline))
+                    Box::pin(bounded(*limit, split_by_slot(conn.clone(), pipeline)))
                 }
             }
         }
@@ -54,7 +59,7 @@ impl ConnectionLike for Connection {
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(conn) => conn.get_db(),
-            Self::Cluster(_) => 0,
+            Self::Cluster(..) => 0,
         }
     }
 }
@@ -69,13 +74,48 @@ impl Connection {
     ) -> RedisResult<T> {
         match self {
             Self::Single(conn) => cmd.query_async(conn).await,
-            Self::Cluster(conn) => {
+            Self::Cluster(conn, limit) => {
                 let route = Route::new(slot_of(key.as_bytes()), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let value = conn.route_command(cmd.clone(), routing).await?;
+                let value = bounded(*limit, conn.route_command(cmd.clone(), routing)).await?;
                 redis::FromRedisValue::from_redis_value(value).map_err(RedisError::from)
             }
         }
+    }
+
+    /// Waits until `replicas` replicas of every master holding one of `keys` have the writes
+    /// this connection made (`WAIT`, once per slot); an error when fewer confirm within
+    /// `timeout`: the writes are then on the master only, and a failover now could lose them.
+    pub async fn wait_for_replicas<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k str>,
+        replicas: u32,
+        timeout: Duration,
+    ) -> RedisResult<()> {
+        let mut by_slot: BTreeMap<u16, &str> = BTreeMap::new();
+        for key in keys {
+            let slot = match self {
+                Self::Single(_) => 0,
+                Self::Cluster(..) => slot_of(key.as_bytes()),
+            };
+            by_slot.entry(slot).or_insert(key);
+        }
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout.as_millis() as u64);
+        for key in by_slot.into_values() {
+            let confirmed: u32 = self.query_on_node_of(key, &cmd).await?;
+            if confirmed < replicas {
+                return Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "writes not replicated",
+                    format!(
+                        "only {confirmed} of {replicas} replicas confirmed the writes within {timeout:?} \
+                         (STEVEDORE_WAIT_REPLICAS); they may be lost if the master fails now"
+                    ),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every key matching `pattern` of `kind` (a Redis type name), scanning every master of a
@@ -84,7 +124,7 @@ impl Connection {
         let mut keys = Vec::new();
         let nodes = match self {
             Self::Single(_) => vec![None],
-            Self::Cluster(conn) => cluster_masters(conn)
+            Self::Cluster(conn, _) => cluster_masters(conn)
                 .await?
                 .into_iter()
                 .map(|(host, port)| Some(SingleNodeRoutingInfo::ByAddress { host, port }))
@@ -97,6 +137,21 @@ impl Connection {
         keys.dedup();
         Ok(keys)
     }
+}
+
+/// `reply`, or a timeout error once `limit` has passed.
+async fn bounded<T>(
+    limit: Duration,
+    reply: impl std::future::Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    tokio::time::timeout(limit, reply)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no reply from the cluster within {limit:?}"),
+            )))
+        })
 }
 
 /// The cluster hash slot of `key` (CRC16/XMODEM of the hash tag, mod 16384).
@@ -190,9 +245,9 @@ async fn scan_node(
             .arg("TYPE")
             .arg(kind);
         let reply = match (&mut *conn, &node) {
-            (Connection::Cluster(cluster), Some(node)) => {
+            (Connection::Cluster(cluster, limit), Some(node)) => {
                 let routing = RoutingInfo::SingleNode(node.clone());
-                cluster.route_command(cmd, routing).await?
+                bounded(*limit, cluster.route_command(cmd, routing)).await?
             }
             (conn, _) => cmd.query_async::<Value>(conn).await?,
         };

@@ -110,13 +110,26 @@ impl Connector {
         }
     }
 
-    /// Opens a connection; `response` limits each reply wait (`None`: no limit, for
-    /// connections that block).
+    /// Opens a connection within a few connect timeouts; `response` limits each reply wait
+    /// (`None`: no limit, for connections that block).
     pub async fn connect(
         &self,
         connect: Duration,
         response: Option<Duration>,
     ) -> RedisResult<Connection> {
+        // A cluster connection asks several nodes in turn; a sentinel one, several sentinels.
+        let limit = connect * 3;
+        tokio::time::timeout(limit, self.open(connect, response))
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("could not connect within {limit:?}"),
+                )))
+            })
+    }
+
+    async fn open(&self, connect: Duration, response: Option<Duration>) -> RedisResult<Connection> {
         match self {
             Self::Single(client) => {
                 let config = AsyncConnectionConfig::new()
@@ -138,11 +151,12 @@ impl Connector {
                 Ok(Connection::Single(conn))
             }
             Self::Cluster { client, .. } => {
+                let limit = response.unwrap_or(NO_RESPONSE_LIMIT);
                 let config = ClusterConfig::new()
                     .set_connection_timeout(connect)
-                    .set_response_timeout(response.unwrap_or(NO_RESPONSE_LIMIT));
+                    .set_response_timeout(limit);
                 let conn = client.get_async_connection_with_config(config).await?;
-                Ok(Connection::Cluster(conn))
+                Ok(Connection::Cluster(conn, limit))
             }
         }
     }

@@ -210,6 +210,31 @@ impl Broker {
                 .arg(id)
                 .ignore();
         }
+        let replicas = self.config().replicas_to_ack;
+        if replicas > 0 {
+            // The outcome must survive a failover before the entries are acknowledged.
+            pipe.query_async::<()>(&mut *conn).await?;
+            let mut keys: Vec<String> = batch.records.iter().map(|w| w.key.clone()).collect();
+            keys.extend(
+                batch
+                    .retries
+                    .iter()
+                    .map(|(to, _, _)| self.keys().delayed(to)),
+            );
+            keys.extend(
+                batch
+                    .dead
+                    .iter()
+                    .map(|(to, _)| self.keys().dead_letters(to)),
+            );
+            conn.wait_for_replicas(
+                keys.iter().map(String::as_str),
+                replicas,
+                self.config().replica_ack_timeout,
+            )
+            .await?;
+            pipe = redis::pipe();
+        }
         for ((destination, group), ids) in &batch.acks {
             let stream = self.keys().stream(destination);
             pipe.cmd("XACK").arg(&stream).arg(group).arg(ids).ignore();
@@ -217,7 +242,9 @@ impl Broker {
                 pipe.cmd("XDEL").arg(&stream).arg(ids).ignore();
             }
         }
-        pipe.query_async::<()>(conn).await?;
+        if !pipe.is_empty() {
+            pipe.query_async::<()>(conn).await?;
+        }
         Ok(())
     }
 

@@ -102,6 +102,21 @@ impl SharedConnection {
         reply
     }
 
+    /// See [`Connection::wait_for_replicas`]; on the connection the writes were made on.
+    pub async fn wait_for_replicas<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k str>,
+        replicas: u32,
+        timeout: Duration,
+    ) -> RedisResult<()> {
+        let (generation, mut conn) = self.get().await?;
+        let reply = conn.wait_for_replicas(keys, replicas, timeout).await;
+        if let Err(error) = &reply {
+            self.after_error(generation, error);
+        }
+        reply
+    }
+
     /// Every key matching `pattern` of type `kind`, on every master.
     pub async fn scan(&mut self, pattern: &str, kind: &str) -> RedisResult<Vec<String>> {
         let (generation, mut conn) = self.get().await?;

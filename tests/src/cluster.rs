@@ -1,0 +1,195 @@
+//! A local Redis Cluster for one test: three masters and three replicas on loopback ports,
+//! joined with `redis-cli --cluster create`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::tcp_node::{free_port, TcpNode};
+
+/// A running cluster, killed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<TcpNode>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts six nodes (node timeout 1 s, AOF on), joins them as three masters with one
+    /// replica each, and waits until every node sees every slot served.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let nodes: Vec<TcpNode> = (0..6)
+            .map(|i| {
+                let (port, bus) = (free_port(), free_port());
+                let args: Vec<String> = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--appendonly",
+                    "yes",
+                    "--maxmemory-policy",
+                    "noeviction",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                TcpNode::spawn(&dir.path().join(format!("node{i}")), port, &args)
+            })
+            .collect();
+        for node in &nodes {
+            node.wait_ready();
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = Self { nodes, _dir: dir };
+        cluster.wait_healthy(Duration::from_secs(20));
+        cluster
+    }
+
+    /// The URL to give stevedore: every master as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes[..3]
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// A stevedore client on namespace `stevedore`.
+    pub async fn stevedore(&self) -> stevedore::Client {
+        stevedore::Client::connect(&self.url(), "stevedore")
+            .await
+            .expect("stevedore connects to the test cluster")
+    }
+
+    /// A cluster connection for the test's own commands.
+    pub async fn connection(&self) -> stevedore::broker::Connection {
+        crate::connection_to(&self.url()).await
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and agrees on the masters.
+    pub fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let healthy = self.nodes.iter().filter(|n| n.is_running()).all(|node| {
+                node.query::<String>(redis::cmd("CLUSTER").arg("INFO"))
+                    .map(|info| info.contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if healthy {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become healthy in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs the master serving `key`'s slot, waits until its replica has taken over and
+    /// every survivor sees a healthy cluster; returns the killed node's port.
+    pub fn kill_master_of(&mut self, key: &str) -> u16 {
+        let port = self.master_port_of(key);
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("the master is one of ours");
+        node.kill();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.master_port_of(key) == port {
+            assert!(
+                Instant::now() < deadline,
+                "no replica took over within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_healthy(Duration::from_secs(30));
+        port
+    }
+
+    /// Starts the node on `port` again after a kill; a former master rejoins as a replica of
+    /// the master that replaced it. Waits until it is in sync.
+    pub fn restart_node(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("the node is one of ours");
+        node.restart();
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("restarted");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let synced = node
+                .query::<String>(redis::cmd("INFO").arg("replication"))
+                .map(|info| info.contains("role:slave") && info.contains("master_link_status:up"))
+                .unwrap_or(false);
+            if synced {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the restarted node did not sync within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_healthy(Duration::from_secs(30));
+    }
+
+    /// The port of the master serving `key`, as a running node sees it.
+    pub fn master_port_of(&self, key: &str) -> u16 {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running())
+            .expect("a node runs");
+        let slot = stevedore::broker::slot_of(key.as_bytes());
+        let slots: redis::Value = node
+            .query(redis::cmd("CLUSTER").arg("SLOTS"))
+            .expect("CLUSTER SLOTS");
+        master_of_slot(&slots, slot).unwrap_or(0)
+    }
+}
+
+/// The master port of `slot` in a `CLUSTER SLOTS` reply.
+fn master_of_slot(reply: &redis::Value, slot: u16) -> Option<u16> {
+    let redis::Value::Array(ranges) = reply else {
+        return None;
+    };
+    ranges.iter().find_map(|range| {
+        let redis::Value::Array(parts) = range else {
+            return None;
+        };
+        let (redis::Value::Int(start), redis::Value::Int(end), redis::Value::Array(master)) =
+            (parts.first()?, parts.get(1)?, parts.get(2)?)
+        else {
+            return None;
+        };
+        if !(*start..=*end).contains(&i64::from(slot)) {
+            return None;
+        }
+        match master.get(1)? {
+            redis::Value::Int(port) => u16::try_from(*port).ok(),
+            _ => None,
+        }
+    })
+}

@@ -1,0 +1,131 @@
+//! `redis-server` processes on loopback TCP ports, for deployments of several servers
+//! (Cluster, Sentinel) and TLS.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound and released; the kernel does not hand it out again soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a free loopback port")
+        .port()
+}
+
+/// One `redis-server` (or sentinel) on a loopback port, killed when dropped.
+pub struct TcpNode {
+    /// Its port.
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl TcpNode {
+    /// Starts `redis-server` with `args` (its port, directory and no snapshots are added)
+    /// in `dir`, without waiting for it.
+    pub fn spawn(dir: &Path, port: u16, args: &[String]) -> Self {
+        std::fs::create_dir_all(dir).expect("create the node's directory");
+        let mut node = Self {
+            port,
+            child: None,
+            dir: dir.to_path_buf(),
+            args: args.to_vec(),
+        };
+        node.launch();
+        node
+    }
+
+    fn launch(&mut self) {
+        let port = self.port.to_string();
+        let ports = match self.is_tls() {
+            true => ["--port", "0", "--tls-port", &port],
+            false => ["--port", &port, "--bind", "127.0.0.1"],
+        };
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .args(ports)
+            .args(["--save", "", "--dir"])
+            .arg(&self.dir)
+            .args(["--logfile", "redis.log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? scripts/test installs it)");
+        self.child = Some(child);
+    }
+
+    fn is_tls(&self) -> bool {
+        self.args.iter().any(|a| a == "--tls-cert-file")
+    }
+
+    /// A connection URL to this node for the test's own checks (`redis://127.0.0.1:PORT`, or
+    /// `rediss://...#insecure` for a TLS node).
+    pub fn url(&self) -> String {
+        match self.is_tls() {
+            true => format!("rediss://127.0.0.1:{}/#insecure", self.port),
+            false => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Waits until it answers PING over plain TCP.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+                match redis::cmd("PING").query::<String>(&mut conn) {
+                    // An error with a code (NOAUTH: ACLs are on) is the server answering too.
+                    Ok(_) => return,
+                    Err(e) if e.code().is_some() => return,
+                    Err(_) => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "redis-server on port {} did not answer within 10 s",
+            self.port
+        );
+    }
+
+    /// Runs one command on this node over a short-lived plain connection.
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut conn =
+            redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?;
+        cmd.query(&mut conn)
+    }
+
+    /// Kills it with SIGKILL (what a crash or a lost machine does).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after [`TcpNode::kill`], on the same port, directory and arguments.
+    pub fn restart(&mut self) {
+        if self.child.is_none() {
+            self.launch();
+            self.wait_ready();
+        }
+    }
+
+    /// Whether it is running (not killed by the test).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TcpNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
