@@ -3,27 +3,30 @@
 
 use std::time::Duration;
 
-use stevedore::broker::{Broker, BrokerConfig, Connection};
+use stevedore::broker::{Broker, BrokerConfig, Connection, SharedConnection};
 use stevedore::{task, TaskContext, TaskError};
 use tokio::sync::OnceCell;
 
 /// Forces this module to be linked into a worker binary.
 pub fn link() {}
 
-static CONNECTION: OnceCell<Connection> = OnceCell::const_new();
+static BROKER: OnceCell<Broker> = OnceCell::const_new();
 
-async fn test_redis() -> Result<Connection, TaskError> {
-    let conn = CONNECTION
-        .get_or_try_init(|| open_test_redis(Duration::from_secs(5)))
-        .await?;
-    Ok(conn.clone())
+/// The test's Redis (any deployment), through a shared connection that follows failovers.
+async fn test_redis() -> Result<SharedConnection, TaskError> {
+    let broker = BROKER.get_or_try_init(test_broker).await?;
+    Ok(broker.commands())
 }
 
-/// A connection to the test's Redis (any deployment), waiting up to `block` for replies.
-async fn open_test_redis(block: Duration) -> Result<Connection, TaskError> {
+async fn test_broker() -> Result<Broker, TaskError> {
     let url = std::env::var("STEVEDORE_TEST_REDIS_URL")
         .map_err(|_| TaskError::fatal("STEVEDORE_TEST_REDIS_URL is not set"))?;
-    let broker = Broker::connect(BrokerConfig::new(url, "tests")).await?;
+    Ok(Broker::connect(BrokerConfig::new(url, "tests")).await?)
+}
+
+/// A connection of its own to the test's Redis, waiting up to `block` for replies.
+async fn open_test_redis(block: Duration) -> Result<Connection, TaskError> {
+    let broker = BROKER.get_or_try_init(test_broker).await?;
     Ok(broker.dedicated_connection(block, "test-task").await?)
 }
 

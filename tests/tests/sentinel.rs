@@ -1,0 +1,113 @@
+//! Sentinel: one master, one replica, three sentinels. A failover forced mid-run is followed
+//! by workers and producers (a demoted master's READONLY replies make them reconnect through
+//! the sentinels), and nothing Redis acknowledged is lost.
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use stevedore::{PublishOptions, TaskState};
+use stevedore_tests::sentinel::SentinelSetup;
+use stevedore_tests::{eventually, runs, tasks, test_worker_bin, WorkerProcess};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
+    let setup = SentinelSetup::start();
+    let env = [("STEVEDORE_WAIT_REPLICAS", "1")];
+    let args = [
+        "--max-workers",
+        "16",
+        "--heartbeat",
+        "200ms",
+        "--lost-after",
+        "2s",
+    ];
+    let _workers: Vec<WorkerProcess> = (0..2)
+        .map(|i| {
+            WorkerProcess::start_at(
+                test_worker_bin!(),
+                &setup.url(),
+                &format!("w{i}"),
+                &args,
+                &env,
+            )
+        })
+        .collect();
+    let mut config = stevedore::ClientConfig::new(setup.url(), "stevedore");
+    config.replicas_to_ack = 1;
+    let client = stevedore::Client::with_config(config).await.unwrap();
+    let first_master = setup.master_port();
+
+    let mut acknowledged = HashSet::new();
+    let mut refused = 0;
+    let mut new_master = None;
+    for batch in 0..30 {
+        let messages: Vec<_> = (0..50)
+            .map(|_| tasks::count_run::message((), &PublishOptions::new().retries(20)).unwrap())
+            .collect();
+        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        match client.publish_many(messages).await {
+            Ok(_) => acknowledged.extend(ids),
+            Err(_) => refused += 1,
+        }
+        if batch == 10 {
+            new_master = Some(setup.failover());
+        }
+    }
+    let new_master = new_master.unwrap();
+    assert_ne!(new_master, first_master);
+
+    let conn = stevedore_tests::connection_to(&setup.url()).await;
+    eventually(
+        "every acknowledged task to run",
+        Duration::from_secs(90),
+        || {
+            let mut conn = conn.clone();
+            let acknowledged = &acknowledged;
+            async move {
+                let runs = runs(&mut conn).await;
+                acknowledged
+                    .iter()
+                    .all(|id| runs.contains_key(id))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let mut left: Vec<String> = acknowledged.iter().cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !left.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for id in left {
+            if client.task(&id).await.map(|r| r.state()).ok() != Some(TaskState::Succeeded) {
+                still.push(id);
+            }
+        }
+        left = still;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writeln!(
+        std::io::stderr().lock(),
+        "sentinel failover: {} acknowledged, {refused} batches refused, {} without a success \
+         record, master {first_master} -> {new_master}",
+        acknowledged.len(),
+        left.len()
+    )
+    .unwrap();
+    assert!(
+        acknowledged.len() >= 1000,
+        "most publishes should be acknowledged"
+    );
+    assert!(
+        left.is_empty(),
+        "acknowledged tasks without a success record: {}",
+        left.len()
+    );
+    assert_eq!(
+        setup.role_of(first_master),
+        "slave",
+        "the old master follows the new one"
+    );
+}
