@@ -7,13 +7,16 @@ use clap::Args;
 use crate::pool::PoolKind;
 
 /// Options every stevedore binary takes.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct GlobalArgs {
-    /// Redis to use: redis://HOST:PORT[/DB] or unix:///PATH.
+    /// Redis to use: redis[s]://HOST:PORT[/DB], unix:///PATH, redis+sentinel://S1:P,S2:P/MASTER
+    /// or redis+cluster://H1:P,H2:P (docs/deployment.md). Put passwords in
+    /// STEVEDORE_REDIS_PASSWORD(_FILE) rather than here.
     #[arg(
         long,
         env = "STEVEDORE_REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
         global = true
     )]
     pub redis_url: String,
@@ -25,6 +28,15 @@ pub struct GlobalArgs {
         global = true
     )]
     pub namespace: String,
+}
+
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalArgs")
+            .field("redis_url", &stevedore::broker::redact_url(&self.redis_url))
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 /// Options of a worker node.

@@ -156,10 +156,10 @@ pub fn redact_url(url: &str) -> String {
         return url.to_owned();
     };
     match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}")
-        }
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
     }
 }
@@ -341,5 +341,10 @@ mod tests {
         );
         assert_eq!(redact_url("redis://:secret@h"), "redis://:***@h");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            redact_url("redis+cluster://app:pw@a:1,b:2"),
+            "redis+cluster://app:***@a:1,b:2"
+        );
+        assert_eq!(redact_url("redis://app@h:1"), "redis://app@h:1");
     }
 }
