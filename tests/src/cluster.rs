@@ -155,6 +155,79 @@ impl RedisCluster {
         self.wait_healthy(Duration::from_secs(30));
     }
 
+    /// Moves the slot of `key`, with its keys, to another master (a resharding, done the way
+    /// `redis-cli --cluster reshard` does it); returns the new master's port.
+    pub fn move_slot_of(&self, key: &str) -> u16 {
+        let slot = stevedore::broker::slot_of(key.as_bytes());
+        let from_port = self.master_port_of(key);
+        let masters: Vec<&TcpNode> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .filter(|n| {
+                n.query::<String>(redis::cmd("INFO").arg("replication"))
+                    .map(|info| info.contains("role:master"))
+                    .unwrap_or(false)
+            })
+            .collect();
+        let from = masters
+            .iter()
+            .find(|n| n.port == from_port)
+            .expect("the source master");
+        let to = masters
+            .iter()
+            .find(|n| n.port != from_port)
+            .expect("another master");
+        let id = |node: &TcpNode| -> String {
+            node.query(redis::cmd("CLUSTER").arg("MYID"))
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let setslot = |node: &TcpNode, state: &str, owner: &str| {
+            let _: () = node
+                .query(
+                    redis::cmd("CLUSTER")
+                        .arg("SETSLOT")
+                        .arg(slot)
+                        .arg(state)
+                        .arg(owner),
+                )
+                .expect("CLUSTER SETSLOT");
+        };
+        setslot(to, "IMPORTING", &from_id);
+        setslot(from, "MIGRATING", &to_id);
+        loop {
+            let keys: Vec<String> = from
+                .query(
+                    redis::cmd("CLUSTER")
+                        .arg("GETKEYSINSLOT")
+                        .arg(slot)
+                        .arg(100),
+                )
+                .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = from
+                .query(
+                    redis::cmd("MIGRATE")
+                        .arg("127.0.0.1")
+                        .arg(to.port)
+                        .arg("")
+                        .arg(0)
+                        .arg(5000)
+                        .arg("KEYS")
+                        .arg(&keys),
+                )
+                .expect("MIGRATE");
+        }
+        for node in &masters {
+            setslot(node, "NODE", &to_id);
+        }
+        self.wait_healthy(Duration::from_secs(20));
+        to.port
+    }
+
     /// The port of the master serving `key`, as a running node sees it.
     pub fn master_port_of(&self, key: &str) -> u16 {
         let node = self

@@ -115,6 +115,24 @@ async fn every_kind_of_queue_works_on_a_cluster() {
         Some(rmpv::Value::from(5))
     );
 
+    // Garbage goes to its queue's dead letters, on that queue's shard.
+    let low = Destination::from_wire_name("low").unwrap();
+    client
+        .broker()
+        .enqueue_raw(&low, b"\xc1 not msgpack")
+        .await
+        .unwrap();
+    let letters = eventually("a dead letter", WAIT, || async {
+        let letters = client.broker().dead_letters(&low, 10).await.unwrap();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert!(
+        letters[0].reason.contains("decode"),
+        "{}",
+        letters[0].reason
+    );
+
     // on_duplicate: a discard policy holds across the cluster.
     let options = PublishOptions::new()
         .on_duplicate(OnDuplicate::Discard)
@@ -316,4 +334,35 @@ async fn count_runs(conn: &stevedore::broker::Connection, at_least: usize) -> Ha
         async move { Some(runs(&mut conn).await).filter(|r| r.len() >= at_least) }
     })
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_follows_its_queue_to_another_master_after_a_resharding() {
+    let cluster = RedisCluster::start();
+    let _worker = worker(&cluster, "w", &[]);
+    let client = cluster.stevedore().await;
+    let conn = cluster.connection().await;
+    let before = tasks::count_run::apply_async(&client, (), PublishOptions::new().queue("high"))
+        .await
+        .unwrap();
+    count_runs(&conn, 1).await;
+    let stream = "stevedore:{q:high}:stream";
+    let old = cluster.master_port_of(stream);
+    let new = cluster.move_slot_of(stream);
+    assert_ne!(old, new);
+    assert_eq!(cluster.master_port_of(stream), new);
+    let after: Vec<String> = {
+        let messages: Vec<_> = (0..50)
+            .map(|_| tasks::count_run::message((), &PublishOptions::new().queue("high")).unwrap())
+            .collect();
+        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        client.publish_many(messages).await.unwrap();
+        ids
+    };
+    let counted = count_runs(&conn, 51).await;
+    assert_eq!(counted.get(before.id()), Some(&1));
+    assert!(
+        after.iter().all(|id| counted.get(id) == Some(&1)),
+        "a task after the move did not run once"
+    );
 }

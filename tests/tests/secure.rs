@@ -57,9 +57,21 @@ fn config(redis: &TlsRedis, role: &str) -> BrokerConfig {
 async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() {
     let redis = TlsRedis::start(&documented_acl(), true);
     let ca = redis.ca_file().display().to_string();
-    let env = [("STEVEDORE_REDIS_CA_FILE", ca.as_str())];
-    let worker_url = redis.url(Some(("stevedore-worker", &password("stevedore-worker"))));
-    let worker = WorkerProcess::start_at(test_worker_bin!(), &worker_url, "w", &[], &env);
+    // The worker's user and password come from the environment and a secret file, not the URL.
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("redis-password");
+    std::fs::write(
+        &password_file,
+        format!("{}\n", password("stevedore-worker")),
+    )
+    .unwrap();
+    let password_file = password_file.display().to_string();
+    let env = [
+        ("STEVEDORE_REDIS_CA_FILE", ca.as_str()),
+        ("STEVEDORE_REDIS_USERNAME", "stevedore-worker"),
+        ("STEVEDORE_REDIS_PASSWORD_FILE", password_file.as_str()),
+    ];
+    let worker = WorkerProcess::start_at(test_worker_bin!(), &redis.url(None), "w", &[], &env);
 
     let client = stevedore::Client::with_config(config(&redis, "stevedore-producer"))
         .await
