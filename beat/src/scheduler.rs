@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stevedore::broker::Fired;
+use stevedore::broker::{Fired, Firing};
 use stevedore::Client;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -59,8 +59,11 @@ impl Scheduler {
             );
         }
         let now = stevedore::now_ms();
-        for (name, due) in broker.due_schedules(now, BATCH).await? {
-            let Some((mut schedule, _)) = broker.schedule(&name).await? else {
+        let due = broker.due_schedules(now, BATCH).await?;
+        let names: Vec<String> = due.iter().map(|(name, _)| name.clone()).collect();
+        let mut firings = Vec::with_capacity(due.len());
+        for ((_, due), schedule) in due.into_iter().zip(broker.schedules_by_name(&names).await?) {
+            let Some(mut schedule) = schedule else {
                 continue;
             };
             let plan = schedule.plan(due, now)?;
@@ -72,14 +75,23 @@ impl Scheduler {
             if let Some(last) = plan.fire_at.last() {
                 schedule.last_fired_at = Some(*last);
             }
-            match broker
-                .fire_schedule(&self.id, token, &schedule, due, plan.next_due, &messages)
-                .await?
-            {
-                Fired::Fired => tracing::debug!(schedule = %name, runs = messages.len(), "fired"),
+            firings.push(Firing {
+                schedule,
+                due_ms: due,
+                next_due_ms: plan.next_due,
+                messages,
+            });
+        }
+        let fired = broker.fire_schedules(&self.id, token, &firings).await?;
+        for (firing, fired) in firings.iter().zip(fired) {
+            let name = &firing.schedule.name;
+            match fired {
+                Fired::Fired => {
+                    tracing::debug!(schedule = %name, runs = firing.messages.len(), "fired")
+                }
                 Fired::Stale => tracing::debug!(schedule = %name, "changed meanwhile; not fired"),
                 Fired::NotLeader => {
-                    tracing::warn!("lost the lease while firing; nothing published");
+                    tracing::warn!("lost the lease while firing; nothing more published");
                     return Ok(LOOK_EVERY);
                 }
             }

@@ -243,3 +243,75 @@ async fn static_schedules_come_from_the_config_file() {
     let (schedule, _) = client.schedule("static").await.unwrap().unwrap();
     assert_eq!(schedule.missed, stevedore::schedule::Missed::Skip);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_claimed_by_a_beat_that_died_before_publishing_are_published_once() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "hourly",
+            "tests.count_run",
+            "--every",
+            "1h",
+        ],
+    );
+    let client = redis.stevedore().await;
+    let broker = client.broker();
+    let (schedule, due) = client.schedule("hourly").await.unwrap().unwrap();
+    let due = due.unwrap();
+    // A beat that takes the lease, claims the firing, and dies before publishing it.
+    let token = broker
+        .lease("doomed", Duration::from_millis(500))
+        .await
+        .unwrap()
+        .unwrap();
+    let firing = stevedore::broker::Firing {
+        messages: vec![schedule.message(due).unwrap()],
+        schedule: schedule.clone(),
+        due_ms: due,
+        next_due_ms: Some(due + 3_600_000),
+    };
+    let claimed = broker
+        .claim_schedules("doomed", token, &[firing])
+        .await
+        .unwrap();
+    assert_eq!(claimed, vec![stevedore::broker::Fired::Fired]);
+    assert_eq!(run_count(&redis).await.len(), 0, "nothing published yet");
+
+    // Two publishers of the outbox at once (a new leader and a stale one): one run.
+    let other = redis.stevedore().await;
+    let (a, b) = tokio::join!(broker.publish_outbox(), other.broker().publish_outbox());
+    assert!(a.unwrap() + b.unwrap() >= 1);
+    let run_id = schedule.run_id(due);
+    let counted = wait_runs(&redis, 1).await;
+    assert_eq!(counted.get(&run_id), Some(&1));
+
+    // A real beat finds the outbox empty and fires nothing more for that time.
+    let _beat = Beat::start(&redis, &[]);
+    eventually("the beat to lead", WAIT, || async {
+        let mut conn = redis.connection().await;
+        redis::cmd("GET")
+            .arg("stevedore:{s}:leader")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .unwrap()
+            .filter(|holder| !holder.starts_with("doomed"))
+    })
+    .await;
+    assert_eq!(
+        broker.publish_outbox().await.unwrap(),
+        0,
+        "the outbox was cleared"
+    );
+    let (_, next) = client.schedule("hourly").await.unwrap().unwrap();
+    assert_eq!(
+        next,
+        Some(due + 3_600_000),
+        "the claim advanced the schedule"
+    );
+    assert_eq!(run_count(&redis).await.get(&run_id), Some(&1));
+}

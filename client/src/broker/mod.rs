@@ -35,7 +35,7 @@ pub use health::PendingEntry;
 pub use inspect::QueueInfo;
 pub use keys::Keys;
 pub use outcome::{OutcomeBatch, RecordSlot, Settle};
-pub use schedules::Fired;
+pub use schedules::{Fired, Firing};
 pub use shared::SharedConnection;
 
 /// Talks to stevedore's Redis. Cheap to clone; clones share connections.

@@ -10,10 +10,9 @@ use crate::{Destination, Error, Message, Result};
 
 static LEASE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/lease.lua")));
-static CLAIM: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/claim_fire.lua")));
-static PUBLISH_FIRED: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/publish_fired.lua")));
+/// Sent with EVAL in pipelines (a pipelined EVALSHA is not retried on NOSCRIPT).
+const CLAIM: &str = include_str!("scripts/claim_fire.lua");
+const PUBLISH_FIRED: &str = include_str!("scripts/publish_fired.lua");
 
 /// Schedule names with their due times.
 type DueTimes = Vec<(String, u64)>;
@@ -158,51 +157,110 @@ impl Broker {
         Ok((token > 0).then_some(token))
     }
 
-    /// Fires `schedule` (read as due at `due_ms`) with `messages`, storing `next_due_ms`, if
-    /// `beat_id` still holds the lease with `token` and the schedule is still due at `due_ms`.
+    /// The schedules named `names`, in order (`None` for one removed meanwhile).
+    pub async fn schedules_by_name(&self, names: &[String]) -> Result<Vec<Option<Schedule>>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(self.keys().schedules())
+            .arg(names)
+            .query_async(&mut self.commands())
+            .await?;
+        found
+            .into_iter()
+            .map(|bytes| bytes.map(|b| decode(&b)).transpose())
+            .collect()
+    }
+
+    /// Fires each of `firings` if `beat_id` still holds the lease with `token` and its
+    /// schedule is still due at the time read; returns what became of each, in order.
     ///
-    /// Two steps, so that each script stays within one cluster slot: claim (the schedule's
-    /// slot: advance it and put the messages in the outbox), then publish (the queue's slot,
-    /// each run at most once) and clear the outbox entry.
-    pub async fn fire_schedule(
+    /// Two steps, so that each script stays within one cluster slot, and each step one
+    /// pipelined round trip for the whole burst: claim (the schedules' slot: advance each
+    /// schedule and put its runs in the outbox), then publish (the queues' slots, each run at
+    /// most once) and clear the outbox entries.
+    pub async fn fire_schedules(
         &self,
         beat_id: &str,
         token: u64,
-        schedule: &Schedule,
-        due_ms: u64,
-        next_due_ms: Option<u64>,
-        messages: &[Message],
-    ) -> Result<Fired> {
-        let firing = format!("{}@{due_ms}", schedule.name);
-        let outbox = Outbox {
-            queue: schedule.queue.clone(),
-            runs: messages
-                .iter()
-                .map(|m| Ok((m.id.clone(), self.seal(m)?)))
-                .collect::<Result<_>>()?,
-        };
-        let claimed: i64 = CLAIM
-            .key(self.keys().leader())
-            .key(self.keys().schedules_due())
-            .key(self.keys().schedules())
-            .key(self.keys().schedules_outbox())
-            .arg(format!("{beat_id}:{token}"))
-            .arg(&schedule.name)
-            .arg(due_ms)
-            .arg(next_due_ms.map(|d| d.to_string()).unwrap_or_default())
-            .arg(encode(schedule)?)
-            .arg(&firing)
-            .arg(outbox.encode()?)
-            .invoke_async(&mut self.commands())
-            .await?;
-        match claimed {
-            1 => {
-                self.publish_firing(&firing, &outbox).await?;
-                Ok(Fired::Fired)
-            }
-            0 => Ok(Fired::Stale),
-            _ => Ok(Fired::NotLeader),
+        firings: &[Firing],
+    ) -> Result<Vec<Fired>> {
+        let (fired, claimed) = self.claim(beat_id, token, firings).await?;
+        self.publish_firings(&claimed).await?;
+        Ok(fired)
+    }
+
+    /// Only the first step of [`Broker::fire_schedules`]: what a beat that dies before
+    /// publishing leaves behind (its runs wait in the outbox for [`Broker::publish_outbox`]).
+    pub async fn claim_schedules(
+        &self,
+        beat_id: &str,
+        token: u64,
+        firings: &[Firing],
+    ) -> Result<Vec<Fired>> {
+        Ok(self.claim(beat_id, token, firings).await?.0)
+    }
+
+    async fn claim(
+        &self,
+        beat_id: &str,
+        token: u64,
+        firings: &[Firing],
+    ) -> Result<(Vec<Fired>, Vec<(String, Outbox)>)> {
+        if firings.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
         }
+        let mut outboxes = Vec::with_capacity(firings.len());
+        let mut claims = redis::pipe();
+        for firing in firings {
+            let field = format!("{}@{}", firing.schedule.name, firing.due_ms);
+            let outbox = Outbox {
+                queue: firing.schedule.queue.clone(),
+                runs: firing
+                    .messages
+                    .iter()
+                    .map(|m| Ok((m.id.clone(), self.seal(m)?)))
+                    .collect::<Result<_>>()?,
+            };
+            claims
+                .cmd("EVAL")
+                .arg(CLAIM)
+                .arg(4)
+                .arg(self.keys().leader())
+                .arg(self.keys().schedules_due())
+                .arg(self.keys().schedules())
+                .arg(self.keys().schedules_outbox())
+                .arg(format!("{beat_id}:{token}"))
+                .arg(&firing.schedule.name)
+                .arg(firing.due_ms)
+                .arg(
+                    firing
+                        .next_due_ms
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                )
+                .arg(encode(&firing.schedule)?)
+                .arg(&field)
+                .arg(outbox.encode()?);
+            outboxes.push((field, outbox));
+        }
+        let claimed: Vec<i64> = claims.query_async(&mut self.commands()).await?;
+        let fired: Vec<Fired> = claimed
+            .iter()
+            .map(|c| match c {
+                1 => Fired::Fired,
+                0 => Fired::Stale,
+                _ => Fired::NotLeader,
+            })
+            .collect();
+        let to_publish: Vec<(String, Outbox)> = outboxes
+            .into_iter()
+            .zip(&fired)
+            .filter(|(_, fired)| **fired == Fired::Fired)
+            .map(|(outbox, _)| outbox)
+            .collect();
+        Ok((fired, to_publish))
     }
 
     /// Publishes every firing left in the outbox (its beat died between claiming and
@@ -212,46 +270,74 @@ impl Broker {
             .arg(self.keys().schedules_outbox())
             .query_async(&mut self.commands())
             .await?;
-        for (firing, bytes) in &left {
-            match Outbox::decode(bytes) {
-                Ok(outbox) => self.publish_firing(firing, &outbox).await?,
+        let mut firings = Vec::with_capacity(left.len());
+        for (field, bytes) in left {
+            match Outbox::decode(&bytes) {
+                Ok(outbox) => firings.push((field, outbox)),
                 Err(error) => {
-                    tracing::error!(%firing, %error, "dropping an outbox entry that does not decode");
-                    self.clear_firing(firing).await?;
+                    tracing::error!(firing = %field, %error, "dropping an outbox entry that does not decode");
+                    self.clear_firings(&[field]).await?;
                 }
             }
         }
-        Ok(left.len())
+        self.publish_firings(&firings).await?;
+        Ok(firings.len())
     }
 
-    async fn publish_firing(&self, firing: &str, outbox: &Outbox) -> Result<()> {
-        let destination = Destination::from_wire_name(&outbox.queue)?;
-        let cap = match destination {
-            Destination::Broadcast => self.config().broadcast_cap,
-            _ => 0,
-        };
-        let mut invocation = PUBLISH_FIRED.prepare_invoke();
-        invocation
-            .key(self.keys().stream(&destination))
-            .arg(cap)
-            .arg(FIRED_MARKER_TTL.as_millis() as u64);
-        for (run_id, payload) in &outbox.runs {
-            invocation
-                .key(self.keys().fired(&destination, run_id))
-                .arg(payload.as_slice());
+    /// Publishes the runs of claimed firings (one pipeline, split per slot on a cluster),
+    /// then removes them from the outbox.
+    async fn publish_firings(&self, firings: &[(String, Outbox)]) -> Result<()> {
+        if firings.is_empty() {
+            return Ok(());
         }
-        let _: i64 = invocation.invoke_async(&mut self.commands()).await?;
-        self.clear_firing(firing).await
+        let mut pipe = redis::pipe();
+        for (_, outbox) in firings {
+            let destination = Destination::from_wire_name(&outbox.queue)?;
+            let cap = match destination {
+                Destination::Broadcast => self.config().broadcast_cap,
+                _ => 0,
+            };
+            let cmd = pipe
+                .cmd("EVAL")
+                .arg(PUBLISH_FIRED)
+                .arg(1 + outbox.runs.len())
+                .arg(self.keys().stream(&destination));
+            for (run_id, _) in &outbox.runs {
+                cmd.arg(self.keys().fired(&destination, run_id));
+            }
+            cmd.arg(cap).arg(FIRED_MARKER_TTL.as_millis() as u64);
+            for (_, payload) in &outbox.runs {
+                cmd.arg(payload.as_slice());
+            }
+            cmd.ignore();
+        }
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        let fields: Vec<String> = firings.iter().map(|(field, _)| field.clone()).collect();
+        self.clear_firings(&fields).await
     }
 
-    async fn clear_firing(&self, firing: &str) -> Result<()> {
+    async fn clear_firings(&self, fields: &[String]) -> Result<()> {
         let _: i64 = redis::cmd("HDEL")
             .arg(self.keys().schedules_outbox())
-            .arg(firing)
+            .arg(fields)
             .query_async(&mut self.commands())
             .await?;
         Ok(())
     }
+}
+
+/// One firing for [`Broker::fire_schedules`]: a schedule read as due at `due_ms`, the runs to
+/// publish, and the time it is due next (`None`: no more times).
+#[derive(Debug, Clone)]
+pub struct Firing {
+    /// The schedule, updated (its last fired time).
+    pub schedule: Schedule,
+    /// The due time read.
+    pub due_ms: u64,
+    /// The next due time.
+    pub next_due_ms: Option<u64>,
+    /// The runs.
+    pub messages: Vec<Message>,
 }
 
 /// How long the marker of a published run is kept: far longer than any outbox entry waits
