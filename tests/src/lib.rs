@@ -39,6 +39,41 @@ pub async fn connection_to(url: &str) -> stevedore::broker::Connection {
         .expect("open a test connection")
 }
 
+/// Waits until every task of `ids` has run (counted in `tests:runs`), then until each has a
+/// `succeeded` record, for up to `timeout` each; returns the ids still without one.
+pub async fn unrecorded_after_runs(
+    client: &stevedore::Client,
+    conn: &stevedore::broker::Connection,
+    ids: &std::collections::HashSet<String>,
+    timeout: Duration,
+) -> Vec<String> {
+    eventually("every task to run", timeout, || {
+        let mut conn = conn.clone();
+        async move {
+            let runs = runs(&mut conn).await;
+            ids.iter().all(|id| runs.contains_key(id)).then_some(())
+        }
+    })
+    .await;
+    // Outcomes may land later than runs (a worker waits for replicas before it acknowledges).
+    let mut left: Vec<String> = ids.iter().cloned().collect();
+    let deadline = Instant::now() + timeout;
+    while !left.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for id in left {
+            let state = client.task(&id).await.map(|r| r.state()).ok();
+            if state != Some(stevedore::TaskState::Succeeded) {
+                still.push(id);
+            }
+        }
+        left = still;
+        if !left.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    left
+}
+
 /// Polls `check` every few milliseconds until it returns `Some`, or panics naming `what` once
 /// `timeout` has passed.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

@@ -14,7 +14,8 @@ use stevedore::control::{Command as ControlCommand, Target};
 use stevedore::{Destination, OnDuplicate, PublishOptions, TaskState};
 use stevedore_tests::cluster::RedisCluster;
 use stevedore_tests::{
-    eventually, ran_on, run_cli, runs, tasks, test_admin_bin, test_worker_bin, WorkerProcess,
+    eventually, ran_on, run_cli, runs, tasks, test_admin_bin, test_worker_bin,
+    unrecorded_after_runs, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -200,8 +201,14 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
         let messages: Vec<_> = (0..total / 30)
             .map(|i| {
                 let queue = QUEUES[i % QUEUES.len()];
-                tasks::count_run::message((), &PublishOptions::new().queue(queue).retries(20))
-                    .unwrap()
+                tasks::count_run::message(
+                    (),
+                    &PublishOptions::new()
+                        .queue(queue)
+                        .retries(20)
+                        .backoff(Duration::from_millis(100), Duration::from_secs(1)),
+                )
+                .unwrap()
             })
             .collect();
         let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
@@ -224,41 +231,18 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
     }
 
     let conn = cluster.connection().await;
-    let counted = eventually(
-        "every acknowledged task to run",
-        Duration::from_secs(120),
-        || {
-            let mut conn = conn.clone();
-            let acknowledged = &acknowledged;
-            async move {
-                let runs = runs(&mut conn).await;
-                acknowledged
-                    .iter()
-                    .all(|id| runs.contains_key(id))
-                    .then_some(runs)
-            }
-        },
-    )
-    .await;
-    // Outcomes wait for a replica to confirm them before the entries are acknowledged, so
-    // the last ones land once the restarted node has synced.
-    let unrecorded = |client: stevedore::Client, ids: Vec<String>| async move {
-        let mut left = Vec::new();
-        for id in ids {
-            if client.task(&id).await.map(|r| r.state()).ok() != Some(TaskState::Succeeded) {
-                left.push(id);
-            }
-        }
-        left
-    };
-    let mut left: Vec<String> = acknowledged.iter().cloned().collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !left.is_empty() && std::time::Instant::now() < deadline {
-        left = unrecorded(client.clone(), left).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = unrecorded_after_runs(&client, &conn, &acknowledged, Duration::from_secs(120)).await;
+    let counted = runs(&mut conn.clone()).await;
     let missing_record = left.len();
     let twice = counted.values().filter(|n| **n > 1).count();
+    for id in left.iter().take(5) {
+        let state = client.task(id).await.map(|r| r.state());
+        writeln!(
+            std::io::stderr().lock(),
+            "no success record: {id} {state:?}"
+        )
+        .unwrap();
+    }
     writeln!(
         std::io::stderr().lock(),
         "cluster fault suite: {} acknowledged, {refused} batches refused, {missing_record} without a \

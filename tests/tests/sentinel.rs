@@ -6,11 +6,11 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use stevedore::{PublishOptions, TaskState};
+use stevedore::PublishOptions;
 use stevedore_tests::sentinel::SentinelSetup;
-use stevedore_tests::{eventually, runs, tasks, test_worker_bin, WorkerProcess};
+use stevedore_tests::{tasks, test_worker_bin, unrecorded_after_runs, WorkerProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
@@ -45,7 +45,15 @@ async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
     let mut new_master = None;
     for batch in 0..30 {
         let messages: Vec<_> = (0..50)
-            .map(|_| tasks::count_run::message((), &PublishOptions::new().retries(20)).unwrap())
+            .map(|_| {
+                tasks::count_run::message(
+                    (),
+                    &PublishOptions::new()
+                        .retries(20)
+                        .backoff(Duration::from_millis(100), Duration::from_secs(1)),
+                )
+                .unwrap()
+            })
             .collect();
         let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
         match client.publish_many(messages).await {
@@ -60,33 +68,14 @@ async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
     assert_ne!(new_master, first_master);
 
     let conn = stevedore_tests::connection_to(&setup.url()).await;
-    eventually(
-        "every acknowledged task to run",
-        Duration::from_secs(90),
-        || {
-            let mut conn = conn.clone();
-            let acknowledged = &acknowledged;
-            async move {
-                let runs = runs(&mut conn).await;
-                acknowledged
-                    .iter()
-                    .all(|id| runs.contains_key(id))
-                    .then_some(())
-            }
-        },
-    )
-    .await;
-    let mut left: Vec<String> = acknowledged.iter().cloned().collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !left.is_empty() && Instant::now() < deadline {
-        let mut still = Vec::new();
-        for id in left {
-            if client.task(&id).await.map(|r| r.state()).ok() != Some(TaskState::Succeeded) {
-                still.push(id);
-            }
-        }
-        left = still;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let left = unrecorded_after_runs(&client, &conn, &acknowledged, Duration::from_secs(90)).await;
+    for id in left.iter().take(5) {
+        let state = client.task(id).await.map(|r| r.state());
+        writeln!(
+            std::io::stderr().lock(),
+            "no success record: {id} {state:?}"
+        )
+        .unwrap();
     }
     writeln!(
         std::io::stderr().lock(),

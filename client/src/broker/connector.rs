@@ -131,24 +131,10 @@ impl Connector {
 
     async fn open(&self, connect: Duration, response: Option<Duration>) -> RedisResult<Connection> {
         match self {
-            Self::Single(client) => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect))
-                    .set_response_timeout(response);
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Ok(Connection::Single(conn))
-            }
+            Self::Single(client) => single_connection(client, connect, response).await,
             Self::Sentinel(sentinel) => {
                 let client = self.sentinel_master(sentinel).await?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect))
-                    .set_response_timeout(response);
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Ok(Connection::Single(conn))
+                single_connection(&client, connect, response).await
             }
             Self::Cluster { client, .. } => {
                 let limit = response.unwrap_or(NO_RESPONSE_LIMIT);
@@ -202,6 +188,21 @@ impl Connector {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster { .. })
     }
+}
+
+/// A multiplexed connection to the server `client` names.
+async fn single_connection(
+    client: &redis::Client,
+    connect: Duration,
+    response: Option<Duration>,
+) -> RedisResult<Connection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect))
+        .set_response_timeout(response);
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    Ok(Connection::Single(conn))
 }
 
 /// A client for one server, trusting the configured roots for TLS.
