@@ -43,6 +43,12 @@ fn documented_acl() -> Vec<String> {
     lines
 }
 
+/// A log line that reports an ACL refusal (`NOPERM`, however the client library spells it).
+fn is_refusal(line: &str) -> bool {
+    let line = line.to_ascii_lowercase();
+    line.contains("noperm") || line.contains("no permissions")
+}
+
 fn password(role: &str) -> String {
     format!("pw-{role}-7d1e")
 }
@@ -117,13 +123,22 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
         String::from_utf8_lossy(&added.stderr)
     );
     let beat_url = redis.url(Some(("stevedore-beat", &password("stevedore-beat"))));
+    let beat_log = secrets.path().join("beat.log");
     let mut beat = Command::new(env!("CARGO_BIN_EXE_test-beat"))
         .args(["--redis-url", &beat_url, "--lease", "1s"])
         .env("STEVEDORE_REDIS_CA_FILE", &ca)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&beat_log).unwrap())
         .spawn()
         .unwrap();
+    let beat_refused = || {
+        let log = std::fs::read_to_string(&beat_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| is_refusal(l))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
 
     let worker_broker = Broker::connect(config(&redis, "stevedore-worker"))
         .await
@@ -132,11 +147,24 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
         .dedicated_connection(Duration::ZERO, "test")
         .await
         .unwrap();
-    let counted = eventually("the delayed task and two scheduled runs", WAIT, || {
-        let mut conn = conn.clone();
-        async move { Some(runs(&mut conn).await).filter(|r| r.len() >= 3) }
-    })
-    .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let counted = loop {
+        let counted = runs(&mut conn.clone()).await;
+        if counted.len() >= 3 {
+            break counted;
+        }
+        let refused = beat_refused();
+        assert!(
+            refused.is_empty(),
+            "the documented beat ACL is missing rules: {refused:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delayed task and two scheduled runs after {WAIT:?}; beat log:\n{}",
+            std::fs::read_to_string(&beat_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let _ = beat.kill();
     let _ = beat.wait();
     assert!(counted.contains_key(delayed.id()));
@@ -144,7 +172,7 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
     let refused: Vec<String> = worker
         .log_lines()
         .into_iter()
-        .filter(|line| line.contains("NOPERM"))
+        .filter(|line| is_refusal(line))
         .collect();
     assert!(
         refused.is_empty(),
