@@ -61,7 +61,6 @@ impl Heartbeat {
                     }
                 }
                 Err(error) => {
-                    self.activity.beat_failed();
                     if !failing {
                         tracing::warn!(%error, "cannot record the heartbeat");
                         failing = true;
@@ -91,8 +90,6 @@ impl Heartbeat {
             );
             self.activity.reaped(now);
         }
-        let max_gap = (self.lost_after / 2).max(self.every * 2).as_millis() as u64;
-        self.activity.beat_recorded(now, *last_beat, max_gap);
         *last_beat = Some(now);
         Ok(())
     }
