@@ -12,7 +12,7 @@ pub mod tasks;
 pub mod tcp_node;
 pub mod tls;
 
-pub use process::WorkerProcess;
+pub use process::{KillOnDrop, WorkerProcess};
 pub use redis_server::RedisServer;
 
 use std::time::{Duration, Instant};

@@ -159,3 +159,13 @@ impl Drop for WorkerProcess {
         }
     }
 }
+
+/// A child process (a beat, a CLI) killed when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

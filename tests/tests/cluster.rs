@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use stevedore::control::{Command as ControlCommand, Target};
@@ -15,7 +15,7 @@ use stevedore::{Destination, OnDuplicate, PublishOptions, TaskState};
 use stevedore_tests::cluster::RedisCluster;
 use stevedore_tests::{
     eventually, ran_on, run_cli, runs, tasks, test_admin_bin, test_worker_bin,
-    unrecorded_after_runs, WorkerProcess,
+    unrecorded_after_runs, KillOnDrop, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -257,22 +257,12 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
     );
 }
 
-/// A beat process, killed when dropped.
-struct Beat(Child);
-
-impl Drop for Beat {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beat_fires_once_per_run_on_a_cluster_across_a_leader_kill() {
     let cluster = RedisCluster::start();
     let _worker = worker(&cluster, "w", &[]);
     let beat = || {
-        Beat(
+        KillOnDrop(
             Command::new(env!("CARGO_BIN_EXE_test-beat"))
                 .args(["--redis-url", &cluster.url(), "--lease", "1s"])
                 .stdout(Stdio::null())

@@ -10,7 +10,9 @@ use stevedore::broker::{Broker, BrokerConfig};
 use stevedore::signing::SigningKeys;
 use stevedore::{Destination, PublishOptions, TaskState};
 use stevedore_tests::tls::TlsRedis;
-use stevedore_tests::{eventually, runs, tasks, test_worker_bin, RedisServer, WorkerProcess};
+use stevedore_tests::{
+    eventually, runs, tasks, test_worker_bin, KillOnDrop, RedisServer, WorkerProcess,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -124,14 +126,16 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
     );
     let beat_url = redis.url(Some(("stevedore-beat", &password("stevedore-beat"))));
     let beat_log = secrets.path().join("beat.log");
-    let mut beat = Command::new(env!("CARGO_BIN_EXE_test-beat"))
-        .args(["--redis-url", &beat_url, "--lease", "1s"])
-        .env("STEVEDORE_REDIS_CA_FILE", &ca)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&beat_log).unwrap())
-        .spawn()
-        .unwrap();
+    let beat = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_test-beat"))
+            .args(["--redis-url", &beat_url, "--lease", "1s"])
+            .env("STEVEDORE_REDIS_CA_FILE", &ca)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&beat_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let beat_refused = || {
         let log = std::fs::read_to_string(&beat_log).unwrap_or_default();
         log.lines()
@@ -165,8 +169,7 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let _ = beat.kill();
-    let _ = beat.wait();
+    drop(beat);
     assert!(counted.contains_key(delayed.id()));
 
     let refused: Vec<String> = worker
