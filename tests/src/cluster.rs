@@ -2,9 +2,9 @@
 //! joined with `redis-cli --cluster create`.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::tcp_node::{free_port, TcpNode};
+use crate::tcp_node::{free_port, poll_until, TcpNode};
 
 /// A running cluster, killed when dropped.
 pub struct RedisCluster {
@@ -83,22 +83,13 @@ impl RedisCluster {
 
     /// Waits until every running node says `cluster_state:ok` and agrees on the masters.
     pub fn wait_healthy(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let healthy = self.nodes.iter().filter(|n| n.is_running()).all(|node| {
+        poll_until("a healthy cluster", timeout, || {
+            self.nodes.iter().filter(|n| n.is_running()).all(|node| {
                 node.query::<String>(redis::cmd("CLUSTER").arg("INFO"))
                     .map(|info| info.contains("cluster_state:ok"))
                     .unwrap_or(false)
-            });
-            if healthy {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not become healthy in {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            })
+        });
     }
 
     /// SIGKILLs the master serving `key`'s slot, waits until its replica has taken over and
@@ -111,14 +102,9 @@ impl RedisCluster {
             .find(|n| n.port == port)
             .expect("the master is one of ours");
         node.kill();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.master_port_of(key) == port {
-            assert!(
-                Instant::now() < deadline,
-                "no replica took over within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until("a replica to take over", Duration::from_secs(30), || {
+            self.master_port_of(key) != port
+        });
         self.wait_healthy(Duration::from_secs(30));
         port
     }
@@ -137,21 +123,17 @@ impl RedisCluster {
             .iter()
             .find(|n| n.port == port)
             .expect("restarted");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let synced = node
-                .query::<String>(redis::cmd("INFO").arg("replication"))
-                .map(|info| info.contains("role:slave") && info.contains("master_link_status:up"))
-                .unwrap_or(false);
-            if synced {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the restarted node did not sync within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(
+            "the restarted node to sync",
+            Duration::from_secs(30),
+            || {
+                node.query::<String>(redis::cmd("INFO").arg("replication"))
+                    .map(|info| {
+                        info.contains("role:slave") && info.contains("master_link_status:up")
+                    })
+                    .unwrap_or(false)
+            },
+        );
         self.wait_healthy(Duration::from_secs(30));
     }
 

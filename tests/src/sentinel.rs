@@ -1,8 +1,8 @@
 //! A local Sentinel deployment for one test: one master, one replica, three sentinels.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::tcp_node::{free_port, TcpNode};
+use crate::tcp_node::{free_port, poll_until, TcpNode};
 
 /// The master's service name the sentinels monitor.
 pub const MASTER_NAME: &str = "stevedore-test";
@@ -142,14 +142,7 @@ impl SentinelSetup {
         })
     }
 
-    fn wait_until(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after 30 s waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn wait_until(&self, what: &str, check: impl FnMut() -> bool) {
+        poll_until(what, Duration::from_secs(30), check);
     }
 }

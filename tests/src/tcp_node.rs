@@ -6,6 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Polls `check` every 20 ms until it holds, or panics naming `what` once `timeout` has
+/// passed: the blocking twin of [`crate::eventually`], for harness code outside async.
+pub fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A free loopback port (bound and released; the kernel does not hand it out again soon).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
