@@ -19,12 +19,26 @@ pub fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
 }
 
-/// A free loopback port (bound and released; the kernel does not hand it out again soon).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768 and up), so no
+/// outgoing connection takes one between the handing out and the server binding it (or while a
+/// killed node is down before its restart on the same port).
+const PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free loopback port for a server of this test process, never handed out twice by it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a free loopback port")
-        .port()
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        // Test binaries run one after another; a start spread by pid keeps leftovers apart.
+        std::sync::atomic::AtomicU32::new(std::process::id() * 7919 % PORTS.len() as u32)
+    });
+    for _ in 0..PORTS.len() {
+        let offset = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PORTS.len() as u32;
+        let port = u16::try_from(PORTS.start + offset).expect("ports fit in u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?}");
 }
 
 /// One `redis-server` (or sentinel) on a loopback port, killed when dropped.

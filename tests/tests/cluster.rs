@@ -236,10 +236,12 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
     let missing_record = left.len();
     let twice = counted.values().filter(|n| **n > 1).count();
     for id in left.iter().take(5) {
-        let state = client.task(id).await.map(|r| r.state());
+        let where_now = whereabouts(&mut conn.clone(), id).await;
+        let record = client.task(id).await;
         writeln!(
             std::io::stderr().lock(),
-            "no success record: {id} {state:?}"
+            "no success record: {id} ran {:?} times, found in {where_now:?}, record {record:#?}",
+            counted.get(id)
         )
         .unwrap();
     }
@@ -255,6 +257,43 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
         missing_record, 0,
         "acknowledged tasks without a success record"
     );
+}
+
+/// Where a message with `id` is now: the delayed sets and streams of the test queues holding
+/// it, and whether its stream entry is pending.
+async fn whereabouts(conn: &mut stevedore::broker::Connection, id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for queue in QUEUES {
+        let tag = format!("stevedore:{{q:{queue}}}");
+        let delayed: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(format!("{tag}:delayed"))
+            .arg(0)
+            .arg(-1)
+            .query_async(conn)
+            .await
+            .unwrap_or_default();
+        if delayed.iter().any(|m| contains(m, id.as_bytes())) {
+            found.push(format!("{queue} delayed"));
+        }
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(format!("{tag}:stream"))
+            .arg("-")
+            .arg("+")
+            .query_async(conn)
+            .await
+            .unwrap_or_default();
+        let holding = entries
+            .iter()
+            .filter(|(_, fields)| fields.iter().any(|f| contains(f, id.as_bytes())));
+        for (entry, _) in holding {
+            found.push(format!("{queue} stream entry {entry}"));
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -500,3 +500,57 @@ async fn tasks_waiting_for_a_lost_node_wait_for_it_or_move_when_configured() {
         "a node forgotten before stays untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_runs_verdict_never_hides_the_record_of_its_next_attempt() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let broker = client.broker();
+    let mut conn = broker
+        .dedicated_connection(Duration::ZERO, "test")
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let run = |attempt: u32, state: TaskState| stevedore::RunRecord {
+        id: "t1".into(),
+        task: "tests.count_run".into(),
+        queue: "default".into(),
+        node: format!("n{attempt}"),
+        state,
+        attempt,
+        published_at: 1,
+        started_at: Some(2),
+        finished_at: state.is_final().then_some(3),
+        result: None,
+        error: None,
+        retry_at: None,
+    };
+    let record = |run: stevedore::RunRecord| {
+        let mut batch = stevedore::broker::OutcomeBatch::new(ttl);
+        batch
+            .record(broker, &run, stevedore::broker::RecordSlot::Task, false, true)
+            .unwrap();
+        batch
+    };
+    let verdict = run(1, TaskState::Retrying);
+
+    // The lost run's own `running` record gives way to the verdict.
+    broker
+        .write_outcomes(&mut conn, &mut record(run(1, TaskState::Running)))
+        .await
+        .unwrap();
+    assert!(broker.record_lost(&verdict, "task", true, ttl).await.unwrap());
+    assert_eq!(client.task("t1").await.unwrap().runs["task"], verdict);
+
+    // The requeued attempt ran and was recorded before the verdict arrived: it stays.
+    let next = run(2, TaskState::Succeeded);
+    broker
+        .write_outcomes(&mut conn, &mut record(next.clone()))
+        .await
+        .unwrap();
+    assert!(!broker.record_lost(&verdict, "task", true, ttl).await.unwrap());
+    let stored = client.task("t1").await.unwrap();
+    assert_eq!(stored.runs["task"], next, "the verdict hid the next attempt");
+    assert_eq!(stored.attempts[&1], verdict, "the lost attempt is kept as attempt 1");
+    assert_eq!(stored.state(), TaskState::Succeeded);
+}

@@ -203,18 +203,10 @@ impl Reaper {
         } else {
             TaskRecord::TASK_FIELD.to_owned()
         };
+        // After the requeue: its next attempt may be recorded already, and wins.
         self.broker
-            .write_record(&run, &field, self.record_ttl)
+            .record_lost(&run, &field, requeued, self.record_ttl)
             .await?;
-        if requeued {
-            self.broker
-                .write_record(
-                    &run,
-                    &TaskRecord::attempt_field(run.attempt),
-                    self.record_ttl,
-                )
-                .await?;
-        }
         Ok(())
     }
 }

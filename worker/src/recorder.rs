@@ -6,7 +6,9 @@
 //!    the two re-runs the task, never loses its outcome).
 //! 3. Skips a run's `running` record when its outcome is in the same batch.
 //! 4. Retries a failed batch on a new connection with capped backoff until it is written or
-//!    the worker gives up at shutdown; what is not written stays pending in Redis.
+//!    the worker gives up at shutdown; what is not written stays pending in Redis. A retry
+//!    resumes at the stage that failed (records, retries, acknowledgements), so a record is
+//!    never written over the newer record of a retry that already ran.
 //! 5. Ends when every sender is gone and the channel is drained.
 
 use std::collections::HashSet;
@@ -88,8 +90,8 @@ impl Recorder {
         let mut conn: Option<Connection> = None;
         let mut events = Vec::with_capacity(MAX_BATCH);
         while self.events.recv_many(&mut events, MAX_BATCH).await > 0 {
-            let batch = self.batch(&events);
-            if self.write(&mut conn, &batch, &give_up).await {
+            let mut batch = self.batch(&events);
+            if self.write(&mut conn, &mut batch, &give_up).await {
                 self.in_flight
                     .settled_all(events.iter().filter_map(|e| match e {
                         Event::Finished {
@@ -154,7 +156,7 @@ impl Recorder {
     async fn write(
         &self,
         conn: &mut Option<Connection>,
-        batch: &OutcomeBatch,
+        batch: &mut OutcomeBatch,
         give_up: &CancellationToken,
     ) -> bool {
         let mut backoff = Duration::from_millis(50);
@@ -187,7 +189,7 @@ impl Recorder {
     async fn try_write(
         &self,
         conn: &mut Option<Connection>,
-        batch: &OutcomeBatch,
+        batch: &mut OutcomeBatch,
     ) -> stevedore::Result<()> {
         if conn.is_none() {
             *conn = Some(

@@ -50,7 +50,8 @@ impl ConnectionLike for Connection {
                         conn.req_packed_commands(pipeline, offset, count),
                     ))
                 } else {
-                    Box::pin(bounded(*limit, split_by_slot(conn.clone(), pipeline)))
+                    let replies = split_by_slot(conn.clone(), pipeline, None);
+                    Box::pin(bounded(*limit, async move { Ok(replies.await?.0) }))
                 }
             }
         }
@@ -65,6 +66,12 @@ impl ConnectionLike for Connection {
 }
 
 impl Connection {
+    /// Whether this is a cluster connection (a pipeline's commands may then be applied out of
+    /// order, one slot's part apart from another's).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(..))
+    }
+
     /// Sends `cmd` to the master serving `key`'s slot: for commands about the connection
     /// itself (`CLIENT ID`, `CLIENT UNBLOCK`) that must reach the node a key lives on.
     pub async fn query_on_node_of<T: redis::FromRedisValue>(
@@ -81,41 +88,6 @@ impl Connection {
                 redis::FromRedisValue::from_redis_value(value).map_err(RedisError::from)
             }
         }
-    }
-
-    /// Waits until `replicas` replicas of every master holding one of `keys` have the writes
-    /// this connection made (`WAIT`, once per slot); an error when fewer confirm within
-    /// `timeout`: the writes are then on the master only, and a failover now could lose them.
-    pub async fn wait_for_replicas<'k>(
-        &mut self,
-        keys: impl IntoIterator<Item = &'k str>,
-        replicas: u32,
-        timeout: Duration,
-    ) -> RedisResult<()> {
-        let mut by_slot: BTreeMap<u16, &str> = BTreeMap::new();
-        for key in keys {
-            let slot = match self {
-                Self::Single(_) => 0,
-                Self::Cluster(..) => slot_of(key.as_bytes()),
-            };
-            by_slot.entry(slot).or_insert(key);
-        }
-        let mut cmd = redis::cmd("WAIT");
-        cmd.arg(replicas).arg(timeout.as_millis() as u64);
-        for key in by_slot.into_values() {
-            let confirmed: u32 = self.query_on_node_of(key, &cmd).await?;
-            if confirmed < replicas {
-                return Err(RedisError::from((
-                    redis::ErrorKind::Io,
-                    "writes not replicated",
-                    format!(
-                        "only {confirmed} of {replicas} replicas confirmed the writes within {timeout:?} \
-                         (STEVEDORE_WAIT_REPLICAS); they may be lost if the master fails now"
-                    ),
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// Every key matching `pattern` of `kind` (a Redis type name), scanning every master of a
@@ -140,7 +112,7 @@ impl Connection {
 }
 
 /// `reply`, or a timeout error once `limit` has passed.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     limit: Duration,
     reply: impl std::future::Future<Output = RedisResult<T>>,
 ) -> RedisResult<T> {
@@ -188,9 +160,14 @@ fn routing_key(cmd: &Cmd) -> Option<Vec<u8>> {
     Some(key.to_vec())
 }
 
-/// Sends the commands of `pipeline` as one pipeline per slot, all at once, and puts the
-/// replies back in order.
-async fn split_by_slot(conn: ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+/// Sends the commands of `pipeline` as one pipeline per slot, all at once, each followed by
+/// `trailer` when given (on the same node connection, in the same round trip); returns the
+/// commands' replies in order, and the trailer's reply of each part.
+pub(super) async fn split_by_slot(
+    conn: ClusterConnection,
+    pipeline: &Pipeline,
+    trailer: Option<&Cmd>,
+) -> RedisResult<(Vec<Value>, Vec<Value>)> {
     let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     let mut keyless = Vec::new();
     let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
@@ -208,22 +185,28 @@ async fn split_by_slot(conn: ClusterConnection, pipeline: &Pipeline) -> RedisRes
     }
     let sends = groups.into_values().map(|indexes| {
         let mut conn = conn.clone();
-        let mut part = Pipeline::with_capacity(indexes.len());
+        let mut part = Pipeline::with_capacity(indexes.len() + 1);
         for &index in &indexes {
             part.add_command(commands[index].clone());
         }
+        if let Some(trailer) = trailer {
+            part.add_command(trailer.clone());
+        }
         async move {
-            let replies = conn.req_packed_commands(&part, 0, indexes.len()).await?;
-            Ok::<_, RedisError>(indexes.into_iter().zip(replies))
+            let mut replies = conn.req_packed_commands(&part, 0, part.len()).await?;
+            let trailed = trailer.and_then(|_| replies.pop());
+            Ok::<_, RedisError>((indexes.into_iter().zip(replies), trailed))
         }
     });
     let mut replies = vec![Value::Nil; commands.len()];
-    for part in try_join_all(sends).await? {
+    let mut trailers = Vec::new();
+    for (part, trailed) in try_join_all(sends).await? {
         for (index, reply) in part {
             replies[index] = reply;
         }
+        trailers.extend(trailed);
     }
-    Ok(replies)
+    Ok((replies, trailers))
 }
 
 /// Scans one server, or the cluster node `node` when given.

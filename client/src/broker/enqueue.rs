@@ -19,10 +19,8 @@ impl Broker {
         let now = crate::now_ms();
         let mut earliest_delayed: Option<u64> = None;
         let mut checked = Vec::new();
-        let mut written = Vec::new();
         for (index, message) in messages.iter().enumerate() {
             let destination = Destination::from_wire_name(&message.queue)?;
-            written.push(self.keys().stream(&destination));
             let payload = self.seal(message)?;
             if payload.len() > self.config().max_payload {
                 return Err(Error::PayloadTooLarge {
@@ -49,9 +47,7 @@ impl Broker {
         if let Some(due) = earliest_delayed {
             self.add_wake(&mut pipe, due);
         }
-        let mut conn = self.commands();
-        let answers: Vec<i64> = pipe.query_async(&mut conn).await?;
-        self.wait_for_replicas(&mut conn, &written).await?;
+        let answers: Vec<i64> = self.query_replicated(&pipe).await?;
         let mut published = vec![true; messages.len()];
         for (index, answer) in checked.into_iter().zip(answers) {
             published[index] = answer == 1;
@@ -59,20 +55,18 @@ impl Broker {
         Ok(published)
     }
 
-    /// With [`BrokerConfig::replicas_to_ack`](super::BrokerConfig) set, waits until that
-    /// many replicas of the masters of `keys` have what this connection wrote.
-    pub(crate) async fn wait_for_replicas(
+    /// Sends `pipe` on the shared connection; with
+    /// [`BrokerConfig::replicas_to_ack`](super::BrokerConfig) set, fails unless that many
+    /// replicas of every master written confirm the writes.
+    pub(crate) async fn query_replicated<T: redis::FromRedisValue>(
         &self,
-        conn: &mut super::SharedConnection,
-        keys: &[String],
-    ) -> Result<()> {
-        let replicas = self.config().replicas_to_ack;
-        if replicas > 0 {
-            let keys = keys.iter().map(String::as_str);
-            conn.wait_for_replicas(keys, replicas, self.config().replica_ack_timeout)
-                .await?;
-        }
-        Ok(())
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let config = self.config();
+        Ok(self
+            .commands()
+            .query_replicated(pipe, config.replicas_to_ack, config.replica_ack_timeout)
+            .await?)
     }
 
     /// Adds to `pipe` the XADD of `payload` to `destination`'s stream (broadcasts capped).

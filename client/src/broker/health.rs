@@ -10,6 +10,8 @@ use super::Broker;
 use crate::nodes::{NodeBeat, NodeHealth};
 use crate::{Destination, Error, Result};
 
+static RECORD_LOST: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/record_lost.lua")));
 static BEAT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/beat.lua")));
 static REAP: LazyLock<redis::Script> =
@@ -269,26 +271,29 @@ impl Broker {
         Ok(moved)
     }
 
-    /// Writes a run record (the reaper's verdict on a lost run).
-    pub async fn write_record(
+    /// Writes the reaper's verdict on a lost run into field `field` of its task's record
+    /// (and as its attempt too when `as_attempt`), unless that field already holds a later
+    /// attempt; returns whether the field was written.
+    pub async fn record_lost(
         &self,
         run: &crate::RunRecord,
         field: &str,
+        as_attempt: bool,
         ttl: Duration,
-    ) -> Result<()> {
-        let key = self.keys().record(&run.id);
-        redis::pipe()
-            .cmd("HSET")
-            .arg(&key)
+    ) -> Result<bool> {
+        let attempt_field = match as_attempt {
+            true => crate::TaskRecord::attempt_field(run.attempt),
+            false => String::new(),
+        };
+        let written: i64 = RECORD_LOST
+            .key(self.keys().record(&run.id))
             .arg(field)
             .arg(run.encode()?)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
+            .arg(run.attempt)
             .arg(ttl.as_millis() as u64)
-            .ignore()
-            .query_async::<()>(&mut self.commands())
+            .arg(attempt_field)
+            .invoke_async(&mut self.commands())
             .await?;
-        Ok(())
+        Ok(written == 1)
     }
 }

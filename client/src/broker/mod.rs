@@ -20,6 +20,7 @@ mod health;
 mod inspect;
 pub mod keys;
 mod outcome;
+mod replicated;
 mod schedules;
 mod shared;
 

@@ -1,8 +1,9 @@
 //! Recording outcomes and settling messages, many tasks in one pipelined round trip.
 //!
-//! The order inside the pipeline is the at-least-once rule: every record is written, and every
+//! The order of the writes is the at-least-once rule: every record is written, and every
 //! retry or dead letter stored, before any entry is acknowledged; so a crash in between runs a
-//! task again, never loses it or its outcome.
+//! task again, never loses it or its outcome. Records are written before retries are stored,
+//! so a retry never runs before the record of the attempt that scheduled it is final.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +20,21 @@ pub struct OutcomeBatch {
     acks: BTreeMap<(Destination, String), Vec<String>>,
     releases: Vec<(Destination, String, String)>,
     ttl: Duration,
+    stage: Stage,
+}
+
+/// The next part of a batch to write (see [`Broker::write_outcomes`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Records, dead letters and releases.
+    #[default]
+    Records,
+    /// Retries.
+    Retries,
+    /// Acknowledgements.
+    Acks,
+    /// Everything was written.
+    Done,
 }
 
 /// The fields of one dead letter.
@@ -171,13 +187,74 @@ impl OutcomeBatch {
 }
 
 impl Broker {
-    /// Writes the batch's records, retries and dead letters, then acknowledges its entries, in
-    /// one round trip.
+    /// Writes the batch's records and dead letters, then its retries, then acknowledges its
+    /// entries: one round trip when nothing retries and no replica must confirm.
+    ///
+    /// A failed call can be repeated with the same batch: it resumes at the stage that failed.
+    /// Records are never written again once the retries are stored, because a retry may have
+    /// run by then and its newer record must not be overwritten by this older one. With
+    /// `replicas_to_ack`, each stage is confirmed by replicas before the next (and before any
+    /// acknowledgement).
     ///
     /// Queue entries are deleted once acknowledged (nothing grows); broadcast entries stay for
     /// the other nodes until the capped stream trims them.
-    pub async fn write_outcomes(&self, conn: &mut Connection, batch: &OutcomeBatch) -> Result<()> {
-        let mut pipe = redis::pipe();
+    pub async fn write_outcomes(
+        &self,
+        conn: &mut Connection,
+        batch: &mut OutcomeBatch,
+    ) -> Result<()> {
+        let confirmed = self.config().replicas_to_ack > 0;
+        loop {
+            let mut pipe = redis::pipe();
+            let next = match batch.stage {
+                Stage::Records => {
+                    self.add_records(&mut pipe, batch);
+                    match batch.retries.is_empty() {
+                        true => Stage::Acks,
+                        false => Stage::Retries,
+                    }
+                }
+                Stage::Retries => {
+                    self.add_retries(&mut pipe, batch);
+                    Stage::Acks
+                }
+                Stage::Acks => {
+                    self.add_acks(&mut pipe, batch);
+                    Stage::Done
+                }
+                Stage::Done => return Ok(()),
+            };
+            // Acknowledgements ride along when one server applies them after the writes before
+            // them, in order, and no replica must confirm those writes first (a cluster sends
+            // each slot's commands apart: an ack could land before a record).
+            let acks_along = next == Stage::Acks && !confirmed && !conn.is_cluster();
+            if acks_along {
+                self.add_acks(&mut pipe, batch);
+            }
+            if !pipe.is_empty() {
+                self.send_stage(conn, &pipe, batch.stage != Stage::Acks)
+                    .await?;
+            }
+            batch.stage = if acks_along { Stage::Done } else { next };
+        }
+    }
+
+    /// Sends one stage; `confirm`: with `replicas_to_ack`, replicas must confirm its writes.
+    async fn send_stage(
+        &self,
+        conn: &mut Connection,
+        pipe: &redis::Pipeline,
+        confirm: bool,
+    ) -> Result<()> {
+        let config = self.config();
+        let replicas = if confirm { config.replicas_to_ack } else { 0 };
+        conn.query_replicated::<()>(pipe, replicas, config.replica_ack_timeout)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds to `pipe` the batch's records, dead letters and on_duplicate releases.
+    fn add_records(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
         let ttl_ms = batch.ttl.as_millis() as u64;
         for write in &batch.records {
             let cmd = pipe.cmd("HSET").arg(&write.key);
@@ -191,14 +268,8 @@ impl Broker {
                 pipe.cmd("PEXPIRE").arg(done).arg(ttl_ms).ignore();
             }
         }
-        for (destination, due_ms, message) in &batch.retries {
-            self.add_delayed(&mut pipe, destination, *due_ms, message.clone());
-        }
-        if let Some(earliest) = batch.retries.iter().map(|(_, due, _)| *due).min() {
-            self.add_wake(&mut pipe, earliest);
-        }
         for (destination, fields) in &batch.dead {
-            self.add_dead_letter(&mut pipe, destination, fields);
+            self.add_dead_letter(pipe, destination, fields);
         }
         for (destination, key, id) in &batch.releases {
             pipe.cmd("EVAL")
@@ -210,31 +281,20 @@ impl Broker {
                 .arg(id)
                 .ignore();
         }
-        let replicas = self.config().replicas_to_ack;
-        if replicas > 0 {
-            // The outcome must survive a failover before the entries are acknowledged.
-            pipe.query_async::<()>(&mut *conn).await?;
-            let mut keys: Vec<String> = batch.records.iter().map(|w| w.key.clone()).collect();
-            keys.extend(
-                batch
-                    .retries
-                    .iter()
-                    .map(|(to, _, _)| self.keys().delayed(to)),
-            );
-            keys.extend(
-                batch
-                    .dead
-                    .iter()
-                    .map(|(to, _)| self.keys().dead_letters(to)),
-            );
-            conn.wait_for_replicas(
-                keys.iter().map(String::as_str),
-                replicas,
-                self.config().replica_ack_timeout,
-            )
-            .await?;
-            pipe = redis::pipe();
+    }
+
+    /// Adds to `pipe` the batch's retries (delayed messages) and the forwarders' wake-up.
+    fn add_retries(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
+        for (destination, due_ms, message) in &batch.retries {
+            self.add_delayed(pipe, destination, *due_ms, message.clone());
         }
+        if let Some(earliest) = batch.retries.iter().map(|(_, due, _)| *due).min() {
+            self.add_wake(pipe, earliest);
+        }
+    }
+
+    /// Adds to `pipe` the acknowledgement (and deletion, but for broadcasts) of every entry.
+    fn add_acks(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
         for ((destination, group), ids) in &batch.acks {
             let stream = self.keys().stream(destination);
             pipe.cmd("XACK").arg(&stream).arg(group).arg(ids).ignore();
@@ -242,10 +302,6 @@ impl Broker {
                 pipe.cmd("XDEL").arg(&stream).arg(ids).ignore();
             }
         }
-        if !pipe.is_empty() {
-            pipe.query_async::<()>(conn).await?;
-        }
-        Ok(())
     }
 
     /// Adds to `pipe` a dead letter with `fields`, keeping the dead letters capped by count

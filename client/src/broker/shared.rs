@@ -52,7 +52,7 @@ impl SharedConnection {
             .clone()
     }
 
-    async fn get(&self) -> RedisResult<(u64, Connection)> {
+    pub(super) async fn get(&self) -> RedisResult<(u64, Connection)> {
         if let Some(current) = self.current() {
             return Ok(current);
         }
@@ -75,7 +75,7 @@ impl SharedConnection {
     }
 
     /// Forgets connection `generation` when `error` says it is no use any more.
-    fn after_error(&self, generation: u64, error: &RedisError) {
+    pub(super) fn after_error(&self, generation: u64, error: &RedisError) {
         if !must_reconnect(error) || self.inner.connector.is_cluster() {
             // A cluster connection follows MOVED and reconnects its nodes by itself.
             return;
@@ -96,21 +96,6 @@ impl SharedConnection {
     ) -> RedisResult<T> {
         let (generation, mut conn) = self.get().await?;
         let reply = conn.query_on_node_of(key, cmd).await;
-        if let Err(error) = &reply {
-            self.after_error(generation, error);
-        }
-        reply
-    }
-
-    /// See [`Connection::wait_for_replicas`]; on the connection the writes were made on.
-    pub async fn wait_for_replicas<'k>(
-        &mut self,
-        keys: impl IntoIterator<Item = &'k str>,
-        replicas: u32,
-        timeout: Duration,
-    ) -> RedisResult<()> {
-        let (generation, mut conn) = self.get().await?;
-        let reply = conn.wait_for_replicas(keys, replicas, timeout).await;
         if let Err(error) = &reply {
             self.after_error(generation, error);
         }
