@@ -554,3 +554,82 @@ async fn a_lost_runs_verdict_never_hides_the_record_of_its_next_attempt() {
     assert_eq!(stored.attempts[&1], verdict, "the lost attempt is kept as attempt 1");
     assert_eq!(stored.state(), TaskState::Succeeded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_lost_after_reaps_no_live_worker() {
+    let redis = RedisServer::start();
+    let args = ["--heartbeat", "100ms", "--lost-after", "500ms"];
+    let a = WorkerProcess::start(test_worker_bin!(), &redis, "a", &args);
+    let mut b = WorkerProcess::start(test_worker_bin!(), &redis, "b", &args);
+    let c = WorkerProcess::start(test_worker_bin!(), &redis, "c", &args);
+    let client = redis.stevedore().await;
+    let running = tasks::gate::apply_async(
+        &client,
+        ("outage".to_owned(),),
+        PublishOptions::new().node("a").retries(3),
+    )
+    .await
+    .unwrap();
+    let mut conn = redis.connection().await;
+    eventually("the task to start on a", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let started: u64 = redis::cmd("LLEN")
+                .arg("tests:gate-started:outage")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (started == 1).then_some(())
+        }
+    })
+    .await;
+
+    // A real loss (b dies), then an outage: Redis holds every client's commands for 1.5 s, so
+    // every beat is stale at once when it ends. The first reaper passes after it would take a
+    // or c for lost; b must be reaped (later, once beats can be trusted again), and only b.
+    b.kill_hard();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let reaped_b = "worker process lost: reaping its work node=b";
+    eventually("a or c to reap b", Duration::from_secs(20), || {
+        let found = a
+            .log_lines()
+            .into_iter()
+            .chain(c.log_lines())
+            .any(|l| l.contains(reaped_b));
+        async move { found.then_some(()) }
+    })
+    .await;
+    let wrongly: Vec<String> = a
+        .log_lines()
+        .into_iter()
+        .chain(c.log_lines())
+        .filter(|l| l.contains("worker process lost") && !l.contains("node=b"))
+        .collect();
+    assert!(wrongly.is_empty(), "a live worker was reaped: {wrongly:?}");
+
+    let _: () = redis::cmd("RPUSH")
+        .arg("tests:gate:outage")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let record = eventually("the task to finish", Duration::from_secs(20), || async {
+        let record = client.task(running.id()).await.unwrap();
+        (record.state() == TaskState::Succeeded).then_some(record)
+    })
+    .await;
+    assert!(
+        record.late.is_empty(),
+        "the run was settled by a reaper: {record:?}"
+    );
+    assert_eq!(
+        stevedore_tests::runs(&mut conn).await.get(running.id()),
+        Some(&1)
+    );
+}

@@ -9,6 +9,9 @@ pub struct Activity {
     fetchers_up: AtomicUsize,
     stopped_taking_work: AtomicBool,
     reaped_at: AtomicU64,
+    beating_since: AtomicU64,
+    last_beat: AtomicU64,
+    max_gap: AtomicU64,
 }
 
 impl Activity {
@@ -53,6 +56,34 @@ impl Activity {
     /// already settled by a peer.
     pub fn reaped(&self, at: u64) {
         self.reaped_at.store(at, Ordering::Relaxed);
+    }
+
+    /// This process's beat was recorded at `now` (Redis ms), `previous` being the one before;
+    /// a gap longer than `max_gap` starts a new run of beats.
+    pub fn beat_recorded(&self, now: u64, previous: Option<u64>, max_gap: u64) {
+        let continuous = previous.is_some_and(|p| now.saturating_sub(p) <= max_gap)
+            && self.beating_since.load(Ordering::Relaxed) > 0;
+        if !continuous {
+            self.beating_since.store(now, Ordering::Relaxed);
+        }
+        self.last_beat.store(now, Ordering::Relaxed);
+        self.max_gap.store(max_gap, Ordering::Relaxed);
+    }
+
+    /// This process could not record its beat: its run of beats is broken.
+    pub fn beat_failed(&self) {
+        self.beating_since.store(0, Ordering::Relaxed);
+    }
+
+    /// How long (ms) this process has recorded its beat without a gap, judged when its beat
+    /// in Redis is `seen_at` (Redis ms): `None` when it is not beating, or when that beat is
+    /// newer than the heartbeat has seen by more than a gap (an outage the heartbeat has not
+    /// noticed yet).
+    pub fn beating_for(&self, seen_at: u64) -> Option<u64> {
+        let since = self.beating_since.load(Ordering::Relaxed);
+        let last = self.last_beat.load(Ordering::Relaxed);
+        let unseen_gap = seen_at.saturating_sub(last) > self.max_gap.load(Ordering::Relaxed);
+        (since > 0 && !unseen_gap).then(|| last.saturating_sub(since))
     }
 
     /// When this process was last reaped by a peer, if ever.

@@ -61,6 +61,7 @@ impl Heartbeat {
                     }
                 }
                 Err(error) => {
+                    self.activity.beat_failed();
                     if !failing {
                         tracing::warn!(%error, "cannot record the heartbeat");
                         failing = true;
@@ -90,6 +91,14 @@ impl Heartbeat {
             );
             self.activity.reaped(now);
         }
+        // An outage shorter than this leaves a live peer's beat younger than `lost_after`
+        // (the gap plus one interval), so beats stay trustworthy across it.
+        let max_gap = self
+            .lost_after
+            .saturating_sub(self.every)
+            .max(self.every * 2)
+            .as_millis() as u64;
+        self.activity.beat_recorded(now, *last_beat, max_gap);
         *last_beat = Some(now);
         Ok(())
     }

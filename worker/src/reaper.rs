@@ -17,6 +17,9 @@
 //! 3. Tasks waiting in a lost node's own queue stay there for the node to come back (its queue
 //!    is named after the node, not the process), or, with `--adopt-lost-node-queue QUEUE`,
 //!    move to that shared queue once no process of the node is alive.
+//! 4. After an outage (Redis down, a failover slower than `--lost-after`) every beat is stale at
+//!    once. A reaper reaps only once its own beat has been fresh for `--lost-after` in a row, so
+//!    live peers have beaten again by then and only the truly lost are reaped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +54,8 @@ pub struct Reaper {
     /// Where tasks waiting in a lost node's own queue go: kept for the node (`None`), or moved
     /// to this shared queue once no process of that node is alive.
     pub adopt_to: Option<Destination>,
+    /// This process's heartbeat record: since when it has beaten without a gap (rule 4).
+    pub activity: Arc<crate::activity::Activity>,
 }
 
 impl Reaper {
@@ -73,6 +78,13 @@ impl Reaper {
     pub async fn pass(&self) -> stevedore::Result<usize> {
         let mut reaped = 0;
         let nodes = self.broker.nodes(self.lost_after).await?;
+        let own_beat_at = nodes
+            .iter()
+            .find(|n| n.beat.consumer == self.consumer && !n.lost)
+            .map(|n| n.beat_at);
+        if !self.trusts_beats(own_beat_at) {
+            return Ok(0);
+        }
         for health in &nodes {
             if health.lost && health.beat.consumer != self.consumer {
                 reaped += self.reap_process(&health.beat).await?;
@@ -85,6 +97,15 @@ impl Reaper {
             }
         }
         Ok(reaped)
+    }
+
+    /// Whether beats can be judged now: this process's own beat (last at `own_beat_at`, Redis
+    /// ms) has been recorded without a gap for at least `lost_after`, so a live peer has had as
+    /// long to beat too (after an outage every beat is stale, the living ones too).
+    fn trusts_beats(&self, own_beat_at: Option<u64>) -> bool {
+        own_beat_at
+            .and_then(|at| self.activity.beating_for(at))
+            .is_some_and(|beating| beating >= self.lost_after.as_millis() as u64)
     }
 
     async fn reap_process(&self, lost: &NodeBeat) -> stevedore::Result<usize> {

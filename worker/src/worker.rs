@@ -172,7 +172,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         broker: client.broker().clone(),
         template,
         pool: pool.clone(),
-        activity,
+        activity: activity.clone(),
         fetchers: FETCHERS,
         every: args.heartbeat,
         lost_after: args.lost_after,
@@ -192,6 +192,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
             .as_deref()
             .map(Destination::queue)
             .transpose()?,
+        activity,
     };
     let reaper = tokio::spawn(reaper.run(stop.clone()));
     tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
