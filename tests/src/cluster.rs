@@ -1,6 +1,7 @@
 //! A local Redis Cluster for one test: three masters and three replicas on loopback ports,
 //! joined with `redis-cli --cluster create`.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use crate::tcp_node::{free_port, poll_until, TcpNode};
 /// A running cluster, killed when dropped.
 pub struct RedisCluster {
     nodes: Vec<TcpNode>,
+    /// The certificate to trust, when the cluster speaks TLS only.
+    ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -16,11 +19,22 @@ impl RedisCluster {
     /// Starts six nodes (node timeout 1 s, AOF on), joins them as three masters with one
     /// replica each, and waits until every node sees every slot served.
     pub fn start() -> Self {
+        Self::start_with(1, false)
+    }
+
+    /// Three masters speaking TLS only (clients, cluster bus), without replicas, with a
+    /// certificate made for the test (see [`RedisCluster::ca_file`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(0, true)
+    }
+
+    fn start_with(replicas: usize, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
-        let nodes: Vec<TcpNode> = (0..6)
+        let ca = tls.then(|| crate::tls::make_certificate(dir.path()));
+        let nodes: Vec<TcpNode> = (0..3 * (1 + replicas))
             .map(|i| {
                 let (port, bus) = (free_port(), free_port());
-                let args: Vec<String> = [
+                let mut args: Vec<String> = [
                     "--cluster-enabled",
                     "yes",
                     "--cluster-port",
@@ -37,6 +51,11 @@ impl RedisCluster {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
+                if let Some((cert, key)) = &ca {
+                    args.extend(crate::tls::tls_args(cert, key));
+                    args.extend(["--tls-cluster".into(), "yes".into()]);
+                    args.extend(["--tls-replication".into(), "yes".into()]);
+                }
                 TcpNode::spawn(&dir.path().join(format!("node{i}")), port, &args)
             })
             .collect();
@@ -47,38 +66,59 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let status = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some((cert, _)) = &ca {
+            create.arg("--tls").arg("--cacert").arg(cert);
+        }
+        let status = create
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(std::process::Stdio::null())
             .status()
             .expect("run redis-cli --cluster create");
         assert!(status.success(), "redis-cli --cluster create failed");
-        let cluster = Self { nodes, _dir: dir };
+        let cluster = Self {
+            nodes,
+            ca: ca.map(|(cert, _)| cert),
+            _dir: dir,
+        };
         cluster.wait_healthy(Duration::from_secs(20));
         cluster
     }
 
-    /// The URL to give stevedore: every master as a seed.
+    /// The URL to give stevedore: every master as a seed (`rediss+cluster://` over TLS).
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self.nodes[..3]
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}+cluster://{}", seeds.join(","))
+    }
+
+    /// The certificate to trust (`STEVEDORE_REDIS_CA_FILE`), when the cluster speaks TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// A stevedore client on namespace `stevedore`.
     pub async fn stevedore(&self) -> stevedore::Client {
-        stevedore::Client::connect(&self.url(), "stevedore")
+        stevedore::Client::with_config(self.config("stevedore"))
             .await
             .expect("stevedore connects to the test cluster")
     }
 
+    /// A config for namespace `namespace` on this cluster (trusting its CA over TLS).
+    pub fn config(&self, namespace: &str) -> stevedore::broker::BrokerConfig {
+        let mut config = stevedore::broker::BrokerConfig::new(self.url(), namespace);
+        config.tls_ca_file = self.ca.clone();
+        config
+    }
+
     /// A cluster connection for the test's own commands.
     pub async fn connection(&self) -> stevedore::broker::Connection {
-        crate::connection_to(&self.url()).await
+        crate::connection_with(self.config("tests")).await
     }
 
     /// Waits until every running node says `cluster_state:ok` and agrees on the masters.

@@ -29,10 +29,16 @@ macro_rules! test_worker_bin {
 /// A connection for the test's own commands to any deployment stevedore accepts (a cluster
 /// connection splits pipelines by slot).
 pub async fn connection_to(url: &str) -> stevedore::broker::Connection {
-    let broker =
-        stevedore::broker::Broker::connect(stevedore::broker::BrokerConfig::new(url, "tests"))
-            .await
-            .expect("connect to the test deployment");
+    connection_with(stevedore::broker::BrokerConfig::new(url, "tests")).await
+}
+
+/// A connection for the test's own commands, made with `config`.
+pub async fn connection_with(
+    config: stevedore::broker::BrokerConfig,
+) -> stevedore::broker::Connection {
+    let broker = stevedore::broker::Broker::connect(config)
+        .await
+        .expect("connect to the test deployment");
     broker
         .dedicated_connection(Duration::from_secs(60), "test")
         .await

@@ -1,7 +1,7 @@
 //! A `redis-server` speaking only TLS, with a certificate made by the test, and optional ACL
 //! users.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::tcp_node::{free_port, TcpNode};
 
@@ -18,15 +18,7 @@ impl TlsRedis {
     /// `default_user_off` turns the passwordless default user off.
     pub fn start(acl: &[String], default_user_off: bool) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
-        let certified = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])
-        .expect("make a certificate");
-        let cert = dir.path().join("server.crt");
-        let key = dir.path().join("server.key");
-        std::fs::write(&cert, certified.cert.pem()).expect("write the certificate");
-        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write the key");
+        let (cert, key) = make_certificate(dir.path());
         let mut config = String::new();
         for line in acl {
             config.push_str(line);
@@ -37,19 +29,9 @@ impl TlsRedis {
         }
         let conf = dir.path().join("redis.conf");
         std::fs::write(&conf, config).expect("write redis.conf");
-        let args: Vec<String> = vec![
-            conf.display().to_string(),
-            "--tls-cert-file".into(),
-            cert.display().to_string(),
-            "--tls-key-file".into(),
-            key.display().to_string(),
-            "--tls-ca-cert-file".into(),
-            cert.display().to_string(),
-            "--tls-auth-clients".into(),
-            "no".into(),
-            "--maxmemory-policy".into(),
-            "noeviction".into(),
-        ];
+        let mut args = vec![conf.display().to_string()];
+        args.extend(tls_args(&cert, &key));
+        args.extend(["--maxmemory-policy".into(), "noeviction".into()]);
         let node = TcpNode::spawn(&dir.path().join("data"), free_port(), &args);
         node.wait_ready();
         Self {
@@ -71,4 +53,31 @@ impl TlsRedis {
     pub fn ca_file(&self) -> &std::path::Path {
         &self.ca
     }
+}
+
+/// Writes a certificate for `localhost` and `127.0.0.1`, self-signed, and its key into `dir`;
+/// returns their paths (the certificate is also the CA to trust).
+pub fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("make a certificate");
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    std::fs::write(&cert, certified.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write the key");
+    (cert, key)
+}
+
+/// `redis-server` arguments to serve TLS with `cert` and `key` (clients need no certificate).
+pub fn tls_args(cert: &Path, key: &Path) -> Vec<String> {
+    vec![
+        "--tls-cert-file".into(),
+        cert.display().to_string(),
+        "--tls-key-file".into(),
+        key.display().to_string(),
+        "--tls-ca-cert-file".into(),
+        cert.display().to_string(),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]
 }

@@ -1,7 +1,8 @@
 //! Redis Cluster: a local cluster of three masters with a replica each. Every kind of queue,
 //! delays, retries, on_duplicate, results, control, listings and beat work unchanged; a
 //! master killed mid-run (its replica takes over) loses no task whose publish Redis
-//! acknowledged, with `STEVEDORE_WAIT_REPLICAS=1`.
+//! acknowledged, with `STEVEDORE_WAIT_REPLICAS=1`; a cluster speaking only TLS works through a
+//! `rediss+cluster://` URL.
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
@@ -257,6 +258,33 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
         missing_record, 0,
         "acknowledged tasks without a success record"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_speaking_only_tls_runs_tasks_through_a_rediss_cluster_url() {
+    let cluster = RedisCluster::start_tls();
+    assert!(cluster.url().starts_with("rediss+cluster://"));
+    let ca = cluster.ca_file().unwrap().display().to_string();
+    let _worker = worker(&cluster, "w", &[("STEVEDORE_REDIS_CA_FILE", &ca)]);
+    let client = cluster.stevedore().await;
+    let messages: Vec<_> = (0..30)
+        .map(|i| {
+            let options = PublishOptions::new().queue(QUEUES[i % QUEUES.len()]);
+            tasks::count_run::message((), &options).unwrap()
+        })
+        .collect();
+    let ids: HashSet<String> = messages.iter().map(|m| m.id.clone()).collect();
+    client.publish_many(messages).await.unwrap();
+    let conn = cluster.connection().await;
+    let left = unrecorded_after_runs(&client, &conn, &ids, WAIT).await;
+    assert!(left.is_empty(), "tasks without a success record: {left:?}");
+
+    // Without the CA, the cluster's certificate is refused, in one line.
+    let Err(refused) = stevedore::Client::connect(&cluster.url(), "stevedore").await else {
+        panic!("a client without the CA connected");
+    };
+    let refused = refused.to_string();
+    assert!(!refused.contains('\n'), "{refused}");
 }
 
 /// Where a message with `id` is now: the delayed sets and streams of the test queues holding

@@ -528,7 +528,13 @@ async fn a_lost_runs_verdict_never_hides_the_record_of_its_next_attempt() {
     let record = |run: stevedore::RunRecord| {
         let mut batch = stevedore::broker::OutcomeBatch::new(ttl);
         batch
-            .record(broker, &run, stevedore::broker::RecordSlot::Task, false, true)
+            .record(
+                broker,
+                &run,
+                stevedore::broker::RecordSlot::Task,
+                false,
+                true,
+            )
             .unwrap();
         batch
     };
@@ -539,7 +545,10 @@ async fn a_lost_runs_verdict_never_hides_the_record_of_its_next_attempt() {
         .write_outcomes(&mut conn, &mut record(run(1, TaskState::Running)))
         .await
         .unwrap();
-    assert!(broker.record_lost(&verdict, "task", true, ttl).await.unwrap());
+    assert!(broker
+        .record_lost(&verdict, "task", true, ttl)
+        .await
+        .unwrap());
     assert_eq!(client.task("t1").await.unwrap().runs["task"], verdict);
 
     // The requeued attempt ran and was recorded before the verdict arrived: it stays.
@@ -548,10 +557,19 @@ async fn a_lost_runs_verdict_never_hides_the_record_of_its_next_attempt() {
         .write_outcomes(&mut conn, &mut record(next.clone()))
         .await
         .unwrap();
-    assert!(!broker.record_lost(&verdict, "task", true, ttl).await.unwrap());
+    assert!(!broker
+        .record_lost(&verdict, "task", true, ttl)
+        .await
+        .unwrap());
     let stored = client.task("t1").await.unwrap();
-    assert_eq!(stored.runs["task"], next, "the verdict hid the next attempt");
-    assert_eq!(stored.attempts[&1], verdict, "the lost attempt is kept as attempt 1");
+    assert_eq!(
+        stored.runs["task"], next,
+        "the verdict hid the next attempt"
+    );
+    assert_eq!(
+        stored.attempts[&1], verdict,
+        "the lost attempt is kept as attempt 1"
+    );
     assert_eq!(stored.state(), TaskState::Succeeded);
 }
 

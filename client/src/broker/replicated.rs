@@ -72,8 +72,7 @@ impl Replicated<'_> {
             )));
         }
         let mut wait = redis::cmd("WAIT");
-        wait.arg(self.replicas)
-            .arg(self.timeout.as_millis() as u64);
+        wait.arg(self.replicas).arg(self.timeout.as_millis() as u64);
         let (replies, confirmations) = match &mut *self.conn {
             Connection::Single(conn) => {
                 let mut sent = Pipeline::with_capacity(pipeline.len() + 1);

@@ -311,7 +311,8 @@ impl Broker {
             }
             cmd.ignore();
         }
-        pipe.query_async::<()>(&mut self.commands()).await?;
+        // With replicas_to_ack, the outbox is cleared only once replicas have the runs.
+        self.query_replicated::<()>(&pipe).await?;
         let fields: Vec<String> = firings.iter().map(|(field, _)| field.clone()).collect();
         self.clear_firings(&fields).await
     }
