@@ -96,10 +96,13 @@ impl Connection {
         let mut keys = Vec::new();
         let nodes = match self {
             Self::Single(_) => vec![None],
-            Self::Cluster(conn, _) => cluster_masters(conn)
+            Self::Cluster(conn, _) => one_slot_per_master(conn)
                 .await?
                 .into_iter()
-                .map(|(host, port)| Some(SingleNodeRoutingInfo::ByAddress { host, port }))
+                .map(|slot| {
+                    let route = Route::new(slot, SlotAddr::Master);
+                    Some(SingleNodeRoutingInfo::SpecificNode(route))
+                })
                 .collect(),
         };
         for node in nodes {
@@ -243,8 +246,12 @@ async fn scan_node(
     }
 }
 
-/// The (host, port) of every master of the cluster that is not failing.
-async fn cluster_masters(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
+/// One slot served by each master of the cluster that is not failing (masters without slots
+/// hold no keys and are left out).
+///
+/// A command routed by one of its slots reaches that master; routing by address fails when
+/// the cluster client has not connected to that node yet.
+async fn one_slot_per_master(conn: &mut ClusterConnection) -> RedisResult<Vec<u16>> {
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
     Ok(nodes
         .lines()
@@ -254,9 +261,9 @@ async fn cluster_masters(conn: &mut ClusterConnection) -> RedisResult<Vec<(Strin
             if !flags.contains("master") || flags.contains("fail") {
                 return None;
             }
-            let address = fields.get(1)?.split(['@', ',']).next()?;
-            let (host, port) = address.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
+            // Slots follow the 8 fixed fields: "START-END" or "SLOT" ("[...]" are migrations).
+            let first = fields.iter().skip(8).find(|f| !f.starts_with('['))?;
+            first.split('-').next()?.parse().ok()
         })
         .collect())
 }
