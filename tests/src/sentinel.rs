@@ -1,5 +1,6 @@
 //! A local Sentinel deployment for one test: one master, one replica, three sentinels.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::tcp_node::{free_port, poll_until, TcpNode};
@@ -11,6 +12,8 @@ pub const MASTER_NAME: &str = "stevedore-test";
 pub struct SentinelSetup {
     data: Vec<TcpNode>,
     sentinels: Vec<TcpNode>,
+    /// The certificate to trust, when every node speaks TLS only.
+    ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -18,13 +21,33 @@ impl SentinelSetup {
     /// Starts the master (AOF on), its replica and three sentinels (quorum 2, down after
     /// 1 s), and waits until the replica is in sync and every sentinel knows the replica.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// The same deployment with every node (data and sentinels) speaking TLS only, with a
+    /// certificate made for the test (see [`SentinelSetup::ca_file`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
+        let certificate = tls.then(|| crate::tls::make_certificate(dir.path()));
+        let tls_args: Vec<String> = match &certificate {
+            Some((cert, key)) => {
+                let mut args = crate::tls::tls_args(cert, key);
+                args.extend(["--tls-replication".to_owned(), "yes".to_owned()]);
+                args
+            }
+            None => Vec::new(),
+        };
         let data_args = |extra: &[String]| -> Vec<String> {
             let mut args: Vec<String> = ["--appendonly", "yes", "--maxmemory-policy", "noeviction"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
             args.extend_from_slice(extra);
+            args.extend_from_slice(&tls_args);
             args
         };
         let master = TcpNode::spawn(&dir.path().join("master"), free_port(), &data_args(&[]));
@@ -55,13 +78,15 @@ impl SentinelSetup {
                     ),
                 )
                 .expect("write sentinel.conf");
-                let args = vec![conf.display().to_string(), "--sentinel".to_owned()];
+                let mut args = vec![conf.display().to_string(), "--sentinel".to_owned()];
+                args.extend_from_slice(&tls_args);
                 TcpNode::spawn(&sdir, free_port(), &args)
             })
             .collect();
         let setup = Self {
             data: vec![master, replica],
             sentinels,
+            ca: certificate.map(|(cert, _)| cert),
             _dir: dir,
         };
         for sentinel in &setup.sentinels {
@@ -73,14 +98,27 @@ impl SentinelSetup {
         setup
     }
 
-    /// `redis+sentinel://S1,S2,S3/MASTER_NAME`.
+    /// `redis+sentinel://S1,S2,S3/MASTER_NAME` (`rediss+sentinel://` over TLS).
     pub fn url(&self) -> String {
         let sentinels: Vec<String> = self
             .sentinels
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", sentinels.join(","))
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}+sentinel://{}/{MASTER_NAME}", sentinels.join(","))
+    }
+
+    /// The certificate to trust (`STEVEDORE_REDIS_CA_FILE`), when the deployment speaks TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    /// A config for namespace `namespace` on this deployment (trusting its CA over TLS).
+    pub fn config(&self, namespace: &str) -> stevedore::broker::BrokerConfig {
+        let mut config = stevedore::broker::BrokerConfig::new(self.url(), namespace);
+        config.tls_ca_file = self.ca.clone();
+        config
     }
 
     /// The port of the master the sentinels name now.

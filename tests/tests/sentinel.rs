@@ -1,6 +1,7 @@
 //! Sentinel: one master, one replica, three sentinels. A failover forced mid-run is followed
 //! by workers and producers (a demoted master's READONLY replies make them reconnect through
-//! the sentinels), and nothing Redis acknowledged is lost.
+//! the sentinels), and nothing Redis acknowledged is lost. A deployment speaking only TLS works
+//! through a `rediss+sentinel://` URL.
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
@@ -99,4 +100,36 @@ async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
         "slave",
         "the old master follows the new one"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_speaking_only_tls_runs_tasks_through_a_rediss_sentinel_url() {
+    let setup = SentinelSetup::start_tls();
+    assert!(setup.url().starts_with("rediss+sentinel://"));
+    let ca = setup.ca_file().unwrap().display().to_string();
+    let _worker = WorkerProcess::start_at(
+        test_worker_bin!(),
+        &setup.url(),
+        "w",
+        &[],
+        &[("STEVEDORE_REDIS_CA_FILE", &ca)],
+    );
+    let client = stevedore::Client::with_config(setup.config("stevedore"))
+        .await
+        .unwrap();
+    let messages: Vec<_> = (0..20)
+        .map(|_| tasks::count_run::message((), &PublishOptions::new()).unwrap())
+        .collect();
+    let ids: HashSet<String> = messages.iter().map(|m| m.id.clone()).collect();
+    client.publish_many(messages).await.unwrap();
+    let conn = stevedore_tests::connection_with(setup.config("tests")).await;
+    let left = unrecorded_after_runs(&client, &conn, &ids, Duration::from_secs(30)).await;
+    assert!(left.is_empty(), "tasks without a success record: {left:?}");
+
+    // Without the CA, the sentinels' certificate is refused, in one line.
+    let Err(refused) = stevedore::Client::connect(&setup.url(), "stevedore").await else {
+        panic!("a client without the CA connected");
+    };
+    let refused = refused.to_string();
+    assert!(!refused.contains('\n'), "{refused}");
 }
