@@ -15,7 +15,7 @@ pub enum Error {
         reason: String,
     },
     /// Redis could not be reached or refused to talk.
-    #[error("cannot reach redis at {url}: {reason}; is redis-server running there?")]
+    #[error("cannot reach redis at {url}: {reason}; {}", unreachable_hint(reason))]
     Unreachable {
         /// The URL, with any password masked.
         url: String,
@@ -85,3 +85,19 @@ pub enum Error {
 
 /// The result type of the client library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to check when Redis cannot be reached, judged from what the attempt said.
+fn unreachable_hint(reason: &str) -> &'static str {
+    let reason = reason.to_ascii_lowercase();
+    if ["noauth", "wrongpass", "authentication", "invalid password"]
+        .iter()
+        .any(|s| reason.contains(s))
+    {
+        "check the user and password (in the URL, STEVEDORE_REDIS_USERNAME, \
+         STEVEDORE_REDIS_PASSWORD[_FILE]; STEVEDORE_SENTINEL_PASSWORD for the sentinels)"
+    } else if reason.contains("certificate") {
+        "check that STEVEDORE_REDIS_CA_FILE names the CA that signed the server's certificate"
+    } else {
+        "is redis-server running there?"
+    }
+}

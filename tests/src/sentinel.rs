@@ -7,6 +7,8 @@ use crate::tcp_node::{free_port, poll_until, TcpNode};
 
 /// The master's service name the sentinels monitor.
 pub const MASTER_NAME: &str = "stevedore-test";
+/// The sentinels' own password (`requirepass`) in the TLS deployment.
+pub const SENTINEL_PASSWORD: &str = "sentinel-secret";
 
 /// A running Sentinel deployment, killed when dropped.
 pub struct SentinelSetup {
@@ -14,6 +16,8 @@ pub struct SentinelSetup {
     sentinels: Vec<TcpNode>,
     /// The certificate to trust, when every node speaks TLS only.
     ca: Option<PathBuf>,
+    /// The sentinels' own password, when they require one.
+    sentinel_password: Option<&'static str>,
     _dir: tempfile::TempDir,
 }
 
@@ -25,13 +29,15 @@ impl SentinelSetup {
     }
 
     /// The same deployment with every node (data and sentinels) speaking TLS only, with a
-    /// certificate made for the test (see [`SentinelSetup::ca_file`]).
+    /// certificate made for the test (see [`SentinelSetup::ca_file`]), and sentinels that
+    /// require [`SENTINEL_PASSWORD`].
     pub fn start_tls() -> Self {
         Self::start_with(true)
     }
 
     fn start_with(tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
+        let sentinel_password = tls.then_some(SENTINEL_PASSWORD);
         let certificate = tls.then(|| crate::tls::make_certificate(dir.path()));
         let tls_args: Vec<String> = match &certificate {
             Some((cert, key)) => {
@@ -68,25 +74,33 @@ impl SentinelSetup {
                 let sdir = dir.path().join(format!("sentinel{i}"));
                 std::fs::create_dir_all(&sdir).expect("create the sentinel's directory");
                 let conf = sdir.join("sentinel.conf");
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
-                         sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                         sentinel failover-timeout {MASTER_NAME} 10000\n",
-                        master.port
-                    ),
-                )
-                .expect("write sentinel.conf");
+                let mut text = format!(
+                    "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {MASTER_NAME} 10000\n",
+                    master.port
+                );
+                if let Some(password) = sentinel_password {
+                    // Sentinels talk to each other with the same password.
+                    text.push_str(&format!(
+                        "requirepass {password}\nsentinel sentinel-pass {password}\n"
+                    ));
+                }
+                std::fs::write(&conf, text).expect("write sentinel.conf");
                 let mut args = vec![conf.display().to_string(), "--sentinel".to_owned()];
                 args.extend_from_slice(&tls_args);
-                TcpNode::spawn(&sdir, free_port(), &args)
+                let node = TcpNode::spawn(&sdir, free_port(), &args);
+                match sentinel_password {
+                    Some(password) => node.with_password(password),
+                    None => node,
+                }
             })
             .collect();
         let setup = Self {
             data: vec![master, replica],
             sentinels,
             ca: certificate.map(|(cert, _)| cert),
+            sentinel_password,
             _dir: dir,
         };
         for sentinel in &setup.sentinels {
@@ -118,6 +132,7 @@ impl SentinelSetup {
     pub fn config(&self, namespace: &str) -> stevedore::broker::BrokerConfig {
         let mut config = stevedore::broker::BrokerConfig::new(self.url(), namespace);
         config.tls_ca_file = self.ca.clone();
+        config.sentinel_password = self.sentinel_password.map(str::to_owned);
         config
     }
 

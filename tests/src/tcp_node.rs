@@ -48,6 +48,8 @@ pub struct TcpNode {
     child: Option<Child>,
     dir: PathBuf,
     args: Vec<String>,
+    /// The password the test's own connections give (`requirepass`), if any.
+    password: Option<String>,
 }
 
 impl TcpNode {
@@ -60,6 +62,7 @@ impl TcpNode {
             child: None,
             dir: dir.to_path_buf(),
             args: args.to_vec(),
+            password: None,
         };
         node.launch();
         node
@@ -91,10 +94,20 @@ impl TcpNode {
     /// A connection URL to this node for the test's own checks (`redis://127.0.0.1:PORT`, or
     /// `rediss://...#insecure` for a TLS node).
     pub fn url(&self) -> String {
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |p| format!(":{p}@"));
         match self.is_tls() {
-            true => format!("rediss://127.0.0.1:{}/#insecure", self.port),
-            false => format!("redis://127.0.0.1:{}", self.port),
+            true => format!("rediss://{auth}127.0.0.1:{}/#insecure", self.port),
+            false => format!("redis://{auth}127.0.0.1:{}", self.port),
         }
+    }
+
+    /// Makes the test's own connections to it give `password` (its `requirepass`).
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
     }
 
     /// Waits until it answers PING over plain TCP.

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use stevedore::PublishOptions;
-use stevedore_tests::sentinel::SentinelSetup;
+use stevedore_tests::sentinel::{SentinelSetup, SENTINEL_PASSWORD};
 use stevedore_tests::{tasks, test_worker_bin, unrecorded_after_runs, WorkerProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +103,7 @@ async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deployment_speaking_only_tls_runs_tasks_through_a_rediss_sentinel_url() {
+async fn a_deployment_speaking_only_tls_with_locked_sentinels_runs_tasks_via_rediss_sentinel() {
     let setup = SentinelSetup::start_tls();
     assert!(setup.url().starts_with("rediss+sentinel://"));
     let ca = setup.ca_file().unwrap().display().to_string();
@@ -112,7 +112,10 @@ async fn a_deployment_speaking_only_tls_runs_tasks_through_a_rediss_sentinel_url
         &setup.url(),
         "w",
         &[],
-        &[("STEVEDORE_REDIS_CA_FILE", &ca)],
+        &[
+            ("STEVEDORE_REDIS_CA_FILE", &ca),
+            ("STEVEDORE_SENTINEL_PASSWORD", SENTINEL_PASSWORD),
+        ],
     );
     let client = stevedore::Client::with_config(setup.config("stevedore"))
         .await
@@ -126,10 +129,23 @@ async fn a_deployment_speaking_only_tls_runs_tasks_through_a_rediss_sentinel_url
     let left = unrecorded_after_runs(&client, &conn, &ids, Duration::from_secs(30)).await;
     assert!(left.is_empty(), "tasks without a success record: {left:?}");
 
-    // Without the CA, the sentinels' certificate is refused, in one line.
-    let Err(refused) = stevedore::Client::connect(&setup.url(), "stevedore").await else {
-        panic!("a client without the CA connected");
-    };
-    let refused = refused.to_string();
-    assert!(!refused.contains('\n'), "{refused}");
+    // Without the CA, the sentinels' certificate is refused; without the sentinels' password,
+    // they refuse to answer; each in one line.
+    let mut no_password = setup.config("stevedore");
+    no_password.sentinel_password = None;
+    let mut no_ca = setup.config("stevedore");
+    no_ca.tls_ca_file = None;
+    for (config, hint) in [
+        (no_password, "STEVEDORE_SENTINEL_PASSWORD"),
+        (no_ca, "STEVEDORE_REDIS_CA_FILE"),
+    ] {
+        let Err(refused) = stevedore::Client::with_config(config).await else {
+            panic!("a client without the CA or the sentinels' password connected");
+        };
+        let refused = refused.to_string();
+        assert!(
+            !refused.contains('\n') && refused.contains(hint),
+            "{refused}"
+        );
+    }
 }

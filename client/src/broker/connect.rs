@@ -17,8 +17,9 @@ use crate::{Error, Result};
 ///
 /// [`BrokerConfig::new`] fills the credentials, TLS roots and signing keys from the
 /// environment (`STEVEDORE_REDIS_USERNAME`, `STEVEDORE_REDIS_PASSWORD`,
-/// `STEVEDORE_REDIS_PASSWORD_FILE`, `STEVEDORE_REDIS_CA_FILE`, `STEVEDORE_SIGNING_KEYS`,
-/// `STEVEDORE_SIGNING_KEYS_FILE`), so every binary takes them the same way and no secret
+/// `STEVEDORE_REDIS_PASSWORD_FILE`, `STEVEDORE_REDIS_CA_FILE`, `STEVEDORE_SENTINEL_USERNAME`,
+/// `STEVEDORE_SENTINEL_PASSWORD`, `STEVEDORE_SIGNING_KEYS`, `STEVEDORE_SIGNING_KEYS_FILE`),
+/// so every binary takes them the same way and no secret
 /// has to appear on a command line.
 #[derive(Clone)]
 pub struct BrokerConfig {
@@ -33,6 +34,10 @@ pub struct BrokerConfig {
     pub password_file: Option<PathBuf>,
     /// PEM file of the roots to trust for TLS instead of the system's (a private CA).
     pub tls_ca_file: Option<PathBuf>,
+    /// ACL user for the sentinels themselves (`redis+sentinel://`), when they require one.
+    pub sentinel_username: Option<String>,
+    /// Password for the sentinels themselves (their `requirepass`; never printed).
+    pub sentinel_password: Option<String>,
     /// Replicas that must confirm a publish, and a worker's records before it acknowledges
     /// (`WAIT`): with 1 or more, nothing Redis acknowledged is lost in a failover to a
     /// replica that confirmed. 0 (the default) trusts asynchronous replication.
@@ -78,6 +83,8 @@ impl BrokerConfig {
             password: env("STEVEDORE_REDIS_PASSWORD"),
             password_file: env("STEVEDORE_REDIS_PASSWORD_FILE").map(PathBuf::from),
             tls_ca_file: env("STEVEDORE_REDIS_CA_FILE").map(PathBuf::from),
+            sentinel_username: env("STEVEDORE_SENTINEL_USERNAME"),
+            sentinel_password: env("STEVEDORE_SENTINEL_PASSWORD"),
             signing: None,
             replicas_to_ack: env("STEVEDORE_WAIT_REPLICAS")
                 .and_then(|n| n.parse().ok())
@@ -130,6 +137,11 @@ impl std::fmt::Debug for BrokerConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_file", &self.password_file)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("sentinel_username", &self.sentinel_username)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .field("signing", &self.signing)
             .finish_non_exhaustive()
     }
@@ -180,6 +192,8 @@ impl Broker {
                 None => env!("CARGO_PKG_VERSION").to_owned(),
             },
             root_cert: config.root_cert()?,
+            sentinel_username: config.sentinel_username.clone(),
+            sentinel_password: config.sentinel_password.clone(),
         };
         let connector =
             Arc::new(

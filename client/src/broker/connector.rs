@@ -20,6 +20,9 @@ pub(crate) struct ConnectorSettings {
     pub lib_version: String,
     /// PEM roots to trust for TLS instead of the system's.
     pub root_cert: Option<Vec<u8>>,
+    /// Credentials of the sentinels themselves (not of the data nodes).
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
 }
 
 /// Opens connections to one deployment.
@@ -67,6 +70,12 @@ impl Connector {
                 }
                 if let Some(password) = &address.password {
                     builder = builder.set_client_to_redis_password(password);
+                }
+                if let Some(user) = &settings.sentinel_username {
+                    builder = builder.set_client_to_sentinel_username(user);
+                }
+                if let Some(password) = &settings.sentinel_password {
+                    builder = builder.set_client_to_sentinel_password(password);
                 }
                 if let Some(mode) = tls_mode {
                     builder = builder
