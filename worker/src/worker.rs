@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use stevedore::broker::{keys::QUEUE_GROUP, GroupStart};
 use stevedore::{Client, ClientConfig, Destination};
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -55,7 +56,6 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         .iter()
         .map(|q| parse_queue(q))
         .collect::<stevedore::Result<Vec<_>>>()?;
-    let queues: Vec<Destination> = specs.iter().map(|q| q.destination.clone()).collect();
     let mut config = ClientConfig::new(&args.global.redis_url, &args.global.namespace);
     config.label = Some(node.clone());
     config.dead_letter_cap = args.dead_letter_cap;
@@ -64,124 +64,248 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         return Ok(());
     };
     warn_if_evicting(&client).await;
+    let started = Node::start(&args, table, specs, node.into(), client, hooks, &stop).await?;
+    stop.cancelled().await;
+    started.shut_down(args.shutdown_timeout).await
+}
 
-    let node: Arc<str> = node.into();
-    let consumer = format!("{node}:{}:{}", std::process::id(), stevedore::now_ms());
-    let pool = start_pool(&args, &node).await?;
-    let table = Arc::new(table);
-    let activity = Arc::new(Activity::default());
-    let template = beat_template(&args, &node, &consumer, &specs, &pool);
-    client.broker().beat(&template).await?;
-    let slots = Arc::new(Semaphore::new(pool.config().max_workers));
-    let (events, received) = mpsc::unbounded_channel();
-    let in_flight = Arc::new(InFlight::default());
-    let tracker = TaskTracker::new();
-    let cancel_all = CancellationToken::new();
-    let abandon = CancellationToken::new();
-    let give_up = CancellationToken::new();
-    let recorder = tokio::spawn(
-        Recorder::new(
+/// A started worker node: its parts, stopped in the order the module's doc gives.
+struct Node {
+    node: Arc<str>,
+    consumer: String,
+    client: Client,
+    pool: Pool,
+    hooks: Hooks,
+    fetchers: Vec<JoinHandle<()>>,
+    reaper: JoinHandle<()>,
+    /// The controller, the pool scaler and the forwarder, by name.
+    upkeep: Vec<(&'static str, JoinHandle<()>)>,
+    recorder: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
+    /// Running tasks, and the tokens that cancel or abandon them at shutdown.
+    tracker: TaskTracker,
+    cancel_all: CancellationToken,
+    abandon: CancellationToken,
+    /// Ends the recorder's retries when Redis stays away at shutdown.
+    give_up: CancellationToken,
+    /// Stops the heartbeat, last of all.
+    beat_stop: CancellationToken,
+}
+
+/// What the fetchers, the controller and the heartbeat share with the executor.
+struct Shared {
+    activity: Arc<Activity>,
+    gate: Arc<PauseGate>,
+    running: RunningTasks,
+    cancels: CancelBook,
+}
+
+impl Node {
+    /// Starts every part of the node; they run until `stop`.
+    async fn start(
+        args: &WorkerArgs,
+        table: TaskTable,
+        specs: Vec<QueueSpec>,
+        node: Arc<str>,
+        client: Client,
+        hooks: Hooks,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let consumer = format!("{node}:{}:{}", std::process::id(), stevedore::now_ms());
+        let pool = start_pool(args, &node).await?;
+        let table = Arc::new(table);
+        let template = beat_template(args, &node, &consumer, &specs, &pool);
+        client.broker().beat(&template).await?;
+        let (events, received) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(InFlight::default());
+        let give_up = CancellationToken::new();
+        let recorder = Recorder::new(
             client.broker().clone(),
             received,
             args.record_ttl,
             in_flight.clone(),
-        )
-        .run(give_up.clone()),
-    );
-    let names = table.names();
-    let control_position = client.broker().control_position().await?;
-    let running = RunningTasks::default();
-    let cancels = CancelBook::default();
-    cancels.refresh(client.broker()).await?;
-    let gate = Arc::new(PauseGate::default());
-    let executor = Executor::new(ExecutorParts {
-        node: node.clone(),
-        node_queue: stevedore::QueueName::new("node", &node)?,
-        table: table.clone(),
-        activity: activity.clone(),
-        client: client.clone(),
-        events,
-        tracker: tracker.clone(),
-        cancel_all: cancel_all.clone(),
-        abandon: abandon.clone(),
-        pool: pool.clone(),
-        running: running.clone(),
-        cancels: cancels.clone(),
-        hooks: hooks.clone(),
-        in_flight,
-    });
-
-    let own_queue = Destination::Node(stevedore::QueueName::new("node", &node)?);
-    let mut streams_read = vec![own_queue.clone()];
-    streams_read.extend(queues.iter().cloned());
-    let fetchers = [
-        FetcherConfig {
-            group: QUEUE_GROUP.to_owned(),
-            consumer: consumer.clone(),
-            first: vec![own_queue],
-            shared: specs,
-            start: GroupStart::Beginning,
-            mode: FetchMode::FreeSlots,
-            block: args.block,
-        },
-        FetcherConfig {
-            group: client.broker().keys().group(&Destination::Broadcast, &node),
-            consumer: consumer.clone(),
-            first: vec![Destination::Broadcast],
-            shared: Vec::new(),
-            start: GroupStart::Now,
-            mode: FetchMode::Batch(BROADCAST_BATCH),
-            block: args.block,
-        },
-    ]
-    .map(|config| {
-        let broker = client.broker().clone();
-        let fetcher = Fetcher::new(
-            config,
-            broker,
-            slots.clone(),
-            executor.clone(),
-            gate.clone(),
-            activity.clone(),
         );
-        tokio::spawn(fetcher.run(stop.clone()))
-    });
-    drop(executor);
-    let controller = Controller {
-        node: node.clone(),
+        let recorder = tokio::spawn(recorder.run(give_up.clone()));
+        let control_position = client.broker().control_position().await?;
+        let shared = Shared {
+            activity: Arc::new(Activity::default()),
+            gate: Arc::new(PauseGate::default()),
+            running: RunningTasks::default(),
+            cancels: CancelBook::default(),
+        };
+        shared.cancels.refresh(client.broker()).await?;
+        let (tracker, cancel_all, abandon) = (
+            TaskTracker::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        let executor = Executor::new(ExecutorParts {
+            node: node.clone(),
+            node_queue: stevedore::QueueName::new("node", &node)?,
+            table: table.clone(),
+            activity: shared.activity.clone(),
+            client: client.clone(),
+            events,
+            tracker: tracker.clone(),
+            cancel_all: cancel_all.clone(),
+            abandon: abandon.clone(),
+            pool: pool.clone(),
+            running: shared.running.clone(),
+            cancels: shared.cancels.clone(),
+            hooks: hooks.clone(),
+            in_flight,
+        });
+        let queues: Vec<Destination> = specs.iter().map(|q| q.destination.clone()).collect();
+        let own_queue = Destination::Node(stevedore::QueueName::new("node", &node)?);
+        let configs = fetcher_configs(args, &client, &node, &consumer, own_queue.clone(), specs);
+        let slots = Arc::new(Semaphore::new(pool.config().max_workers));
+        let fetchers = configs
+            .into_iter()
+            .map(|config| {
+                let fetcher = Fetcher::new(
+                    config,
+                    client.broker().clone(),
+                    slots.clone(),
+                    executor.clone(),
+                    shared.gate.clone(),
+                    shared.activity.clone(),
+                );
+                tokio::spawn(fetcher.run(stop.clone()))
+            })
+            .collect();
+        drop(executor);
+
+        let controller = Controller {
+            node: node.clone(),
+            broker: client.broker().clone(),
+            pool: pool.clone(),
+            running: shared.running,
+            cancels: shared.cancels,
+            paused: shared.gate,
+            queues: queues.iter().map(Destination::wire_name).collect(),
+            block: args.block,
+            position: control_position,
+        };
+        let mut delayed = vec![own_queue];
+        delayed.extend(queues);
+        delayed.push(Destination::Broadcast);
+        let forwarder = Forwarder {
+            broker: client.broker().clone(),
+            destinations: delayed,
+        };
+        let upkeep = vec![
+            ("controller", tokio::spawn(controller.run(stop.clone()))),
+            (
+                "pool scaler",
+                tokio::spawn(pool.clone().scale_down(stop.clone())),
+            ),
+            ("forwarder", tokio::spawn(forwarder.run(stop.clone()))),
+        ];
+        let beat_stop = CancellationToken::new();
+        let heartbeat = Heartbeat {
+            broker: client.broker().clone(),
+            template,
+            pool: pool.clone(),
+            activity: shared.activity.clone(),
+            fetchers: FETCHERS,
+            every: args.heartbeat,
+            lost_after: args.lost_after,
+            yield_to_newer: args.yield_to_newer,
+        };
+        let heartbeat = tokio::spawn(heartbeat.run(beat_stop.clone()));
+        let reaper = reaper(
+            args,
+            &client,
+            &node,
+            &consumer,
+            table.clone(),
+            shared.activity,
+        )?;
+        let reaper = tokio::spawn(reaper.run(stop.clone()));
+        tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
+            max_workers = pool.config().max_workers, tasks = table.names().len(), "worker started");
+        let started = Self {
+            node,
+            consumer,
+            client,
+            pool,
+            hooks,
+            fetchers,
+            reaper,
+            upkeep,
+            recorder,
+            heartbeat,
+            tracker,
+            cancel_all,
+            abandon,
+            give_up,
+            beat_stop,
+        };
+        if let Err(error) = started.hooks.started(&started.info()).await {
+            tracing::error!(%error, "cannot publish the start-up tasks");
+        }
+        Ok(started)
+    }
+
+    fn info(&self) -> NodeInfo {
+        NodeInfo {
+            node: self.node.to_string(),
+            client: self.client.clone(),
+        }
+    }
+
+    /// Stops every part in order, once `stop` was cancelled; running tasks get up to
+    /// `shutdown_timeout`.
+    async fn shut_down(self, shutdown_timeout: Duration) -> anyhow::Result<()> {
+        let info = self.info();
+        for fetcher in self.fetchers {
+            fetcher.await.context("a fetcher panicked")?;
+        }
+        let clean = drain(
+            &self.tracker,
+            shutdown_timeout,
+            &self.cancel_all,
+            &self.abandon,
+        )
+        .await;
+        self.reaper.await.context("the reaper panicked")?;
+        self.hooks.stopping(&info).await;
+        for (name, part) in self.upkeep {
+            part.await.with_context(|| format!("the {name} panicked"))?;
+        }
+        self.pool.shutdown().await;
+        if tokio::time::timeout(RECORDER_GRACE, self.recorder)
+            .await
+            .is_err()
+        {
+            self.give_up.cancel();
+        }
+        // The heartbeat stops last. After a clean drain the process holds nothing, so its beat
+        // is removed; otherwise it is left to go stale, so that peers reap what was abandoned.
+        self.beat_stop.cancel();
+        self.heartbeat.await.context("the heartbeat panicked")?;
+        if clean {
+            if let Err(error) = self.client.broker().forget_consumer(&self.consumer).await {
+                tracing::warn!(%error, "cannot remove this process's heartbeat; peers will find nothing to reap");
+            }
+        }
+        tracing::info!(node = %self.node, "worker stopped");
+        Ok(())
+    }
+}
+
+/// The reaper of process `consumer` of `node`.
+fn reaper(
+    args: &WorkerArgs,
+    client: &Client,
+    node: &Arc<str>,
+    consumer: &str,
+    table: Arc<TaskTable>,
+    activity: Arc<Activity>,
+) -> anyhow::Result<Reaper> {
+    Ok(Reaper {
         broker: client.broker().clone(),
-        pool: pool.clone(),
-        running,
-        cancels,
-        paused: gate,
-        queues: queues.iter().map(Destination::wire_name).collect(),
-        block: args.block,
-        position: control_position,
-    };
-    let controller = tokio::spawn(controller.run(stop.clone()));
-    let scaler = tokio::spawn(pool.clone().scale_down(stop.clone()));
-    let mut delayed = streams_read.clone();
-    delayed.push(Destination::Broadcast);
-    let forwarder = Forwarder {
-        broker: client.broker().clone(),
-        destinations: delayed,
-    };
-    let forwarder = tokio::spawn(forwarder.run(stop.clone()));
-    let beat_stop = CancellationToken::new();
-    let heartbeat = Heartbeat {
-        broker: client.broker().clone(),
-        template,
-        pool: pool.clone(),
-        activity: activity.clone(),
-        fetchers: FETCHERS,
-        every: args.heartbeat,
-        lost_after: args.lost_after,
-        yield_to_newer: args.yield_to_newer,
-    };
-    let heartbeat = tokio::spawn(heartbeat.run(beat_stop.clone()));
-    let reaper = Reaper {
-        broker: client.broker().clone(),
-        consumer: consumer.clone(),
+        consumer: consumer.to_owned(),
         node: node.clone(),
         lost_after: args.lost_after,
         every: args.heartbeat * 2,
@@ -193,45 +317,39 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
             .map(Destination::queue)
             .transpose()?,
         activity,
-    };
-    let reaper = tokio::spawn(reaper.run(stop.clone()));
-    tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
-        max_workers = pool.config().max_workers, tasks = names.len(), "worker started");
+    })
+}
 
-    let info = NodeInfo {
-        node: node.to_string(),
-        client: client.clone(),
-    };
-    if let Err(error) = hooks.started(&info).await {
-        tracing::error!(%error, "cannot publish the start-up tasks");
-    }
-
-    stop.cancelled().await;
-    for fetcher in fetchers {
-        fetcher.await.context("a fetcher panicked")?;
-    }
-    let clean = drain(&tracker, args.shutdown_timeout, &cancel_all, &abandon).await;
-    reaper.await.context("the reaper panicked")?;
-    hooks.stopping(&info).await;
-    controller.await.context("the controller panicked")?;
-    scaler.await.context("the pool scaler panicked")?;
-    forwarder.await.context("the forwarder panicked")?;
-    pool.shutdown().await;
-    let recorder_done = tokio::time::timeout(RECORDER_GRACE, recorder);
-    if recorder_done.await.is_err() {
-        give_up.cancel();
-    }
-    // The heartbeat stops last. After a clean drain the process holds nothing, so its beat is
-    // removed; otherwise it is left to go stale, so that peers reap what was abandoned.
-    beat_stop.cancel();
-    heartbeat.await.context("the heartbeat panicked")?;
-    if clean {
-        if let Err(error) = client.broker().forget_consumer(&consumer).await {
-            tracing::warn!(%error, "cannot remove this process's heartbeat; peers will find nothing to reap");
-        }
-    }
-    tracing::info!(%node, "worker stopped");
-    Ok(())
+/// The two fetchers: the node's own queue then its shared queues (as many as it has free
+/// slots), and the broadcasts (in batches).
+fn fetcher_configs(
+    args: &WorkerArgs,
+    client: &Client,
+    node: &str,
+    consumer: &str,
+    own_queue: Destination,
+    specs: Vec<QueueSpec>,
+) -> [FetcherConfig; FETCHERS] {
+    [
+        FetcherConfig {
+            group: QUEUE_GROUP.to_owned(),
+            consumer: consumer.to_owned(),
+            first: vec![own_queue],
+            shared: specs,
+            start: GroupStart::Beginning,
+            mode: FetchMode::FreeSlots,
+            block: args.block,
+        },
+        FetcherConfig {
+            group: client.broker().keys().group(&Destination::Broadcast, node),
+            consumer: consumer.to_owned(),
+            first: vec![Destination::Broadcast],
+            shared: Vec::new(),
+            start: GroupStart::Now,
+            mode: FetchMode::Batch(BROADCAST_BATCH),
+            block: args.block,
+        },
+    ]
 }
 
 /// Waits for running tasks up to `timeout`, then cancels and abandons the rest unacknowledged.
