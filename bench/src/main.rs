@@ -8,6 +8,7 @@
 mod measure;
 mod raw;
 mod server;
+mod shards;
 
 use std::time::Duration;
 
@@ -95,8 +96,10 @@ async fn bench() -> anyhow::Result<()> {
     let sizes = Sizes::new(args.quick);
     let plain = run(&sizes, false).await?;
     let aof = run_aof(&sizes).await?;
+    let shards = shards::throughput(sizes.e2e).await?;
     let mut json = plain;
     json["aof"] = aof;
+    json["shards"] = shards;
     json["machine"] = machine();
     print_table(&json);
     if let Some(path) = &args.json {
@@ -300,6 +303,14 @@ fn print_table(json: &serde_json::Value) {
         "{:<44} {:>14.0}",
         "Redis bytes per queued task",
         f(&json["redis_bytes_per_queued_task"])
+    );
+    let shards = &json["shards"];
+    println!(
+        "{:<44} {:>8.0} / {:.0} / {:.0}",
+        "3 queues/s: 1 server, cluster of 1, of 3",
+        f(&shards["single_server_per_s"]),
+        f(&shards["cluster_1_master_per_s"]),
+        f(&shards["cluster_3_masters_per_s"])
     );
     let flat = &json["memory_flat"];
     println!(
