@@ -65,9 +65,13 @@ pub async fn wait_for_workers(client: &Client, count: usize) -> anyhow::Result<(
     anyhow::bail!("{count} workers did not start within 30 s")
 }
 
-/// Waits until the default queue is empty and nothing is pending.
+/// Longest wait for the workers to drain what a measurement published.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+
+/// Waits until the default queue is empty and nothing is pending, for up to [`DRAIN_LIMIT`].
 pub async fn wait_drained(server: &Server) -> anyhow::Result<()> {
     let mut conn = server.connection().await?;
+    let deadline = Instant::now() + DRAIN_LIMIT;
     loop {
         let (len, pending): (u64, redis::Value) = redis::pipe()
             .cmd("XLEN")
@@ -87,6 +91,10 @@ pub async fn wait_drained(server: &Server) -> anyhow::Result<()> {
         if len == 0 && pending == 0 {
             return Ok(());
         }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{len} tasks queued, {pending} pending after {DRAIN_LIMIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

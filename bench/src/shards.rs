@@ -229,19 +229,27 @@ fn noop(queue: &str) -> anyhow::Result<stevedore::Message> {
     )?)
 }
 
-/// Waits until no queue of the run has an entry waiting or pending.
+/// Waits until no queue of the run has an entry waiting or pending (one pipelined round trip
+/// per look), for up to [`measure::DRAIN_LIMIT`].
 async fn wait_all_drained(conn: &mut Connection) -> anyhow::Result<()> {
+    let mut lengths = redis::pipe();
+    for queue in QUEUES {
+        // Entries are deleted once acknowledged, so the length counts waiting + pending.
+        lengths
+            .cmd("XLEN")
+            .arg(format!("stevedore:{{q:{queue}}}:stream"));
+    }
+    let deadline = Instant::now() + measure::DRAIN_LIMIT;
     loop {
-        let mut left = 0;
-        for queue in QUEUES {
-            let stream = format!("stevedore:{{q:{queue}}}:stream");
-            // Entries are deleted once acknowledged, so the length counts waiting + pending.
-            let len: u64 = redis::cmd("XLEN").arg(&stream).query_async(conn).await?;
-            left += len;
-        }
-        if left == 0 {
+        let left: Vec<u64> = lengths.query_async(conn).await?;
+        if left.iter().all(|n| *n == 0) {
             return Ok(());
         }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{left:?} tasks still queued after {:?}",
+            measure::DRAIN_LIMIT
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
