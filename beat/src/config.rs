@@ -17,6 +17,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Deserialize;
 use stevedore::schedule::{Schedule, Timing};
+use stevedore::Destination;
 
 #[derive(Debug, Deserialize)]
 struct File {
@@ -62,7 +63,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<Vec<Schedule>> {
 fn schedule(entry: Entry) -> anyhow::Result<Schedule> {
     let timing = match (&entry.every, &entry.cron, &entry.rrule) {
         (Some(every), None, None) => Timing::Every {
-            ms: stevedore_worker::parse_duration(every)
+            ms: stevedore_cli::parse_duration(every)
                 .map_err(anyhow::Error::msg)?
                 .as_millis() as u64,
         },
@@ -76,13 +77,12 @@ fn schedule(entry: Entry) -> anyhow::Result<Schedule> {
         _ => anyhow::bail!("give exactly one of `every`, `cron` and `rrule`"),
     };
     timing.validate()?;
-    let queue = match (&entry.queue, &entry.node, entry.broadcast) {
-        (Some(queue), None, false) => queue.clone(),
-        (None, Some(node), false) => format!("node:{node}"),
-        (None, None, true) => "broadcast".into(),
-        (None, None, false) => "default".into(),
-        _ => anyhow::bail!("give at most one of `queue`, `node` and `broadcast`"),
-    };
+    let queue = Destination::pick(
+        entry.queue.as_deref(),
+        entry.node.as_deref(),
+        entry.broadcast,
+    )?
+    .map_or_else(|| "default".to_owned(), |d| d.wire_name());
     let value = |v: toml::Value| -> anyhow::Result<rmpv::Value> { Ok(rmpv::ext::to_value(v)?) };
     Ok(Schedule {
         name: entry.name,

@@ -32,13 +32,13 @@ pub use config::load_config;
 pub struct BeatArgs {
     /// Redis and namespace.
     #[command(flatten)]
-    pub global: stevedore_worker::GlobalArgs,
+    pub global: stevedore_cli::GlobalArgs,
     /// Static schedules to keep in Redis (TOML), besides the user-defined ones.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// How long the leader's lease lasts without renewal: a standby takes over about this long
     /// after the leader dies.
-    #[arg(long, default_value = "3s", value_parser = stevedore_worker::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = stevedore_cli::parse_duration)]
     pub lease: Duration,
 }
 
@@ -53,43 +53,11 @@ struct BeatCli {
     args: BeatArgs,
 }
 
-/// The `beat` command line.
+/// The `beat` command line: runs until SIGINT/SIGTERM (a second signal exits at once).
 pub fn main() -> ExitCode {
     let cli = BeatCli::parse();
-    stevedore_worker::init_logging();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let stop = CancellationToken::new();
-    let outcome = runtime.block_on(async {
-        let signalled = stop.clone();
-        tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            signalled.cancel();
-        });
-        #[cfg(unix)]
-        {
-            let signalled = stop.clone();
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::spawn(async move {
-                term.recv().await;
-                signalled.cancel();
-            });
-        }
-        run(cli.args, stop).await
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    stevedore_cli::init_logging("info");
+    stevedore_cli::run_until_signalled(|stop| run(cli.args, stop))
 }
 
 /// Runs a beat until `stop`.

@@ -68,6 +68,14 @@ impl FromStr for OnDuplicate {
     }
 }
 
+/// A message's on_duplicate policy name and dedup key, when it has a policy other than
+/// `parallel` (the message headers `on_duplicate` and `dedup`).
+pub fn dedup_policy(message: &Message) -> Option<(&str, &str)> {
+    let policy = message.headers.get(POLICY_HEADER)?;
+    let key = message.headers.get(KEY_HEADER)?;
+    (policy != "parallel").then_some((policy.as_str(), key.as_str()))
+}
+
 /// The key that makes two calls duplicates: the SHA-1 (hex) of the MessagePack array
 /// `[task, args, kwargs]`.
 pub fn dedup_key(message: &Message) -> crate::Result<String> {

@@ -22,8 +22,8 @@ pub enum Error {
         /// What the connection attempt said.
         reason: String,
     },
-    /// A command failed after the connection was up.
-    #[error("redis command failed: {0}")]
+    /// A command failed after the connection was up (redis-rs says what failed).
+    #[error(transparent)]
     Redis(#[from] redis::RedisError),
     /// A value could not be encoded as MessagePack.
     #[error("cannot encode {what}: {reason}")]
@@ -68,7 +68,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// A message's signature is missing or wrong (signing keys are configured).
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] crate::signing::SignatureError),
     /// Waiting for a task's outcome ran out of time.
     #[error("task {id} did not finish within {waited_ms} ms")]

@@ -48,12 +48,12 @@ pub mod __private;
 
 pub use client::{Client, ClientConfig, QueueStats, TaskHandle, CANCEL_TTL};
 pub use context::TaskContext;
-pub use dedup::{dedup_key, OnDuplicate};
+pub use dedup::{dedup_key, dedup_policy, OnDuplicate};
 pub use error::{Error, Result};
 pub use message::{Message, MESSAGE_VERSION};
 pub use options::PublishOptions;
 pub use queue::{Destination, QueueName};
-pub use record::{RunRecord, TaskRecord, TaskState};
+pub use record::{RecordField, RunRecord, TaskRecord, TaskState};
 pub use registry::{
     registered_tasks, Handler, Invocation, TaskKind, TaskOptions, TaskRegistration,
 };

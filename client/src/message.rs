@@ -58,6 +58,11 @@ impl Message {
     /// The header that asks the worker to wake waiters when the task ends.
     pub const NOTIFY_HEADER: &'static str = "notify";
 
+    /// Whether it was published to every node (its `queue` is `broadcast`).
+    pub fn is_broadcast(&self) -> bool {
+        self.queue == crate::Destination::BROADCAST_WIRE_NAME
+    }
+
     /// Encodes the message as a MessagePack map.
     pub fn encode(&self) -> Result<Vec<u8>> {
         rmp_serde::to_vec_named(self).map_err(|e| Error::Encode {

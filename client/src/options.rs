@@ -54,6 +54,15 @@ impl PublishOptions {
         self
     }
 
+    /// Publish to `destination` (instead of the task's default queue).
+    pub fn to(self, destination: Destination) -> Self {
+        match destination {
+            Destination::Queue(queue) => self.queue(queue.as_str()),
+            Destination::Node(node) => self.node(node.as_str()),
+            Destination::Broadcast => self.broadcast(),
+        }
+    }
+
     /// Use this task id instead of a fresh UUID (it must be a UUID).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -208,7 +217,7 @@ impl PublishOptions {
         };
         let policy = self.on_duplicate.unwrap_or(task_on_duplicate);
         if policy != OnDuplicate::Parallel {
-            if message.queue == "broadcast" {
+            if message.is_broadcast() {
                 return Err(Error::InvalidOptions(format!(
                     "on_duplicate {policy} does not apply to broadcasts"
                 )));

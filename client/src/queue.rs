@@ -66,6 +66,9 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// The wire name of [`Destination::Broadcast`] (a message's `queue` field).
+    pub const BROADCAST_WIRE_NAME: &'static str = "broadcast";
+
     /// A shared queue by name.
     pub fn queue(name: &str) -> Result<Self> {
         QueueName::new("queue", name).map(Self::Queue)
@@ -81,14 +84,29 @@ impl Destination {
         match self {
             Self::Queue(q) => q.0.clone(),
             Self::Node(n) => format!("node:{n}"),
-            Self::Broadcast => "broadcast".to_owned(),
+            Self::Broadcast => Self::BROADCAST_WIRE_NAME.to_owned(),
+        }
+    }
+
+    /// The one destination a caller chose among a shared queue, a node's queue and every node
+    /// (the CLI's `--queue`/`--node`/`--broadcast`, a schedule file's `queue`/`node`/
+    /// `broadcast`); `None` when none was chosen.
+    pub fn pick(queue: Option<&str>, node: Option<&str>, broadcast: bool) -> Result<Option<Self>> {
+        match (queue, node, broadcast) {
+            (Some(queue), None, false) => Self::queue(queue).map(Some),
+            (None, Some(node), false) => Self::node(node).map(Some),
+            (None, None, true) => Ok(Some(Self::Broadcast)),
+            (None, None, false) => Ok(None),
+            _ => Err(Error::InvalidOptions(
+                "give at most one of a queue, a node and broadcast".into(),
+            )),
         }
     }
 
     /// Parses the form written by [`Destination::wire_name`].
     pub fn from_wire_name(wire: &str) -> Result<Self> {
         match wire {
-            "broadcast" => Ok(Self::Broadcast),
+            Self::BROADCAST_WIRE_NAME => Ok(Self::Broadcast),
             _ => match wire.strip_prefix("node:") {
                 Some(node) => Self::node(node),
                 None => Self::queue(wire),
@@ -113,6 +131,20 @@ mod tests {
             assert!(QueueName::new("queue", bad).is_err(), "{bad:?} accepted");
         }
         assert!(QueueName::new("queue", "default-2.io_x").is_ok());
+    }
+
+    #[test]
+    fn one_target_is_picked_and_two_are_refused() {
+        assert_eq!(Destination::pick(None, None, false).unwrap(), None);
+        assert_eq!(
+            Destination::pick(None, Some("web-1"), false).unwrap(),
+            Some(Destination::node("web-1").unwrap())
+        );
+        assert_eq!(
+            Destination::pick(None, None, true).unwrap(),
+            Some(Destination::Broadcast)
+        );
+        assert!(Destination::pick(Some("q"), None, true).is_err());
     }
 
     #[test]

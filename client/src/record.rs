@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Message;
+
 /// The state of one run of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +80,25 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The record of a run of `message` on `node` that is about to start: state `running`,
+    /// attempt `tried + 1`, no times, result or error yet.
+    pub fn starting(message: &Message, node: &str) -> Self {
+        Self {
+            id: message.id.clone(),
+            task: message.task.clone(),
+            queue: message.queue.clone(),
+            node: node.to_owned(),
+            state: TaskState::Running,
+            attempt: message.tried + 1,
+            published_at: message.published_at,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+            retry_at: None,
+        }
+    }
+
     /// Encodes the run for storage.
     pub fn encode(&self) -> crate::Result<Vec<u8>> {
         rmp_serde::to_vec_named(self).map_err(|e| crate::Error::Encode {
@@ -92,6 +113,39 @@ impl RunRecord {
             what: "task record".into(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// Where in its task's record hash a run is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordField {
+    /// A queued task's run: field `task`.
+    Task,
+    /// One node's run of a broadcast: field `node:NODE`.
+    Broadcast,
+    /// A run that ended after peers had declared its process lost and settled it: field
+    /// `late:NODE`, kept apart, not over their verdict.
+    Late,
+}
+
+impl RecordField {
+    /// Where the runs of `message` are recorded: per node for a broadcast (also when a node
+    /// retries it from its own queue), else in the task's one field.
+    pub fn of(message: &Message) -> Self {
+        if message.is_broadcast() {
+            Self::Broadcast
+        } else {
+            Self::Task
+        }
+    }
+
+    /// The hash field of a run on `node`.
+    pub fn name(self, node: &str) -> String {
+        match self {
+            Self::Task => TaskRecord::TASK_FIELD.to_owned(),
+            Self::Broadcast => TaskRecord::broadcast_field(node),
+            Self::Late => TaskRecord::late_field(node),
+        }
     }
 }
 

@@ -180,7 +180,7 @@ impl RedisCluster {
     /// Moves the slot of `key`, with its keys, to another master (a resharding, done the way
     /// `redis-cli --cluster reshard` does it); returns the new master's port.
     pub fn move_slot_of(&self, key: &str) -> u16 {
-        let slot = stevedore::broker::slot_of(key.as_bytes());
+        let slot = stevedore::broker::hash_slot(key.as_bytes());
         let from_port = self.master_port_of(key);
         let masters: Vec<&TcpNode> = self
             .nodes
@@ -257,7 +257,7 @@ impl RedisCluster {
             .iter()
             .find(|n| n.is_running())
             .expect("a node runs");
-        let slot = stevedore::broker::slot_of(key.as_bytes());
+        let slot = stevedore::broker::hash_slot(key.as_bytes());
         let slots: redis::Value = node
             .query(redis::cmd("CLUSTER").arg("SLOTS"))
             .expect("CLUSTER SLOTS");

@@ -527,15 +527,7 @@ async fn a_lost_runs_verdict_never_hides_the_record_of_its_next_attempt() {
     };
     let record = |run: stevedore::RunRecord| {
         let mut batch = stevedore::broker::OutcomeBatch::new(ttl);
-        batch
-            .record(
-                broker,
-                &run,
-                stevedore::broker::RecordSlot::Task,
-                false,
-                true,
-            )
-            .unwrap();
+        batch.started(run, stevedore::RecordField::Task);
         batch
     };
     let verdict = run(1, TaskState::Retrying);

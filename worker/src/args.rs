@@ -4,40 +4,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use stevedore_cli::{parse_duration, parse_size, GlobalArgs};
+
 use crate::pool::PoolKind;
-
-/// Options every stevedore binary takes.
-#[derive(Clone, Args)]
-pub struct GlobalArgs {
-    /// Redis to use: redis[s]://HOST:PORT[/DB], unix:///PATH, redis+sentinel://S1:P,S2:P/MASTER
-    /// or redis+cluster://H1:P,H2:P (docs/deployment.md). Put passwords in
-    /// STEVEDORE_REDIS_PASSWORD(_FILE) rather than here.
-    #[arg(
-        long,
-        env = "STEVEDORE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true,
-        global = true
-    )]
-    pub redis_url: String,
-    /// Prefix of every key, so several apps can share one Redis.
-    #[arg(
-        long,
-        env = "STEVEDORE_NAMESPACE",
-        default_value = "stevedore",
-        global = true
-    )]
-    pub namespace: String,
-}
-
-impl std::fmt::Debug for GlobalArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GlobalArgs")
-            .field("redis_url", &stevedore::broker::redact_url(&self.redis_url))
-            .field("namespace", &self.namespace)
-            .finish()
-    }
-}
 
 /// Options of a worker node.
 #[derive(Debug, Clone, Args)]
@@ -157,101 +126,16 @@ fn parse_worker_count(text: &str) -> Result<WorkerCount, String> {
     }
 }
 
-/// Parses a size: `512MiB`, `1GiB`, `100MB`, `64KiB`, or bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1000,
-        "KiB" | "K" => 1 << 10,
-        "MB" => 1_000_000,
-        "MiB" | "M" => 1 << 20,
-        "GB" => 1_000_000_000,
-        "GiB" | "G" => 1 << 30,
-        _ => return Err(format!("`{text}` is not a size; write e.g. 512MiB or 2GiB")),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("`{text}` is not a size; write e.g. 512MiB or 2GiB"))
-}
-
-/// Parses `500ms`, `30s`, `5m`, `1h`, `1d` (and combinations such as `1m 30s`); a bare number
-/// is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 30s, 5m, 1h"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_worker_counts_parse() {
-        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
-        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
-        assert_eq!(parse_size("1000").unwrap(), 1000);
-        assert!(parse_size("lots").is_err());
+    fn worker_counts_parse() {
         assert_eq!(parse_worker_count("auto").unwrap(), WorkerCount::Auto);
         assert_eq!(parse_worker_count("8").unwrap(), WorkerCount::Fixed(8));
         assert!(parse_worker_count("0").is_err());
         assert!(WorkerCount::Auto.resolve(PoolKind::Process) >= 2);
         assert!(WorkerCount::Auto.resolve(PoolKind::Async) >= 16);
-    }
-
-    #[test]
-    fn durations_parse_in_the_usual_forms() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
-        assert!(parse_duration("soon")
-            .unwrap_err()
-            .contains("not a duration"));
-    }
-}
-
-/// The remote-control side of the `worker` command (AWX's `run_dispatcher --status` ...): ask
-/// running nodes over Redis instead of running one.
-#[derive(Debug, Clone, Args)]
-pub struct ControlArgs {
-    /// Show each node's pool: every worker with its counters and current task.
-    #[arg(long, group = "control")]
-    pub status: bool,
-    /// Show the ids of running and queued tasks.
-    #[arg(long, group = "control")]
-    pub running: bool,
-    /// Recycle every worker; each finishes its current task first.
-    #[arg(long, group = "control")]
-    pub reload: bool,
-    /// Cancel these task ids wherever they are.
-    #[arg(long, group = "control", num_args = 1.., value_name = "ID")]
-    pub cancel: Vec<String>,
-    /// Ask every node (default: the node named by --node, else this host's).
-    #[arg(long)]
-    pub all: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// How long to wait for answers.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub control_timeout: Duration,
-}
-
-impl ControlArgs {
-    /// Whether a control request was asked for (rather than running a node).
-    pub fn requested(&self) -> bool {
-        self.status || self.running || self.reload || !self.cancel.is_empty()
     }
 }

@@ -6,17 +6,18 @@
 //! 3. Looks the task up; an unknown name fails the task with `unknown task NAME`.
 //! 4. Records the run as started and hands it to the pool with its stop signal and time limits;
 //!    maps how it ended to a state (`succeeded`, `failed`, `cancelled`, `timed_out`).
-//! 5. Hands the outcome and the acknowledgement to the recorder, and frees the node's slot.
+//! 5. Frees the node's slot, has `retry` decide what becomes of the message, and hands the
+//!    run's one [`Outcome`] to the recorder.
 //! 6. At a hard stop, abandons the run without acknowledging it: the message stays pending in
 //!    Redis, to be recovered, never lost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{policy_of, Broker, Delivery, RecordSlot, Settle};
+use stevedore::broker::{Broker, Delivery, Entry, Outcome, Settle};
 use stevedore::{
-    Client, Destination, Invocation, Message, RunRecord, TaskContext, TaskError, TaskRegistration,
-    TaskState,
+    dedup_policy, Client, Invocation, Message, RecordField, RunRecord, TaskContext, TaskError,
+    TaskRegistration, TaskState,
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +30,7 @@ use crate::hooks::{Hooks, RunInfo};
 use crate::in_flight::InFlight;
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
-use crate::retry::{self, Plan, Policy};
+use crate::retry;
 use crate::running::RunningTasks;
 use crate::stop::{StopReason, StopSignal};
 use crate::task_table::TaskTable;
@@ -152,45 +153,54 @@ impl ExecutorParts {
         }
         let (mut run, error) = self.run_message(&mut message).instrument(span).await;
         drop(slot);
-        let settle = self.settle(delivery, &mut run, error.as_ref(), &message);
+        let attempt = retry::Attempt {
+            message: &message,
+            payload: delivery.payload.as_deref().unwrap_or_default(),
+            options: self.table.get(&message.task).map(|t| &t.options),
+            from: &delivery.destination,
+            node_queue: &self.node_queue,
+        };
+        let settle = retry::settle(self.broker(), &attempt, &mut run, error.as_ref());
         let release = match settle {
             Settle::Retry { .. } => None,
-            _ => policy_of(&message).map(|(_, key)| key.to_owned()),
+            _ => dedup_policy(&message).map(|(_, key)| key.to_owned()),
         };
         self.activity.worked();
-        let _ = self.events.send(Event::Finished {
-            release,
-            slot: self.finished_slot(&message, &run),
-            keep_attempt: message.tried > 0 || matches!(settle, Settle::Retry { .. }),
-            run: Box::new(run),
+        let outcome = Outcome {
+            field: self.finished_field(&message, &run),
             notify: message.wants_notify(),
-            destination: delivery.destination.clone(),
-            group: group.to_owned(),
-            entry_id: delivery.entry_id.clone(),
+            entry: Entry {
+                destination: delivery.destination.clone(),
+                group: group.to_owned(),
+                entry_id: delivery.entry_id.clone(),
+            },
             settle,
-        });
+            release,
+            run,
+        };
+        let _ = self.events.send(Event::Finished(outcome));
         true
     }
 
     /// Where the outcome of `run` goes: as usual, or apart when this process was declared lost
     /// and reaped after the run started (the reaper already settled it).
-    fn finished_slot(&self, message: &Message, run: &RunRecord) -> RecordSlot {
+    fn finished_field(&self, message: &Message, run: &RunRecord) -> RecordField {
         let reaped_after_start = match (self.activity.reaped_at(), run.started_at) {
             (Some(reaped), Some(started)) => started <= reaped,
             _ => false,
         };
         if reaped_after_start {
             tracing::warn!("finished after this process was declared lost; recorded as a late run");
-            RecordSlot::Late
+            RecordField::Late
         } else {
-            slot_of(message)
+            RecordField::of(message)
         }
     }
 
     /// Under an on_duplicate policy, takes the message's key or parks the message behind the
     /// run holding it; returns whether to run it now.
     async fn dedup_start(&self, delivery: &Delivery, group: &str, message: &Message) -> bool {
-        if policy_of(message).is_none() {
+        if dedup_policy(message).is_none() {
             return true;
         }
         let payload = delivery.payload.as_deref().unwrap_or_default();
@@ -217,81 +227,10 @@ impl ExecutorParts {
         }
     }
 
-    /// Decides what becomes of the message after its run (retry, dead letters, or done), and
-    /// marks the run accordingly.
-    fn settle(
-        &self,
-        delivery: &Delivery,
-        run: &mut RunRecord,
-        error: Option<&TaskError>,
-        message: &Message,
-    ) -> Settle {
-        let options = self.table.get(&message.task).map(|t| &t.options);
-        let policy = Policy::of(message, options);
-        let random = uuid::Uuid::new_v4().as_u128() as u64;
-        let payload = delivery.payload.clone().unwrap_or_default();
-        let to = match delivery.destination {
-            Destination::Broadcast => Destination::Node(self.node_queue.clone()),
-            ref other => other.clone(),
-        };
-        match policy.plan(run.state, error, message.tried, random) {
-            Plan::Done => Settle::Ack,
-            Plan::Retry(delay) => {
-                let due_ms = stevedore::now_ms() + delay.as_millis() as u64;
-                let next = self
-                    .broker()
-                    .open(&payload)
-                    .map(|original| retry::next_attempt(original, policy.retries_left, due_ms))
-                    .and_then(|next| self.broker().seal(&next));
-                match next {
-                    Ok(message) => {
-                        run.state = TaskState::Retrying;
-                        run.retry_at = Some(due_ms);
-                        tracing::warn!(delay_ms = delay.as_millis() as u64, "retry scheduled");
-                        Settle::Retry {
-                            to,
-                            message,
-                            due_ms,
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot build the retry; the task stays failed");
-                        Settle::Ack
-                    }
-                }
-            }
-            Plan::Dead => {
-                run.state = TaskState::Dead;
-                tracing::warn!("out of retries: dead-lettered");
-                Settle::Dead {
-                    to,
-                    message: payload,
-                    reason: run.error.clone().unwrap_or_default(),
-                    id: message.id.clone(),
-                    task: message.task.clone(),
-                    attempts: run.attempt,
-                }
-            }
-        }
-    }
-
     /// Runs the task of `message` (its arguments are moved out) and returns its finished run
     /// record, with the error when it did not succeed.
     async fn run_message(&self, message: &mut Message) -> (RunRecord, Option<TaskError>) {
-        let mut run = RunRecord {
-            id: message.id.clone(),
-            task: message.task.clone(),
-            queue: message.queue.clone(),
-            node: self.node.to_string(),
-            state: TaskState::Running,
-            attempt: message.tried + 1,
-            published_at: message.published_at,
-            started_at: None,
-            finished_at: None,
-            result: None,
-            error: None,
-            retry_at: None,
-        };
+        let mut run = RunRecord::starting(message, &self.node);
         if self.cancels.cancels(message) {
             tracing::info!("skipped: cancelled before it started");
             run.state = TaskState::Cancelled;
@@ -303,7 +242,7 @@ impl ExecutorParts {
         self.activity.worked();
         let _ = self.events.send(Event::Started {
             run: run.clone(),
-            slot: slot_of(message),
+            field: RecordField::of(message),
         });
         let mut info = self.hooks.has_task_hooks().then(|| RunInfo {
             id: message.id.clone(),
@@ -402,16 +341,6 @@ impl ExecutorParts {
                 tracing::error!(%queue, entry = %delivery.entry_id, %error, "could not dead-letter a bad message; it stays pending")
             }
         }
-    }
-}
-
-/// Where a message's runs are recorded: per node for a broadcast (also when a node retries it
-/// from its own queue).
-fn slot_of(message: &Message) -> RecordSlot {
-    if message.queue == "broadcast" {
-        RecordSlot::Broadcast
-    } else {
-        RecordSlot::Task
     }
 }
 

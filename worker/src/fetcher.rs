@@ -13,12 +13,11 @@
 //! 6. Stops at once when shut down: `CLIENT UNBLOCK` ends the block as a timeout, so a
 //!    stop never strands a message that Redis handed out.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use stevedore::broker::{slot_of, Broker, ClientId, Connection, Delivery, GroupStart};
+use stevedore::broker::{Broker, ClientId, Connection, Delivery, GroupStart};
 use stevedore::Destination;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -164,19 +163,7 @@ impl Fetcher {
     /// One connection per cluster slot its streams live in (one in all on a single server),
     /// since a blocking read of several streams must stay within one slot.
     async fn open_lanes(&self) -> stevedore::Result<Vec<Lane>> {
-        let groups: Vec<Vec<Destination>> = if self.broker.is_cluster() {
-            let mut by_slot: BTreeMap<u16, Vec<Destination>> = BTreeMap::new();
-            for stream in self.streams() {
-                let key = self.broker.keys().stream(&stream);
-                by_slot
-                    .entry(slot_of(key.as_bytes()))
-                    .or_default()
-                    .push(stream);
-            }
-            by_slot.into_values().collect()
-        } else {
-            vec![self.streams()]
-        };
+        let groups = self.broker.blocking_lanes(self.streams());
         let mut lanes = Vec::with_capacity(groups.len());
         for streams in groups {
             let mut conn = self

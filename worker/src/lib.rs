@@ -1,4 +1,5 @@
-//! The node side of stevedore: the `worker` that runs tasks, and the `stevedore` admin CLI.
+//! The node side of stevedore: the `worker` that runs tasks (the `stevedore` admin CLI lives in
+//! `stevedore-cli`).
 //!
 //! An app with its own tasks gets the stock worker's command line in its own binary:
 //!
@@ -10,8 +11,8 @@
 //! ```
 
 mod activity;
-pub mod admin;
 mod args;
+mod assembly;
 mod builtin;
 mod cancels;
 mod controller;
@@ -28,7 +29,6 @@ mod reaper;
 mod recorder;
 mod retry;
 mod running;
-mod signals;
 mod stop;
 mod task_table;
 mod worker;
@@ -38,11 +38,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{parse_duration, ControlArgs, GlobalArgs, WorkerArgs, WorkerCount};
+pub use args::{WorkerArgs, WorkerCount};
 pub use hooks::{Hooks, NodeInfo, RunInfo};
 pub use pool::PoolKind;
 use std::future::Future;
 use std::sync::Arc;
+pub use stevedore_cli::{parse_duration, ControlArgs, GlobalArgs};
 pub use task_table::TaskTable;
 
 /// The `worker` command line.
@@ -151,54 +152,16 @@ impl Worker {
     /// a process-pool child (by its parent), it serves its parent. Returns the exit code.
     pub fn main(self) -> ExitCode {
         if let Ok(socket) = std::env::var(pool::CHILD_SOCKET_ENV) {
-            init_logging();
+            stevedore_cli::init_logging("info");
             return pool::child_main(socket);
         }
         let cli = WorkerCli::parse();
         if cli.control.requested() {
-            init_logging_quiet();
-            return admin::control_from_worker(cli.args, cli.control);
+            stevedore_cli::init_logging("warn");
+            let WorkerArgs { global, node, .. } = cli.args;
+            return stevedore_cli::admin::control_from_worker(&global, node, cli.control);
         }
-        init_logging();
-        let runtime = match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime,
-            Err(error) => return fail(&anyhow::anyhow!("cannot start the async runtime: {error}")),
-        };
-        let outcome = runtime.block_on(async {
-            let stop = CancellationToken::new();
-            signals::install(stop.clone())?;
-            self.run(cli.args, stop).await
-        });
-        match outcome {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error),
-        }
+        stevedore_cli::init_logging("info");
+        stevedore_cli::run_until_signalled(|stop| self.run(cli.args, stop))
     }
-}
-
-/// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
-/// Prints `error: ...` on one line and returns failure.
-fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {error:#}");
-    ExitCode::FAILURE
-}
-
-/// Logs warnings and errors only (for the admin CLI), unless `RUST_LOG` says otherwise.
-fn init_logging_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -24,9 +24,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{keys::QUEUE_GROUP, Broker, PendingEntry};
+use stevedore::broker::{Broker, Keys, PendingEntry};
 use stevedore::nodes::NodeBeat;
-use stevedore::{Destination, Message, RunRecord, TaskRecord, TaskState};
+use stevedore::{Destination, Message, RecordField, RunRecord, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use crate::retry;
@@ -198,32 +198,19 @@ impl Reaper {
         requeued: bool,
     ) -> stevedore::Result<()> {
         let now = stevedore::now_ms();
-        let run = RunRecord {
-            id: message.id.clone(),
-            task: message.task.clone(),
-            queue: message.queue.clone(),
-            node: lost.node.clone(),
-            state: if requeued {
-                TaskState::Retrying
-            } else {
-                TaskState::Failed
-            },
-            attempt: message.tried + 1,
-            published_at: message.published_at,
-            started_at: None,
-            finished_at: Some(now),
-            result: None,
-            error: Some(format!(
-                "lost: node {} (process {}) stopped heartbeating while holding it; reaped by {}",
-                lost.node, lost.consumer, self.node
-            )),
-            retry_at: requeued.then_some(now),
-        };
-        let field = if message.queue == "broadcast" {
-            TaskRecord::broadcast_field(&lost.node)
+        let mut run = RunRecord::starting(message, &lost.node);
+        run.state = if requeued {
+            TaskState::Retrying
         } else {
-            TaskRecord::TASK_FIELD.to_owned()
+            TaskState::Failed
         };
+        run.finished_at = Some(now);
+        run.error = Some(format!(
+            "lost: node {} (process {}) stopped heartbeating while holding it; reaped by {}",
+            lost.node, lost.consumer, self.node
+        ));
+        run.retry_at = requeued.then_some(now);
+        let field = RecordField::of(message).name(&lost.node);
         // After the requeue: its next attempt may be recorded already, and wins.
         self.broker
             .record_lost(&run, &field, requeued, self.record_ttl)
@@ -235,15 +222,17 @@ impl Reaper {
 /// Every (stream, group) a process read: its node's queue and its shared queues through the
 /// queue group, and the broadcasts through its node's group.
 fn streams_of(beat: &NodeBeat) -> Vec<(Destination, String)> {
-    let mut streams = Vec::new();
-    if let Ok(own) = Destination::node(&beat.node) {
-        streams.push((own, QUEUE_GROUP.to_owned()));
-    }
-    for queue in &beat.queues {
-        if let Ok(queue) = Destination::queue(queue) {
-            streams.push((queue, QUEUE_GROUP.to_owned()));
-        }
-    }
-    streams.push((Destination::Broadcast, format!("node:{}", beat.node)));
-    streams
+    let own = Destination::node(&beat.node).ok();
+    let shared = beat
+        .queues
+        .iter()
+        .filter_map(|q| Destination::queue(q).ok());
+    own.into_iter()
+        .chain(shared)
+        .chain([Destination::Broadcast])
+        .map(|destination| {
+            let group = Keys::group(&destination, &beat.node);
+            (destination, group)
+        })
+        .collect()
 }

@@ -4,24 +4,23 @@
 //!    round trip, so the cost per task falls as load rises.
 //! 2. Writes a run's record before acknowledging its message (at-least-once: a crash between
 //!    the two re-runs the task, never loses its outcome).
-//! 3. Skips a run's `running` record when its outcome is in the same batch.
+//! 3. Passes each run's start and [`Outcome`] to one `OutcomeBatch` unchanged (the batch skips
+//!    a run's `running` record when its outcome is in the same batch).
 //! 4. Retries a failed batch on a new connection with capped backoff until it is written or
 //!    the worker gives up at shutdown; what is not written stays pending in Redis. A retry
 //!    resumes at the stage that failed (records, retries, acknowledgements), so a record is
 //!    never written over the newer record of a retry that already ran.
 //! 5. Ends when every sender is gone and the channel is drained.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-use stevedore::broker::{Broker, Connection, OutcomeBatch, RecordSlot, Settle};
-use stevedore::{Destination, RunRecord};
-
+use stevedore::broker::{Broker, Connection, Outcome, OutcomeBatch};
+use stevedore::{RecordField, RunRecord};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::in_flight::InFlight;
-use tokio_util::sync::CancellationToken;
 
 /// What the executor reports.
 #[derive(Debug)]
@@ -31,29 +30,10 @@ pub enum Event {
         /// The run, in state `running`.
         run: RunRecord,
         /// Where it is recorded.
-        slot: RecordSlot,
+        field: RecordField,
     },
-    /// A run ended: record it, then acknowledge its message.
-    Finished {
-        /// The run, in its final state.
-        run: Box<RunRecord>,
-        /// Where it is recorded.
-        slot: RecordSlot,
-        /// Whether waiters asked to be woken.
-        notify: bool,
-        /// The queue it was read from.
-        destination: Destination,
-        /// The group it was read through.
-        group: String,
-        /// Its stream entry.
-        entry_id: String,
-        /// What becomes of the message.
-        settle: Settle,
-        /// Whether to keep this run as attempt N too (a retried task).
-        keep_attempt: bool,
-        /// The on_duplicate key this run held, to release now that it ended for good.
-        release: Option<String>,
-    },
+    /// A run ended: record it, then settle its message.
+    Finished(Outcome),
 }
 
 /// Most events written in one round trip.
@@ -90,66 +70,26 @@ impl Recorder {
         let mut conn: Option<Connection> = None;
         let mut events = Vec::with_capacity(MAX_BATCH);
         while self.events.recv_many(&mut events, MAX_BATCH).await > 0 {
-            let mut batch = self.batch(&events);
+            let mut batch = OutcomeBatch::new(self.ttl);
+            for event in events.drain(..) {
+                match event {
+                    Event::Started { run, field } => batch.started(run, field),
+                    Event::Finished(outcome) => batch.finished(outcome),
+                }
+            }
             if self.write(&mut conn, &mut batch, &give_up).await {
-                self.in_flight
-                    .settled_all(events.iter().filter_map(|e| match e {
-                        Event::Finished {
-                            destination,
-                            entry_id,
-                            ..
-                        } => Some((destination, entry_id.as_str())),
-                        Event::Started { .. } => None,
-                    }));
+                self.in_flight.settled_all(
+                    batch
+                        .entries()
+                        .map(|e| (&e.destination, e.entry_id.as_str())),
+                );
             } else {
                 tracing::error!(
-                    events = events.len(),
+                    entries = batch.entries().count(),
                     "gave up writing outcomes; their messages stay pending in Redis"
                 );
             }
-            events.clear();
         }
-    }
-
-    fn batch(&self, events: &[Event]) -> OutcomeBatch {
-        let finished: HashSet<&str> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Finished { run, .. } => Some(run.id.as_str()),
-                Event::Started { .. } => None,
-            })
-            .collect();
-        let mut batch = OutcomeBatch::new(self.ttl);
-        for event in events {
-            let added = match event {
-                Event::Started { run, .. } if finished.contains(run.id.as_str()) => Ok(()),
-                Event::Started { run, slot } => {
-                    batch.record(&self.broker, run, *slot, false, false)
-                }
-                Event::Finished {
-                    run,
-                    slot,
-                    notify,
-                    destination,
-                    group,
-                    entry_id,
-                    settle,
-                    keep_attempt,
-                    release,
-                } => {
-                    if let Some(key) = release {
-                        batch.release(destination, key, &run.id);
-                    }
-                    let recorded = batch.record(&self.broker, run, *slot, *notify, *keep_attempt);
-                    batch.settle(destination, group, entry_id.clone(), settle.clone());
-                    recorded
-                }
-            };
-            if let Err(error) = added {
-                tracing::error!(%error, "cannot encode a task record");
-            }
-        }
-        batch
     }
 
     /// Writes one batch, reconnecting and retrying until it succeeds or `give_up` fires.

@@ -12,7 +12,10 @@
 
 use std::time::Duration;
 
-use stevedore::{Message, TaskError, TaskErrorKind, TaskOptions, TaskState};
+use stevedore::broker::{Broker, Settle};
+use stevedore::{
+    Destination, Message, QueueName, RunRecord, TaskError, TaskErrorKind, TaskOptions, TaskState,
+};
 
 /// Default first retry delay.
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
@@ -98,6 +101,73 @@ impl Policy {
             .min(self.max_backoff);
         let half = exponential.as_millis() as u64 / 2;
         Duration::from_millis(half + random % (half + 1))
+    }
+}
+
+/// One finished attempt, as the executor hands it over to be settled.
+pub struct Attempt<'a> {
+    /// The message as it ran (its arguments may have been moved out).
+    pub message: &'a Message,
+    /// The message's bytes as read (the next attempt is built from them).
+    pub payload: &'a [u8],
+    /// The task's options (`None`: the task is unknown here, so no retries).
+    pub options: Option<&'a TaskOptions>,
+    /// The queue it was read from.
+    pub from: &'a Destination,
+    /// This node's own queue, where a failed broadcast is retried (the broadcast itself is not
+    /// run twice by a node).
+    pub node_queue: &'a QueueName,
+}
+
+/// Decides what becomes of the message after `attempt` ended as `run` says (with `error`):
+/// done, a retry in the delayed set, or the dead letters; marks the run `retrying` or `dead`
+/// accordingly.
+pub fn settle(
+    broker: &Broker,
+    attempt: &Attempt<'_>,
+    run: &mut RunRecord,
+    error: Option<&TaskError>,
+) -> Settle {
+    let message = attempt.message;
+    let policy = Policy::of(message, attempt.options);
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    let to = match attempt.from {
+        Destination::Broadcast => Destination::Node(attempt.node_queue.clone()),
+        other => other.clone(),
+    };
+    match policy.plan(run.state, error, message.tried, random) {
+        Plan::Done => Settle::Ack,
+        Plan::Retry(delay) => {
+            let due_ms = stevedore::now_ms() + delay.as_millis() as u64;
+            let next = broker
+                .open(attempt.payload)
+                .map(|original| next_attempt(original, policy.retries_left, due_ms))
+                .and_then(|next| broker.seal(&next));
+            match next {
+                Ok(message) => {
+                    run.state = TaskState::Retrying;
+                    run.retry_at = Some(due_ms);
+                    tracing::warn!(delay_ms = delay.as_millis() as u64, "retry scheduled");
+                    Settle::Retry {
+                        to,
+                        message,
+                        due_ms,
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot build the retry; the task stays failed");
+                    Settle::Ack
+                }
+            }
+        }
+        Plan::Dead => {
+            run.state = TaskState::Dead;
+            tracing::warn!("out of retries: dead-lettered");
+            Settle::Dead {
+                to,
+                message: attempt.payload.to_vec(),
+            }
+        }
     }
 }
 

@@ -13,44 +13,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use stevedore::broker::{keys::QUEUE_GROUP, GroupStart};
-use stevedore::{Client, ClientConfig, Destination};
-use tokio::sync::{mpsc, Semaphore};
+use stevedore::{Client, ClientConfig};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::activity::Activity;
-use crate::cancels::CancelBook;
-use crate::controller::Controller;
-use crate::executor::{Executor, ExecutorParts};
-use crate::fetcher::{FetchMode, Fetcher, FetcherConfig};
-use crate::forwarder::Forwarder;
-use crate::heartbeat::Heartbeat;
+use crate::assembly::{beat_template, start_pool, Parts, Runs, Shared};
 use crate::hooks::{Hooks, NodeInfo};
 use crate::in_flight::InFlight;
-use crate::pause::PauseGate;
-use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
+use crate::pool::Pool;
 use crate::priority::{parse_queue, QueueSpec};
-use crate::reaper::Reaper;
 use crate::recorder::Recorder;
-use crate::running::RunningTasks;
 use crate::task_table::TaskTable;
 use crate::WorkerArgs;
-use stevedore::nodes::NodeBeat;
 
 /// How long the recorder may keep retrying at shutdown.
 const RECORDER_GRACE: Duration = Duration::from_secs(10);
-/// Fetchers a node runs: its queues, and the broadcasts.
-const FETCHERS: usize = 2;
-/// Broadcasts read at once.
-const BROADCAST_BATCH: usize = 16;
 
 /// Runs a worker node until `stop` is cancelled (the binary cancels it on SIGINT/SIGTERM).
 pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> anyhow::Result<()> {
     let table = TaskTable::linked()?;
     crate::builtin::command::allow(args.allow_commands.clone());
-    let node = node_name(args.node.as_deref())?;
+    let node = stevedore_cli::node_name(args.node.as_deref())?;
     let specs = args
         .queues
         .iter()
@@ -83,21 +67,11 @@ struct Node {
     recorder: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     /// Running tasks, and the tokens that cancel or abandon them at shutdown.
-    tracker: TaskTracker,
-    cancel_all: CancellationToken,
-    abandon: CancellationToken,
+    runs: Runs,
     /// Ends the recorder's retries when Redis stays away at shutdown.
     give_up: CancellationToken,
     /// Stops the heartbeat, last of all.
     beat_stop: CancellationToken,
-}
-
-/// What the fetchers, the controller and the heartbeat share with the executor.
-struct Shared {
-    activity: Arc<Activity>,
-    gate: Arc<PauseGate>,
-    running: RunningTasks,
-    cancels: CancelBook,
 }
 
 impl Node {
@@ -113,7 +87,6 @@ impl Node {
     ) -> anyhow::Result<Self> {
         let consumer = format!("{node}:{}:{}", std::process::id(), stevedore::now_ms());
         let pool = start_pool(args, &node).await?;
-        let table = Arc::new(table);
         let template = beat_template(args, &node, &consumer, &specs, &pool);
         client.broker().beat(&template).await?;
         let (events, received) = mpsc::unbounded_channel();
@@ -126,104 +99,28 @@ impl Node {
             in_flight.clone(),
         );
         let recorder = tokio::spawn(recorder.run(give_up.clone()));
-        let control_position = client.broker().control_position().await?;
-        let shared = Shared {
-            activity: Arc::new(Activity::default()),
-            gate: Arc::new(PauseGate::default()),
-            running: RunningTasks::default(),
-            cancels: CancelBook::default(),
-        };
-        shared.cancels.refresh(client.broker()).await?;
-        let (tracker, cancel_all, abandon) = (
-            TaskTracker::new(),
-            CancellationToken::new(),
-            CancellationToken::new(),
-        );
-        let executor = Executor::new(ExecutorParts {
-            node: node.clone(),
-            node_queue: stevedore::QueueName::new("node", &node)?,
-            table: table.clone(),
-            activity: shared.activity.clone(),
-            client: client.clone(),
-            events,
-            tracker: tracker.clone(),
-            cancel_all: cancel_all.clone(),
-            abandon: abandon.clone(),
-            pool: pool.clone(),
-            running: shared.running.clone(),
-            cancels: shared.cancels.clone(),
-            hooks: hooks.clone(),
-            in_flight,
-        });
-        let queues: Vec<Destination> = specs.iter().map(|q| q.destination.clone()).collect();
-        let own_queue = Destination::Node(stevedore::QueueName::new("node", &node)?);
-        let configs = fetcher_configs(args, &client, &node, &consumer, own_queue.clone(), specs);
-        let slots = Arc::new(Semaphore::new(pool.config().max_workers));
-        let fetchers = configs
-            .into_iter()
-            .map(|config| {
-                let fetcher = Fetcher::new(
-                    config,
-                    client.broker().clone(),
-                    slots.clone(),
-                    executor.clone(),
-                    shared.gate.clone(),
-                    shared.activity.clone(),
-                );
-                tokio::spawn(fetcher.run(stop.clone()))
-            })
-            .collect();
-        drop(executor);
-
-        let controller = Controller {
-            node: node.clone(),
-            broker: client.broker().clone(),
-            pool: pool.clone(),
-            running: shared.running,
-            cancels: shared.cancels,
-            paused: shared.gate,
-            queues: queues.iter().map(Destination::wire_name).collect(),
-            block: args.block,
-            position: control_position,
-        };
-        let mut delayed = vec![own_queue];
-        delayed.extend(queues);
-        delayed.push(Destination::Broadcast);
-        let forwarder = Forwarder {
-            broker: client.broker().clone(),
-            destinations: delayed,
-        };
-        let upkeep = vec![
-            ("controller", tokio::spawn(controller.run(stop.clone()))),
-            (
-                "pool scaler",
-                tokio::spawn(pool.clone().scale_down(stop.clone())),
-            ),
-            ("forwarder", tokio::spawn(forwarder.run(stop.clone()))),
-        ];
-        let beat_stop = CancellationToken::new();
-        let heartbeat = Heartbeat {
-            broker: client.broker().clone(),
-            template,
-            pool: pool.clone(),
-            activity: shared.activity.clone(),
-            fetchers: FETCHERS,
-            every: args.heartbeat,
-            lost_after: args.lost_after,
-            yield_to_newer: args.yield_to_newer,
-        };
-        let heartbeat = tokio::spawn(heartbeat.run(beat_stop.clone()));
-        let reaper = reaper(
+        let position = client.broker().control_position().await?;
+        let shared = Shared::new(client.broker()).await?;
+        let runs = Runs::default();
+        let parts = Parts {
             args,
-            &client,
-            &node,
-            &consumer,
-            table.clone(),
-            shared.activity,
-        )?;
-        let reaper = tokio::spawn(reaper.run(stop.clone()));
+            client: &client,
+            node: &node,
+            consumer: &consumer,
+            pool: &pool,
+            table: Arc::new(table),
+            shared: &shared,
+            runs: &runs,
+            stop,
+        };
+        let executor = parts.executor(events, in_flight, hooks.clone())?;
+        let fetchers = parts.fetchers(executor, &specs)?;
+        let upkeep = parts.upkeep(&specs, position)?;
+        let beat_stop = CancellationToken::new();
+        let heartbeat = parts.heartbeat(template, &beat_stop);
+        let reaper = tokio::spawn(parts.reaper()?.run(stop.clone()));
         tracing::info!(%node, %consumer, queues = ?args.queues, pool = ?args.pool,
-            max_workers = pool.config().max_workers, tasks = table.names().len(), "worker started");
+            max_workers = pool.config().max_workers, tasks = parts.table.names().len(), "worker started");
         let started = Self {
             node,
             consumer,
@@ -235,9 +132,7 @@ impl Node {
             upkeep,
             recorder,
             heartbeat,
-            tracker,
-            cancel_all,
-            abandon,
+            runs,
             give_up,
             beat_stop,
         };
@@ -261,13 +156,7 @@ impl Node {
         for fetcher in self.fetchers {
             fetcher.await.context("a fetcher panicked")?;
         }
-        let clean = drain(
-            &self.tracker,
-            shutdown_timeout,
-            &self.cancel_all,
-            &self.abandon,
-        )
-        .await;
+        let clean = self.runs.drain(shutdown_timeout).await;
         self.reaper.await.context("the reaper panicked")?;
         self.hooks.stopping(&info).await;
         for (name, part) in self.upkeep {
@@ -292,86 +181,6 @@ impl Node {
         tracing::info!(node = %self.node, "worker stopped");
         Ok(())
     }
-}
-
-/// The reaper of process `consumer` of `node`.
-fn reaper(
-    args: &WorkerArgs,
-    client: &Client,
-    node: &Arc<str>,
-    consumer: &str,
-    table: Arc<TaskTable>,
-    activity: Arc<Activity>,
-) -> anyhow::Result<Reaper> {
-    Ok(Reaper {
-        broker: client.broker().clone(),
-        consumer: consumer.to_owned(),
-        node: node.clone(),
-        lost_after: args.lost_after,
-        every: args.heartbeat * 2,
-        table,
-        record_ttl: args.record_ttl,
-        adopt_to: args
-            .adopt_lost_node_queue
-            .as_deref()
-            .map(Destination::queue)
-            .transpose()?,
-        activity,
-    })
-}
-
-/// The two fetchers: the node's own queue then its shared queues (as many as it has free
-/// slots), and the broadcasts (in batches).
-fn fetcher_configs(
-    args: &WorkerArgs,
-    client: &Client,
-    node: &str,
-    consumer: &str,
-    own_queue: Destination,
-    specs: Vec<QueueSpec>,
-) -> [FetcherConfig; FETCHERS] {
-    [
-        FetcherConfig {
-            group: QUEUE_GROUP.to_owned(),
-            consumer: consumer.to_owned(),
-            first: vec![own_queue],
-            shared: specs,
-            start: GroupStart::Beginning,
-            mode: FetchMode::FreeSlots,
-            block: args.block,
-        },
-        FetcherConfig {
-            group: client.broker().keys().group(&Destination::Broadcast, node),
-            consumer: consumer.to_owned(),
-            first: vec![Destination::Broadcast],
-            shared: Vec::new(),
-            start: GroupStart::Now,
-            mode: FetchMode::Batch(BROADCAST_BATCH),
-            block: args.block,
-        },
-    ]
-}
-
-/// Waits for running tasks up to `timeout`, then cancels and abandons the rest unacknowledged.
-/// Returns whether every task finished (nothing was abandoned).
-async fn drain(
-    tracker: &TaskTracker,
-    timeout: Duration,
-    cancel_all: &CancellationToken,
-    abandon: &CancellationToken,
-) -> bool {
-    tracker.close();
-    if tokio::time::timeout(timeout, tracker.wait()).await.is_ok() {
-        return true;
-    }
-    tracing::warn!(
-        running = tracker.len(),
-        "shutdown timeout: abandoning running tasks; their messages stay pending in Redis"
-    );
-    abandon.cancel();
-    cancel_all.cancel();
-    tracker.wait().await;
-    false
 }
 
 /// Connects, retrying with capped backoff while Redis is unreachable (one log line per state
@@ -401,79 +210,6 @@ async fn connect(config: ClientConfig, stop: &CancellationToken) -> anyhow::Resu
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-}
-
-/// What this process's heartbeat says that does not change.
-fn beat_template(
-    args: &WorkerArgs,
-    node: &str,
-    consumer: &str,
-    queues: &[QueueSpec],
-    pool: &Pool,
-) -> NodeBeat {
-    NodeBeat {
-        node: node.to_owned(),
-        consumer: consumer.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        protocol: stevedore::MESSAGE_VERSION,
-        pid: std::process::id(),
-        started_at: stevedore::now_ms(),
-        queues: queues.iter().map(|q| q.destination.wire_name()).collect(),
-        pool: format!("{:?}", args.pool).to_lowercase(),
-        max_workers: pool.config().max_workers,
-        busy: 0,
-        consuming: false,
-        last_work_at: None,
-    }
-}
-
-/// Builds the pool from the arguments and starts its minimum of workers.
-async fn start_pool(args: &WorkerArgs, node: &str) -> anyhow::Result<Pool> {
-    let max_workers = args.max_workers.resolve(args.pool);
-    anyhow::ensure!(
-        args.min_workers <= max_workers,
-        "--min-workers {} is above --max-workers {max_workers}",
-        args.min_workers
-    );
-    let config = PoolConfig {
-        kind: args.pool,
-        min_workers: args.min_workers,
-        max_workers,
-        idle_timeout: args.idle_timeout,
-        max_tasks_per_child: args.max_tasks_per_child,
-        max_memory_per_child: args.max_memory_per_child,
-        cancel_grace: args.cancel_grace,
-    };
-    let launcher = match args.pool {
-        PoolKind::Async => None,
-        PoolKind::Process => Some(ChildLauncher::new(vec![
-            ("STEVEDORE_REDIS_URL".into(), args.global.redis_url.clone()),
-            ("STEVEDORE_NAMESPACE".into(), args.global.namespace.clone()),
-            ("STEVEDORE_NODE".into(), node.to_owned()),
-            (
-                crate::builtin::command::ALLOW_ENV.into(),
-                serde_json::to_string(&args.allow_commands)?,
-            ),
-        ])?),
-    };
-    let pool = Pool::new(config, launcher);
-    pool.start()
-        .await
-        .context("cannot start the pool's worker processes")?;
-    Ok(pool)
-}
-
-/// This node's name: the one given, else the host name.
-pub fn node_name(given: Option<&str>) -> anyhow::Result<String> {
-    let name = match given {
-        Some(name) => name.to_owned(),
-        None => hostname::get()
-            .context("cannot read the host name; pass --node NAME")?
-            .to_string_lossy()
-            .into_owned(),
-    };
-    stevedore::QueueName::new("node", &name)?;
-    Ok(name)
 }
 
 async fn warn_if_evicting(client: &Client) {

@@ -3,7 +3,7 @@
 //! - [`Connection`]: one multiplexed connection to a server, or one cluster connection (which
 //!   follows MOVED/ASK and reconnects by itself). Pipelines whose commands fall in several
 //!   cluster slots are split per slot and sent at once, so batching keeps working on Cluster.
-//! - `Connector`: knows how to open a [`Connection`]; with Sentinel it asks the sentinels for
+//! - `Deployment`: knows how to open a [`Connection`]; with Sentinel it asks the sentinels for
 //!   the current master every time, so a reconnect after a failover finds the new one.
 //! - [`SharedConnection`]: the auto-reconnecting connection for short commands; a dropped
 //!   connection or a `READONLY` reply (a demoted master) makes the next command reconnect.
@@ -82,7 +82,7 @@ impl Connection {
         match self {
             Self::Single(conn) => cmd.query_async(conn).await,
             Self::Cluster(conn, limit) => {
-                let route = Route::new(slot_of(key.as_bytes()), SlotAddr::Master);
+                let route = Route::new(hash_slot(key.as_bytes()), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                 let value = bounded(*limit, conn.route_command(cmd.clone(), routing)).await?;
                 redis::FromRedisValue::from_redis_value(value).map_err(RedisError::from)
@@ -130,7 +130,7 @@ pub(super) async fn bounded<T>(
 }
 
 /// The cluster hash slot of `key` (CRC16/XMODEM of the hash tag, mod 16384).
-pub fn slot_of(key: &[u8]) -> u16 {
+pub fn hash_slot(key: &[u8]) -> u16 {
     let tagged = key
         .iter()
         .position(|&b| b == b'{')
@@ -176,7 +176,7 @@ pub(super) async fn split_by_slot(
     let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
     for (index, cmd) in commands.iter().enumerate() {
         match routing_key(cmd) {
-            Some(key) => groups.entry(slot_of(&key)).or_default().push(index),
+            Some(key) => groups.entry(hash_slot(&key)).or_default().push(index),
             None => keyless.push(index),
         }
     }

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use redis::streams::StreamInfoGroupsReply;
 use redis::Value;
 
-use super::fetch::{bad_reply, text};
 use super::keys::MESSAGE_FIELD;
+use super::reply;
 use super::{Broker, Connection};
 use crate::control::{CancelRecord, Reply, Request};
 use crate::{Error, Result};
@@ -55,13 +56,9 @@ impl Broker {
             .arg(1)
             .query_async(&mut self.commands())
             .await?;
-        match newest {
-            Value::Array(entries) => match entries.into_iter().next() {
-                Some(Value::Array(mut entry)) if !entry.is_empty() => text(entry.swap_remove(0)),
-                _ => Ok("0-0".into()),
-            },
-            _ => Ok("0-0".into()),
-        }
+        Ok(reply::entries(newest)?
+            .pop()
+            .map_or_else(|| "0-0".to_owned(), |entry| entry.id))
     }
 
     /// Reads control requests after entry `after`, blocking up to `block`. Returns them with
@@ -141,35 +138,19 @@ impl Broker {
     /// Nodes that ever read broadcasts: the `node:NAME` groups of the broadcast stream.
     pub async fn known_nodes(&self) -> Result<Vec<String>> {
         let stream = self.keys().stream(&crate::Destination::Broadcast);
-        let groups: redis::RedisResult<Value> = redis::cmd("XINFO")
+        let groups: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&stream)
             .query_async(&mut self.commands())
             .await;
         let groups = match groups {
-            Ok(groups) => groups,
+            Ok(groups) => groups.groups,
             Err(e) if e.code() == Some("ERR") => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
-        let Value::Array(groups) = groups else {
-            return Err(bad_reply("XINFO GROUPS reply is not an array"));
-        };
-        let mut nodes = Vec::new();
-        for group in groups {
-            let fields: Vec<Value> = match group {
-                Value::Array(flat) => flat,
-                Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-                _ => continue,
-            };
-            let mut fields = fields.into_iter();
-            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-                if text(name).ok().as_deref() == Some("name") {
-                    if let Some(node) = text(value)?.strip_prefix("node:") {
-                        nodes.push(node.to_owned());
-                    }
-                }
-            }
-        }
+        let mut nodes: Vec<String> = (groups.into_iter())
+            .filter_map(|group| Some(group.name.strip_prefix("node:")?.to_owned()))
+            .collect();
         nodes.sort();
         Ok(nodes)
     }
@@ -236,27 +217,10 @@ impl Broker {
 }
 
 /// The (entry id, message bytes) pairs of an XREAD reply over one stream.
-fn control_entries(reply: Value) -> Result<Vec<(String, Option<Vec<u8>>)>> {
-    let streams = match reply {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Array(streams) => streams,
-        Value::Map(pairs) => pairs
-            .into_iter()
-            .map(|(k, v)| Value::Array(vec![k, v]))
-            .collect(),
-        _ => return Err(bad_reply("XREAD reply is neither an array nor a map")),
-    };
-    let mut out = Vec::new();
-    for stream in streams {
-        let Value::Array(mut pair) = stream else {
-            return Err(bad_reply("XREAD stream item is not a pair"));
-        };
-        let Some(Value::Array(entries)) = pair.pop() else {
-            continue;
-        };
-        for entry in entries {
-            out.push(super::fetch::parse_entry(entry)?);
-        }
-    }
-    Ok(out)
+fn control_entries(found: Value) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+    Ok(reply::streams(found)?
+        .into_iter()
+        .flat_map(|(_, entries)| entries)
+        .map(reply::StreamEntry::into_message)
+        .collect())
 }

@@ -1,16 +1,51 @@
-//! Reading, requeueing and purging dead letters.
-
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
+//! Dead letters: writing them (one field list, one trim rule, two ways in), reading,
+//! requeueing and purging them.
+//!
+//! 1. An entry that cannot be run (bad bytes, a refused signature) is moved aside and
+//!    acknowledged in one script ([`Broker::dead_letter`]).
+//! 2. A task out of retries is dead-lettered in the outcome batch that records its last run
+//!    ([`Broker::add_dead_letter`]), acknowledged with the batch.
+//! 3. Both write the fields of [`NewDeadLetter`] and keep the stream capped by count
+//!    (`dead_letter_cap`) and by age (`dead_letter_max_age`).
 
 use redis::Value;
 
-use super::fetch::{bad_reply, text};
-use super::Broker;
+use super::reply;
+use super::scripts::DEAD_LETTER;
+use super::scripts::REQUEUE_DEAD;
+use super::{Broker, Delivery};
 use crate::{Destination, Result};
 
-static REQUEUE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/requeue_dead.lua")));
+/// A dead letter about to be written.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    /// Why it died (the decode error, or the task's last error).
+    pub reason: String,
+    /// The message bytes as they last ran (or as read).
+    pub raw: Vec<u8>,
+    /// Its entry id in the queue stream.
+    pub source_id: String,
+    /// For a task that ran out of retries: its id, name and attempts made.
+    pub task: Option<(String, String, u32)>,
+}
+
+impl NewDeadLetter {
+    /// The stream fields, in the one order every dead letter is written with.
+    fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut fields = vec![
+            ("reason", self.reason.clone().into_bytes()),
+            ("raw", self.raw.clone()),
+            ("source_id", self.source_id.clone().into_bytes()),
+            ("dead_at", crate::now_ms().to_string().into_bytes()),
+        ];
+        if let Some((id, task, attempts)) = &self.task {
+            fields.push(("id", id.clone().into_bytes()));
+            fields.push(("task", task.clone().into_bytes()));
+            fields.push(("attempts", attempts.to_string().into_bytes()));
+        }
+        fields
+    }
+}
 
 /// One dead letter.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +69,68 @@ pub struct DeadLetter {
 }
 
 impl Broker {
+    /// The trim rule of every dead-letter stream: at most this many, none older than this
+    /// (a MINID in ms).
+    fn dead_letter_bounds(&self) -> (u64, u64) {
+        let max_age = self.config().dead_letter_max_age.as_millis() as u64;
+        (
+            self.config().dead_letter_cap,
+            crate::now_ms().saturating_sub(max_age),
+        )
+    }
+
+    /// Moves `delivery` (read by `group`) to its queue's dead letters with `reason`, and
+    /// acknowledges it, atomically. Returns the dead-letter entry id.
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        group: &str,
+        reason: &str,
+    ) -> Result<String> {
+        let keys = self.keys();
+        let letter = NewDeadLetter {
+            reason: reason.to_owned(),
+            raw: delivery.payload.clone().unwrap_or_default(),
+            source_id: delivery.entry_id.clone(),
+            task: None,
+        };
+        let (cap, oldest) = self.dead_letter_bounds();
+        let delete = delivery.destination != Destination::Broadcast;
+        let mut invocation = DEAD_LETTER.key(keys.stream(&delivery.destination));
+        invocation
+            .key(keys.dead_letters(&delivery.destination))
+            .arg(group)
+            .arg(&delivery.entry_id)
+            .arg(if delete { "1" } else { "0" })
+            .arg(cap)
+            .arg(oldest);
+        for (name, value) in letter.fields() {
+            invocation.arg(name).arg(value);
+        }
+        Ok(invocation.invoke_async(&mut self.commands()).await?)
+    }
+
+    /// Adds to `pipe` the dead letter `letter` of `destination`, trimmed by the same rule.
+    pub(super) fn add_dead_letter(
+        &self,
+        pipe: &mut redis::Pipeline,
+        destination: &Destination,
+        letter: &NewDeadLetter,
+    ) {
+        let key = self.keys().dead_letters(destination);
+        let (cap, oldest) = self.dead_letter_bounds();
+        let cmd = pipe.cmd("XADD").arg(&key).arg("MAXLEN").arg(cap).arg("*");
+        for (name, value) in letter.fields() {
+            cmd.arg(name).arg(value);
+        }
+        cmd.ignore();
+        pipe.cmd("XTRIM")
+            .arg(&key)
+            .arg("MINID")
+            .arg(oldest)
+            .ignore();
+    }
+
     /// Up to `limit` dead letters of `destination`, oldest first.
     pub async fn dead_letters(
         &self,
@@ -48,13 +145,10 @@ impl Broker {
             .arg(limit)
             .query_async(&mut self.commands())
             .await?;
-        let Value::Array(entries) = reply else {
-            return Err(bad_reply("XRANGE reply is not an array"));
-        };
-        entries
+        Ok(reply::entries(reply)?
             .into_iter()
             .map(|entry| dead_letter(destination, entry))
-            .collect()
+            .collect())
     }
 
     /// Requeues dead letter `entry_id` of `destination` as its next attempt, with its retry
@@ -66,18 +160,15 @@ impl Broker {
             .arg(entry_id)
             .query_async(&mut self.commands())
             .await?;
-        let Value::Array(mut entries) = found else {
-            return Err(bad_reply("XRANGE reply is not an array"));
-        };
-        let Some(entry) = entries.pop() else {
+        let Some(entry) = reply::entries(found)?.pop() else {
             return Ok(false);
         };
-        let letter = dead_letter(destination, entry)?;
+        let letter = dead_letter(destination, entry);
         let mut message = self.open(&letter.raw)?;
         message.retries = None;
         message.eta = None;
         message.tried += 1;
-        let requeued: Option<String> = REQUEUE
+        let requeued: Option<String> = REQUEUE_DEAD
             .key(self.keys().dead_letters(destination))
             .key(self.keys().stream(destination))
             .arg(entry_id)
@@ -102,34 +193,20 @@ impl Broker {
     }
 }
 
-fn dead_letter(destination: &Destination, entry: Value) -> Result<DeadLetter> {
-    let Value::Array(mut parts) = entry else {
-        return Err(bad_reply("dead letter is not an array"));
+fn dead_letter(destination: &Destination, mut entry: reply::StreamEntry) -> DeadLetter {
+    let mut field = |name: &str| {
+        entry
+            .take(name)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
     };
-    if parts.len() != 2 {
-        return Err(bad_reply("dead letter is not an [id, fields] pair"));
-    }
-    let fields = parts.pop().unwrap_or(Value::Nil);
-    let entry_id = text(parts.pop().unwrap_or(Value::Nil))?;
-    let mut map: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    if let Value::Array(flat) = fields {
-        let mut flat = flat.into_iter();
-        while let (Some(name), Some(Value::BulkString(value))) = (flat.next(), flat.next()) {
-            map.insert(text(name)?, value);
-        }
-    }
-    let field = |name: &str| {
-        map.get(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
-    Ok(DeadLetter {
+    DeadLetter {
         destination: destination.clone(),
-        entry_id,
         reason: field("reason").unwrap_or_default(),
         dead_at: field("dead_at").and_then(|t| t.parse().ok()).unwrap_or(0),
         id: field("id"),
         task: field("task"),
         attempts: field("attempts").and_then(|a| a.parse().ok()),
-        raw: map.remove("raw").unwrap_or_default(),
-    })
+        raw: entry.take("raw").unwrap_or_default(),
+        entry_id: entry.id,
+    }
 }

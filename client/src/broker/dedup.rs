@@ -1,34 +1,19 @@
 //! on_duplicate, enforced in Redis: publish, start and finish are each one script over the
 //! queue's slot, so the check and the change are atomic across the whole cluster.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::scripts::{DUP_PUBLISH, DUP_START};
 use super::Broker;
-use crate::dedup::{KEY_HEADER, POLICY_HEADER};
 use crate::{Destination, Message, Result};
-
-pub(crate) static PUBLISH: LazyLock<&'static str> =
-    LazyLock::new(|| include_str!("scripts/dup_publish.lua"));
-static START: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/dup_start.lua")));
-pub(crate) static FINISH: &str = include_str!("scripts/dup_finish.lua");
 
 /// How long an on_duplicate state outlives its last change: the safety net for a holder that
 /// was lost without its release (the reaper of lost nodes releases sooner).
 pub const DEDUP_TTL: Duration = Duration::from_secs(3600);
 
-/// A message's on_duplicate policy and key, when it has one.
-pub fn policy_of(message: &Message) -> Option<(&str, &str)> {
-    let policy = message.headers.get(POLICY_HEADER)?;
-    let key = message.headers.get(KEY_HEADER)?;
-    (policy != "parallel").then_some((policy.as_str(), key.as_str()))
-}
-
 impl Broker {
     /// Adds to `pipe` the publish of `payload` under `policy` (answers 1 if published, 0 if
-    /// dropped as a duplicate). EVAL, not EVALSHA: a pipelined EVALSHA is not retried on
-    /// NOSCRIPT.
+    /// dropped as a duplicate).
     pub(crate) fn add_dedup_publish(
         &self,
         pipe: &mut redis::Pipeline,
@@ -37,11 +22,12 @@ impl Broker {
         key: &str,
         payload: Vec<u8>,
     ) {
-        pipe.cmd("EVAL")
-            .arg(*PUBLISH)
-            .arg(2)
-            .arg(self.keys().stream(destination))
-            .arg(self.keys().dup(destination, key))
+        let keys = self.keys();
+        DUP_PUBLISH
+            .eval_in(
+                pipe,
+                &[&keys.stream(destination), &keys.dup(destination, key)],
+            )
             .arg(policy)
             .arg(payload)
             .arg(DEDUP_TTL.as_millis() as u64);
@@ -57,10 +43,10 @@ impl Broker {
         entry_id: &str,
         payload: &[u8],
     ) -> Result<bool> {
-        let Some((policy, key)) = policy_of(message) else {
+        let Some((policy, key)) = crate::dedup_policy(message) else {
             return Ok(true);
         };
-        let run: i64 = START
+        let run: i64 = DUP_START
             .key(self.keys().stream(destination))
             .key(self.keys().dup(destination, key))
             .key(self.keys().dup_parked(destination, key))

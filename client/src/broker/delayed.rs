@@ -1,14 +1,10 @@
 //! Delayed messages: kept in a sorted set per queue and moved to the stream when due.
 
-use std::sync::LazyLock;
-
 use futures_util::StreamExt;
 
+use super::scripts::MOVE_DUE;
 use super::Broker;
 use crate::{Destination, Result};
-
-static MOVE_DUE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/move_due.lua")));
 
 /// What one pass of [`Broker::move_due`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +44,7 @@ impl Broker {
     /// A stream of wake-up hints (due times in ms) published when delayed messages are added;
     /// it ends when the subscription's connection drops.
     pub async fn delayed_wakeups(&self) -> Result<impl futures_util::Stream<Item = u64> + Send> {
-        let mut pubsub = self.inner.connector.pubsub().await?;
+        let mut pubsub = self.inner.deployment.pubsub().await?;
         pubsub.subscribe(self.keys().delayed_wake()).await?;
         Ok(pubsub
             .into_on_message()

@@ -31,7 +31,7 @@ impl Broker {
             }
             match (
                 message.eta.filter(|eta| *eta > now),
-                super::dedup::policy_of(message),
+                crate::dedup_policy(message),
             ) {
                 (None, Some((policy, key))) => {
                     self.add_dedup_publish(&mut pipe, &destination, policy, key, payload);

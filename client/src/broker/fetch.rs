@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::keys::MESSAGE_FIELD;
-use super::{Broker, Connection};
-use crate::{Destination, Error, Result};
+use super::{reply, Broker, Connection};
+use crate::{Destination, Result};
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +55,24 @@ impl Broker {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => Ok(other?),
         }
+    }
+
+    /// `streams` grouped by the connection that can block on them together: all in one on a
+    /// single server; one group per Cluster hash slot, since one blocking read must stay within
+    /// one slot.
+    pub fn blocking_lanes(&self, streams: Vec<Destination>) -> Vec<Vec<Destination>> {
+        if !self.is_cluster() {
+            return vec![streams];
+        }
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<Destination>> = Default::default();
+        for stream in streams {
+            let key = self.keys().stream(&stream);
+            by_slot
+                .entry(super::hash_slot(key.as_bytes()))
+                .or_default()
+                .push(stream);
+        }
+        by_slot.into_values().collect()
     }
 
     /// Reads up to `count` new entries per stream for `consumer` of `group`, blocking up to
@@ -116,16 +133,13 @@ impl Broker {
 
     fn parse_read_reply(&self, reply: Value) -> Result<Vec<Delivery>> {
         let mut deliveries = Vec::new();
-        for (key, entries) in stream_pairs(reply)? {
+        for (key, entries) in reply::streams(reply)? {
             let destination = self
                 .keys()
                 .destination_of_stream(&key)
-                .ok_or_else(|| bad_reply(format!("unexpected stream key {key}")))?;
-            let Value::Array(entries) = entries else {
-                return Err(bad_reply("entries are not an array"));
-            };
+                .ok_or_else(|| reply::bad_reply(format!("unexpected stream key {key}")))?;
             for entry in entries {
-                let (entry_id, payload) = parse_entry(entry)?;
+                let (entry_id, payload) = entry.into_message();
                 deliveries.push(Delivery {
                     destination: destination.clone(),
                     entry_id,
@@ -134,75 +148,5 @@ impl Broker {
             }
         }
         Ok(deliveries)
-    }
-}
-
-/// The (stream key, entries) pairs of an XREADGROUP reply in RESP2 or RESP3 form.
-fn stream_pairs(reply: Value) -> Result<Vec<(String, Value)>> {
-    let pairs = match reply {
-        Value::Nil => Vec::new(),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::Array(mut pair) if pair.len() == 2 => {
-                    let entries = pair.pop().unwrap_or(Value::Nil);
-                    let key = pair.pop().unwrap_or(Value::Nil);
-                    Ok((key, entries))
-                }
-                _ => Err(bad_reply("stream item is not a [key, entries] pair")),
-            })
-            .collect::<Result<_>>()?,
-        Value::Map(items) => items,
-        _ => return Err(bad_reply("reply is neither an array nor a map")),
-    };
-    pairs
-        .into_iter()
-        .map(|(key, entries)| Ok((text(key)?, entries)))
-        .collect()
-}
-
-pub(super) fn parse_entry(entry: Value) -> Result<(String, Option<Vec<u8>>)> {
-    let Value::Array(mut parts) = entry else {
-        return Err(bad_reply("entry is not an array"));
-    };
-    if parts.len() != 2 {
-        return Err(bad_reply("entry is not an [id, fields] pair"));
-    }
-    let fields = parts.pop().unwrap_or(Value::Nil);
-    let entry_id = text(parts.pop().unwrap_or(Value::Nil))?;
-    let payload = match fields {
-        Value::Array(fields) => message_field(fields),
-        Value::Map(fields) => message_field(fields.into_iter().flat_map(|(k, v)| [k, v]).collect()),
-        _ => None,
-    };
-    Ok((entry_id, payload))
-}
-
-fn message_field(fields: Vec<Value>) -> Option<Vec<u8>> {
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if matches!(&name, Value::BulkString(n) if n == MESSAGE_FIELD.as_bytes()) {
-            if let Value::BulkString(bytes) = value {
-                return Some(bytes);
-            }
-        }
-    }
-    None
-}
-
-pub(super) fn text(value: Value) -> Result<String> {
-    match value {
-        Value::BulkString(bytes) => {
-            String::from_utf8(bytes).map_err(|_| bad_reply("a key or id is not UTF-8"))
-        }
-        Value::SimpleString(s) => Ok(s),
-        _ => Err(bad_reply("expected a string")),
-    }
-}
-
-pub(super) fn bad_reply(reason: impl Into<String>) -> Error {
-    Error::Decode {
-        what: "redis reply".into(),
-        reason: reason.into(),
     }
 }

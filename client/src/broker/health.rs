@@ -1,21 +1,15 @@
 //! Heartbeats, the node list, and reaping what lost consumers held.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
+use redis::streams::StreamPendingCountReply;
 use redis::Value;
 
-use super::fetch::{bad_reply, text};
+use super::reply;
+use super::scripts::{BEAT, REAP, RECORD_LOST};
 use super::Broker;
 use crate::nodes::{NodeBeat, NodeHealth};
 use crate::{Destination, Error, Result};
-
-static RECORD_LOST: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/record_lost.lua")));
-static BEAT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/beat.lua")));
-static REAP: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/reap.lua")));
 
 /// Redis's time, the node descriptions, and the beat times.
 type HealthReply = ((u64, u64), Vec<(String, Vec<u8>)>, Vec<(String, u64)>);
@@ -104,7 +98,7 @@ impl Broker {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<PendingEntry>> {
-        let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
+        let reply: redis::RedisResult<StreamPendingCountReply> = redis::cmd("XPENDING")
             .arg(self.keys().stream(destination))
             .arg(group)
             .arg("-")
@@ -113,34 +107,19 @@ impl Broker {
             .arg(consumer)
             .query_async(&mut self.commands())
             .await;
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let Value::Array(entries) = reply else {
-            return Err(bad_reply("XPENDING reply is not an array"));
-        };
-        entries
-            .into_iter()
-            .map(|entry| {
-                let Value::Array(mut parts) = entry else {
-                    return Err(bad_reply("XPENDING entry is not an array"));
-                };
-                if parts.len() < 3 {
-                    return Err(bad_reply("XPENDING entry is too short"));
-                }
-                let idle = match parts.remove(2) {
-                    Value::Int(n) => n.max(0) as u64,
-                    _ => 0,
-                };
-                Ok(PendingEntry {
-                    consumer: text(parts.remove(1))?,
-                    entry_id: text(parts.remove(0))?,
-                    idle_ms: idle,
+        match reply {
+            Ok(reply) => Ok(reply
+                .ids
+                .into_iter()
+                .map(|pending| PendingEntry {
+                    entry_id: pending.id,
+                    consumer: pending.consumer,
+                    idle_ms: pending.last_delivered_ms as u64,
                 })
-            })
-            .collect()
+                .collect()),
+            Err(e) if e.code() == Some("NOGROUP") => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The message bytes of entry `entry_id` of `destination`, if it is still in the stream.
@@ -155,13 +134,9 @@ impl Broker {
             .arg(entry_id)
             .query_async(&mut self.commands())
             .await?;
-        let Value::Array(mut entries) = reply else {
-            return Err(bad_reply("XRANGE reply is not an array"));
-        };
-        match entries.pop() {
-            Some(entry) => Ok(super::fetch::parse_entry(entry)?.1),
-            None => Ok(None),
-        }
+        Ok(reply::entries(reply)?
+            .pop()
+            .and_then(|entry| entry.into_message().1))
     }
 
     /// Reaps entry `entry_id` of `destination` from lost `consumer` of `group`: queues
@@ -239,16 +214,14 @@ impl Broker {
                 .arg(100)
                 .query_async(&mut self.commands())
                 .await?;
-            let Value::Array(entries) = reply else {
-                return Err(bad_reply("XRANGE reply is not an array"));
-            };
+            let entries = reply::entries(reply)?;
             if entries.is_empty() {
                 break;
             }
             let mut pipe = redis::pipe();
             let mut ids = Vec::new();
             for entry in entries {
-                let (id, payload) = super::fetch::parse_entry(entry)?;
+                let (id, payload) = entry.into_message();
                 if let Some(payload) = payload {
                     self.add_to_stream(&mut pipe, to, payload);
                     moved += 1;

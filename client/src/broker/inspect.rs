@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use redis::streams::StreamInfoGroupsReply;
 use redis::Value;
 
-use super::fetch::{bad_reply, text};
 use super::Broker;
 use crate::{Destination, Result, RunRecord, TaskRecord};
 
@@ -86,7 +86,7 @@ impl Broker {
     /// The counts of one queue.
     pub async fn queue_info(&self, destination: Destination) -> Result<QueueInfo> {
         let stream = self.keys().stream(&destination);
-        let (length, dead, groups): (u64, u64, Value) = redis::pipe()
+        let (length, dead, groups): (u64, u64, StreamInfoGroupsReply) = redis::pipe()
             .cmd("XLEN")
             .arg(&stream)
             .cmd("XLEN")
@@ -97,10 +97,10 @@ impl Broker {
             .query_async(&mut self.commands())
             .await
             .or_else(|e| match e.code() {
-                Some("ERR") => Ok((0, 0, Value::Array(vec![]))),
+                Some("ERR") => Ok((0, 0, StreamInfoGroupsReply::default())),
                 _ => Err(e),
             })?;
-        let counts = group_counts(groups)?;
+        let counts = group_counts(groups);
         let waiting = match destination {
             Destination::Broadcast => 0,
             _ => length.saturating_sub(counts.pending),
@@ -124,30 +124,11 @@ impl Broker {
 }
 
 /// Sums pending entries and consumers over the groups of an XINFO GROUPS reply.
-fn group_counts(reply: Value) -> Result<GroupCounts> {
-    let Value::Array(groups) = reply else {
-        return Err(bad_reply("XINFO GROUPS reply is not an array"));
-    };
+fn group_counts(reply: StreamInfoGroupsReply) -> GroupCounts {
     let mut counts = GroupCounts::default();
-    for group in groups {
-        let pairs: Vec<(Value, Value)> = match group {
-            Value::Map(pairs) => pairs,
-            Value::Array(flat) => {
-                let mut flat = flat.into_iter();
-                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
-            }
-            _ => return Err(bad_reply("XINFO GROUPS entry is not a map")),
-        };
-        for (name, value) in pairs {
-            let (name, Value::Int(n)) = (text(name)?, value) else {
-                continue;
-            };
-            match name.as_str() {
-                "pending" => counts.pending += n.max(0) as u64,
-                "consumers" => counts.consumers += n.max(0) as u64,
-                _ => {}
-            }
-        }
+    for group in reply.groups {
+        counts.pending += group.pending as u64;
+        counts.consumers += group.consumers as u64;
     }
-    Ok(counts)
+    counts
 }

@@ -185,8 +185,9 @@ impl Keys {
         }
     }
 
-    /// The consumer group through which `node` reads `destination`.
-    pub fn group(&self, destination: &Destination, node: &str) -> String {
+    /// The consumer group through which `node` reads `destination`: `workers` for queues,
+    /// `node:NODE` for the broadcasts (the same in every namespace).
+    pub fn group(destination: &Destination, node: &str) -> String {
         match destination {
             Destination::Broadcast => format!("node:{node}"),
             _ => QUEUE_GROUP.to_owned(),

@@ -1,41 +1,68 @@
 //! The one door to Redis: every command stevedore sends goes through [`Broker`].
 //!
-//! Split by concern: [`keys`] names every key, `connect` opens connections, `enqueue`
-//! publishes, `fetch` reads through consumer groups, `outcome` records results and
-//! acknowledges, `dead_letter` moves bad entries aside, `inspect` reads records and queue
-//! statistics. Lua scripts live in `scripts/`, one atomic operation each.
+//! **Internal.** This module is public so that `stevedore-worker`, `stevedore-beat`, the CLI,
+//! the tests and the benchmark can reach Redis through it; it is not part of the semver-stable
+//! API. Applications use [`crate::Client`].
+//!
+//! Split by concern:
+//!
+//! | file | holds |
+//! |---|---|
+//! | [`keys`] | the key table: every key, one function each |
+//! | `scripts.rs`, `scripts/*.lua` | every Lua script, one atomic operation each, and how it is sent |
+//! | `reply.rs` | parsing stream replies (RESP2 and RESP3) |
+//! | `config.rs` | [`BrokerConfig`]: URL, credentials, TLS, caps; [`redact_url`] |
+//! | `address.rs` | parsing URLs into a single server, Sentinel or Cluster address |
+//! | `deployment.rs` | opening connections to the deployment an address names |
+//! | `connection.rs` | [`Connection`]: one server or a cluster, pipelines split per hash slot |
+//! | `shared.rs` | [`SharedConnection`] (reconnecting, for short commands), the blocking pool |
+//! | `replicated.rs` | writes confirmed by replicas (`WAIT` in the same pipeline) |
+//! | `open.rs` | [`Broker::connect`], dedicated connections, `CLIENT ID`/`UNBLOCK` |
+//! | `enqueue.rs` | publishing, one pipelined round trip per batch |
+//! | `dedup.rs` | on_duplicate: publish, start and finish scripts |
+//! | `delayed.rs` | delayed and retrying messages: moving them when due, the wake-up channel |
+//! | `fetch.rs` | reading streams through consumer groups; blocking lanes per hash slot |
+//! | `outcome.rs` | [`Outcome`] and [`OutcomeBatch`]: records, retries, dead letters, acks |
+//! | `dead_letters.rs` | writing, reading, requeueing and purging dead letters |
+//! | `health.rs` | heartbeats, pending entries, reaping, the reaper's verdicts |
+//! | `control.rs` | control requests and replies, cancel records, paused queues |
+//! | `schedules.rs` | schedules, beat's lease, claiming and publishing fired runs |
+//! | `inspect.rs` | task records and queue statistics |
 
 mod address;
-mod connect;
+mod config;
 mod connection;
-mod connector;
 mod control;
-mod dead_letter;
 mod dead_letters;
 mod dedup;
 mod delayed;
+mod deployment;
 mod enqueue;
 mod fetch;
 mod health;
 mod inspect;
 pub mod keys;
+mod open;
 mod outcome;
 mod replicated;
+mod reply;
 mod schedules;
+mod scripts;
 mod shared;
 
 use std::sync::Arc;
 
-pub use connect::{redact_url, BrokerConfig, ClientId};
-pub use connection::{slot_of, Connection};
-pub use dead_letters::DeadLetter;
-pub use dedup::{policy_of, DEDUP_TTL};
+pub use config::{redact_url, BrokerConfig};
+pub use connection::{hash_slot, Connection};
+pub use dead_letters::{DeadLetter, NewDeadLetter};
+pub use dedup::DEDUP_TTL;
 pub use delayed::MoveDue;
 pub use fetch::{Delivery, GroupStart};
 pub use health::PendingEntry;
 pub use inspect::QueueInfo;
 pub use keys::Keys;
-pub use outcome::{OutcomeBatch, RecordSlot, Settle};
+pub use open::ClientId;
+pub use outcome::{Entry, Outcome, OutcomeBatch, Settle};
 pub use schedules::{Fired, Firing};
 pub use shared::SharedConnection;
 
@@ -48,7 +75,7 @@ pub struct Broker {
 struct Inner {
     config: BrokerConfig,
     keys: Keys,
-    connector: Arc<connector::Connector>,
+    deployment: Arc<deployment::Deployment>,
     /// Shared, auto-reconnecting connection for short commands (never blocking ones).
     commands: SharedConnection,
     /// Connections for blocking waits (BLMOVE, BLPOP), checked out per wait.

@@ -5,20 +5,76 @@
 //! task again, never loses it or its outcome. Records are written before retries are stored,
 //! so a retry never runs before the record of the attempt that scheduled it is final.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use super::dead_letters::NewDeadLetter;
+use super::scripts::DUP_FINISH;
 use super::{Broker, Connection};
-use crate::{Destination, Result, RunRecord, TaskRecord};
+use crate::{Destination, RecordField, Result, RunRecord, TaskRecord};
 
-/// Records and settlements gathered by the worker, sent with [`Broker::write_outcomes`].
+/// A finished run on its way from the executor to Redis: the one value that carries it, passed
+/// through the recorder unchanged.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The run, in its final state.
+    pub run: RunRecord,
+    /// Where in its task's record the run is stored.
+    pub field: RecordField,
+    /// Whether waiters asked to be woken when the task ends.
+    pub notify: bool,
+    /// The stream entry the run came from.
+    pub entry: Entry,
+    /// What becomes of the message.
+    pub settle: Settle,
+    /// The on_duplicate key the run held, released now that it ended for good.
+    pub release: Option<String>,
+}
+
+/// One stream entry as read by a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// The queue it was read from.
+    pub destination: Destination,
+    /// The group it was read through.
+    pub group: String,
+    /// Its id in the stream.
+    pub entry_id: String,
+}
+
+/// What becomes of a message once its run is recorded.
+#[derive(Debug, Clone)]
+pub enum Settle {
+    /// Done: acknowledge it.
+    Ack,
+    /// Run it again: store `message` (re-encoded, one more attempt) in the delayed set, due at
+    /// `due_ms`, then acknowledge the old entry.
+    Retry {
+        /// Where the next attempt waits (a broadcast retries on its node's own queue).
+        to: Destination,
+        /// The next attempt's message.
+        message: Vec<u8>,
+        /// When it is due.
+        due_ms: u64,
+    },
+    /// Give up: store `message` in the dead letters of `to`, with the run's error as the
+    /// reason, then acknowledge.
+    Dead {
+        /// Whose dead letters it joins.
+        to: Destination,
+        /// The message as it last ran.
+        message: Vec<u8>,
+    },
+}
+
+/// Runs started and outcomes gathered by the recorder, sent with [`Broker::write_outcomes`].
+///
+/// A started run is recorded as `running`, unless its outcome is in the same batch: then only
+/// the outcome is written (one write instead of two, and never `running` after the end).
 #[derive(Debug, Default)]
 pub struct OutcomeBatch {
-    records: Vec<RecordWrite>,
-    retries: Vec<(Destination, u64, Vec<u8>)>,
-    dead: Vec<(Destination, DeadFields)>,
-    acks: BTreeMap<(Destination, String), Vec<String>>,
-    releases: Vec<(Destination, String, String)>,
+    started: Vec<(RunRecord, RecordField)>,
+    outcomes: Vec<Outcome>,
     ttl: Duration,
     stage: Stage,
 }
@@ -37,60 +93,6 @@ enum Stage {
     Done,
 }
 
-/// The fields of one dead letter.
-type DeadFields = Vec<(&'static str, Vec<u8>)>;
-
-#[derive(Debug)]
-struct RecordWrite {
-    key: String,
-    fields: Vec<(String, Vec<u8>)>,
-    done: Option<String>,
-}
-
-/// Where in its task's record a run is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordSlot {
-    /// A queued task's run.
-    Task,
-    /// One node's run of a broadcast.
-    Broadcast,
-    /// A run that ended after peers had declared its process lost and settled it: kept apart,
-    /// not over their verdict.
-    Late,
-}
-
-/// What becomes of a message once its run is recorded.
-#[derive(Debug, Clone)]
-pub enum Settle {
-    /// Done: acknowledge it.
-    Ack,
-    /// Run it again: store `message` (re-encoded, one more attempt) in the delayed set, due at
-    /// `due_ms`, then acknowledge the old entry.
-    Retry {
-        /// Where the next attempt waits (a broadcast retries on its node's own queue).
-        to: Destination,
-        /// The next attempt's message.
-        message: Vec<u8>,
-        /// When it is due.
-        due_ms: u64,
-    },
-    /// Give up: store `message` in the queue's dead letters with `reason`, then acknowledge.
-    Dead {
-        /// Whose dead letters it joins.
-        to: Destination,
-        /// The message as it last ran.
-        message: Vec<u8>,
-        /// Why it died (the last error).
-        reason: String,
-        /// The task id.
-        id: String,
-        /// The task name.
-        task: String,
-        /// Attempts made.
-        attempts: u32,
-    },
-}
-
 impl OutcomeBatch {
     /// An empty batch whose records expire after `ttl`.
     pub fn new(ttl: Duration) -> Self {
@@ -102,88 +104,57 @@ impl OutcomeBatch {
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.acks.is_empty()
+        self.started.is_empty() && self.outcomes.is_empty()
     }
 
-    /// Stores `run` in its task's record at `slot` (also as attempt N when `keep_attempt`),
-    /// and when the run has ended and `notify` is set, wakes waiters.
-    pub fn record(
-        &mut self,
-        broker: &Broker,
-        run: &RunRecord,
-        slot: RecordSlot,
-        notify: bool,
-        keep_attempt: bool,
-    ) -> Result<()> {
-        let bytes = run.encode()?;
-        let mut fields = Vec::with_capacity(2);
-        if keep_attempt && slot != RecordSlot::Late {
-            fields.push((TaskRecord::attempt_field(run.attempt), bytes.clone()));
-        }
-        let field = match slot {
-            RecordSlot::Task => TaskRecord::TASK_FIELD.to_owned(),
-            RecordSlot::Broadcast => TaskRecord::broadcast_field(&run.node),
-            RecordSlot::Late => TaskRecord::late_field(&run.node),
-        };
-        fields.push((field, bytes));
-        let done = (notify && run.state.is_final()).then(|| broker.keys().done(&run.id));
-        self.records.push(RecordWrite {
-            key: broker.keys().record(&run.id),
-            fields,
-            done,
+    /// Records `run` as started, at `field` of its task's record.
+    pub fn started(&mut self, run: RunRecord, field: RecordField) {
+        self.started.push((run, field));
+    }
+
+    /// Records a finished run and settles its entry.
+    pub fn finished(&mut self, outcome: Outcome) {
+        self.outcomes.push(outcome);
+    }
+
+    /// The entries this batch settles.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.outcomes.iter().map(|o| &o.entry)
+    }
+
+    fn has_retries(&self) -> bool {
+        (self.outcomes.iter()).any(|o| matches!(o.settle, Settle::Retry { .. }))
+    }
+
+    /// The record writes of the batch: every outcome, and every start whose outcome is not in
+    /// the batch.
+    fn records(&self) -> Vec<RecordWrite<'_>> {
+        let finished: HashSet<&str> = self.outcomes.iter().map(|o| o.run.id.as_str()).collect();
+        let starts = (self.started.iter())
+            .filter(|(run, _)| !finished.contains(run.id.as_str()))
+            .map(|(run, field)| RecordWrite {
+                run,
+                field: *field,
+                notify: false,
+                keep_attempt: false,
+            });
+        let ends = self.outcomes.iter().map(|o| RecordWrite {
+            run: &o.run,
+            field: o.field,
+            notify: o.notify,
+            // A retried task keeps each attempt as well as its current run.
+            keep_attempt: o.run.attempt > 1 || matches!(o.settle, Settle::Retry { .. }),
         });
-        Ok(())
+        starts.chain(ends).collect()
     }
+}
 
-    /// Releases the on_duplicate key `key` of `destination` held by task `id` (its run ended
-    /// for good), queueing the next message parked behind it.
-    pub fn release(&mut self, destination: &Destination, key: &str, id: &str) {
-        self.releases
-            .push((destination.clone(), key.to_owned(), id.to_owned()));
-    }
-
-    /// Settles one entry read by `group` from `destination`'s stream.
-    pub fn settle(
-        &mut self,
-        destination: &Destination,
-        group: &str,
-        entry_id: String,
-        settle: Settle,
-    ) {
-        match settle {
-            Settle::Ack => {}
-            Settle::Retry {
-                to,
-                message,
-                due_ms,
-            } => {
-                self.retries.push((to, due_ms, message));
-            }
-            Settle::Dead {
-                to,
-                message,
-                reason,
-                id,
-                task,
-                attempts,
-            } => {
-                let fields = vec![
-                    ("reason", reason.into_bytes()),
-                    ("raw", message),
-                    ("source_id", entry_id.clone().into_bytes()),
-                    ("dead_at", crate::now_ms().to_string().into_bytes()),
-                    ("id", id.into_bytes()),
-                    ("task", task.into_bytes()),
-                    ("attempts", attempts.to_string().into_bytes()),
-                ];
-                self.dead.push((to, fields));
-            }
-        }
-        self.acks
-            .entry((destination.clone(), group.to_owned()))
-            .or_default()
-            .push(entry_id);
-    }
+/// One run to store in its task's record hash.
+struct RecordWrite<'a> {
+    run: &'a RunRecord,
+    field: RecordField,
+    notify: bool,
+    keep_attempt: bool,
 }
 
 impl Broker {
@@ -209,9 +180,9 @@ impl Broker {
             let next = match batch.stage {
                 Stage::Records => {
                     self.add_records(&mut pipe, batch);
-                    match batch.retries.is_empty() {
-                        true => Stage::Acks,
-                        false => Stage::Retries,
+                    match batch.has_retries() {
+                        true => Stage::Retries,
+                        false => Stage::Acks,
                     }
                 }
                 Stage::Retries => {
@@ -256,79 +227,97 @@ impl Broker {
     /// Adds to `pipe` the batch's records, dead letters and on_duplicate releases.
     fn add_records(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
         let ttl_ms = batch.ttl.as_millis() as u64;
-        for write in &batch.records {
-            let cmd = pipe.cmd("HSET").arg(&write.key);
-            for (field, bytes) in &write.fields {
-                cmd.arg(field).arg(bytes);
+        for write in batch.records() {
+            self.add_record(pipe, &write, ttl_ms);
+        }
+        for outcome in &batch.outcomes {
+            if let Settle::Dead { to, message } = &outcome.settle {
+                let run = &outcome.run;
+                let letter = NewDeadLetter {
+                    reason: run.error.clone().unwrap_or_default(),
+                    raw: message.clone(),
+                    source_id: outcome.entry.entry_id.clone(),
+                    task: Some((run.id.clone(), run.task.clone(), run.attempt)),
+                };
+                self.add_dead_letter(pipe, to, &letter);
             }
-            cmd.ignore();
-            pipe.cmd("PEXPIRE").arg(&write.key).arg(ttl_ms).ignore();
-            if let Some(done) = &write.done {
-                pipe.cmd("RPUSH").arg(done).arg(1).ignore();
-                pipe.cmd("PEXPIRE").arg(done).arg(ttl_ms).ignore();
+            if let Some(key) = &outcome.release {
+                let (destination, keys) = (&outcome.entry.destination, self.keys());
+                DUP_FINISH
+                    .eval_in(
+                        pipe,
+                        &[
+                            &keys.stream(destination),
+                            &keys.dup(destination, key),
+                            &keys.dup_parked(destination, key),
+                        ],
+                    )
+                    .arg(&outcome.run.id)
+                    .ignore();
             }
         }
-        for (destination, fields) in &batch.dead {
-            self.add_dead_letter(pipe, destination, fields);
+    }
+
+    /// Adds to `pipe` one run's record (and its attempt field), its expiry, and the waiters'
+    /// wake-up when the run ended and they asked for it.
+    fn add_record(&self, pipe: &mut redis::Pipeline, write: &RecordWrite<'_>, ttl_ms: u64) {
+        let run = write.run;
+        let bytes = match run.encode() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a task record; it is not written");
+                return;
+            }
+        };
+        let key = self.keys().record(&run.id);
+        let cmd = pipe.cmd("HSET").arg(&key);
+        if write.keep_attempt && write.field != RecordField::Late {
+            cmd.arg(TaskRecord::attempt_field(run.attempt)).arg(&bytes);
         }
-        for (destination, key, id) in &batch.releases {
-            pipe.cmd("EVAL")
-                .arg(super::dedup::FINISH)
-                .arg(3)
-                .arg(self.keys().stream(destination))
-                .arg(self.keys().dup(destination, key))
-                .arg(self.keys().dup_parked(destination, key))
-                .arg(id)
-                .ignore();
+        cmd.arg(write.field.name(&run.node)).arg(bytes).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+        if write.notify && run.state.is_final() {
+            let done = self.keys().done(&run.id);
+            pipe.cmd("RPUSH").arg(&done).arg(1).ignore();
+            pipe.cmd("PEXPIRE").arg(done).arg(ttl_ms).ignore();
         }
     }
 
     /// Adds to `pipe` the batch's retries (delayed messages) and the forwarders' wake-up.
     fn add_retries(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
-        for (destination, due_ms, message) in &batch.retries {
-            self.add_delayed(pipe, destination, *due_ms, message.clone());
+        let mut earliest: Option<u64> = None;
+        for outcome in &batch.outcomes {
+            if let Settle::Retry {
+                to,
+                message,
+                due_ms,
+            } = &outcome.settle
+            {
+                self.add_delayed(pipe, to, *due_ms, message.clone());
+                earliest = Some(earliest.map_or(*due_ms, |e| e.min(*due_ms)));
+            }
         }
-        if let Some(earliest) = batch.retries.iter().map(|(_, due, _)| *due).min() {
+        if let Some(earliest) = earliest {
             self.add_wake(pipe, earliest);
         }
     }
 
-    /// Adds to `pipe` the acknowledgement (and deletion, but for broadcasts) of every entry.
+    /// Adds to `pipe` the acknowledgement (and deletion, but for broadcasts) of every entry,
+    /// one XACK (and XDEL) per stream and group.
     fn add_acks(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
-        for ((destination, group), ids) in &batch.acks {
+        let mut by_stream: BTreeMap<(&Destination, &str), Vec<&str>> = BTreeMap::new();
+        for entry in batch.entries() {
+            (by_stream
+                .entry((&entry.destination, entry.group.as_str()))
+                .or_default())
+            .push(&entry.entry_id);
+        }
+        for ((destination, group), ids) in by_stream {
             let stream = self.keys().stream(destination);
-            pipe.cmd("XACK").arg(&stream).arg(group).arg(ids).ignore();
+            pipe.cmd("XACK").arg(&stream).arg(group).arg(&ids).ignore();
             if *destination != Destination::Broadcast {
-                pipe.cmd("XDEL").arg(&stream).arg(ids).ignore();
+                pipe.cmd("XDEL").arg(&stream).arg(&ids).ignore();
             }
         }
-    }
-
-    /// Adds to `pipe` a dead letter with `fields`, keeping the dead letters capped by count
-    /// and by age.
-    fn add_dead_letter(
-        &self,
-        pipe: &mut redis::Pipeline,
-        destination: &Destination,
-        fields: &[(&'static str, Vec<u8>)],
-    ) {
-        let key = self.keys().dead_letters(destination);
-        let cmd = pipe
-            .cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg(self.config().dead_letter_cap)
-            .arg("*");
-        for (name, value) in fields {
-            cmd.arg(*name).arg(value);
-        }
-        cmd.ignore();
-        let oldest =
-            crate::now_ms().saturating_sub(self.config().dead_letter_max_age.as_millis() as u64);
-        pipe.cmd("XTRIM")
-            .arg(&key)
-            .arg("MINID")
-            .arg(oldest)
-            .ignore();
     }
 }

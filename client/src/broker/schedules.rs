@@ -1,18 +1,12 @@
 //! Schedules in Redis, the beat leader lease, and firing (see `scripts/fire.lua`).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::scripts::{CLAIM_FIRE, LEASE, PUBLISH_FIRED};
 use super::Broker;
 use crate::schedule::Schedule;
 use crate::{Destination, Error, Message, Result};
-
-static LEASE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/lease.lua")));
-/// Sent with EVAL in pipelines (a pipelined EVALSHA is not retried on NOSCRIPT).
-const CLAIM: &str = include_str!("scripts/claim_fire.lua");
-const PUBLISH_FIRED: &str = include_str!("scripts/publish_fired.lua");
 
 /// Schedule names with their due times.
 type DueTimes = Vec<(String, u64)>;
@@ -223,14 +217,17 @@ impl Broker {
                     .map(|m| Ok((m.id.clone(), self.seal(m)?)))
                     .collect::<Result<_>>()?,
             };
-            claims
-                .cmd("EVAL")
-                .arg(CLAIM)
-                .arg(4)
-                .arg(self.keys().leader())
-                .arg(self.keys().schedules_due())
-                .arg(self.keys().schedules())
-                .arg(self.keys().schedules_outbox())
+            let keys = self.keys();
+            CLAIM_FIRE
+                .eval_in(
+                    &mut claims,
+                    &[
+                        &keys.leader(),
+                        &keys.schedules_due(),
+                        &keys.schedules(),
+                        &keys.schedules_outbox(),
+                    ],
+                )
                 .arg(format!("{beat_id}:{token}"))
                 .arg(&firing.schedule.name)
                 .arg(firing.due_ms)
@@ -297,14 +294,12 @@ impl Broker {
                 Destination::Broadcast => self.config().broadcast_cap,
                 _ => 0,
             };
-            let cmd = pipe
-                .cmd("EVAL")
-                .arg(PUBLISH_FIRED)
-                .arg(1 + outbox.runs.len())
-                .arg(self.keys().stream(&destination));
-            for (run_id, _) in &outbox.runs {
-                cmd.arg(self.keys().fired(&destination, run_id));
-            }
+            let mut keys = vec![self.keys().stream(&destination)];
+            keys.extend(
+                (outbox.runs.iter()).map(|(run_id, _)| self.keys().fired(&destination, run_id)),
+            );
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let cmd = PUBLISH_FIRED.eval_in(&mut pipe, &keys);
             cmd.arg(cap).arg(FIRED_MARKER_TTL.as_millis() as u64);
             for (_, payload) in &outbox.runs {
                 cmd.arg(payload.as_slice());

@@ -7,7 +7,7 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use super::connection::Connection;
-use super::connector::Connector;
+use super::deployment::Deployment;
 
 /// A connection shared by every short command of a process; it reconnects on the next
 /// command after the connection dropped, or after a `READONLY` reply (a master demoted by a
@@ -18,7 +18,7 @@ pub struct SharedConnection {
 }
 
 struct SharedInner {
-    connector: Arc<Connector>,
+    deployment: Arc<Deployment>,
     connect_timeout: Duration,
     response_timeout: Duration,
     /// The connection in use and its generation, so a late error of an old connection does
@@ -29,13 +29,13 @@ struct SharedInner {
 
 impl SharedConnection {
     pub(crate) fn new(
-        connector: Arc<Connector>,
+        deployment: Arc<Deployment>,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(SharedInner {
-                connector,
+                deployment,
                 connect_timeout,
                 response_timeout,
                 current: Mutex::new(None),
@@ -62,7 +62,7 @@ impl SharedConnection {
         }
         let conn = self
             .inner
-            .connector
+            .deployment
             .connect(
                 self.inner.connect_timeout,
                 Some(self.inner.response_timeout),
@@ -76,7 +76,7 @@ impl SharedConnection {
 
     /// Forgets connection `generation` when `error` says it is no use any more.
     pub(super) fn after_error(&self, generation: u64, error: &RedisError) {
-        if !must_reconnect(error) || self.inner.connector.is_cluster() {
+        if !must_reconnect(error) || self.inner.deployment.is_cluster() {
             // A cluster connection follows MOVED and reconnects its nodes by itself.
             return;
         }
@@ -166,7 +166,7 @@ impl ConnectionLike for SharedConnection {
 
 /// Opens pooled connections for blocking waits (no reply limit: each wait bounds itself).
 pub(crate) struct PoolManager {
-    pub connector: Arc<Connector>,
+    pub deployment: Arc<Deployment>,
     pub connect_timeout: Duration,
 }
 
@@ -175,7 +175,7 @@ impl deadpool::managed::Manager for PoolManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Connection, RedisError> {
-        self.connector.connect(self.connect_timeout, None).await
+        self.deployment.connect(self.connect_timeout, None).await
     }
 
     async fn recycle(

@@ -1,5 +1,5 @@
 //! The `stevedore` admin CLI, built into this package so its tests can run it.
 
 fn main() -> std::process::ExitCode {
-    stevedore_worker::admin::main()
+    stevedore_cli::admin::main()
 }

@@ -8,7 +8,7 @@ use stevedore::schedule::{Missed, Schedule, Timing};
 use stevedore::Client;
 
 use super::format::{parse_args, parse_kwargs, timestamp};
-use crate::parse_duration;
+use crate::{parse_duration, TargetArgs};
 
 /// Schedule commands.
 #[derive(Debug, Subcommand)]
@@ -58,15 +58,9 @@ pub struct AddArgs {
     /// Keyword arguments as a JSON object.
     #[arg(long, default_value = "{}")]
     kwargs: String,
-    /// Publish to this shared queue (default: `default`).
-    #[arg(long, conflicts_with_all = ["node", "broadcast"])]
-    queue: Option<String>,
-    /// Publish to this node's own queue.
-    #[arg(long, conflicts_with = "broadcast")]
-    node: Option<String>,
-    /// Publish to every node.
-    #[arg(long)]
-    broadcast: bool,
+    /// Where each run goes.
+    #[command(flatten)]
+    target: TargetArgs,
     /// Fire every DUR (e.g. 30s, 5m).
     #[arg(long, value_parser = parse_duration, group = "when", required_unless_present_any = ["cron", "rrule"])]
     every: Option<Duration>,
@@ -117,11 +111,8 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
         (None, None, Some(text)) => Timing::RRule { text },
         _ => anyhow::bail!("give exactly one of --every, --cron and --rrule"),
     };
-    let queue = match (args.queue, args.node, args.broadcast) {
-        (_, Some(node), _) => format!("node:{node}"),
-        (_, _, true) => "broadcast".into(),
-        (queue, _, _) => queue.unwrap_or_else(|| "default".into()),
-    };
+    let queue =
+        (args.target.destination()?).map_or_else(|| "default".to_owned(), |d| d.wire_name());
     let schedule = Schedule {
         name: args.name,
         task: args.task,

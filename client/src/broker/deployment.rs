@@ -14,7 +14,7 @@ use super::connection::Connection;
 const NO_RESPONSE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything needed to open a connection, besides the URL.
-pub(crate) struct ConnectorSettings {
+pub(crate) struct DeploymentSettings {
     /// `CLIENT SETINFO lib-name` and `lib-ver`.
     pub lib_name: &'static str,
     pub lib_version: String,
@@ -26,7 +26,7 @@ pub(crate) struct ConnectorSettings {
 }
 
 /// Opens connections to one deployment.
-pub(crate) enum Connector {
+pub(crate) enum Deployment {
     Single(redis::Client),
     /// The sentinels are asked for the current master at every connect.
     Sentinel(tokio::sync::Mutex<SentinelClient>),
@@ -37,9 +37,9 @@ pub(crate) enum Connector {
     },
 }
 
-impl Connector {
-    /// A connector for `address`; fails on settings the client library refuses.
-    pub fn new(address: &RedisAddress, settings: &ConnectorSettings) -> RedisResult<Self> {
+impl Deployment {
+    /// A deployment for `address`; fails on settings the client library refuses.
+    pub fn new(address: &RedisAddress, settings: &DeploymentSettings) -> RedisResult<Self> {
         let certs = || TlsCertificates {
             client_tls: None,
             root_cert: settings.root_cert.clone(),
@@ -215,7 +215,10 @@ async fn single_connection(
 }
 
 /// A client for one server, trusting the configured roots for TLS.
-fn single_client(info: ConnectionInfo, settings: &ConnectorSettings) -> RedisResult<redis::Client> {
+fn single_client(
+    info: ConnectionInfo,
+    settings: &DeploymentSettings,
+) -> RedisResult<redis::Client> {
     let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
     match &settings.root_cert {
         Some(root) if tls => redis::Client::build_with_tls(
@@ -233,7 +236,7 @@ fn single_client(info: ConnectionInfo, settings: &ConnectorSettings) -> RedisRes
 fn with_identity(
     info: ConnectionInfo,
     address: &RedisAddress,
-    settings: &ConnectorSettings,
+    settings: &DeploymentSettings,
 ) -> ConnectionInfo {
     let mut redis = info
         .redis_settings()

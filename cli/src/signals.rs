@@ -15,10 +15,12 @@ pub fn install(stop: CancellationToken) -> std::io::Result<()> {
                 _ = terminate.recv() => {}
             }
             if count == 1 {
-                tracing::info!("stopping: no new work; waiting for running tasks (signal again to stop at once)");
+                tracing::info!(
+                    "stopping: no new work; finishing what runs (signal again to stop at once)"
+                );
                 stop.cancel();
             } else {
-                tracing::warn!("stopping at once; unfinished tasks stay pending in Redis");
+                tracing::warn!("stopping at once; unfinished work stays pending in Redis");
                 std::process::exit(130);
             }
         }

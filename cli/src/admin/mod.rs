@@ -1,7 +1,9 @@
 //! The `stevedore` admin command line: a thin layer over the client API.
 //!
-//! `stevedore enqueue`, `stevedore task`, `stevedore queues`. Output for people is aligned and
-//! short; `--json` output is for programs.
+//! Commands: `enqueue`, `task`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
+//! pause|resume`, `schedule add|list|show|remove|pause|resume`, `nodes`, `dead
+//! list|show|requeue|purge`; `control_from_worker` serves `worker --status|--running|--reload|
+//! --cancel`. Output for people is aligned and short; `--json` output is for programs.
 
 /// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
 macro_rules! say {
@@ -75,7 +77,7 @@ pub use control::control_from_worker;
 /// Runs the admin command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = AdminCli::parse();
-    crate::init_logging_quiet();
+    crate::init_logging("warn");
     run_with_client(&cli.global, |client| async move {
         use stevedore::control::Command as Ask;
         match cli.command {

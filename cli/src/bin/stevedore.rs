@@ -1,5 +1,5 @@
 //! The `stevedore` admin command line.
 
 fn main() -> std::process::ExitCode {
-    stevedore_worker::admin::main()
+    stevedore_cli::admin::main()
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use stevedore::{Client, PublishOptions, TaskState};
 
 use super::format::{parse_args, parse_kwargs, parse_time, value_to_json};
-use crate::parse_duration;
+use crate::{parse_duration, TargetArgs};
 
 /// Messages published per pipelined round trip.
 const PUBLISH_BATCH: usize = 1000;
@@ -24,15 +24,9 @@ pub struct EnqueueArgs {
     /// Keyword arguments as a JSON object.
     #[arg(long, default_value = "{}")]
     kwargs: String,
-    /// Publish to this shared queue (default: `default`).
-    #[arg(long, conflicts_with_all = ["node", "broadcast"])]
-    queue: Option<String>,
-    /// Publish to this node's own queue; `auto`: the live node with the most free capacity.
-    #[arg(long, conflicts_with = "broadcast")]
-    node: Option<String>,
-    /// Publish to every live node.
-    #[arg(long)]
-    broadcast: bool,
+    /// Where it goes.
+    #[command(flatten)]
+    target: TargetArgs,
     /// Run it no sooner than this from now (e.g. 30s, 5m).
     #[arg(long, value_parser = parse_duration, conflicts_with = "eta")]
     delay: Option<Duration>,
@@ -56,32 +50,7 @@ pub struct EnqueueArgs {
 
 pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let (positional, kwargs) = (parse_args(&args.args)?, parse_kwargs(&args.kwargs)?);
-    let mut options = PublishOptions::new().notify(args.wait);
-    if let Some(queue) = &args.queue {
-        options = options.queue(queue);
-    }
-    if let Some(node) = &args.node {
-        let node = match node.as_str() {
-            "auto" => client
-                .least_busy_node(Duration::from_secs(15))
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("--node auto: no live node has free capacity"))?,
-            name => name.to_owned(),
-        };
-        options = options.node(node);
-    }
-    if args.broadcast {
-        options = options.broadcast();
-    }
-    if let Some(delay) = args.delay {
-        options = options.delay(delay);
-    }
-    if let Some(eta) = args.eta {
-        options = options.eta(eta);
-    }
-    if let Some(policy) = args.on_duplicate {
-        options = options.on_duplicate(policy);
-    }
+    let options = options(client, &args).await?;
     let mut handles = Vec::new();
     let mut left = args.count;
     while left > 0 {
@@ -105,9 +74,43 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
+    wait_for_all(handles, args.timeout).await
+}
+
+/// The publish options the arguments ask for; `--node auto` is resolved to a live node here.
+async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishOptions> {
+    let mut target = args.target.clone();
+    if target.node.as_deref() == Some("auto") {
+        let node = client
+            .least_busy_node(Duration::from_secs(15))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("--node auto: no live node has free capacity"))?;
+        target.node = Some(node);
+    }
+    let mut options = PublishOptions::new().notify(args.wait);
+    if let Some(destination) = target.destination()? {
+        options = options.to(destination);
+    }
+    if let Some(delay) = args.delay {
+        options = options.delay(delay);
+    }
+    if let Some(eta) = args.eta {
+        options = options.eta(eta);
+    }
+    if let Some(policy) = args.on_duplicate {
+        options = options.on_duplicate(policy);
+    }
+    Ok(options)
+}
+
+/// Waits for each task and prints its result as JSON; fails when one did not succeed.
+async fn wait_for_all(
+    handles: Vec<stevedore::TaskHandle>,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
     let mut all_succeeded = true;
     for handle in handles {
-        let record = handle.wait(args.timeout).await?;
+        let record = handle.wait(timeout).await?;
         let run = record
             .runs
             .values()

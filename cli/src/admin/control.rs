@@ -100,7 +100,11 @@ pub async fn queue(client: &Client, command: QueueCommand) -> anyhow::Result<Exi
 }
 
 /// `worker --status|--running|--reload|--cancel`.
-pub fn control_from_worker(args: crate::WorkerArgs, control: crate::ControlArgs) -> ExitCode {
+pub fn control_from_worker(
+    global: &crate::GlobalArgs,
+    node: Option<String>,
+    control: crate::ControlArgs,
+) -> ExitCode {
     let command = if control.status {
         Command::Status
     } else if control.running {
@@ -111,12 +115,12 @@ pub fn control_from_worker(args: crate::WorkerArgs, control: crate::ControlArgs)
         Command::Cancel(CancelSelector::ids(control.cancel.clone()))
     };
     let ask_args = Ask {
-        node: args.node.clone(),
+        node,
         all: control.all || matches!(command, Command::Cancel(_)),
         json: control.json,
         timeout: control.control_timeout,
     };
-    super::run_with_client(&args.global, |client| async move {
+    super::run_with_client(global, |client| async move {
         match command {
             Command::Cancel(selector) => {
                 let answers = client.cancel(selector, ask_args.timeout).await?;
@@ -133,7 +137,7 @@ fn target(node: Option<&str>, all: bool) -> anyhow::Result<Target> {
     }
     match node {
         Some(node) => Ok(Target::Node(node.to_owned())),
-        None => Ok(Target::Node(crate::worker::node_name(None)?)),
+        None => Ok(Target::Node(crate::node_name(None)?)),
     }
 }
 

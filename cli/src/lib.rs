@@ -1,0 +1,64 @@
+//! What every stevedore binary shares, and the `stevedore` admin command line.
+//!
+//! 1. [`GlobalArgs`] (Redis URL and namespace), [`TargetArgs`] (`--queue`/`--node`/
+//!    `--broadcast`), [`ControlArgs`] (`worker --status ...`) and the value parsers
+//!    ([`parse_duration`], [`parse_size`]).
+//! 2. Logging to stderr ([`init_logging`]) and one-line errors ([`fail`]).
+//! 3. Long-lived binaries ([`run_until_signalled`]): the first SIGINT/SIGTERM asks for a
+//!    graceful stop, the second exits at once (what is unfinished stays pending in Redis).
+//! 4. [`admin`]: the `stevedore` commands, a thin layer over the client API.
+//!
+//! The crate graph is `stevedore-macros <- stevedore <- stevedore-cli <- stevedore-worker,
+//! stevedore-beat`: worker and beat are siblings that share this crate, not each other.
+
+pub mod admin;
+mod args;
+mod signals;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+pub use args::{node_name, parse_duration, parse_size, ControlArgs, GlobalArgs, TargetArgs};
+
+/// Logs to stderr at `level` (`info` for long-lived binaries, `warn` for the admin CLI) unless
+/// `RUST_LOG` says otherwise.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Prints `error: ...` on one line and returns failure.
+pub fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// Runs a long-lived binary's `body` on a multi-threaded runtime until it returns; the first
+/// SIGINT/SIGTERM cancels its token, the second exits at once. Errors become one line and a
+/// failure exit code.
+pub fn run_until_signalled<F, Fut>(body: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::anyhow!("cannot start the async runtime: {error}")),
+    };
+    let outcome = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        signals::install(stop.clone())?;
+        body(stop).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}

@@ -1,0 +1,127 @@
+//! Every Lua script the broker runs, and the one way each is sent.
+//!
+//! 1. Each atomic operation is one `scripts/<op>.lua` file, opened by a header that lists its
+//!    KEYS, ARGV and return values; every key it touches arrives in KEYS, all in one slot.
+//! 2. The header is for people: full-line comments are stripped once, on first use, so they
+//!    never travel to Redis.
+//! 3. A script run on its own goes as EVALSHA, falling back to EVAL (which loads it) on
+//!    NOSCRIPT ([`Lua::key`]). A pipelined script goes as EVAL of its stripped body
+//!    ([`Lua::eval_in`]): a pipelined EVALSHA is not retried on NOSCRIPT (a restarted or
+//!    failed-over server has an empty script cache).
+
+use std::sync::OnceLock;
+
+/// One Lua script: its source, and its stripped form once needed.
+pub(super) struct Lua {
+    source: &'static str,
+    /// The stripped body, and the script object that runs it by its SHA.
+    loaded: OnceLock<(String, redis::Script)>,
+}
+
+impl Lua {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    fn loaded(&self) -> &(String, redis::Script) {
+        self.loaded.get_or_init(|| {
+            let body = strip_comments(self.source);
+            let script = redis::Script::new(&body);
+            (body, script)
+        })
+    }
+
+    /// The body sent to Redis (without the header).
+    fn body(&self) -> &str {
+        &self.loaded().0
+    }
+
+    /// An invocation (EVALSHA, loading on NOSCRIPT) with its first key.
+    pub fn key<T: redis::ToRedisArgs>(&self, key: T) -> redis::ScriptInvocation<'_> {
+        self.loaded().1.key(key)
+    }
+
+    /// Adds `EVAL body numkeys keys...` to `pipe`; the caller adds the arguments.
+    pub fn eval_in<'p>(
+        &self,
+        pipe: &'p mut redis::Pipeline,
+        keys: &[&str],
+    ) -> &'p mut redis::Pipeline {
+        pipe.cmd("EVAL").arg(self.body()).arg(keys.len()).arg(keys)
+    }
+}
+
+/// The script without its full-line comments and blank lines.
+fn strip_comments(source: &str) -> String {
+    source
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            !line.is_empty() && !line.starts_with("--")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Records a process's heartbeat (health).
+pub(super) static BEAT: Lua = Lua::new(include_str!("scripts/beat.lua"));
+/// Claims a schedule's due run into the outbox (schedules).
+pub(super) static CLAIM_FIRE: Lua = Lua::new(include_str!("scripts/claim_fire.lua"));
+/// Moves a bad entry to its queue's dead letters and acknowledges it (dead letters).
+pub(super) static DEAD_LETTER: Lua = Lua::new(include_str!("scripts/dead_letter.lua"));
+/// Releases an on_duplicate key and queues the next parked message (dedup).
+pub(super) static DUP_FINISH: Lua = Lua::new(include_str!("scripts/dup_finish.lua"));
+/// Publishes a message under an on_duplicate policy (dedup).
+pub(super) static DUP_PUBLISH: Lua = Lua::new(include_str!("scripts/dup_publish.lua"));
+/// Takes an on_duplicate key at run start, or parks the message (dedup).
+pub(super) static DUP_START: Lua = Lua::new(include_str!("scripts/dup_start.lua"));
+/// Takes or renews beat's leader lease (schedules).
+pub(super) static LEASE: Lua = Lua::new(include_str!("scripts/lease.lua"));
+/// Moves due delayed messages to their stream (delayed).
+pub(super) static MOVE_DUE: Lua = Lua::new(include_str!("scripts/move_due.lua"));
+/// Publishes a claimed schedule run once (schedules).
+pub(super) static PUBLISH_FIRED: Lua = Lua::new(include_str!("scripts/publish_fired.lua"));
+/// Reaps one entry of a lost consumer (health).
+pub(super) static REAP: Lua = Lua::new(include_str!("scripts/reap.lua"));
+/// Writes a reaper's verdict unless a later attempt is recorded (health).
+pub(super) static RECORD_LOST: Lua = Lua::new(include_str!("scripts/record_lost.lua"));
+/// Moves a dead letter back to its stream (dead letters).
+pub(super) static REQUEUE_DEAD: Lua = Lua::new(include_str!("scripts/requeue_dead.lua"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_stripped_and_code_is_kept() {
+        let stripped = strip_comments(
+            "-- purpose\n--\n-- KEYS[1] x\n\nlocal a = 1 -- kept\n  -- gone\nreturn a\n",
+        );
+        assert_eq!(stripped, "local a = 1 -- kept\nreturn a");
+    }
+
+    #[test]
+    fn every_script_keeps_code_after_its_header() {
+        for lua in [
+            &BEAT,
+            &CLAIM_FIRE,
+            &DEAD_LETTER,
+            &DUP_FINISH,
+            &DUP_PUBLISH,
+            &DUP_START,
+            &LEASE,
+            &MOVE_DUE,
+            &PUBLISH_FIRED,
+            &REAP,
+            &RECORD_LOST,
+            &REQUEUE_DEAD,
+        ] {
+            let code = lua.body();
+            assert!(code.contains("redis.call"), "{code}");
+            assert!(!code.contains("KEYS[1]  "), "header left in: {code}");
+        }
+    }
+}
