@@ -20,3 +20,9 @@ pub const BEAT_ENV: &str = "STEVEDORE_BENCH_BEAT";
 
 /// The environment variable that makes the benchmark binary run as a worker.
 pub const WORKER_ENV: &str = "STEVEDORE_BENCH_WORKER";
+
+/// The stream of shared queue `queue` in the benchmark's namespace (`stevedore`).
+pub fn stream_of(queue: &str) -> String {
+    let queue = stevedore::Destination::queue(queue).expect("a valid queue name");
+    stevedore::broker::Keys::new("stevedore").stream(&queue)
+}

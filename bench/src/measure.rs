@@ -7,8 +7,6 @@ use stevedore::{Client, PublishOptions};
 
 use crate::server::{Server, Worker};
 
-const QUEUE: &str = "stevedore:{q:default}:stream";
-
 fn noop(options: &PublishOptions) -> anyhow::Result<stevedore::Message> {
     Ok(Client::message(
         "stevedore.noop",
@@ -75,9 +73,9 @@ pub async fn wait_drained(server: &Server) -> anyhow::Result<()> {
     loop {
         let (len, pending): (u64, redis::Value) = redis::pipe()
             .cmd("XLEN")
-            .arg(QUEUE)
+            .arg(stevedore_bench::stream_of("default"))
             .cmd("XPENDING")
-            .arg(QUEUE)
+            .arg(stevedore_bench::stream_of("default"))
             .arg("workers")
             .query_async(&mut conn)
             .await?;
@@ -242,7 +240,7 @@ pub async fn beat_lateness(
     let mut lateness = Histogram::<u64>::new(3)?;
     let mut conn = server.connection().await?;
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg("stevedore:{q:beat-bench}:stream")
+        .arg(stevedore_bench::stream_of("beat-bench"))
         .arg("-")
         .arg("+")
         .query_async(&mut conn)

@@ -1,59 +1,30 @@
-//! A redis-server for the benchmark, on a free loopback port, killed when dropped.
+//! The benchmark's servers and processes: a redis-server from the tests' harness on a loopback
+//! TCP port, beat and worker processes (this binary in their modes), killed when dropped.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use stevedore_tests::RedisServer;
 
-/// A running redis-server.
+/// A running redis-server on a loopback TCP port (the tests' harness).
 pub struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-    port: u16,
+    inner: RedisServer,
 }
 
 impl Server {
     /// Starts one without persistence, or with AOF `everysec` when `aof`.
     pub fn start(aof: bool) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-            ])
-            .args([
-                "--appendonly",
-                if aof { "yes" } else { "no" },
-                "--appendfsync",
-                "everysec",
-            ])
-            .args(["--maxmemory-policy", "noeviction", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("start redis-server (scripts/ensure-redis installs it)")?;
-        let server = Self {
-            child,
-            _dir: dir,
-            port,
-        };
-        server.wait_ready()?;
-        Ok(server)
+        Ok(Self {
+            inner: RedisServer::start_tcp(aof),
+        })
     }
 
     /// Its URL.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.inner.url()
     }
 
-    /// A plain connection for the benchmark's own commands.
+    /// A plain connection for the benchmark's own commands (no reply limit: drains block).
     pub async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         Ok(redis::Client::open(self.url())?
@@ -71,26 +42,6 @@ impl Server {
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse().ok())
             .context("INFO memory has no used_memory")
-    }
-
-    fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut conn) = redis::Client::open(self.url())?.get_connection() {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                    return Ok(());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        anyhow::bail!("redis-server did not answer within 10 s")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

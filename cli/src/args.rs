@@ -60,6 +60,23 @@ impl TargetArgs {
     }
 }
 
+/// A task call from the shell: `TASK [--args JSON] [--kwargs JSON] [--queue Q | --node N |
+/// --broadcast]` (`enqueue`, `schedule add`).
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// The task name, e.g. stevedore.echo.
+    pub task: String,
+    /// Positional arguments as a JSON array.
+    #[arg(long, default_value = "[]")]
+    pub args: String,
+    /// Keyword arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub kwargs: String,
+    /// Where it goes.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
 /// The remote-control side of the `worker` command (AWX's `run_dispatcher --status` ...): ask
 /// running nodes over Redis instead of running one.
 #[derive(Debug, Clone, Args)]

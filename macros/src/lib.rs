@@ -18,8 +18,18 @@ use proc_macro::TokenStream;
 /// generated as associated functions of the type (`Adder::delay(...)`); the worker builds the
 /// value with `Default::default()` for each run.
 ///
-/// Options: `name = "..."` (default: module path and function or type name) and
-/// `queue = "..."` (default queue of the stub; a call's options win).
+/// Options (a call's `PublishOptions` win over each):
+///
+/// | option | meaning |
+/// |---|---|
+/// | `name = "billing.charge"` | the task's name (default: module path and function or type name) |
+/// | `queue = "billing"` | the stub's default queue |
+/// | `timeout = "30s"` | soft time limit of one run (`ms`, `s`, `m`, `h`) |
+/// | `hard_timeout = "40s"` | hard time limit: the run is aborted |
+/// | `retries = 5` | retries after a failed attempt |
+/// | `backoff = "1s"` | first retry delay, doubling each retry |
+/// | `max_backoff = "10m"` | longest retry delay |
+/// | `on_duplicate = "discard"` | `parallel`, `discard`, `serial` or `queue_one` |
 ///
 /// A parameter of type `TaskContext` receives the run's context instead of an argument.
 ///

@@ -28,6 +28,62 @@ impl RedisCluster {
         Self::start_with(0, true)
     }
 
+    /// `masters` masters without replicas or persistence (the benchmark's clusters): slots are
+    /// shared equally and assigned by hand, since `redis-cli --cluster create` wants three.
+    pub fn start_bare(masters: usize) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let nodes: Vec<(TcpNode, u16)> = (0..masters)
+            .map(|i| {
+                let (port, bus) = (free_port(), free_port());
+                let args: Vec<String> = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--appendonly",
+                    "no",
+                    "--maxmemory-policy",
+                    "noeviction",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                let node = TcpNode::spawn(&dir.path().join(format!("node{i}")), port, &args);
+                (node, bus)
+            })
+            .collect();
+        let (first_port, first_bus) = (nodes[0].0.port, nodes[0].1);
+        let share = 16384 / masters;
+        for (i, (node, _)) in nodes.iter().enumerate() {
+            node.wait_ready();
+            let last = if i + 1 == masters {
+                16383
+            } else {
+                (i + 1) * share - 1
+            };
+            let mut add = redis::cmd("CLUSTER");
+            add.arg("ADDSLOTSRANGE").arg(i * share).arg(last);
+            node.query::<()>(&add).expect("assign the node's slots");
+            if i > 0 {
+                let mut meet = redis::cmd("CLUSTER");
+                meet.arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(first_port)
+                    .arg(first_bus);
+                node.query::<()>(&meet).expect("join the first node");
+            }
+        }
+        let cluster = Self {
+            nodes: nodes.into_iter().map(|(node, _)| node).collect(),
+            ca: None,
+            _dir: dir,
+        };
+        cluster.wait_healthy(Duration::from_secs(30));
+        cluster
+    }
+
     fn start_with(replicas: usize, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let ca = tls.then(|| crate::tls::make_certificate(dir.path()));
@@ -89,7 +145,8 @@ impl RedisCluster {
 
     /// The URL to give stevedore: every master as a seed (`rediss+cluster://` over TLS).
     pub fn url(&self) -> String {
-        let seeds: Vec<String> = self.nodes[..3]
+        let masters = self.nodes.len().min(3);
+        let seeds: Vec<String> = self.nodes[..masters]
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();

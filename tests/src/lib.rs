@@ -17,6 +17,41 @@ pub use redis_server::RedisServer;
 
 use std::time::{Duration, Instant};
 
+use stevedore::broker::Keys;
+use stevedore::Destination;
+
+/// The key table of the namespace the tests use (`stevedore`, the default): tests name keys
+/// through it, never by hand (tests/tests/protocol.rs excepted: it checks the documented keys
+/// as a foreign client would write them).
+pub fn keys() -> Keys {
+    Keys::new("stevedore")
+}
+
+/// Publishes `message`, waits up to `wait` for it to end, and returns its run (the one run of
+/// a queued task): the publish-wait-unwrap every end-to-end test repeats.
+pub async fn publish_and_run(
+    client: &stevedore::Client,
+    message: stevedore::Message,
+    wait: Duration,
+) -> stevedore::RunRecord {
+    let handle = client.publish(message).await.expect("publish the task");
+    let record = handle.wait(wait).await.expect("the task ends in time");
+    record
+        .task_run()
+        .cloned()
+        .expect("a finished queued task has its run")
+}
+
+/// The stream of shared queue `queue`.
+pub fn stream_of(queue: &str) -> String {
+    keys().stream(&Destination::queue(queue).expect("a valid queue name"))
+}
+
+/// The dead letters of shared queue `queue`.
+pub fn dead_of(queue: &str) -> String {
+    keys().dead_letters(&Destination::queue(queue).expect("a valid queue name"))
+}
+
 /// The test worker binary (the stock worker plus [`tasks`]); expands in an integration test,
 /// where Cargo sets the variable.
 #[macro_export]

@@ -1,4 +1,5 @@
-//! A real `redis-server` for one test, on a unix socket in a temporary directory.
+//! A real `redis-server` for one test (on a unix socket in a temporary directory), or for the
+//! benchmark (on a loopback TCP port, as clients on other machines would reach it).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,8 @@ pub struct RedisServer {
     child: Child,
     dir: tempfile::TempDir,
     aof: bool,
+    /// The loopback TCP port it listens on, or `None` for its unix socket.
+    port: Option<u16>,
 }
 
 impl RedisServer {
@@ -23,10 +26,24 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// Starts a server on a loopback TCP port (with AOF `everysec` when `aof`).
+    pub fn start_tcp(aof: bool) -> Self {
+        Self::launch(aof, Some(crate::tcp_node::free_port()))
+    }
+
     fn start_with(aof: bool) -> Self {
+        Self::launch(aof, None)
+    }
+
+    fn launch(aof: bool, port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
-        let child = spawn(dir.path().to_path_buf(), aof);
-        let server = Self { child, dir, aof };
+        let child = spawn(dir.path().to_path_buf(), aof, port);
+        let server = Self {
+            child,
+            dir,
+            aof,
+            port,
+        };
         server.wait_ready();
         server
     }
@@ -39,7 +56,7 @@ impl RedisServer {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
-        self.child = spawn(self.dir.path().to_path_buf(), self.aof);
+        self.child = spawn(self.dir.path().to_path_buf(), self.aof, self.port);
         self.wait_ready();
     }
 
@@ -50,7 +67,10 @@ impl RedisServer {
 
     /// The URL to give stevedore.
     pub fn url(&self) -> String {
-        format!("unix://{}", self.socket().display())
+        match self.port {
+            Some(port) => format!("redis://127.0.0.1:{port}"),
+            None => format!("unix://{}", self.socket().display()),
+        }
     }
 
     /// A plain redis-rs client, for the test's own checks.
@@ -87,20 +107,18 @@ impl RedisServer {
     }
 }
 
-fn spawn(dir: PathBuf, aof: bool) -> Child {
-    Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(dir.join("redis.sock"))
-        .args([
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            if aof { "yes" } else { "no" },
-            "--appendfsync",
-            "everysec",
-        ])
+fn spawn(dir: PathBuf, aof: bool, port: Option<u16>) -> Child {
+    let mut command = Command::new("redis-server");
+    match port {
+        Some(port) => command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]),
+        None => command
+            .args(["--port", "0", "--unixsocket"])
+            .arg(dir.join("redis.sock"))
+            .args(["--unixsocketperm", "700"]),
+    };
+    command
+        .args(["--save", "", "--appendonly", if aof { "yes" } else { "no" }])
+        .args(["--appendfsync", "everysec"])
         .args(["--maxmemory-policy", "noeviction", "--dir"])
         .arg(&dir)
         .stdout(Stdio::null())

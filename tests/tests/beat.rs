@@ -154,7 +154,7 @@ async fn leader_pid(redis: &RedisServer) -> i32 {
         let mut conn = conn.clone();
         async move {
             redis::cmd("GET")
-                .arg("stevedore:{s}:leader")
+                .arg(stevedore_tests::keys().leader())
                 .query_async::<Option<String>>(&mut conn)
                 .await
                 .ok()?
@@ -295,7 +295,7 @@ async fn runs_claimed_by_a_beat_that_died_before_publishing_are_published_once()
     eventually("the beat to lead", WAIT, || async {
         let mut conn = redis.connection().await;
         redis::cmd("GET")
-            .arg("stevedore:{s}:leader")
+            .arg(stevedore_tests::keys().leader())
             .query_async::<Option<String>>(&mut conn)
             .await
             .unwrap()

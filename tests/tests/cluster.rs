@@ -41,7 +41,7 @@ async fn every_kind_of_queue_works_on_a_cluster() {
     let cluster = RedisCluster::start();
     let masters: HashSet<u16> = QUEUES
         .iter()
-        .map(|q| cluster.master_port_of(&format!("stevedore:{{q:{q}}}:stream")))
+        .map(|q| cluster.master_port_of(&stevedore_tests::stream_of(q)))
         .collect();
     assert!(
         masters.len() > 1,
@@ -218,7 +218,7 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
             Err(_) => refused += 1, // not acknowledged: the master was going down
         }
         if batch == 10 {
-            killed_master = Some(cluster.kill_master_of("stevedore:{q:default}:stream"));
+            killed_master = Some(cluster.kill_master_of(&stevedore_tests::stream_of("default")));
         }
         if let (15, Some(port)) = (batch, killed_master) {
             // Back as a replica of its replacement, so writes can be confirmed again.
@@ -292,9 +292,9 @@ async fn a_cluster_speaking_only_tls_runs_tasks_through_a_rediss_cluster_url() {
 async fn whereabouts(conn: &mut stevedore::broker::Connection, id: &str) -> Vec<String> {
     let mut found = Vec::new();
     for queue in QUEUES {
-        let tag = format!("stevedore:{{q:{queue}}}");
+        let queue_keys = stevedore::Destination::queue(queue).expect("a valid queue name");
         let delayed: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-            .arg(format!("{tag}:delayed"))
+            .arg(stevedore_tests::keys().delayed(&queue_keys))
             .arg(0)
             .arg(-1)
             .query_async(conn)
@@ -304,7 +304,7 @@ async fn whereabouts(conn: &mut stevedore::broker::Connection, id: &str) -> Vec<
             found.push(format!("{queue} delayed"));
         }
         let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-            .arg(format!("{tag}:stream"))
+            .arg(stevedore_tests::keys().stream(&queue_keys))
             .arg("-")
             .arg("+")
             .query_async(conn)
@@ -387,7 +387,7 @@ async fn a_worker_follows_its_queue_to_another_master_after_a_resharding() {
         .await
         .unwrap();
     count_runs(&conn, 1).await;
-    let stream = "stevedore:{q:high}:stream";
+    let stream = &stevedore_tests::stream_of("high");
     let old = cluster.master_port_of(stream);
     let new = cluster.move_slot_of(stream);
     assert_ne!(old, new);

@@ -5,13 +5,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use stevedore::broker::keys::QUEUE_GROUP;
+use stevedore::broker::Keys;
+use stevedore::Destination;
 use stevedore::PublishOptions;
 use stevedore_tests::{
-    eventually, pending, ran_on, runs, stream_len, tasks, test_worker_bin, RedisServer,
-    WorkerProcess,
+    eventually, keys, pending, ran_on, runs, stream_len, stream_of, tasks, test_worker_bin,
+    RedisServer, WorkerProcess,
 };
-
-const QUEUE: &str = "stevedore:{q:default}:stream";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_tasks_over_two_workers_each_run_exactly_once() {
@@ -61,8 +62,8 @@ async fn thousand_tasks_over_two_workers_each_run_exactly_once() {
         || {
             let mut conn = conn.clone();
             async move {
-                let done = stream_len(&mut conn, QUEUE).await == 0
-                    && pending(&mut conn, QUEUE, "workers").await == 0;
+                let done = stream_len(&mut conn, &stream_of("default")).await == 0
+                    && pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await == 0;
                 done.then_some(())
             }
         },
@@ -168,7 +169,14 @@ async fn broadcast_to_three_nodes(kill_connections_of_c: bool) {
 /// Whether every node's broadcast group has read and acknowledged everything.
 async fn all_acked(conn: &mut redis::aio::MultiplexedConnection) -> bool {
     for node in ["a", "b", "c"] {
-        if pending(conn, "stevedore:{b}:stream", &format!("node:{node}")).await != 0 {
+        if pending(
+            conn,
+            &keys().stream(&Destination::Broadcast),
+            &Keys::group(&Destination::Broadcast, node),
+        )
+        .await
+            != 0
+        {
             return false;
         }
     }
@@ -218,11 +226,11 @@ async fn a_worker_reads_only_as_many_messages_as_it_has_free_slots() {
     let mut conn = redis.connection().await;
     wait_for_started(&conn, 2).await;
     assert_eq!(
-        pending(&mut conn, QUEUE, "workers").await,
+        pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await,
         2,
         "a busy worker must not hold more"
     );
-    assert_eq!(stream_len(&mut conn, QUEUE).await, 5);
+    assert_eq!(stream_len(&mut conn, &stream_of("default")).await, 5);
 
     // The three left waiting in Redis are free for another node.
     let _second = WorkerProcess::start(
@@ -232,7 +240,10 @@ async fn a_worker_reads_only_as_many_messages_as_it_has_free_slots() {
         &["--concurrency", "2"],
     );
     wait_for_started(&conn, 4).await;
-    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 4);
+    assert_eq!(
+        pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await,
+        4
+    );
 }
 
 /// Waits until `count` `tests.block` tasks have started.

@@ -84,7 +84,7 @@ impl Cluster {
     async fn parked(&self) -> usize {
         let mut conn = self.conn.clone();
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("stevedore:{q:default}:dup:*:parked")
+            .arg(stevedore_tests::keys().dup_parked(&default_queue(), "*"))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -201,7 +201,7 @@ async fn queue_one_keeps_at_most_one_waiting_besides_the_running_one() {
         let mut conn = conn.clone();
         async move {
             let left: Vec<String> = redis::cmd("KEYS")
-                .arg("stevedore:{q:default}:dup:*")
+                .arg(stevedore_tests::keys().dup(&default_queue(), "*"))
                 .query_async(&mut conn)
                 .await
                 .ok()?;
@@ -209,4 +209,9 @@ async fn queue_one_keeps_at_most_one_waiting_besides_the_running_one() {
         }
     })
     .await;
+}
+
+/// The `default` queue.
+fn default_queue() -> stevedore::Destination {
+    stevedore::Destination::queue("default").expect("a valid queue name")
 }

@@ -121,7 +121,7 @@ async fn twenty_thousand_tasks_survive_sigkills_and_redis_restarts() {
         || {
             let mut conn = conn.clone();
             async move {
-                let queue = "stevedore:{q:default}:stream";
+                let queue = &stevedore_tests::stream_of("default");
                 let idle = stream_len(&mut conn, queue).await == 0
                     && pending(&mut conn, queue, "workers").await == 0;
                 idle.then_some(())
@@ -187,7 +187,7 @@ async fn records(
         let mut pipe = redis::pipe();
         for id in chunk {
             pipe.cmd("HGET")
-                .arg(format!("stevedore:{{t:{id}}}:record"))
+                .arg(stevedore_tests::keys().record(id))
                 .arg("task");
         }
         let values: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.unwrap();

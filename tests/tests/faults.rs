@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use stevedore::broker::keys::QUEUE_GROUP;
 use stevedore::{Destination, PublishOptions, TaskState};
 use stevedore_tests::{
-    eventually, pending, stream_len, tasks, test_worker_bin, RedisServer, WorkerProcess,
+    dead_of, eventually, pending, stream_len, stream_of, tasks, test_worker_bin, RedisServer,
+    WorkerProcess,
 };
-
-const QUEUE: &str = "stevedore:{q:default}:stream";
-const DEAD: &str = "stevedore:{q:default}:dead";
 
 /// Waits until the test task `tests.block` with `id` has started and its `running` record is
 /// written (the recorder writes it in its next batch, just after the task starts).
@@ -54,12 +53,12 @@ async fn sigkilled_worker_leaves_its_running_task_pending_in_redis() {
 
     let mut conn = redis.connection().await;
     assert_eq!(
-        stream_len(&mut conn, QUEUE).await,
+        stream_len(&mut conn, &stream_of("default")).await,
         1,
         "the message must still be in the stream"
     );
     assert_eq!(
-        pending(&mut conn, QUEUE, "workers").await,
+        pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await,
         1,
         "the message must be pending"
     );
@@ -93,7 +92,7 @@ async fn garbage_goes_to_dead_letters_and_the_worker_goes_on() {
             let mut conn = conn.clone();
             async move {
                 let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-                    .arg(DEAD)
+                    .arg(dead_of("default"))
                     .arg("-")
                     .arg("+")
                     .query_async(&mut conn)
@@ -112,8 +111,11 @@ async fn garbage_goes_to_dead_letters_and_the_worker_goes_on() {
     assert_eq!(raw, garbage);
     assert!(reason.contains("cannot decode task message"), "{reason}");
     assert_eq!(source, garbage_id);
-    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 0);
-    assert_eq!(stream_len(&mut conn, QUEUE).await, 0);
+    assert_eq!(
+        pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await,
+        0
+    );
+    assert_eq!(stream_len(&mut conn, &stream_of("default")).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +142,10 @@ async fn graceful_stop_lets_the_running_task_finish() {
     assert!(status.success(), "{status:?}");
     assert_eq!(handle.record().await.unwrap().state(), TaskState::Succeeded);
     let mut conn = redis.connection().await;
-    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 0);
+    assert_eq!(
+        pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,8 +165,11 @@ async fn shutdown_timeout_leaves_the_unfinished_task_pending() {
     let status = worker.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
     let mut conn = redis.connection().await;
-    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 1);
-    assert_eq!(stream_len(&mut conn, QUEUE).await, 1);
+    assert_eq!(
+        pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await,
+        1
+    );
+    assert_eq!(stream_len(&mut conn, &stream_of("default")).await, 1);
     assert_eq!(
         handle.record().await.unwrap().state(),
         TaskState::Running,
@@ -188,5 +196,8 @@ async fn second_signal_stops_at_once() {
     let status = worker.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
     let mut conn = redis.connection().await;
-    assert_eq!(pending(&mut conn, QUEUE, "workers").await, 1);
+    assert_eq!(
+        pending(&mut conn, &stream_of("default"), QUEUE_GROUP).await,
+        1
+    );
 }

@@ -164,7 +164,7 @@ async fn two_reapers_racing_over_one_lost_node_reap_each_entry_once() {
     let counts = started_counts(&redis).await;
     let mut conn = redis.connection().await;
     assert_eq!(
-        stevedore_tests::stream_len(&mut conn, "stevedore:{q:default}:stream").await,
+        stevedore_tests::stream_len(&mut conn, &stevedore_tests::stream_of("default")).await,
         20,
         "one new entry per reaped entry"
     );

@@ -8,7 +8,8 @@ use nix::sys::signal::Signal;
 use stevedore::control::CancelSelector;
 use stevedore::{Client, PublishOptions, TaskState};
 use stevedore_tests::{
-    eventually, finished, running, tasks, test_worker_bin, RedisServer, WorkerProcess,
+    eventually, finished, publish_and_run, running, tasks, test_worker_bin, RedisServer,
+    WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -93,17 +94,7 @@ async fn the_command_task_runs_only_allowed_programs_and_records_their_output() 
     let client = redis.stevedore().await;
     let notify = PublishOptions::new().notify(true);
 
-    let echoed = client
-        .publish(command("echo", &["hello", "world"], &notify))
-        .await
-        .unwrap();
-    let run = echoed
-        .wait(WAIT)
-        .await
-        .unwrap()
-        .task_run()
-        .cloned()
-        .unwrap();
+    let run = publish_and_run(&client, command("echo", &["hello", "world"], &notify), WAIT).await;
     assert_eq!(run.state, TaskState::Succeeded);
     let result = serde_json::to_value(run.result.unwrap()).unwrap();
     assert_eq!(
@@ -111,17 +102,12 @@ async fn the_command_task_runs_only_allowed_programs_and_records_their_output() 
         serde_json::json!({"exit_code": 0, "output": "hello world\n"})
     );
 
-    let failing = client
-        .publish(command("sh", &["-c", "echo oops >&2; exit 3"], &notify))
-        .await
-        .unwrap();
-    let run = failing
-        .wait(WAIT)
-        .await
-        .unwrap()
-        .task_run()
-        .cloned()
-        .unwrap();
+    let run = publish_and_run(
+        &client,
+        command("sh", &["-c", "echo oops >&2; exit 3"], &notify),
+        WAIT,
+    )
+    .await;
     assert_eq!(run.state, TaskState::Failed);
     let error = run.error.unwrap();
     assert!(
@@ -129,17 +115,12 @@ async fn the_command_task_runs_only_allowed_programs_and_records_their_output() 
         "{error}"
     );
 
-    let refused = client
-        .publish(command("rm", &["-rf", "/tmp/nothing"], &notify))
-        .await
-        .unwrap();
-    let run = refused
-        .wait(WAIT)
-        .await
-        .unwrap()
-        .task_run()
-        .cloned()
-        .unwrap();
+    let run = publish_and_run(
+        &client,
+        command("rm", &["-rf", "/tmp/nothing"], &notify),
+        WAIT,
+    )
+    .await;
     assert_eq!(run.state, TaskState::Failed);
     assert!(run.error.unwrap().contains(
         "program `rm` is not allowed on node c; start the worker with --allow-command rm"

@@ -144,7 +144,7 @@ async fn retries_back_off_then_end_in_the_dead_letters() {
     assert_eq!(dead[0].reason, "flaky failed again");
     let mut conn = redis.connection().await;
     assert_eq!(
-        stream_len(&mut conn, "stevedore:{q:default}:stream").await,
+        stream_len(&mut conn, &stevedore_tests::stream_of("default")).await,
         0
     );
 }
@@ -309,7 +309,7 @@ async fn an_oversized_payload_is_refused_and_nothing_is_written() {
     assert!(error.contains("over the 1048576-byte limit"), "{error}");
     let mut conn = redis.connection().await;
     assert_eq!(
-        stream_len(&mut conn, "stevedore:{q:default}:stream").await,
+        stream_len(&mut conn, &stevedore_tests::stream_of("default")).await,
         0
     );
 }

@@ -190,7 +190,7 @@ async fn task_records_expire_after_the_configured_ttl() {
         .unwrap();
     handle.wait(WAIT).await.unwrap();
     let mut conn = redis.connection().await;
-    let key = format!("stevedore:{{t:{}}}:record", handle.id());
+    let key = stevedore_tests::keys().record(handle.id());
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&key)
         .query_async(&mut conn)
@@ -201,7 +201,7 @@ async fn task_records_expire_after_the_configured_ttl() {
         "record TTL {ttl} ms"
     );
     let done_ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("stevedore:{{t:{}}}:done", handle.id()))
+        .arg(stevedore_tests::keys().done(handle.id()))
         .query_async(&mut conn)
         .await
         .unwrap();

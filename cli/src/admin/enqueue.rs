@@ -9,24 +9,16 @@ use clap::Args;
 use stevedore::{Client, PublishOptions, TaskState};
 
 use super::format::{parse_args, parse_kwargs, parse_time, value_to_json};
-use crate::{parse_duration, TargetArgs};
+use crate::{parse_duration, CallArgs};
 
 /// Messages published per pipelined round trip.
 const PUBLISH_BATCH: usize = 1000;
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
-    /// The task name, e.g. stevedore.echo.
-    task: String,
-    /// Positional arguments as a JSON array.
-    #[arg(long, default_value = "[]")]
-    args: String,
-    /// Keyword arguments as a JSON object.
-    #[arg(long, default_value = "{}")]
-    kwargs: String,
-    /// Where it goes.
+    /// The task, its arguments and where it goes.
     #[command(flatten)]
-    target: TargetArgs,
+    call: CallArgs,
     /// Run it no sooner than this from now (e.g. 30s, 5m).
     #[arg(long, value_parser = parse_duration, conflicts_with = "eta")]
     delay: Option<Duration>,
@@ -49,14 +41,15 @@ pub struct EnqueueArgs {
 }
 
 pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let (positional, kwargs) = (parse_args(&args.args)?, parse_kwargs(&args.kwargs)?);
+    let call = &args.call;
+    let (positional, kwargs) = (parse_args(&call.args)?, parse_kwargs(&call.kwargs)?);
     let options = options(client, &args).await?;
     let mut handles = Vec::new();
     let mut left = args.count;
     while left > 0 {
         let batch = left.min(PUBLISH_BATCH as u64);
         let messages = (0..batch)
-            .map(|_| Client::message(&args.task, positional.clone(), kwargs.clone(), &options))
+            .map(|_| Client::message(&call.task, positional.clone(), kwargs.clone(), &options))
             .collect::<stevedore::Result<Vec<_>>>()?;
         for handle in client.publish_many(messages).await? {
             say!("{}", handle.id());
@@ -79,7 +72,7 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
 
 /// The publish options the arguments ask for; `--node auto` is resolved to a live node here.
 async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishOptions> {
-    let mut target = args.target.clone();
+    let mut target = args.call.target.clone();
     if target.node.as_deref() == Some("auto") {
         let node = client
             .least_busy_node(Duration::from_secs(15))

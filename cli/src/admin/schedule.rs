@@ -8,7 +8,7 @@ use stevedore::schedule::{Missed, Schedule, Timing};
 use stevedore::Client;
 
 use super::format::{parse_args, parse_kwargs, timestamp};
-use crate::{parse_duration, TargetArgs};
+use crate::{parse_duration, CallArgs};
 
 /// Schedule commands.
 #[derive(Debug, Subcommand)]
@@ -50,17 +50,9 @@ pub struct NamedArgs {
 pub struct AddArgs {
     /// The schedule's name.
     name: String,
-    /// The task to publish.
-    task: String,
-    /// Positional arguments as a JSON array.
-    #[arg(long, default_value = "[]")]
-    args: String,
-    /// Keyword arguments as a JSON object.
-    #[arg(long, default_value = "{}")]
-    kwargs: String,
-    /// Where each run goes.
+    /// The task each run publishes, its arguments and where it goes.
     #[command(flatten)]
-    target: TargetArgs,
+    call: CallArgs,
     /// Fire every DUR (e.g. 30s, 5m).
     #[arg(long, value_parser = parse_duration, group = "when", required_unless_present_any = ["cron", "rrule"])]
     every: Option<Duration>,
@@ -112,12 +104,12 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!("give exactly one of --every, --cron and --rrule"),
     };
     let queue =
-        (args.target.destination()?).map_or_else(|| "default".to_owned(), |d| d.wire_name());
+        (args.call.target.destination()?).map_or_else(|| "default".to_owned(), |d| d.wire_name());
     let schedule = Schedule {
         name: args.name,
-        task: args.task,
-        args: parse_args(&args.args)?,
-        kwargs: parse_kwargs(&args.kwargs)?,
+        task: args.call.task,
+        args: parse_args(&args.call.args)?,
+        kwargs: parse_kwargs(&args.call.kwargs)?,
         queue,
         timing,
         missed: args.missed.parse::<Missed>()?,

@@ -7,7 +7,7 @@ use redis::Value;
 
 use super::keys::MESSAGE_FIELD;
 use super::reply;
-use super::{Broker, Connection};
+use super::{Broker, Connection, Keys};
 use crate::control::{CancelRecord, Reply, Request};
 use crate::{Error, Result};
 
@@ -149,7 +149,7 @@ impl Broker {
             Err(e) => return Err(e.into()),
         };
         let mut nodes: Vec<String> = (groups.into_iter())
-            .filter_map(|group| Some(group.name.strip_prefix("node:")?.to_owned()))
+            .filter_map(|group| Some(Keys::node_of_broadcast_group(&group.name)?.to_owned()))
             .collect();
         nodes.sort();
         Ok(nodes)

@@ -37,6 +37,9 @@ use crate::Destination;
 /// The consumer group that reads shared and node queues.
 pub const QUEUE_GROUP: &str = "workers";
 
+/// The broadcast groups are named this plus the node's name.
+const BROADCAST_GROUP_PREFIX: &str = "node:";
+
 /// The field of a stream entry that holds the encoded message.
 pub const MESSAGE_FIELD: &str = "m";
 
@@ -189,9 +192,15 @@ impl Keys {
     /// `node:NODE` for the broadcasts (the same in every namespace).
     pub fn group(destination: &Destination, node: &str) -> String {
         match destination {
-            Destination::Broadcast => format!("node:{node}"),
+            Destination::Broadcast => format!("{BROADCAST_GROUP_PREFIX}{node}"),
             _ => QUEUE_GROUP.to_owned(),
         }
+    }
+
+    /// The node whose broadcast group is `group` (the inverse of [`Keys::group`] for the
+    /// broadcasts).
+    pub fn node_of_broadcast_group(group: &str) -> Option<&str> {
+        group.strip_prefix(BROADCAST_GROUP_PREFIX)
     }
 }
 

@@ -44,15 +44,16 @@ impl SharedConnection {
         replicas: u32,
         timeout: Duration,
     ) -> RedisResult<T> {
-        if replicas == 0 {
-            return pipeline.query_async(self).await;
+        match replicas {
+            // Through this connection's own pipeline path, which notices a demoted master.
+            0 => pipeline.query_async(self).await,
+            _ => {
+                let confirmed = |mut conn: Connection| async move {
+                    conn.query_replicated(pipeline, replicas, timeout).await
+                };
+                self.with(confirmed).await
+            }
         }
-        let (generation, mut conn) = self.get().await?;
-        let reply = conn.query_replicated(pipeline, replicas, timeout).await;
-        if let Err(error) = &reply {
-            self.after_error(generation, error);
-        }
-        reply
     }
 }
 

@@ -88,28 +88,35 @@ impl SharedConnection {
 }
 
 impl SharedConnection {
-    /// Sends `cmd` to the node serving `key` (see [`Connection::query_on_node_of`]).
-    pub async fn query_on_node_of<T: redis::FromRedisValue>(
-        &mut self,
-        key: &str,
-        cmd: &Cmd,
-    ) -> RedisResult<T> {
-        let (generation, mut conn) = self.get().await?;
-        let reply = conn.query_on_node_of(key, cmd).await;
+    /// Runs `op` on the current connection (opening one if needed); when it fails with an
+    /// error that says the connection is no use, the next command opens a new one.
+    pub(super) async fn with<T, F, Fut>(&self, op: F) -> RedisResult<T>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let (generation, conn) = self.get().await?;
+        let reply = op(conn).await;
         if let Err(error) = &reply {
             self.after_error(generation, error);
         }
         reply
     }
 
+    /// Sends `cmd` to the node serving `key` (see [`Connection::query_on_node_of`]).
+    pub async fn query_on_node_of<T: redis::FromRedisValue>(
+        &mut self,
+        key: &str,
+        cmd: &Cmd,
+    ) -> RedisResult<T> {
+        self.with(|mut conn| async move { conn.query_on_node_of(key, cmd).await })
+            .await
+    }
+
     /// Every key matching `pattern` of type `kind`, on every master.
     pub async fn scan(&mut self, pattern: &str, kind: &str) -> RedisResult<Vec<String>> {
-        let (generation, mut conn) = self.get().await?;
-        let reply = conn.scan(pattern, kind).await;
-        if let Err(error) = &reply {
-            self.after_error(generation, error);
-        }
-        reply
+        self.with(|mut conn| async move { conn.scan(pattern, kind).await })
+            .await
     }
 }
 
@@ -125,14 +132,7 @@ pub(crate) fn must_reconnect(error: &RedisError) -> bool {
 
 impl ConnectionLike for SharedConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.get().await?;
-            let reply = conn.req_packed_command(cmd).await;
-            if let Err(error) = &reply {
-                self.after_error(generation, error);
-            }
-            reply
-        })
+        Box::pin(self.with(move |mut conn| async move { conn.req_packed_command(cmd).await }))
     }
 
     fn req_packed_commands<'a>(
