@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context as _;
-use stevedore_tests::RedisServer;
+use stevedore_harness::RedisServer;
 
 /// A running redis-server on a loopback TCP port (the tests' harness).
 pub struct Server {

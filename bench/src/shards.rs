@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use stevedore::broker::{Broker, BrokerConfig, Connection};
 use stevedore::{Client, PublishOptions};
-use stevedore_tests::cluster::RedisCluster;
+use stevedore_harness::cluster::RedisCluster;
 
 use crate::measure;
 use crate::server::{Server, Worker};

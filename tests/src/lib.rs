@@ -4,16 +4,13 @@
 //! Every test starts its own server on a unix socket in a temporary directory (no port races,
 //! no shared state), killed when the test ends.
 
-pub mod cluster;
 pub mod process;
-pub mod redis_server;
-pub mod sentinel;
 pub mod tasks;
-pub mod tcp_node;
-pub mod tls;
 
 pub use process::{KillOnDrop, WorkerProcess};
-pub use redis_server::RedisServer;
+pub use stevedore_harness::{
+    cluster, connection_to, connection_with, redis_server, sentinel, tcp_node, tls, RedisServer,
+};
 
 use std::time::{Duration, Instant};
 
@@ -59,25 +56,6 @@ macro_rules! test_worker_bin {
     () => {
         env!("CARGO_BIN_EXE_test-worker")
     };
-}
-
-/// A connection for the test's own commands to any deployment stevedore accepts (a cluster
-/// connection splits pipelines by slot).
-pub async fn connection_to(url: &str) -> stevedore::broker::Connection {
-    connection_with(stevedore::broker::BrokerConfig::new(url, "tests")).await
-}
-
-/// A connection for the test's own commands, made with `config`.
-pub async fn connection_with(
-    config: stevedore::broker::BrokerConfig,
-) -> stevedore::broker::Connection {
-    let broker = stevedore::broker::Broker::connect(config)
-        .await
-        .expect("connect to the test deployment");
-    broker
-        .dedicated_connection(Duration::from_secs(60), "test")
-        .await
-        .expect("open a test connection")
 }
 
 /// Waits until every task of `ids` has run (counted in `tests:runs`), then until each has a

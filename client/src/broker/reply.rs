@@ -13,20 +13,22 @@ use redis::Value;
 use super::keys::MESSAGE_FIELD;
 use crate::{Error, Result};
 
-/// One stream entry: its id and its fields, in order.
+/// One stream entry: its id and its fields, kept flat as Redis sent them (`name, value, ...`)
+/// so that reading a message costs no allocation beyond the reply's own.
 #[derive(Debug)]
 pub(super) struct StreamEntry {
     /// The entry id.
     pub id: String,
-    fields: Vec<(Value, Value)>,
+    fields: Vec<Value>,
 }
 
 impl StreamEntry {
     /// Removes and returns the bytes of field `name`, if the entry has it.
     pub fn take(&mut self, name: &str) -> Option<Vec<u8>> {
-        let at = (self.fields.iter())
-            .position(|(n, _)| matches!(n, Value::BulkString(n) if n == name.as_bytes()))?;
-        match self.fields.swap_remove(at).1 {
+        let at = (self.fields.iter().step_by(2))
+            .position(|n| matches!(n, Value::BulkString(n) if n == name.as_bytes()))?;
+        let value = self.fields.get_mut(at * 2 + 1)?;
+        match std::mem::replace(value, Value::Nil) {
             Value::BulkString(bytes) => Some(bytes),
             Value::SimpleString(text) => Some(text.into_bytes()),
             _ => None,
@@ -60,14 +62,12 @@ pub(super) fn bad_reply(reason: impl Into<String>) -> Error {
     }
 }
 
-/// The (name, value) pairs of a flat array or a map.
-fn pairs(value: Value) -> Option<Vec<(Value, Value)>> {
+/// The fields of an entry as `name, value, ...`: a RESP2 flat array as it is, a RESP3 map
+/// flattened.
+fn flat_fields(value: Value) -> Option<Vec<Value>> {
     match value {
-        Value::Map(pairs) => Some(pairs),
-        Value::Array(flat) => {
-            let mut flat = flat.into_iter();
-            Some(std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect())
-        }
+        Value::Array(flat) => Some(flat),
+        Value::Map(pairs) => Some(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
         _ => None,
     }
 }
@@ -80,7 +80,7 @@ pub(super) fn entry(value: Value) -> Result<StreamEntry> {
     if parts.len() != 2 {
         return Err(bad_reply("stream entry is not an [id, fields] pair"));
     }
-    let fields = parts.pop().and_then(pairs).unwrap_or_default();
+    let fields = parts.pop().and_then(flat_fields).unwrap_or_default();
     let id = text(parts.pop().unwrap_or(Value::Nil))?;
     Ok(StreamEntry { id, fields })
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Polls `check` every 20 ms until it holds, or panics naming `what` once `timeout` has
-/// passed: the blocking twin of [`crate::eventually`], for harness code outside async.
+/// passed: the blocking twin of the tests' `eventually`, for harness code outside async.
 pub fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
