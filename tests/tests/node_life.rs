@@ -184,3 +184,109 @@ fn dead_or_zombie(pid: i32) -> bool {
             .is_some_and(|(_, rest)| rest.starts_with('Z')),
     }
 }
+
+/// A `stevedore.command` call with an environment.
+fn command_with_env(program: &str, env: &[(&str, &str)]) -> stevedore::Message {
+    let env: Vec<(rmpv::Value, rmpv::Value)> = env
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    let args: Vec<rmpv::Value> = vec![
+        program.into(),
+        Vec::<rmpv::Value>::new().into(),
+        rmpv::Value::Map(env),
+    ];
+    let notify = PublishOptions::new().notify(true);
+    Client::message("stevedore.command", args, Default::default(), &notify).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_gets_only_the_environment_its_node_names_and_never_stevedores_own() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start_with_env(
+        test_worker_bin!(),
+        &redis,
+        "c",
+        &["--allow-command", "printenv", "--command-env", "SHOWN"],
+        &[
+            ("SHOWN", "shown-value"),
+            ("HIDDEN", "hidden-value"),
+            ("STEVEDORE_TEST_SECRET", "s3cret"),
+        ],
+    );
+    let client = redis.stevedore().await;
+
+    let run = publish_and_run(&client, command_with_env("printenv", &[]), WAIT).await;
+    assert_eq!(run.state, TaskState::Succeeded, "{:?}", run.error);
+    let output = serde_json::to_value(run.result.unwrap()).unwrap()["output"].to_string();
+    assert!(output.contains("SHOWN=shown-value"), "{output}");
+    for leaked in ["hidden-value", "s3cret", "STEVEDORE_", "PATH="] {
+        assert!(
+            !output.contains(leaked),
+            "`{leaked}` reached the command: {output}"
+        );
+    }
+
+    let run = publish_and_run(
+        &client,
+        command_with_env("printenv", &[("SHOWN", "from-call")]),
+        WAIT,
+    )
+    .await;
+    let output = serde_json::to_value(run.result.unwrap()).unwrap()["output"].to_string();
+    assert!(
+        output.contains("SHOWN=from-call"),
+        "a call may set a named variable: {output}"
+    );
+
+    for name in ["PATH", "LD_PRELOAD", "BASH_ENV", "STEVEDORE_TEST_SECRET"] {
+        let run = publish_and_run(
+            &client,
+            command_with_env("printenv", &[(name, "/tmp/evil")]),
+            WAIT,
+        )
+        .await;
+        assert_eq!(run.state, TaskState::Failed, "a call set {name}");
+        let error = run.error.unwrap();
+        assert!(
+            error.contains(&format!("--command-env {name}")) && !error.contains("/tmp/evil"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_worker_refuses_a_program_it_cannot_find_and_stevedores_own_variables() {
+    for (flags, says) in [
+        (
+            &["--allow-command", "no-such-program-here"][..],
+            "--allow-command no-such-program-here: not found",
+        ),
+        (
+            &["--command-env", "STEVEDORE_REDIS_PASSWORD"][..],
+            "--command-env STEVEDORE_REDIS_PASSWORD",
+        ),
+    ] {
+        // Redis is unreachable: a worker that does not refuse at once waits for it.
+        let mut worker = std::process::Command::new(test_worker_bin!())
+            .args(["--redis-url", "redis://127.0.0.1:1", "--node", "c"])
+            .args(flags)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = worker.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                worker.kill().unwrap();
+                panic!("the worker started with {flags:?} instead of refusing to");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let output = worker.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!status.success() && stderr.contains(says), "{stderr}");
+    }
+}

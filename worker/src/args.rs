@@ -64,6 +64,11 @@ pub struct WorkerArgs {
     /// several); none by default.
     #[arg(long = "allow-command", value_name = "PROGRAM")]
     pub allow_commands: Vec<String>,
+    /// Environment variables a `stevedore.command` child gets from this worker's environment,
+    /// and the only ones a call may set (repeat the flag for several); none by default, so a
+    /// child starts with an empty environment. `STEVEDORE_*` variables are refused.
+    #[arg(long = "command-env", value_name = "NAME")]
+    pub command_env: Vec<String>,
     /// How long a cancelled task that can see its cancellation, or a child told to stop, gets
     /// before it is aborted or killed; also added to a soft timeout when no hard one is given.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]

@@ -318,7 +318,7 @@ pub async fn start_pool(args: &WorkerArgs, node: &str) -> anyhow::Result<Pool> {
             ("STEVEDORE_NODE".into(), node.to_owned()),
             (
                 crate::builtin::command::ALLOW_ENV.into(),
-                serde_json::to_string(&args.allow_commands)?,
+                serde_json::to_string(crate::builtin::command::policy())?,
             ),
         ])?),
     };

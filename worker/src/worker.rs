@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::assembly::{beat_template, start_pool, Parts, Runs, Shared};
+use crate::builtin::command::CommandPolicy;
 use crate::hooks::{Hooks, NodeInfo};
 use crate::in_flight::InFlight;
 use crate::pool::Pool;
@@ -33,7 +34,9 @@ const RECORDER_GRACE: Duration = Duration::from_secs(10);
 /// Runs a worker node until `stop` is cancelled (the binary cancels it on SIGINT/SIGTERM).
 pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> anyhow::Result<()> {
     let table = TaskTable::linked()?;
-    crate::builtin::command::allow(args.allow_commands.clone());
+    let commands =
+        CommandPolicy::new(&args.allow_commands, &args.command_env).map_err(anyhow::Error::msg)?;
+    crate::builtin::command::install(commands);
     let node = stevedore_cli::node_name(args.node.as_deref())?;
     let specs = args
         .queues

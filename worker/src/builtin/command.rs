@@ -1,45 +1,146 @@
 //! `stevedore.command`: runs a program, as AWX's jobs run `ansible-playbook`.
 //!
 //! 1. Off unless the node was started with `--allow-command PROGRAM` for that exact program:
-//!    anyone who can write to Redis must not get a shell by default.
-//! 2. Runs it in its own process group with the given arguments and environment, no shell.
+//!    anyone who can write to Redis must not get a shell by default. Each allowed program is
+//!    resolved to an absolute path when the worker starts, so a call cannot redirect it.
+//! 2. Runs it in its own process group with the given arguments, no shell, and a clean
+//!    environment: only the variables the node names with `--command-env NAME`, which a call's
+//!    `env` may set and nothing else; never a `STEVEDORE_*` variable (credentials, keys).
 //! 3. Records the exit status and a bounded tail of its output (stdout and stderr together).
 //! 4. Cancellation and the soft timeout stop the whole process group (SIGTERM, then SIGKILL after
 //!    a grace); an aborted run (hard timeout, shutdown) kills it too.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 use stevedore::{Invocation, TaskError};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-/// The environment variable that carries the allow-list to process-pool children.
+/// The environment variable that carries the node's [`CommandPolicy`] to process-pool
+/// children.
 pub const ALLOW_ENV: &str = "STEVEDORE_ALLOW_COMMANDS";
 /// Bytes of output kept.
 const TAIL_BYTES: usize = 64 * 1024;
 /// How long a told process group gets before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
-static ALLOWED: OnceLock<Vec<String>> = OnceLock::new();
+static POLICY: OnceLock<CommandPolicy> = OnceLock::new();
 
-/// Sets the programs this process may run (once, at start).
-pub fn allow(programs: Vec<String>) {
-    let _ = ALLOWED.set(programs);
+/// Sets what this process may run (once, at start).
+pub fn install(policy: CommandPolicy) {
+    let _ = POLICY.set(policy);
 }
 
-/// The programs this process may run.
-pub fn allowed() -> &'static [String] {
-    ALLOWED.get_or_init(|| {
+/// What this process may run: as installed, or as a process-pool child's parent passed it.
+pub fn policy() -> &'static CommandPolicy {
+    POLICY.get_or_init(|| {
         std::env::var(ALLOW_ENV)
             .ok()
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default()
     })
+}
+
+/// What `stevedore.command` may do on this node, fixed when the worker starts.
+///
+/// ```text
+///  --allow-command NAME ──► NAME resolved on the worker's PATH (or an absolute path) at start;
+///                           a call names NAME, the child is that file, whatever PATH says
+///  --command-env VAR    ──► the child's whole environment: VAR from the worker's own, and a
+///                           call's `env` may set VAR; nothing else, never STEVEDORE_*
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommandPolicy {
+    /// Each allowed program as the node named it, and the file it resolved to.
+    programs: BTreeMap<String, PathBuf>,
+    /// The variables a child gets from the worker's environment; the only ones a call may set.
+    env: Vec<String>,
+}
+
+impl CommandPolicy {
+    /// The policy of `--allow-command` `programs` and `--command-env` `env`; a program that
+    /// is not on the worker's PATH, or a variable that may not be passed, is an error naming
+    /// the flag.
+    pub fn new(programs: &[String], env: &[String]) -> Result<Self, String> {
+        let programs = programs
+            .iter()
+            .map(|name| Ok((name.clone(), resolve(name)?)))
+            .collect::<Result<_, String>>()?;
+        for name in env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(format!("--command-env {name:?}: not a variable name"));
+            }
+            if name.starts_with("STEVEDORE_") {
+                return Err(format!(
+                    "--command-env {name}: stevedore's own variables (credentials, signing keys) never reach a command"
+                ));
+            }
+        }
+        Ok(Self {
+            programs,
+            env: env.to_vec(),
+        })
+    }
+
+    /// The file to run for `program`, if the node allows it.
+    fn program(&self, program: &str) -> Option<&Path> {
+        self.programs.get(program).map(PathBuf::as_path)
+    }
+
+    /// The child's whole environment: the node's variables from this process's environment,
+    /// then the call's, which may set only those.
+    fn environment(
+        &self,
+        call: &BTreeMap<String, String>,
+        node: &str,
+    ) -> Result<BTreeMap<String, String>, TaskError> {
+        if let Some(name) = call.keys().find(|name| !self.env.contains(name)) {
+            return Err(TaskError::fatal(format!(
+                "task `stevedore.command`: the call sets `{name}`, which node {node} does not pass to commands; start the worker with --command-env {name}"
+            )));
+        }
+        let inherited =
+            (self.env.iter()).filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)));
+        Ok(inherited.chain(call.clone()).collect())
+    }
+}
+
+/// `program` as an absolute path: itself when absolute, else the first executable file of
+/// that name on this process's PATH.
+fn resolve(program: &str) -> Result<PathBuf, String> {
+    let path = Path::new(program);
+    if path.is_absolute() {
+        return match is_executable(path) {
+            true => Ok(path.to_path_buf()),
+            false => Err(format!(
+                "--allow-command {program}: no executable file there"
+            )),
+        };
+    }
+    if program.is_empty() || program.contains('/') {
+        return Err(format!(
+            "--allow-command {program:?}: give a program name (found on PATH) or an absolute path"
+        ));
+    }
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&dirs)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| format!("--allow-command {program}: not found on this worker's PATH; give its absolute path"))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The call: `[program, [args...], {env}]` (args and env optional, also as kwargs).
@@ -82,17 +183,18 @@ fn parse(invocation: &mut Invocation) -> Result<Call, TaskError> {
 /// Runs the command of `invocation`.
 pub async fn run(mut invocation: Invocation) -> Result<rmpv::Value, TaskError> {
     let call = parse(&mut invocation)?;
-    if !allowed().contains(&call.program) {
+    let node = invocation.context.node();
+    let Some(file) = policy().program(&call.program) else {
         return Err(TaskError::fatal(format!(
-            "program `{}` is not allowed on node {}; start the worker with --allow-command {}",
-            call.program,
-            invocation.context.node(),
-            call.program
+            "program `{}` is not allowed on node {node}; start the worker with --allow-command {}",
+            call.program, call.program
         )));
-    }
-    let mut child = Command::new(&call.program)
+    };
+    let env = policy().environment(&call.env, node)?;
+    let mut child = Command::new(file)
         .args(&call.args)
-        .envs(&call.env)
+        .env_clear()
+        .envs(&env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,5 +285,35 @@ async fn pump(pipe: Option<impl AsyncRead + Unpin>, tail: Tail) {
             break;
         }
         tail.push(&buffer[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_programs_resolve_to_absolute_files_at_start() {
+        let policy = CommandPolicy::new(&["sh".into()], &[]).unwrap();
+        let sh = policy.program("sh").unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        assert!(policy.program("bash").is_none());
+        for bad in ["no-such-program-here", "bin/sh", "/no/such/file"] {
+            assert!(CommandPolicy::new(&[bad.into()], &[]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_call_sets_only_the_variables_its_node_passes() {
+        assert!(CommandPolicy::new(&[], &["STEVEDORE_SIGNING_KEYS".into()]).is_err());
+        assert!(CommandPolicy::new(&[], &["A=B".into()]).is_err());
+        let policy = CommandPolicy::new(&[], &["LANG".into()]).unwrap();
+        let call = |name: &str| BTreeMap::from([(name.to_owned(), "x".to_owned())]);
+        assert_eq!(policy.environment(&call("LANG"), "n").unwrap()["LANG"], "x");
+        let refused = policy.environment(&call("PATH"), "n").unwrap_err();
+        assert!(
+            refused.message().contains("--command-env PATH"),
+            "{refused}"
+        );
     }
 }
