@@ -185,8 +185,20 @@ fn bad_input_is_one_clear_line() {
         assert!(err.starts_with(expected), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
-    let secret = admin("redis://user:hunter2@127.0.0.1:1", &["queues"]);
-    assert!(!stderr(&secret).contains("hunter2"), "{}", stderr(&secret));
+    for url in [
+        "redis://user:hunter2@127.0.0.1:1",
+        "user:hunter2@127.0.0.1:1",
+        "hunter2@127.0.0.1:1",
+        "redis://127.0.0.1:1/0?password=hunter2",
+        "redis://127.0.0.1:1?db=0&pass=hunter2",
+    ] {
+        let secret = admin(url, &["queues"]);
+        let err = stderr(&secret);
+        assert!(
+            err.starts_with("error: ") && !err.contains("hunter2"),
+            "{url}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -158,18 +158,52 @@ pub(crate) fn read_secret_file(path: &std::path::Path) -> Result<String> {
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
-/// The URL with any password replaced by `***`, safe for logs and errors.
+/// Query parameters whose values are secrets.
+const SECRET_PARAMS: [&str; 6] = ["password", "pass", "passwd", "pwd", "secret", "token"];
+
+/// The URL with any password replaced by `***`, safe for logs and errors: the password of the
+/// user info (`user:***@host`; without `://` a lone `x@host` is hidden too, since it may be a
+/// password), and the values of `password`, `pass`, `passwd`, `pwd`, `secret`, `token` query
+/// parameters.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
     };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
+    let at = rest.rfind('@');
+    let query_start = rest[at.map_or(0, |at| at + 1)..]
+        .find('?')
+        .map(|q| q + at.map_or(0, |at| at + 1));
+    let (base, query) = match query_start {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    let base = match base.rsplit_once('@') {
+        Some((userinfo, host)) => match (userinfo.split_once(':'), scheme) {
+            (Some((user, _)), _) => format!("{user}:***@{host}"),
+            (None, Some(_)) => format!("{userinfo}@{host}"),
+            (None, None) => format!("***@{host}"),
         },
-        None => url.to_owned(),
+        None => base.to_owned(),
+    };
+    let mut shown = match scheme {
+        Some(scheme) => format!("{scheme}://{base}"),
+        None => base,
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str()) => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -189,5 +223,29 @@ mod tests {
             "redis+cluster://app:***@a:1,b:2"
         );
         assert_eq!(redact_url("redis://app@h:1"), "redis://app@h:1");
+    }
+
+    #[test]
+    fn passwords_in_other_forms_never_reach_logs_either() {
+        for (url, shown) in [
+            ("user:secret@h:6379", "user:***@h:6379"),
+            ("secret@h:6379", "***@h:6379"),
+            (
+                "redis://h:1/0?password=secret",
+                "redis://h:1/0?password=***",
+            ),
+            (
+                "redis://h?db=1&Pass=secret&x=y",
+                "redis://h?db=1&Pass=***&x=y",
+            ),
+            ("h:1?pwd=secret", "h:1?pwd=***"),
+            (
+                "redis://u:pa?ss@h:1?token=secret",
+                "redis://u:***@h:1?token=***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("secret"), "{url}");
+        }
     }
 }
