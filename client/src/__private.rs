@@ -35,7 +35,60 @@ impl<T: Serialize + DeserializeOwned> TaskValue for T {
     }
 
     fn from_value(value: rmpv::Value) -> Result<Self, String> {
-        rmpv::ext::from_value(value).map_err(|e| e.to_string())
+        rmpv::ext::from_value(value).map_err(|e| without_values(&e.to_string()))
+    }
+}
+
+/// A decode error that names what was expected and what kind of value was found, never the
+/// value itself (arguments may hold secrets, and decode errors reach logs and records):
+/// serde's `invalid type: string "hunter2", expected u32` becomes `expected u32, found a
+/// string`. Messages that name only the schema (`missing field `x``) are kept.
+pub fn without_values(error: &str) -> String {
+    let error = error
+        .strip_prefix("error while decoding value: ")
+        .unwrap_or(error);
+    let expected = error.rsplit_once("expected ").map(|(_, what)| what.trim());
+    let found = ["invalid type: ", "invalid value: "]
+        .iter()
+        .find_map(|prefix| error.strip_prefix(prefix))
+        .map(|rest| {
+            let kinds = [
+                "string",
+                "integer",
+                "floating point",
+                "boolean",
+                "map",
+                "sequence",
+                "byte array",
+                "unit value",
+                "char",
+                "option",
+                "newtype struct",
+                "enum",
+            ];
+            kinds
+                .iter()
+                .find(|kind| rest.starts_with(*kind))
+                .map_or("another kind of value", |kind| kind)
+        });
+    match (found, expected) {
+        (Some(found), Some(expected)) => {
+            let article = match found.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                true => "an",
+                false => "a",
+            };
+            format!("expected {expected}, found {article} {found}")
+        }
+        _ if error.starts_with("missing field `") || error.starts_with("duplicate field `") => {
+            error.to_owned()
+        }
+        (None, Some(expected)) if error.starts_with("invalid length ") => {
+            format!("wrong number of elements, expected {expected}")
+        }
+        (None, Some(expected)) if error.starts_with("unknown ") => {
+            format!("unknown name, expected {expected}")
+        }
+        _ => "the value does not decode into the parameter's type (not shown)".to_owned(),
     }
 }
 
@@ -172,4 +225,23 @@ pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_name_types_never_values() {
+        let decode = |value: rmpv::Value| u32::from_value(value).unwrap_err();
+        assert_eq!(decode("SECRET-XYZ".into()), "expected u32, found a string");
+        assert_eq!(decode((-5).into()), "expected u32, found an integer");
+        assert_eq!(
+            decode(rmpv::Value::Array(vec!["SECRET".into()])),
+            "expected u32, found a sequence"
+        );
+        let opaque = without_values("custom check failed for SECRET");
+        assert!(!opaque.contains("SECRET"), "{opaque}");
+        assert_eq!(without_values("missing field `id`"), "missing field `id`");
+    }
 }

@@ -242,3 +242,49 @@ async fn builtin_sleep_stops_when_cancelled() {
     let error = outcome.unwrap().unwrap_err();
     assert_eq!(error.kind(), stevedore::TaskErrorKind::Cancelled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argument_values_and_forged_names_never_reach_logs_or_records() {
+    let redis = RedisServer::start();
+    let worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+
+    let record = run_dynamic(
+        &client,
+        "tests.add",
+        vec!["SECRET-XYZ".into(), 2.into()],
+        &[],
+    )
+    .await;
+    let (state, _, error) = outcome(&record).await;
+    assert_eq!(state, TaskState::Failed);
+    let error = error.unwrap();
+    assert!(
+        error.contains("argument `a` has the wrong type: expected i64, found a string"),
+        "{error}"
+    );
+
+    let mut forged = Client::message("tests.add", vec![], Default::default(), &notify()).unwrap();
+    forged.task = "no.such\nERROR forged line".into();
+    let record = client
+        .publish(forged)
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(record.state(), TaskState::Failed);
+
+    let log = worker.log_lines();
+    assert!(
+        log.iter().all(|line| !line.contains("SECRET-XYZ")),
+        "an argument reached the log:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().all(|line| !line.starts_with("ERROR forged")),
+        "a task name forged a log line:\n{}",
+        log.join("\n")
+    );
+    assert!(!error.contains("SECRET-XYZ"));
+}

@@ -142,8 +142,10 @@ impl ExecutorParts {
                 return false;
             }
         };
-        let span = tracing::info_span!("task", task.name = %message.task, task.id = %message.id,
-            queue = %message.queue, attempt = message.tried + 1);
+        // Escaped: a name, id or queue written by a foreign producer must not forge log lines.
+        let span = tracing::info_span!("task", task.name = %message.task.escape_debug(),
+            task.id = %message.id.escape_debug(), queue = %message.queue.escape_debug(),
+            attempt = message.tried + 1);
         if !self
             .dedup_start(delivery, group, &message)
             .instrument(span.clone())
@@ -257,7 +259,10 @@ impl ExecutorParts {
         let (state, outcome) = match self.table.get(&message.task) {
             None => (
                 TaskState::Failed,
-                Err(TaskError::fatal(format!("unknown task {}", message.task))),
+                Err(TaskError::fatal(format!(
+                    "unknown task {}",
+                    message.task.escape_debug()
+                ))),
             ),
             Some(task) => self.run_task(task, message).await,
         };

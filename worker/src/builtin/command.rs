@@ -156,7 +156,8 @@ fn parse(invocation: &mut Invocation) -> Result<Call, TaskError> {
     let mut take = |name: &str| positional.next().or_else(|| named.remove(name));
     let decode_error = |name: &str, e: String| {
         TaskError::fatal(format!(
-            "task `stevedore.command`: argument `{name}` has the wrong type: {e}"
+            "task `stevedore.command`: argument `{name}` has the wrong type: {}",
+            stevedore::__private::without_values(&e)
         ))
     };
     let program: String = match take("program") {
