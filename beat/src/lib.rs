@@ -38,7 +38,7 @@ pub struct BeatArgs {
     pub config: Option<PathBuf>,
     /// How long the leader's lease lasts without renewal: a standby takes over about this long
     /// after the leader dies.
-    #[arg(long, default_value = "3s", value_parser = stevedore_cli::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = stevedore_cli::parse_period)]
     pub lease: Duration,
 }
 

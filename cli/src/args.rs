@@ -134,17 +134,42 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is not a size; write e.g. 512MiB or 2GiB"))
 }
 
+/// The longest duration any flag takes (100 years): a longer one is a typo, and would overflow
+/// the clocks it is added to.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Parses `500ms`, `30s`, `5m`, `1h`, `1d` (and combinations such as `1m 30s`); a bare number
-/// is seconds.
+/// is seconds. At most 100 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+    let parsed = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
         }
+        Ok(_) => {
+            return Err(format!(
+                "`{text}` is not a duration; write e.g. 500ms, 30s, 5m, 1h"
+            ))
+        }
+        Err(_) => humantime::parse_duration(text).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write e.g. 500ms, 30s, 5m, 1h")
+        })?,
+    };
+    match parsed > LONGEST {
+        true => Err(format!("`{text}` is longer than 100 years")),
+        false => Ok(parsed),
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 30s, 5m, 1h"))
+}
+
+/// [`parse_duration`], refusing zero: for periods and lifetimes (`--heartbeat`, `--lease`,
+/// `--record-ttl`, `--block`), where 0 would start a half-dead process.
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "`{text}` is zero; give a positive duration, e.g. 2s"
+        )),
+        period => Ok(period),
+    }
 }
 
 /// This node's name: `given`, else the host name; checked as a queue name (it names the
@@ -183,5 +208,14 @@ mod tests {
         assert!(parse_duration("soon")
             .unwrap_err()
             .contains("not a duration"));
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_not_panicked_on() {
+        for text in ["1e30", "1e19", "inf", "-1", "NaN", "200y"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert!(parse_period("0").is_err() && parse_period("0s").is_err());
+        assert_eq!(parse_period("2s").unwrap(), Duration::from_secs(2));
     }
 }

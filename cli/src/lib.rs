@@ -21,7 +21,8 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 pub use args::{
-    node_name, parse_duration, parse_size, CallArgs, ControlArgs, GlobalArgs, TargetArgs,
+    node_name, parse_duration, parse_period, parse_size, CallArgs, ControlArgs, GlobalArgs,
+    TargetArgs,
 };
 
 /// Logs to stderr at `level` (`info` for long-lived binaries, `warn` for the admin CLI) unless

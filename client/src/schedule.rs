@@ -55,6 +55,9 @@ impl FromStr for Missed {
             "once" => Ok(Self::Once),
             "all" => Ok(Self::All(100)),
             _ => match text.strip_prefix("all:").and_then(|n| n.parse().ok()) {
+                Some(0) => Err(Error::InvalidOptions(format!(
+                    "missed-run policy `{text}`: all:N fires at most N missed runs; N must be 1 or more (or use skip)"
+                ))),
                 Some(cap) => Ok(Self::All(cap)),
                 None => Err(Error::InvalidOptions(format!(
                     "missed-run policy `{text}` is not skip, once, all or all:N"
@@ -97,9 +100,21 @@ pub struct Schedule {
 impl Timing {
     /// Checks the expression; a bad one is a clear error naming it.
     pub fn validate(&self) -> Result<()> {
+        if let Self::Every { ms } = self {
+            if *ms < Self::SHORTEST_INTERVAL_MS {
+                return Err(Error::InvalidOptions(format!(
+                    "an interval of {ms} ms is shorter than beat can keep ({} ms at least)",
+                    Self::SHORTEST_INTERVAL_MS
+                )));
+            }
+        }
         self.next_after(0, Utc::now().timestamp_millis().max(0) as u64)
             .map(|_| ())
     }
+
+    /// The shortest interval `Every` accepts: beat looks for due schedules about every 500 ms
+    /// and fires a burst at once, so shorter intervals would only pile up missed runs.
+    pub const SHORTEST_INTERVAL_MS: u64 = 100;
 
     /// The first fire time strictly after `after_ms`; `origin_ms` anchors intervals. `None`
     /// when the schedule has no more times (an RRULE with COUNT or UNTIL).

@@ -287,3 +287,94 @@ fn enqueue_delay_holds_the_task_back() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("is not a time"), "{}", stderr(&bad));
 }
+
+/// Runs `bin` with `args` against an unreachable Redis: a bad value must be refused before
+/// anything connects (a process that accepted it would wait for Redis, and be killed here).
+fn refused(bin: &str, args: &[&str]) -> String {
+    let mut child = Command::new(bin)
+        .args(["--redis-url", "redis://127.0.0.1:1"])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{args:?} was accepted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let err = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+    assert!(!status.success(), "{args:?} was accepted: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    err
+}
+
+#[test]
+fn bad_numbers_are_refused_at_parse_time_without_a_panic() {
+    let worker = test_worker_bin!();
+    let admin = env!("CARGO_BIN_EXE_test-admin");
+    let beat = env!("CARGO_BIN_EXE_test-beat");
+    let cases: [(&str, Vec<&str>, &str); 13] = [
+        (worker, vec!["--heartbeat", "0"], "is zero"),
+        (worker, vec!["--record-ttl", "0s"], "is zero"),
+        (worker, vec!["--block", "1e30"], "longer than 100 years"),
+        (
+            worker,
+            vec!["--heartbeat", "2s", "--lost-after", "2s"],
+            "--lost-after",
+        ),
+        (beat, vec!["--lease", "0"], "is zero"),
+        (
+            admin,
+            vec!["enqueue", "t", "--delay", "1e30"],
+            "longer than 100 years",
+        ),
+        (
+            admin,
+            vec!["status", "--timeout", "1e19"],
+            "longer than 100 years",
+        ),
+        (
+            admin,
+            vec!["enqueue", "t", "--eta", "99999999999999999"],
+            "not a time",
+        ),
+        (
+            admin,
+            vec!["enqueue", "t", "--eta", "2026-02-31T00:00:00Z"],
+            "not a time",
+        ),
+        (
+            admin,
+            vec!["schedule", "add", "s", "t", "--every", "1ms"],
+            "shorter than",
+        ),
+        (
+            admin,
+            vec![
+                "schedule", "add", "s", "t", "--every", "1s", "--missed", "all:0",
+            ],
+            "all:N",
+        ),
+        (
+            admin,
+            vec!["schedule", "add", "s", "t", "--every", "0"],
+            "shorter than",
+        ),
+        (
+            admin,
+            vec!["enqueue", "t", "--eta", "10000-01-01T00:00:00Z"],
+            "not a time",
+        ),
+    ];
+    for (bin, args, says) in cases {
+        let err = refused(bin, &args);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -192,6 +192,86 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_user_may_run_every_admin_command() {
+    let redis = TlsRedis::start(&documented_acl(), true);
+    let ca = redis.ca_file().display().to_string();
+    let worker_env = [
+        ("STEVEDORE_REDIS_CA_FILE", ca.as_str()),
+        ("STEVEDORE_REDIS_USERNAME", "stevedore-worker"),
+    ];
+    let worker_pw = password("stevedore-worker");
+    let worker_url = redis.url(Some(("stevedore-worker", &worker_pw)));
+    let _worker = WorkerProcess::start_at(test_worker_bin!(), &worker_url, "w", &[], &worker_env);
+    let producer = redis.url(Some((
+        "stevedore-producer",
+        &password("stevedore-producer"),
+    )));
+    let admin = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_test-admin"))
+            .args(["--redis-url", &producer])
+            .args(args)
+            .env("STEVEDORE_REDIS_CA_FILE", &ca)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !is_refusal(&text),
+            "the producer may not run {args:?}: {text}"
+        );
+        (out.status.success(), text)
+    };
+    let (_, id) = admin(&["enqueue", "tests.add", "--args", "[1, 2]", "--wait"]);
+    let id = id.lines().next().unwrap().to_owned();
+    admin(&["enqueue", "tests.count_run", "--node", "auto"]);
+    let client = stevedore::Client::with_config(config(&redis, "stevedore-producer"))
+        .await
+        .unwrap();
+    let fast = PublishOptions::new()
+        .notify(true)
+        .retries(1)
+        .backoff(Duration::from_millis(1), Duration::from_millis(1));
+    let failing = stevedore::Client::message(
+        "stevedore.fail",
+        vec!["x".into()],
+        Default::default(),
+        &fast,
+    )
+    .unwrap();
+    let dead = client.publish(failing).await.unwrap();
+    assert_eq!(dead.wait(WAIT).await.unwrap().state(), TaskState::Dead);
+    let (_, listed) = admin(&["dead", "list", "--json"]);
+    let letters: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    let entry = letters[0]["entry"].as_str().unwrap().to_owned();
+    admin(&["dead", "show", &entry]);
+    for args in [
+        vec!["task", id.as_str()],
+        vec!["queues"],
+        vec!["nodes"],
+        vec!["status", "--all"],
+        vec!["running", "--all"],
+        vec!["reload", "--node", "w"],
+        vec!["cancel", id.as_str()],
+        vec!["queue", "pause", "default"],
+        vec!["queue", "resume", "default"],
+        vec!["schedule", "add", "s", "tests.count_run", "--every", "1h"],
+        vec!["schedule", "list"],
+        vec!["schedule", "show", "s"],
+        vec!["schedule", "pause", "s"],
+        vec!["schedule", "resume", "s"],
+        vec!["schedule", "remove", "s"],
+        vec!["dead", "list"],
+        vec!["dead", "requeue", "--all"],
+        vec!["dead", "purge"],
+    ] {
+        admin(&args);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_without_the_ca_and_wrong_passwords_are_refused_in_one_line() {
     let redis = TlsRedis::start(&documented_acl(), true);
     let untrusted = BrokerConfig::new(redis.url(None), "stevedore");

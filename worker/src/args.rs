@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use stevedore_cli::{parse_duration, parse_size, GlobalArgs};
+use stevedore_cli::{parse_duration, parse_period, parse_size, GlobalArgs};
 
 use crate::pool::PoolKind;
 
@@ -41,11 +41,11 @@ pub struct WorkerArgs {
     #[arg(long, value_parser = parse_size)]
     pub max_memory_per_child: Option<u64>,
     /// How often this node records its heartbeat.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_period)]
     pub heartbeat: Duration,
     /// A node whose heartbeat is older than this is lost: its capacity counts as zero and its
     /// work is reaped by a live peer.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = parse_period)]
     pub lost_after: Duration,
     /// Move the tasks waiting in a lost node's own queue to this shared queue (default: they
     /// wait for the node to come back).
@@ -77,11 +77,25 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
     /// How long task records and results are kept (e.g. 1d, 12h).
-    #[arg(long, default_value = "1d", value_parser = parse_duration)]
+    #[arg(long, default_value = "1d", value_parser = parse_period)]
     pub record_ttl: Duration,
     /// Longest block of one read on Redis; shorter means faster reconnects, more idle traffic.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_period)]
     pub block: Duration,
+}
+
+impl WorkerArgs {
+    /// Checks what one flag cannot check alone: a heartbeat must be more frequent than the
+    /// silence that makes a node lost, or peers reap live workers.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.lost_after <= self.heartbeat {
+            return Err(format!(
+                "--lost-after {:?} must be longer than --heartbeat {:?} (a few heartbeats: the default is 15s against 2s)",
+                self.lost_after, self.heartbeat
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `--max-workers`: a number or `auto`.

@@ -33,6 +33,7 @@ const RECORDER_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs a worker node until `stop` is cancelled (the binary cancels it on SIGINT/SIGTERM).
 pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> anyhow::Result<()> {
+    args.validate().map_err(anyhow::Error::msg)?;
     let table = TaskTable::linked()?;
     let commands =
         CommandPolicy::new(&args.allow_commands, &args.command_env).map_err(anyhow::Error::msg)?;

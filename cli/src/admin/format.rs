@@ -49,52 +49,27 @@ pub fn timestamp(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
-/// Parses `2026-01-01T09:00:00Z` (UTC, optional `.fff`, `Z` or `+00:00`) or Unix seconds into
-/// milliseconds since the epoch.
-pub fn parse_time(text: &str) -> Result<u64, String> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(secs * 1000);
-    }
-    let bad =
-        || format!("`{text}` is not a time; write 2026-01-01T09:00:00Z (UTC) or Unix seconds");
-    let text = text
-        .strip_suffix('Z')
-        .or_else(|| text.strip_suffix("+00:00"))
-        .ok_or_else(bad)?;
-    let (date, time) = text.split_once('T').ok_or_else(bad)?;
-    let numbers = |part: &str, sep: char| -> Result<Vec<u64>, String> {
-        part.split(sep)
-            .map(|n| n.parse::<u64>().map_err(|_| bad()))
-            .collect()
-    };
-    let (time, millis) = match time.split_once('.') {
-        Some((time, fraction)) => {
-            let digits: String = fraction.chars().chain("000".chars()).take(3).collect();
-            (time, digits.parse::<u64>().map_err(|_| bad())?)
-        }
-        None => (time, 0),
-    };
-    let (ymd, hms) = (numbers(date, '-')?, numbers(time, ':')?);
-    let [y, m, d] = <[u64; 3]>::try_from(ymd).map_err(|_| bad())?;
-    let [h, min, s] = <[u64; 3]>::try_from(hms).map_err(|_| bad())?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
-        return Err(bad());
-    }
-    let days = days_from_civil(y as i64, m as u32, d as u32);
-    let secs = u64::try_from(days).map_err(|_| bad())? * 86_400 + h * 3600 + min * 60 + s;
-    Ok(secs * 1000 + millis)
-}
+/// The latest time accepted (the end of year 9999), in ms since the epoch.
+const LATEST_MS: u64 = 253_402_300_799_999;
 
-/// A (year, month, day) of the proleptic Gregorian calendar to days since 1970-01-01 (Howard
-/// Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = (i64::from(month) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Parses an RFC 3339 time with its offset (`2026-01-01T09:00:00Z`,
+/// `2026-01-01T10:00:00+01:00`, optional fraction) or Unix seconds into milliseconds since the
+/// epoch. Dates that do not exist (February 31) and times after year 9999 are refused.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("`{text}` is not a time; write 2026-01-01T09:00:00Z (an offset such as +01:00 works too) or Unix seconds")
+    };
+    let ms = match text.parse::<u64>() {
+        Ok(secs) => secs.checked_mul(1000).ok_or_else(bad)?,
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
+            u64::try_from(at.timestamp_millis()).map_err(|_| format!("`{text}` is before 1970"))?
+        }
+    };
+    match ms > LATEST_MS {
+        true => Err(format!("`{text}` is after year 9999")),
+        false => Ok(ms),
+    }
 }
 
 /// Days since 1970-01-01 to a (year, month, day) of the proleptic Gregorian calendar
@@ -135,6 +110,16 @@ mod tests {
         );
         assert!(parse_time("tomorrow").is_err());
         assert!(parse_time("2026-13-01T00:00:00Z").is_err());
+        assert!(
+            parse_time("2026-02-31T00:00:00Z").is_err(),
+            "February 31 does not exist"
+        );
+        assert_eq!(
+            parse_time("2026-01-01T01:00:00+01:00").unwrap(),
+            parse_time("2026-01-01T00:00:00Z").unwrap()
+        );
+        assert!(parse_time("99999999999999999").is_err(), "no wrap-around");
+        assert!(parse_time("10000-01-01T00:00:00Z").is_err());
     }
 
     #[test]

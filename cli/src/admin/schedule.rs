@@ -54,7 +54,7 @@ pub struct AddArgs {
     #[command(flatten)]
     call: CallArgs,
     /// Fire every DUR (e.g. 30s, 5m).
-    #[arg(long, value_parser = parse_duration, group = "when", required_unless_present_any = ["cron", "rrule"])]
+    #[arg(long, value_parser = parse_interval, group = "when", required_unless_present_any = ["cron", "rrule"])]
     every: Option<Duration>,
     /// Fire on this crontab expression (5 fields, or 6 with seconds first).
     #[arg(long, group = "when")]
@@ -66,8 +66,20 @@ pub struct AddArgs {
     #[arg(long, group = "when")]
     rrule: Option<String>,
     /// Runs missed while no beat ran: skip, once (default), all, or all:N.
-    #[arg(long, default_value = "once")]
-    missed: String,
+    #[arg(long, default_value = "once", value_parser = |s: &str| s.parse::<Missed>().map_err(|e| e.to_string()))]
+    missed: Missed,
+}
+
+/// `--every`: a duration no shorter than beat can keep.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let every = parse_duration(text)?;
+    let shortest = Timing::SHORTEST_INTERVAL_MS;
+    match every.as_millis() < u128::from(shortest) {
+        true => Err(format!(
+            "`{text}` is shorter than beat can keep ({shortest} ms at least)"
+        )),
+        false => Ok(every),
+    }
 }
 
 /// Runs a schedule command.
@@ -112,7 +124,7 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
         kwargs: parse_kwargs(&args.call.kwargs)?,
         queue,
         timing,
-        missed: args.missed.parse::<Missed>()?,
+        missed: args.missed,
         paused: false,
         created_at: stevedore::now_ms(),
         last_fired_at: None,
