@@ -378,3 +378,68 @@ fn bad_numbers_are_refused_at_parse_time_without_a_panic() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_requeue_all_goes_on_past_letters_it_cannot_open_and_dead_delete_removes_them() {
+    use std::time::Duration;
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    let mut conn = redis.connection().await;
+    let _: String = redis::cmd("XADD")
+        .arg(stevedore_tests::stream_of("default"))
+        .arg("*")
+        .arg("m")
+        .arg(b"\xc1 not a message".as_slice())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let queue = stevedore::Destination::queue("default").unwrap();
+    let garbage = stevedore_tests::eventually(
+        "the bad bytes dead-lettered",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let queue = queue.clone();
+            async move { client.broker().dead_letters(&queue, 10).await.ok()?.pop() }
+        },
+    )
+    .await
+    .entry_id;
+    let fast = stevedore::PublishOptions::new()
+        .notify(true)
+        .retries(1)
+        .backoff(Duration::from_millis(1), Duration::from_millis(1));
+    let failing = stevedore::Client::message(
+        "stevedore.fail",
+        vec!["x".into()],
+        Default::default(),
+        &fast,
+    )
+    .unwrap();
+    let dead = client.publish(failing).await.unwrap();
+    assert_eq!(
+        dead.wait(Duration::from_secs(30)).await.unwrap().state(),
+        stevedore::TaskState::Dead
+    );
+
+    let shown = admin(&redis.url(), &["dead", "show", &garbage, "--json"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let requeued = admin(&redis.url(), &["dead", "requeue", "--all"]);
+    assert_eq!(requeued.status.code(), Some(1), "{}", stderr(&requeued));
+    assert!(
+        stderr(&requeued).contains(&format!("cannot requeue {garbage}")),
+        "{}",
+        stderr(&requeued)
+    );
+    assert_eq!(
+        stdout_lines(&requeued).len(),
+        1,
+        "the good letter was requeued past the bad one"
+    );
+
+    let deleted = admin(&redis.url(), &["dead", "delete", &garbage]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let gone = admin(&redis.url(), &["dead", "show", &garbage]);
+    assert_eq!(gone.status.code(), Some(1));
+}

@@ -1,4 +1,4 @@
-//! `stevedore dead list|show|requeue|purge [--queue Q]`.
+//! `stevedore dead list|show|requeue|delete|purge [--queue Q]`.
 
 use std::process::ExitCode;
 
@@ -15,8 +15,11 @@ pub enum DeadCommand {
     List(ListArgs),
     /// Shows one dead letter, with its message.
     Show(EntryArgs),
-    /// Puts dead letters back on their queue, with a fresh retry budget.
+    /// Puts dead letters back on their queue, with a fresh retry budget; goes on past those
+    /// that cannot be (reported), and exits non-zero if there was one.
     Requeue(RequeueArgs),
+    /// Deletes dead letters by entry id.
+    Delete(DeleteArgs),
     /// Deletes every dead letter of a queue.
     Purge(QueueArg),
 }
@@ -67,12 +70,23 @@ pub struct RequeueArgs {
     queue: QueueArg,
 }
 
+/// `dead delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Dead letter entry ids.
+    #[arg(required = true)]
+    entries: Vec<String>,
+    #[command(flatten)]
+    queue: QueueArg,
+}
+
 /// Runs a dead-letter command.
 pub async fn run(client: &Client, command: DeadCommand) -> anyhow::Result<ExitCode> {
     match command {
         DeadCommand::List(args) => list(client, args).await,
         DeadCommand::Show(args) => show(client, args).await,
         DeadCommand::Requeue(args) => requeue(client, args).await,
+        DeadCommand::Delete(args) => delete(client, args).await,
         DeadCommand::Purge(args) => {
             let queue = Destination::from_wire_name(&args.queue)?;
             let purged = client.broker().purge_dead(&queue).await?;
@@ -108,14 +122,14 @@ async fn list(client: &Client, args: ListArgs) -> anyhow::Result<ExitCode> {
 
 async fn show(client: &Client, args: EntryArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let letters = client
+    let Some(letter) = client
         .broker()
-        .dead_letters(&queue, usize::MAX >> 1)
-        .await?;
-    let Some(letter) = letters.iter().find(|l| l.entry_id == args.entry) else {
+        .find_dead_letter(&queue, &args.entry)
+        .await?
+    else {
         anyhow::bail!("no dead letter {} in queue {queue}", args.entry);
     };
-    let json = letter_json(letter);
+    let json = letter_json(&letter);
     if args.json {
         say!("{json}");
     } else {
@@ -124,31 +138,83 @@ async fn show(client: &Client, args: EntryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Dead letters read per round trip by `requeue --all`.
+const PAGE: usize = 100;
+
 async fn requeue(client: &Client, args: RequeueArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let entries = if args.all {
-        let letters = client
-            .broker()
-            .dead_letters(&queue, usize::MAX >> 1)
-            .await?;
-        letters.into_iter().map(|l| l.entry_id).collect()
-    } else {
-        args.entries
+    let mut failed = 0;
+    if !args.all {
+        for entry in &args.entries {
+            failed += usize::from(!requeue_one(client, &queue, entry).await?);
+        }
+        return Ok(exit_code(failed));
+    }
+    // Only the letters there now: a requeued task that dies again is not requeued again.
+    let Some(newest) = client.broker().newest_dead_letter(&queue).await? else {
+        return Ok(ExitCode::SUCCESS);
     };
+    let mut after: Option<String> = None;
+    'pages: loop {
+        let page = (client.broker())
+            .dead_letters_after(&queue, after.as_deref(), PAGE)
+            .await?;
+        for letter in &page {
+            if stream_id(&letter.entry_id) > stream_id(&newest) {
+                break 'pages;
+            }
+            failed += usize::from(!requeue_one(client, &queue, &letter.entry_id).await?);
+        }
+        match page.last() {
+            Some(last) => after = Some(last.entry_id.clone()),
+            None => break,
+        }
+    }
+    Ok(exit_code(failed))
+}
+
+/// Requeues one dead letter; false (said on stderr) when it is gone or its bytes do not open.
+async fn requeue_one(client: &Client, queue: &Destination, entry: &str) -> anyhow::Result<bool> {
+    match client.broker().requeue_dead(queue, entry).await {
+        Ok(true) => say!("requeued {entry}"),
+        Ok(false) => {
+            eprintln!("no dead letter {entry} in queue {queue}");
+            return Ok(false);
+        }
+        Err(error @ (stevedore::Error::Decode { .. } | stevedore::Error::Signature(_))) => {
+            eprintln!("cannot requeue {entry}: {error}; it stays (see `dead show`, `dead delete`)");
+            return Ok(false);
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(true)
+}
+
+async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let queue = Destination::from_wire_name(&args.queue.queue)?;
     let mut missing = 0;
-    for entry in &entries {
-        if client.broker().requeue_dead(&queue, entry).await? {
-            say!("requeued {entry}");
+    for entry in &args.entries {
+        if client.broker().delete_dead(&queue, entry).await? {
+            say!("deleted {entry}");
         } else {
             eprintln!("no dead letter {entry} in queue {queue}");
             missing += 1;
         }
     }
-    Ok(if missing == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(missing))
+}
+
+/// A stream entry id (`MS-SEQ`) as comparable numbers.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+fn exit_code(failures: usize) -> ExitCode {
+    match failures {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }
 
 fn letter_json(letter: &DeadLetter) -> serde_json::Value {

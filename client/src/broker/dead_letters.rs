@@ -137,9 +137,20 @@ impl Broker {
         destination: &Destination,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
+        self.dead_letters_after(destination, None, limit).await
+    }
+
+    /// Up to `limit` dead letters of `destination` after entry `after` (from the oldest when
+    /// `None`), oldest first: pages through dead letters without loading them all.
+    pub async fn dead_letters_after(
+        &self,
+        destination: &Destination,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
         let reply: Value = redis::cmd("XRANGE")
             .arg(self.keys().dead_letters(destination))
-            .arg("-")
+            .arg(after.map_or_else(|| "-".to_owned(), |id| format!("({id}")))
             .arg("+")
             .arg("COUNT")
             .arg(limit)
@@ -151,19 +162,53 @@ impl Broker {
             .collect())
     }
 
-    /// Requeues dead letter `entry_id` of `destination` as its next attempt, with its retry
-    /// budget reset (the task's default); returns whether it was still there.
-    pub async fn requeue_dead(&self, destination: &Destination, entry_id: &str) -> Result<bool> {
+    /// The entry id of the newest dead letter of `destination`, if there is one.
+    pub async fn newest_dead_letter(&self, destination: &Destination) -> Result<Option<String>> {
+        let newest: Value = redis::cmd("XREVRANGE")
+            .arg(self.keys().dead_letters(destination))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(reply::entries(newest)?.pop().map(|entry| entry.id))
+    }
+
+    /// Dead letter `entry_id` of `destination`, if it is there.
+    pub async fn find_dead_letter(
+        &self,
+        destination: &Destination,
+        entry_id: &str,
+    ) -> Result<Option<DeadLetter>> {
         let found: Value = redis::cmd("XRANGE")
             .arg(self.keys().dead_letters(destination))
             .arg(entry_id)
             .arg(entry_id)
             .query_async(&mut self.commands())
             .await?;
-        let Some(entry) = reply::entries(found)?.pop() else {
+        Ok(reply::entries(found)?
+            .pop()
+            .map(|entry| dead_letter(destination, entry)))
+    }
+
+    /// Deletes dead letter `entry_id` of `destination`; returns whether it was there.
+    pub async fn delete_dead(&self, destination: &Destination, entry_id: &str) -> Result<bool> {
+        let deleted: u64 = redis::cmd("XDEL")
+            .arg(self.keys().dead_letters(destination))
+            .arg(entry_id)
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    /// Requeues dead letter `entry_id` of `destination` as its next attempt, with its retry
+    /// budget reset (the task's default); returns whether it was still there. A letter whose
+    /// bytes do not open (not a message, a bad signature) is an error and stays.
+    pub async fn requeue_dead(&self, destination: &Destination, entry_id: &str) -> Result<bool> {
+        let Some(letter) = self.find_dead_letter(destination, entry_id).await? else {
             return Ok(false);
         };
-        let letter = dead_letter(destination, entry);
         let mut message = self.open(&letter.raw)?;
         message.retries = None;
         message.eta = None;
