@@ -643,3 +643,38 @@ async fn an_outage_longer_than_lost_after_reaps_no_live_worker() {
         Some(&1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_holder_releases_its_on_duplicate_key_when_it_is_reaped() {
+    let redis = RedisServer::start();
+    let mut doomed = WorkerProcess::start(test_worker_bin!(), &redis, "doomed", &args(&[]));
+    let client = redis.stevedore().await;
+    let discard = PublishOptions::new().on_duplicate(stevedore::OnDuplicate::Discard);
+    let holder = tasks::block::apply_async(&client, (), discard.clone())
+        .await
+        .unwrap();
+    running(&client, holder.id()).await;
+    let copy = tasks::block::apply_async(&client, (), discard.clone())
+        .await
+        .unwrap();
+    assert!(
+        copy.discarded(),
+        "a copy is discarded while the holder runs"
+    );
+    let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
+
+    doomed.signal(Signal::SIGKILL);
+    doomed.wait_exit(WAIT);
+    assert_eq!(
+        finished(&client, holder.id(), WAIT).await.state(),
+        TaskState::Failed
+    );
+    let again = tasks::block::apply_async(&client, (), discard)
+        .await
+        .unwrap();
+    assert!(
+        !again.discarded(),
+        "the reaped holder still blocks the same call"
+    );
+    running(&client, again.id()).await;
+}

@@ -20,6 +20,8 @@
 //! 4. After an outage (Redis down, a failover slower than `--lost-after`) every beat is stale at
 //!    once. A reaper reaps only once its own beat has been fresh for `--lost-after` in a row, so
 //!    live peers have beaten again by then and only the truly lost are reaped.
+//! 5. A reaped run that is not run again releases its on_duplicate key (and queues the copy
+//!    parked behind it), so a lost holder does not block the same call for the key's hour.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,6 +174,10 @@ impl Reaper {
             .await?;
         if let (true, Some(message)) = (reaped, message) {
             self.record_lost(&message, lost, requeued).await?;
+            if !requeued {
+                // Its run ended for good here: the same call may run again (rule 5).
+                self.broker.release_duplicate(destination, &message).await?;
+            }
         }
         Ok(reaped)
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::scripts::{DUP_PUBLISH, DUP_START};
+use super::scripts::{DUP_FINISH, DUP_PUBLISH, DUP_START};
 use super::Broker;
 use crate::{Destination, Message, Result};
 
@@ -59,5 +59,26 @@ impl Broker {
             .invoke_async(&mut self.commands())
             .await?;
         Ok(run == 1)
+    }
+
+    /// Releases the on_duplicate key of `message` (in `destination`) if task `message.id`
+    /// holds it, queueing the next parked copy: for a holder that ended without recording
+    /// (reaped with its lost node). Returns whether it held the key.
+    pub async fn release_duplicate(
+        &self,
+        destination: &Destination,
+        message: &Message,
+    ) -> Result<bool> {
+        let Some((_, key)) = crate::dedup_policy(message) else {
+            return Ok(false);
+        };
+        let released: i64 = DUP_FINISH
+            .key(self.keys().stream(destination))
+            .key(self.keys().dup(destination, key))
+            .key(self.keys().dup_parked(destination, key))
+            .arg(&message.id)
+            .invoke_async(&mut self.commands())
+            .await?;
+        Ok(released == 1)
     }
 }
