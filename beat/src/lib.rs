@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser};
-use stevedore::Client;
+use stevedore::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use config::load_config;
@@ -62,7 +62,10 @@ pub fn main() -> ExitCode {
 
 /// Runs a beat until `stop`.
 pub async fn run(args: BeatArgs, stop: CancellationToken) -> anyhow::Result<()> {
-    let client = Client::connect(&args.global.redis_url, &args.global.namespace).await?;
+    let config = ClientConfig::new(&args.global.redis_url, &args.global.namespace);
+    let Some(client) = stevedore_cli::connect_waiting(config, &stop).await? else {
+        return Ok(());
+    };
     if let Some(path) = &args.config {
         for schedule in load_config(path)? {
             let unchanged = matches!(client.schedule(&schedule.name).await?,

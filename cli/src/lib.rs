@@ -5,7 +5,8 @@
 //!    ([`parse_duration`], [`parse_size`]).
 //! 2. Logging to stderr ([`init_logging`]) and one-line errors ([`fail`]).
 //! 3. Long-lived binaries ([`run_until_signalled`]): the first SIGINT/SIGTERM asks for a
-//!    graceful stop, the second exits at once (what is unfinished stays pending in Redis).
+//!    graceful stop, the second exits at once (what is unfinished stays pending in Redis);
+//!    they wait for Redis at start ([`connect_waiting`]) instead of exiting.
 //! 4. [`admin`]: the `stevedore` commands, a thin layer over the client API.
 //!
 //! The crate graph is `stevedore-macros <- stevedore <- stevedore-cli <- stevedore-worker,
@@ -63,5 +64,37 @@ where
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
+    }
+}
+
+/// Connects, retrying with capped backoff while Redis is unreachable (one log line per state
+/// change); a bad URL fails at once. `None` when stopped before Redis answered.
+pub async fn connect_waiting(
+    config: stevedore::ClientConfig,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<stevedore::Client>> {
+    let mut backoff = std::time::Duration::from_millis(200);
+    let mut warned = false;
+    loop {
+        match stevedore::Client::with_config(config.clone()).await {
+            Ok(client) => {
+                if warned {
+                    tracing::info!("redis answers; starting");
+                }
+                return Ok(Some(client));
+            }
+            Err(error @ stevedore::Error::Unreachable { .. }) => {
+                if !warned {
+                    tracing::warn!(%error, "waiting for redis");
+                    warned = true;
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
     }
 }

@@ -315,3 +315,87 @@ async fn runs_claimed_by_a_beat_that_died_before_publishing_are_published_once()
     );
     assert_eq!(run_count(&redis).await.get(&run_id), Some(&1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beat_started_before_redis_waits_for_it_then_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("later.sock");
+    let url = format!("unix://{}", socket.display());
+    let log = dir.path().join("beat.log");
+    let _beat = Beat(
+        Command::new(env!("CARGO_BIN_EXE_test-beat"))
+            .args(["--redis-url", &url, "--lease", "1s"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logged = |what: &'static str| {
+        let log = log.clone();
+        move || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains(what).then_some(())
+        }
+    };
+    let waiting = logged("waiting for redis");
+    eventually("beat to wait for redis", WAIT, || {
+        let waiting = waiting.clone();
+        async move { waiting() }
+    })
+    .await;
+    let server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&socket)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Beat(server);
+    eventually("the server to answer", WAIT, || {
+        let url = url.clone();
+        async move {
+            stevedore::Client::connect(&url, "stevedore")
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
+    let _worker = WorkerProcess::start_at(test_worker_bin!(), &url, "w", &[], &[]);
+    let added = stevedore_tests::run_cli(
+        test_admin_bin!(),
+        &url,
+        &[
+            "schedule",
+            "add",
+            "early",
+            "tests.count_run",
+            "--every",
+            "200ms",
+        ],
+    );
+    assert!(added.status.success(), "{:?}", added);
+    let conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    eventually("a scheduled run", WAIT, || {
+        let mut conn = conn.clone();
+        async move { (!runs(&mut conn).await.is_empty()).then_some(()) }
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("waiting for redis").count(), 1, "{text}");
+    assert!(text.contains("redis answers; starting"), "{text}");
+}

@@ -48,7 +48,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     config.label = Some(node.clone());
     config.dead_letter_cap = args.dead_letter_cap;
     config.dead_letter_max_age = args.dead_letter_max_age;
-    let Some(client) = connect(config, &stop).await? else {
+    let Some(client) = stevedore_cli::connect_waiting(config, &stop).await? else {
         return Ok(());
     };
     warn_if_evicting(&client).await;
@@ -184,35 +184,6 @@ impl Node {
         }
         tracing::info!(node = %self.node, "worker stopped");
         Ok(())
-    }
-}
-
-/// Connects, retrying with capped backoff while Redis is unreachable (one log line per state
-/// change); a bad URL fails at once. `None` when stopped before Redis answered.
-async fn connect(config: ClientConfig, stop: &CancellationToken) -> anyhow::Result<Option<Client>> {
-    let mut backoff = Duration::from_millis(200);
-    let mut warned = false;
-    loop {
-        match Client::with_config(config.clone()).await {
-            Ok(client) => {
-                if warned {
-                    tracing::info!("redis answers; starting");
-                }
-                return Ok(Some(client));
-            }
-            Err(error @ stevedore::Error::Unreachable { .. }) => {
-                if !warned {
-                    tracing::warn!(%error, "waiting for redis");
-                    warned = true;
-                }
-            }
-            Err(error) => return Err(error.into()),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stop.cancelled() => return Ok(None),
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
