@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use stevedore::{PublishOptions, TaskState};
+use stevedore::{Destination, PublishOptions, TaskState};
 use stevedore_tests::{
     eventually, finished, run_cli, running, tasks, test_admin_bin, test_worker_bin, RedisServer,
     WorkerProcess,
@@ -677,4 +677,85 @@ async fn a_lost_holder_releases_its_on_duplicate_key_when_it_is_reaped() {
         "the reaped holder still blocks the same call"
     );
     running(&client, again.id()).await;
+}
+
+/// A worker process that read `count` entries of the `default` queue and died before starting
+/// any: its heartbeat is written once and then goes stale.
+async fn ghost_holding(client: &stevedore::Client, count: usize) -> Vec<String> {
+    let broker = client.broker();
+    let ghost = stevedore::nodes::NodeBeat {
+        node: "ghost".into(),
+        consumer: "ghost:1:1".into(),
+        version: "0.0.0".into(),
+        protocol: 1,
+        pid: 1,
+        started_at: 0,
+        queues: vec!["default".into()],
+        pool: "async".into(),
+        max_workers: 1,
+        busy: 0,
+        consuming: true,
+        last_work_at: None,
+    };
+    broker.beat(&ghost).await.unwrap();
+    let queue = Destination::queue("default").unwrap();
+    broker
+        .ensure_group(&queue, "workers", stevedore::broker::GroupStart::Beginning)
+        .await
+        .unwrap();
+    let mut conn = broker
+        .dedicated_connection(Duration::ZERO, "ghost")
+        .await
+        .unwrap();
+    let read = broker
+        .read_group(&mut conn, "workers", &ghost.consumer, &[queue], count, None)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), count);
+    read.into_iter().map(|d| d.entry_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_read_by_a_lost_node_but_never_started_is_queued_again_not_failed() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let never_started = tasks::add::apply_async(&client, (1, 2), PublishOptions::new())
+        .await
+        .unwrap();
+    ghost_holding(&client, 1).await;
+    let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
+    let record = finished(&client, never_started.id(), WAIT).await;
+    let run = record.task_run().unwrap();
+    assert_eq!(run.state, TaskState::Succeeded, "{:?}", run.error);
+    assert_eq!((run.attempt, run.node.as_str()), (1, "alive"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_dead_letters_what_it_cannot_open() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let mut conn = redis.connection().await;
+    let _: String = redis::cmd("XADD")
+        .arg(stevedore_tests::stream_of("default"))
+        .arg("*")
+        .arg("m")
+        .arg(b"\xc1 not a message".as_slice())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    ghost_holding(&client, 1).await;
+    let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
+    let queue = Destination::queue("default").unwrap();
+    let letter = eventually("the bad entry in the dead letters", WAIT, || {
+        let client = client.clone();
+        let queue = queue.clone();
+        async move { client.broker().dead_letters(&queue, 10).await.ok()?.pop() }
+    })
+    .await;
+    assert_eq!(letter.raw, b"\xc1 not a message");
+    assert!(
+        letter.reason.contains("reaped from lost node ghost"),
+        "{}",
+        letter.reason
+    );
 }

@@ -5,8 +5,11 @@
 //!        │ no beat for --lost-after
 //!        ▼
 //!      lost ──► each entry it holds, in every group of every queue it read:
-//!                 retries left ─► queued again as its next attempt   (record: retrying, lost)
-//!                 none left    ─► dropped, recorded failed "lost: ..."  (AWX's rule)
+//!                 never started ─► queued again as it was (no attempt counted)
+//!                 outcome recorded, not acked ─► dropped
+//!                 does not open ─► dead letters, with the reason
+//!                 started, retries left ─► queued again as its next attempt (record: retrying)
+//!                 started, none left    ─► dropped, recorded failed "lost: ..." (AWX's rule)
 //!                 a broadcast  ─► dropped for that node, recorded lost
 //!               then its consumers and its beat are removed
 //! ```
@@ -22,11 +25,17 @@
 //!    live peers have beaten again by then and only the truly lost are reaped.
 //! 5. A reaped run that is not run again releases its on_duplicate key (and queues the copy
 //!    parked behind it), so a lost holder does not block the same call for the key's hour.
+//! 6. Only a run that started is subject to the failed-as-lost rule: an entry whose record shows
+//!    no run of its attempt on the lost node (read, never started) is queued again as it was,
+//!    without counting an attempt (a run that died before its start was recorded counts as not
+//!    started and may run twice, which at-least-once allows); one whose outcome is recorded
+//!    (only its acknowledgement was lost) is dropped; bytes that do not open go to the dead
+//!    letters with the reason.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Keys, PendingEntry};
+use stevedore::broker::{Broker, Fate, Keys, NewDeadLetter, PendingEntry};
 use stevedore::nodes::NodeBeat;
 use stevedore::{Destination, Message, RecordField, RunRecord, TaskState};
 use tokio_util::sync::CancellationToken;
@@ -65,13 +74,21 @@ impl Reaper {
     pub async fn run(self, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(self.every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing: Option<String> = None;
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 () = stop.cancelled() => return,
             }
-            if let Err(error) = self.pass().await {
-                tracing::debug!(%error, "reaping failed; trying again later");
+            match self.pass().await {
+                // One line per state change: a reaper that cannot reap must be seen, not spam.
+                Err(error) if failing.as_deref() != Some(&error.to_string()) => {
+                    tracing::warn!(%error, "reaping failed; trying again later");
+                    failing = Some(error.to_string());
+                }
+                Err(_) => {}
+                Ok(_) if failing.take().is_some() => tracing::info!("reaping again"),
+                Ok(_) => {}
             }
         }
     }
@@ -163,23 +180,68 @@ impl Reaper {
             .broker
             .entry_payload(destination, &entry.entry_id)
             .await?;
-        let message = payload.as_deref().and_then(|p| self.broker.open(p).ok());
-        let requeue = message
-            .as_ref()
-            .and_then(|m| self.next_attempt(destination, m));
-        let requeued = requeue.is_some();
+        let opened = payload.as_deref().map(|p| self.broker.open(p));
+        let (fate, verdict) = match (&opened, payload) {
+            (Some(Ok(message)), Some(payload)) => {
+                self.fate_of(destination, message, lost, payload).await?
+            }
+            (Some(Err(error)), Some(payload)) => {
+                let reason = format!(
+                    "reaped from lost node {} and cannot be opened: {error}",
+                    lost.node
+                );
+                let letter = NewDeadLetter {
+                    reason,
+                    raw: payload,
+                    source_id: entry.entry_id.clone(),
+                    task: None,
+                };
+                (Fate::DeadLetter(letter), None)
+            }
+            // Trimmed from the stream while pending: nothing is left to keep.
+            _ => (Fate::Drop, None),
+        };
         let reaped = self
             .broker
-            .reap_entry(destination, group, &entry.entry_id, &lost.consumer, requeue)
+            .reap_entry(destination, group, &entry.entry_id, &lost.consumer, fate)
             .await?;
-        if let (true, Some(message)) = (reaped, message) {
-            self.record_lost(&message, lost, requeued).await?;
+        if let (true, Some(requeued), Some(Ok(message))) = (reaped, verdict, &opened) {
+            self.record_lost(message, lost, requeued).await?;
             if !requeued {
                 // Its run ended for good here: the same call may run again (rule 5).
-                self.broker.release_duplicate(destination, &message).await?;
+                self.broker.release_duplicate(destination, message).await?;
             }
         }
         Ok(reaped)
+    }
+
+    /// What becomes of `message` (as `payload`) held by `lost`, and the verdict to record:
+    /// `Some(requeued)` for a run that started there (AWX's rule: run again if its task allows,
+    /// else failed as lost), `None` when there is nothing to record: a run that never started
+    /// is queued again as it was (rule 6), and one whose outcome is recorded is only dropped.
+    async fn fate_of(
+        &self,
+        destination: &Destination,
+        message: &Message,
+        lost: &NodeBeat,
+        payload: Vec<u8>,
+    ) -> stevedore::Result<(Fate, Option<bool>)> {
+        let record = self.broker.task_record(&message.id).await?;
+        let field = RecordField::of(message).name(&lost.node);
+        let this_attempt = record
+            .runs
+            .get(&field)
+            .filter(|run| run.attempt == message.tried + 1 && run.node == lost.node);
+        Ok(
+            match this_attempt.map(|run| run.state.is_final() || run.state == TaskState::Retrying) {
+                Some(true) => (Fate::Drop, None),
+                None if *destination != Destination::Broadcast => (Fate::Requeue(payload), None),
+                _ => match self.next_attempt(destination, message) {
+                    Some(next) => (Fate::Requeue(next), Some(true)),
+                    None => (Fate::Drop, Some(false)),
+                },
+            },
+        )
     }
 
     /// The encoded next attempt of `message` when its task allows a retry.

@@ -31,7 +31,7 @@ pub struct NewDeadLetter {
 
 impl NewDeadLetter {
     /// The stream fields, in the one order every dead letter is written with.
-    fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+    pub(super) fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut fields = vec![
             ("reason", self.reason.clone().into_bytes()),
             ("raw", self.raw.clone()),
@@ -71,7 +71,7 @@ pub struct DeadLetter {
 impl Broker {
     /// The trim rule of every dead-letter stream: at most this many, none older than this
     /// (a MINID in ms).
-    fn dead_letter_bounds(&self) -> (u64, u64) {
+    pub(super) fn dead_letter_bounds(&self) -> (u64, u64) {
         let max_age = self.config().dead_letter_max_age.as_millis() as u64;
         (
             self.config().dead_letter_cap,

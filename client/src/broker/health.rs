@@ -14,6 +14,17 @@ use crate::{Destination, Error, Result};
 /// Redis's time, the node descriptions, and the beat times.
 type HealthReply = ((u64, u64), Vec<(String, Vec<u8>)>, Vec<(String, u64)>);
 
+/// What becomes of an entry reaped from a lost consumer.
+#[derive(Debug)]
+pub enum Fate {
+    /// Queue this message in its place (the same attempt, or the next one).
+    Requeue(Vec<u8>),
+    /// Drop it: its outcome is recorded, or the caller records it lost.
+    Drop,
+    /// Keep it as a dead letter: bytes that do not open are never dropped.
+    DeadLetter(super::NewDeadLetter),
+}
+
 /// One entry pending for a consumer, as XPENDING lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
@@ -139,27 +150,38 @@ impl Broker {
             .and_then(|entry| entry.into_message().1))
     }
 
-    /// Reaps entry `entry_id` of `destination` from lost `consumer` of `group`: queues
-    /// `requeue` in its place, or drops it when `None`. Returns whether this call reaped it
-    /// (false: someone else did, or the consumer is not holding it any more).
+    /// Reaps entry `entry_id` of `destination` from lost `consumer` of `group`, as `fate`
+    /// says. Returns whether this call reaped it (false: someone else did, or the consumer is
+    /// not holding it any more).
     pub async fn reap_entry(
         &self,
         destination: &Destination,
         group: &str,
         entry_id: &str,
         consumer: &str,
-        requeue: Option<Vec<u8>>,
+        fate: Fate,
     ) -> Result<bool> {
         let delete = *destination != Destination::Broadcast;
-        let reaped: i64 = REAP
-            .key(self.keys().stream(destination))
+        let mut invocation = REAP.key(self.keys().stream(destination));
+        invocation
+            .key(self.keys().dead_letters(destination))
             .arg(group)
             .arg(entry_id)
-            .arg(consumer)
-            .arg(requeue.unwrap_or_default())
-            .arg(if delete { "1" } else { "0" })
-            .invoke_async(&mut self.commands())
-            .await?;
+            .arg(consumer);
+        let delete = if delete { "1" } else { "0" };
+        match fate {
+            Fate::Requeue(message) => invocation.arg("requeue").arg(delete).arg(message),
+            Fate::Drop => invocation.arg("drop").arg(delete),
+            Fate::DeadLetter(letter) => {
+                let (cap, oldest) = self.dead_letter_bounds();
+                invocation.arg("dead").arg(delete).arg(cap).arg(oldest);
+                for (name, value) in letter.fields() {
+                    invocation.arg(name).arg(value);
+                }
+                &mut invocation
+            }
+        };
+        let reaped: i64 = invocation.invoke_async(&mut self.commands()).await?;
         Ok(reaped == 1)
     }
 
@@ -178,7 +200,10 @@ impl Broker {
             .query_async(&mut self.commands())
             .await;
         match deleted {
-            Err(e) if e.code() != Some("NOGROUP") => Err(e.into()),
+            // No group, or no stream at all (a lost node whose own queue was never made).
+            Err(e) if e.code() != Some("NOGROUP") && !e.to_string().contains("key to exist") => {
+                Err(e.into())
+            }
             _ => Ok(()),
         }
     }

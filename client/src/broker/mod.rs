@@ -58,7 +58,7 @@ pub use dead_letters::{DeadLetter, NewDeadLetter};
 pub use dedup::DEDUP_TTL;
 pub use delayed::MoveDue;
 pub use fetch::{Delivery, GroupStart};
-pub use health::PendingEntry;
+pub use health::{Fate, PendingEntry};
 pub use inspect::QueueInfo;
 pub use keys::Keys;
 pub use open::ClientId;
