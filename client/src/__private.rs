@@ -100,15 +100,26 @@ pub fn encode_arg<T: TaskValue>(task: &str, name: &str, value: &T) -> Result<rmp
     })
 }
 
-/// Builds the message the stub publishes.
+/// Builds the message the stub publishes: the call's options, else the task's. The task's retry
+/// budget and backoff are written into the message, so that whoever settles it (a reaper on a
+/// node that does not link the task, a worker of another version) uses the task's own.
 pub fn build_message(
     task: &str,
-    default_queue: Option<&str>,
-    on_duplicate: crate::OnDuplicate,
+    defaults: &crate::TaskOptions,
     args: Vec<rmpv::Value>,
     options: &PublishOptions,
 ) -> Result<Message> {
-    options.message_with(task, default_queue, on_duplicate, args, BTreeMap::new())
+    let mut message = options.message_with(
+        task,
+        defaults.default_queue,
+        defaults.on_duplicate,
+        args,
+        BTreeMap::new(),
+    )?;
+    message.retries = message.retries.or(defaults.retries);
+    message.backoff = message.backoff.or(defaults.backoff_ms);
+    message.max_backoff = message.max_backoff.or(defaults.max_backoff_ms);
+    Ok(message)
 }
 
 /// Publishes the stub's message.

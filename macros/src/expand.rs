@@ -124,7 +124,6 @@ fn shared_items(task: &TaskDef) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let options = task_options(task, &queue);
-    let on_duplicate = on_duplicate(task);
     let handler = handler(task);
     let kind = if task.body.is_async {
         quote!(::stevedore::TaskKind::Async)
@@ -156,7 +155,7 @@ fn shared_items(task: &TaskDef) -> TokenStream {
         ) -> ::stevedore::Result<::stevedore::Message> {
             let (#(#idents,)*) = args;
             let values = ::std::vec![#(#encodes),*];
-            ::stevedore::__private::build_message(NAME, #queue, #on_duplicate, values, options)
+            ::stevedore::__private::build_message(NAME, &#options, values, options)
         }
 
         #handler

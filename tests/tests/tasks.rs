@@ -288,3 +288,15 @@ async fn argument_values_and_forged_names_never_reach_logs_or_records() {
     );
     assert!(!error.contains("SECRET-XYZ"));
 }
+
+#[test]
+fn the_stub_writes_the_tasks_retry_budget_into_the_message() {
+    // So a reaper on a node that does not link the task still knows the budget.
+    let message = tasks::flaky::message((), &PublishOptions::new()).unwrap();
+    assert_eq!(
+        (message.retries, message.backoff, message.max_backoff),
+        (Some(3), Some(100), Some(200))
+    );
+    let overridden = tasks::flaky::message((), &PublishOptions::new().retries(1)).unwrap();
+    assert_eq!(overridden.retries, Some(1), "the call's own budget wins");
+}
