@@ -3,7 +3,8 @@
 //! 1. [`GlobalArgs`] (Redis URL and namespace), [`TargetArgs`] (`--queue`/`--node`/
 //!    `--broadcast`), [`ControlArgs`] (`worker --status ...`) and the value parsers
 //!    ([`parse_duration`], [`parse_size`]).
-//! 2. Logging to stderr ([`init_logging`]) and one-line errors ([`fail`]).
+//! 2. Logging to stderr ([`init_logging`]), one-line errors ([`fail`]), and the jittered
+//!    [`Backoff`] of every reconnect and retry loop.
 //! 3. Long-lived binaries ([`run_until_signalled`]): the first SIGINT/SIGTERM asks for a
 //!    graceful stop, the second exits at once (what is unfinished stays pending in Redis);
 //!    they wait for Redis at start ([`connect_waiting`]) instead of exiting.
@@ -14,6 +15,7 @@
 
 pub mod admin;
 mod args;
+mod backoff;
 mod signals;
 
 use std::future::Future;
@@ -25,6 +27,7 @@ pub use args::{
     node_name, parse_duration, parse_period, parse_size, CallArgs, ControlArgs, GlobalArgs,
     TargetArgs,
 };
+pub use backoff::Backoff;
 
 /// Logs to stderr at `level` (`info` for long-lived binaries, `warn` for the admin CLI) unless
 /// `RUST_LOG` says otherwise.
@@ -73,7 +76,10 @@ pub async fn connect_waiting(
     config: stevedore::ClientConfig,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<stevedore::Client>> {
-    let mut backoff = std::time::Duration::from_millis(200);
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(5),
+    );
     let mut warned = false;
     loop {
         match stevedore::Client::with_config(config.clone()).await {
@@ -91,10 +97,8 @@ pub async fn connect_waiting(
             }
             Err(error) => return Err(error.into()),
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stop.cancelled() => return Ok(None),
+        if !backoff.wait(stop).await {
+            return Ok(None);
         }
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
     }
 }

@@ -201,3 +201,71 @@ async fn second_signal_stops_at_once() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_message_is_dead_lettered_once_redis_takes_writes_again_not_stranded() {
+    let redis = RedisServer::start();
+    let worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let mut admin = redis.connection().await;
+    // The worker's user may not XADD for a while: every dead letter it writes is refused, as
+    // in a write outage; the test writes through a user of its own.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "tester", "on", "nopass", "~*", "&*", "+@all"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-xadd"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut tester = redis.connection().await;
+    let _: () = redis::cmd("AUTH")
+        .arg(&["tester", "x"])
+        .query_async(&mut tester)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(stream_of("default"))
+        .arg("*")
+        .arg("m")
+        .arg(b"\xc1 not a message".as_slice())
+        .query_async(&mut tester)
+        .await
+        .unwrap();
+    worker.wait_for_log(
+        "cannot dead-letter a bad message; retrying",
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        pending(&mut admin, &stream_of("default"), QUEUE_GROUP).await,
+        1
+    );
+
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "+xadd"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    eventually(
+        "the bad message in the dead letters",
+        Duration::from_secs(30),
+        || {
+            let mut conn = admin.clone();
+            async move {
+                let dead: u64 = redis::cmd("XLEN")
+                    .arg(dead_of("default"))
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (dead == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        pending(&mut admin, &stream_of("default"), QUEUE_GROUP).await,
+        0
+    );
+}

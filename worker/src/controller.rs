@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use stevedore::broker::{Broker, Connection};
 use stevedore::control::{Answer, Command, NodeStatus, Reply, Request};
+use stevedore_cli::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::cancels::CancelBook;
@@ -50,7 +51,7 @@ impl Controller {
     /// Answers requests until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut position = Some(self.position.clone());
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         let mut failing = false;
         while !stop.is_cancelled() {
             let session = self.session(&mut position, &stop);
@@ -61,11 +62,9 @@ impl Controller {
                         tracing::warn!(%error, "control channel down; reconnecting");
                         failing = true;
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stop.cancelled() => return,
+                    if !backoff.wait(&stop).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

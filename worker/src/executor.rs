@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use stevedore_cli::Backoff;
+
 use crate::activity::Activity;
 use crate::cancels::CancelBook;
 use crate::hooks::{Hooks, RunInfo};
@@ -200,31 +202,57 @@ impl ExecutorParts {
     }
 
     /// Under an on_duplicate policy, takes the message's key or parks the message behind the
-    /// run holding it; returns whether to run it now.
+    /// run holding it; returns whether to run it now. While Redis refuses the step (a write
+    /// outage, a dropped connection) it is retried with backoff, holding the slot, until it is
+    /// done or the run is abandoned at shutdown (then the message stays pending, recoverable).
     async fn dedup_start(&self, delivery: &Delivery, group: &str, message: &Message) -> bool {
         if dedup_policy(message).is_none() {
             return true;
         }
         let payload = delivery.payload.as_deref().unwrap_or_default();
         let started = self
-            .broker()
-            .dedup_start(
-                &delivery.destination,
-                message,
-                group,
-                &delivery.entry_id,
-                payload,
-            )
+            .until_written("check for duplicates", || {
+                self.broker().dedup_start(
+                    &delivery.destination,
+                    message,
+                    group,
+                    &delivery.entry_id,
+                    payload,
+                )
+            })
             .await;
-        match started {
-            Ok(true) => true,
-            Ok(false) => {
-                tracing::info!("parked behind a running duplicate");
-                false
+        if started == Some(false) {
+            tracing::info!("parked behind a running duplicate");
+        }
+        started.unwrap_or(false)
+    }
+
+    /// Runs `step` until it succeeds (`Some`), retrying with backoff and logging once per
+    /// state change; `None` when the run is abandoned at shutdown first.
+    async fn until_written<T, F, Fut>(&self, what: &str, mut step: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = stevedore::Result<T>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut failing: Option<String> = None;
+        loop {
+            match step().await {
+                Ok(done) => {
+                    if failing.is_some() {
+                        tracing::info!("could {what} again");
+                    }
+                    return Some(done);
+                }
+                Err(error) if failing.as_deref() != Some(&error.to_string()) => {
+                    tracing::warn!(%error, "cannot {what}; retrying");
+                    failing = Some(error.to_string());
+                }
+                Err(_) => {}
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot check for duplicates; the message stays pending");
-                false
+            if !backoff.wait(&self.abandon).await {
+                tracing::error!("cannot {what} before shutdown; the message stays pending");
+                return None;
             }
         }
     }
@@ -336,15 +364,16 @@ impl ExecutorParts {
         Limits { soft, hard }
     }
 
+    /// Moves a message that cannot run to the dead letters, retrying while Redis refuses.
     async fn dead_letter(&self, delivery: &Delivery, group: &str, reason: &str) {
         let queue = delivery.destination.to_string();
-        match self.broker().dead_letter(delivery, group, reason).await {
-            Ok(dead_id) => {
-                tracing::warn!(%queue, entry = %delivery.entry_id, %dead_id, %reason, "message dead-lettered")
-            }
-            Err(error) => {
-                tracing::error!(%queue, entry = %delivery.entry_id, %error, "could not dead-letter a bad message; it stays pending")
-            }
+        let moved = self
+            .until_written("dead-letter a bad message", || {
+                self.broker().dead_letter(delivery, group, reason)
+            })
+            .await;
+        if let Some(dead_id) = moved {
+            tracing::warn!(%queue, entry = %delivery.entry_id, %dead_id, %reason, "message dead-lettered");
         }
     }
 }

@@ -22,6 +22,8 @@ use stevedore::Destination;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use stevedore_cli::Backoff;
+
 use crate::activity::Activity;
 use crate::executor::Executor;
 use crate::pause::PauseGate;
@@ -108,7 +110,7 @@ impl Fetcher {
 
     /// Reads until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         let mut failing = false;
         while !stop.is_cancelled() {
             match self.session(&stop).await {
@@ -118,11 +120,9 @@ impl Fetcher {
                         tracing::warn!(group = %self.config.group, %error, "fetching stopped; reconnecting");
                         failing = true;
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stop.cancelled() => break,
+                    if !backoff.wait(&stop).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use stevedore::broker::Broker;
 use stevedore::Destination;
+use stevedore_cli::Backoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,7 @@ impl Forwarder {
         let (hints, mut hinted) = mpsc::unbounded_channel();
         let listener = tokio::spawn(listen(self.broker.clone(), hints, stop.clone()));
         let mut failing = false;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         while !stop.is_cancelled() {
             let sleep = match self.pass().await {
                 Ok(next_due) => {
@@ -43,7 +44,7 @@ impl Forwarder {
                         tracing::info!("moving delayed tasks again");
                         failing = false;
                     }
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     let now = stevedore::now_ms();
                     next_due.map_or(SAFETY_PASS, |due| {
                         Duration::from_millis(due.saturating_sub(now)).min(SAFETY_PASS)
@@ -54,8 +55,7 @@ impl Forwarder {
                         tracing::warn!(%error, "cannot move delayed tasks; retrying");
                         failing = true;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    backoff
+                    backoff.next_delay()
                 }
             };
             tokio::select! {
@@ -94,11 +94,11 @@ impl Forwarder {
 
 /// Forwards wake-up hints, resubscribing after a drop.
 async fn listen(broker: Broker, hints: mpsc::UnboundedSender<u64>, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
     while !stop.is_cancelled() {
         match broker.delayed_wakeups().await {
             Ok(wakeups) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 let mut wakeups = std::pin::pin!(wakeups);
                 // A (re)subscription may have missed hints: ask for a pass.
                 let _ = hints.send(0);
@@ -110,7 +110,6 @@ async fn listen(broker: Broker, hints: mpsc::UnboundedSender<u64>, stop: Cancell
             }
             Err(error) => tracing::debug!(%error, "cannot subscribe to delayed-task hints"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

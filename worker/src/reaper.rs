@@ -289,7 +289,7 @@ impl Reaper {
 
 /// Every (stream, group) a process read: its node's queue and its shared queues through the
 /// queue group, and the broadcasts through its node's group.
-fn streams_of(beat: &NodeBeat) -> Vec<(Destination, String)> {
+pub(crate) fn streams_of(beat: &NodeBeat) -> Vec<(Destination, String)> {
     let own = Destination::node(&beat.node).ok();
     let shared = beat
         .queues

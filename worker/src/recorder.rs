@@ -20,6 +20,8 @@ use stevedore::{RecordField, RunRecord};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use stevedore_cli::Backoff;
+
 use crate::in_flight::InFlight;
 
 /// What the executor reports.
@@ -99,7 +101,7 @@ impl Recorder {
         batch: &mut OutcomeBatch,
         give_up: &CancellationToken,
     ) -> bool {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), MAX_BACKOFF);
         let mut last_error: Option<String> = None;
         loop {
             match self.try_write(conn, batch).await {
@@ -118,11 +120,9 @@ impl Recorder {
                     }
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = give_up.cancelled() => return false,
+            if !backoff.wait(give_up).await {
+                return false;
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

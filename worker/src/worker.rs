@@ -76,6 +76,9 @@ struct Node {
     give_up: CancellationToken,
     /// Stops the heartbeat, last of all.
     beat_stop: CancellationToken,
+    /// Every (stream, group) this process reads, to check it holds nothing before its
+    /// heartbeat is removed.
+    streams: Vec<(stevedore::Destination, String)>,
 }
 
 impl Node {
@@ -92,6 +95,7 @@ impl Node {
         let consumer = format!("{node}:{}:{}", std::process::id(), stevedore::now_ms());
         let pool = start_pool(args, &node).await?;
         let template = beat_template(args, &node, &consumer, &specs, &pool);
+        let streams = crate::reaper::streams_of(&template);
         client.broker().beat(&template).await?;
         let (events, received) = mpsc::unbounded_channel();
         let in_flight = Arc::new(InFlight::default());
@@ -139,6 +143,7 @@ impl Node {
             runs,
             give_up,
             beat_stop,
+            streams,
         };
         if let Err(error) = started.hooks.started(&started.info()).await {
             tracing::error!(%error, "cannot publish the start-up tasks");
@@ -177,7 +182,7 @@ impl Node {
         // is removed; otherwise it is left to go stale, so that peers reap what was abandoned.
         self.beat_stop.cancel();
         self.heartbeat.await.context("the heartbeat panicked")?;
-        if clean {
+        if clean && !holds_pending(&self.client, &self.streams, &self.consumer).await {
             if let Err(error) = self.client.broker().forget_consumer(&self.consumer).await {
                 tracing::warn!(%error, "cannot remove this process's heartbeat; peers will find nothing to reap");
             }
@@ -196,4 +201,23 @@ async fn warn_if_evicting(client: &Client) {
             tracing::warn!(%error, "cannot read redis maxmemory-policy (CONFIG may be disabled)")
         }
     }
+}
+
+/// Whether this process still owns pending entries (or cannot tell): then its heartbeat
+/// is left to go stale, so that peers reap them, never removed with them unsettled.
+async fn holds_pending(
+    client: &Client,
+    streams: &[(stevedore::Destination, String)],
+    consumer: &str,
+) -> bool {
+    for (destination, group) in streams {
+        let pending = (client.broker())
+            .pending_of(destination, group, consumer, 1)
+            .await;
+        if !matches!(pending, Ok(entries) if entries.is_empty()) {
+            tracing::warn!(queue = %destination, "this process still holds entries; its heartbeat is left for peers to reap them");
+            return true;
+        }
+    }
+    false
 }
