@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use stevedore::broker::{Fired, Firing};
+use stevedore::schedule::Schedule;
 use stevedore::Client;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -62,25 +63,18 @@ impl Scheduler {
         let due = broker.due_schedules(now, BATCH).await?;
         let names: Vec<String> = due.iter().map(|(name, _)| name.clone()).collect();
         let mut firings = Vec::with_capacity(due.len());
-        for ((_, due), schedule) in due.into_iter().zip(broker.schedules_by_name(&names).await?) {
-            let Some(mut schedule) = schedule else {
-                continue;
-            };
-            let plan = schedule.plan(due, now)?;
-            let messages = plan
-                .fire_at
-                .iter()
-                .map(|t| schedule.message(*t))
-                .collect::<stevedore::Result<Vec<_>>>()?;
-            if let Some(last) = plan.fire_at.last() {
-                schedule.last_fired_at = Some(*last);
+        for ((name, due), schedule) in due.into_iter().zip(broker.schedules_by_name(&names).await?)
+        {
+            match schedule.and_then(|found| found.map(|s| firing(s, due, now)).transpose()) {
+                Ok(Some(firing)) => firings.push(firing),
+                Ok(None) => {} // removed meanwhile
+                Err(error) => {
+                    // One bad schedule never silences the others: it is parked and reported.
+                    tracing::error!(schedule = %name.escape_debug(), %error,
+                        "cannot fire this schedule; it is parked until it is added again");
+                    broker.park_schedule(&name).await?;
+                }
             }
-            firings.push(Firing {
-                schedule,
-                due_ms: due,
-                next_due_ms: plan.next_due,
-                messages,
-            });
         }
         let fired = broker.fire_schedules(&self.id, token, &firings).await?;
         for (firing, fired) in firings.iter().zip(fired) {
@@ -101,4 +95,23 @@ impl Scheduler {
         });
         Ok(until_next.min(LOOK_EVERY))
     }
+}
+
+/// The firing of `schedule`, due at `due`, seen at `now`: its runs, and its next due time.
+fn firing(mut schedule: Schedule, due: u64, now: u64) -> stevedore::Result<Firing> {
+    let plan = schedule.plan(due, now)?;
+    let messages = plan
+        .fire_at
+        .iter()
+        .map(|t| schedule.message(*t))
+        .collect::<stevedore::Result<Vec<_>>>()?;
+    if let Some(last) = plan.fire_at.last() {
+        schedule.last_fired_at = Some(*last);
+    }
+    Ok(Firing {
+        schedule,
+        due_ms: due,
+        next_due_ms: plan.next_due,
+        messages,
+    })
 }

@@ -268,9 +268,14 @@ impl Client {
         self.broker.put_schedule(schedule, next).await
     }
 
-    /// Every schedule with its next due time.
+    /// Every schedule with its next due time. An entry that does not decode is skipped with
+    /// an error log (the CLI's `schedule list` reports it by name).
     pub async fn schedules(&self) -> Result<Vec<(crate::schedule::Schedule, Option<u64>)>> {
-        self.broker.schedules().await
+        let (schedules, unreadable) = self.broker.schedules().await?;
+        for (name, error) in unreadable {
+            tracing::error!(schedule = %name.escape_debug(), %error, "a stored schedule does not decode; skipped");
+        }
+        Ok(schedules)
     }
 
     /// Schedule `name` with its next due time.

@@ -273,6 +273,19 @@ mod tests {
     }
 
     #[test]
+    fn exrules_as_awx_writes_them_take_dates_out() {
+        // Every day at 09:00 UTC, but not on Saturdays and Sundays (an AWX schedule's EXRULE).
+        let weekdays = Timing::RRule {
+            text: "DTSTART:20260102T090000Z RRULE:FREQ=DAILY EXRULE:FREQ=WEEKLY;BYDAY=SA,SU".into(),
+        };
+        // 2026-01-02 is a Friday: after it comes Monday the 5th, not Saturday the 3rd.
+        assert_eq!(
+            next(&weekdays, "2026-01-02T10:00:00Z"),
+            "2026-01-05T09:00:00Z"
+        );
+    }
+
+    #[test]
     fn rrules_as_awx_writes_them() {
         let weekly = Timing::RRule {
             text: "DTSTART;TZID=America/New_York:20260101T090000 RRULE:FREQ=WEEKLY;BYDAY=MO".into(),

@@ -399,3 +399,53 @@ async fn a_beat_started_before_redis_waits_for_it_then_fires() {
     assert_eq!(text.matches("waiting for redis").count(), 1, "{text}");
     assert!(text.contains("redis answers; starting"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_undecodable_schedule_never_silences_the_others() {
+    let redis = RedisServer::start();
+    let keys = stevedore_tests::keys();
+    let mut conn = redis.connection().await;
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(keys.schedules())
+        .arg("broken")
+        .arg(b"\xc1 not a schedule".as_slice())
+        .cmd("ZADD")
+        .arg(keys.schedules_due())
+        .arg(0)
+        .arg("broken")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let _beat = Beat::start(&redis, &[]);
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "good",
+            "tests.count_run",
+            "--every",
+            "200ms",
+        ],
+    );
+    wait_runs(&redis, 2).await;
+
+    let listed = run_cli(test_admin_bin!(), &redis.url(), &["schedule", "list"]);
+    assert_eq!(listed.status.code(), Some(1), "a bad entry is reported");
+    let out = String::from_utf8_lossy(&listed.stdout);
+    let err = String::from_utf8_lossy(&listed.stderr);
+    assert!(out.contains("good"), "the good schedule is listed: {out}");
+    assert!(err.contains("\"broken\" cannot be read"), "{err}");
+    let due: Option<f64> = redis::cmd("ZSCORE")
+        .arg(keys.schedules_due())
+        .arg("broken")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        due, None,
+        "the bad schedule is parked, not looked at every tick"
+    );
+}

@@ -759,3 +759,33 @@ async fn the_reaper_dead_letters_what_it_cannot_open() {
         letter.reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_recorded_retrying_by_a_process_that_died_before_storing_the_retry_runs_again() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let options = PublishOptions::new()
+        .retries(2)
+        .backoff(Duration::from_millis(10), Duration::from_millis(10));
+    let message = tasks::add::message((1, 2), &options).unwrap();
+    let id = message.id.clone();
+    client.publish(message.clone()).await.unwrap();
+    ghost_holding(&client, 1).await;
+    // The ghost ran attempt 1 and recorded it `retrying`, then died before storing the retry.
+    let mut run = stevedore::RunRecord::starting(&message, "ghost");
+    run.state = TaskState::Retrying;
+    let mut batch = stevedore::broker::OutcomeBatch::new(Duration::from_secs(60));
+    batch.started(run, stevedore::RecordField::Task);
+    let broker = client.broker();
+    let mut conn = broker
+        .dedicated_connection(Duration::ZERO, "test")
+        .await
+        .unwrap();
+    broker.write_outcomes(&mut conn, &mut batch).await.unwrap();
+
+    let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
+    let record = finished(&client, &id, WAIT).await;
+    let run = record.task_run().unwrap();
+    assert_eq!(run.state, TaskState::Succeeded, "{:?}", run.error);
+    assert_eq!((run.attempt, run.node.as_str()), (2, "alive"));
+}

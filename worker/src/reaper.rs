@@ -6,7 +6,7 @@
 //!        ▼
 //!      lost ──► each entry it holds, in every group of every queue it read:
 //!                 never started ─► queued again as it was (no attempt counted)
-//!                 outcome recorded, not acked ─► dropped
+//!                 succeeded/failed/cancelled/timed out, not acked ─► dropped
 //!                 does not open ─► dead letters, with the reason
 //!                 started, retries left ─► queued again as its next attempt (record: retrying)
 //!                 started, none left    ─► dropped, recorded failed "lost: ..." (AWX's rule)
@@ -28,9 +28,10 @@
 //! 6. Only a run that started is subject to the failed-as-lost rule: an entry whose record shows
 //!    no run of its attempt on the lost node (read, never started) is queued again as it was,
 //!    without counting an attempt (a run that died before its start was recorded counts as not
-//!    started and may run twice, which at-least-once allows); one whose outcome is recorded
-//!    (only its acknowledgement was lost) is dropped; bytes that do not open go to the dead
-//!    letters with the reason.
+//!    started and may run twice, which at-least-once allows); one recorded succeeded, failed,
+//!    cancelled or timed out (only its acknowledgement was lost) is dropped, but one recorded
+//!    `retrying` or `dead` is treated as started, since its retry or dead letter is written
+//!    after the record; bytes that do not open go to the dead letters with the reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,16 +233,26 @@ impl Reaper {
             .runs
             .get(&field)
             .filter(|run| run.attempt == message.tried + 1 && run.node == lost.node);
-        Ok(
-            match this_attempt.map(|run| run.state.is_final() || run.state == TaskState::Retrying) {
-                Some(true) => (Fate::Drop, None),
-                None if *destination != Destination::Broadcast => (Fate::Requeue(payload), None),
-                _ => match self.next_attempt(destination, message) {
-                    Some(next) => (Fate::Requeue(next), Some(true)),
-                    None => (Fate::Drop, Some(false)),
-                },
+        // Settled for good with nothing written after the record but the acknowledgement. Not
+        // `retrying` or `dead`: their retry or dead letter is written after the record, and
+        // the process may have died in between (then only a requeue keeps the task).
+        let settled = |state: TaskState| {
+            matches!(
+                state,
+                TaskState::Succeeded
+                    | TaskState::Failed
+                    | TaskState::Cancelled
+                    | TaskState::TimedOut
+            )
+        };
+        Ok(match this_attempt.map(|run| settled(run.state)) {
+            Some(true) => (Fate::Drop, None),
+            None if *destination != Destination::Broadcast => (Fate::Requeue(payload), None),
+            _ => match self.next_attempt(destination, message) {
+                Some(next) => (Fate::Requeue(next), Some(true)),
+                None => (Fate::Drop, Some(false)),
             },
-        )
+        })
     }
 
     /// The encoded next attempt of `message` when its task allows a retry.

@@ -151,14 +151,25 @@ fn schedule_json(schedule: &Schedule, next: Option<u64>) -> serde_json::Value {
 }
 
 async fn list(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let schedules = client.schedules().await?;
+    let (schedules, unreadable) = client.broker().schedules().await?;
+    // One bad entry never hides the others: each is named on stderr, and the exit code says so.
+    for (name, error) in &unreadable {
+        eprintln!(
+            "schedule {:?} cannot be read: {error}; `stevedore schedule remove` it",
+            name
+        );
+    }
+    let code = match unreadable.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    };
     if json {
         let rows: Vec<_> = schedules
             .iter()
             .map(|(s, next)| schedule_json(s, *next))
             .collect();
         say!("{}", serde_json::Value::Array(rows));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     say!(
         "{:<24} {:<28} {:<7} {:<24} {:<24} WHEN",
@@ -181,7 +192,7 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
             when(&s.timing)
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<ExitCode> {

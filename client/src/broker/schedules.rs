@@ -77,8 +77,9 @@ impl Broker {
         Ok(removed == 1)
     }
 
-    /// Every schedule with its next due time, by name.
-    pub async fn schedules(&self) -> Result<Vec<(Schedule, Option<u64>)>> {
+    /// Every schedule with its next due time, by name; and the entries that do not decode
+    /// (name, error), which are reported, never allowed to hide the others.
+    pub async fn schedules(&self) -> Result<(Vec<(Schedule, Option<u64>)>, Vec<(String, String)>)> {
         let (all, due): (Vec<(String, Vec<u8>)>, DueTimes) = redis::pipe()
             .cmd("HGETALL")
             .arg(self.keys().schedules())
@@ -90,12 +91,27 @@ impl Broker {
             .query_async(&mut self.commands())
             .await?;
         let due: HashMap<String, u64> = due.into_iter().collect();
-        let mut schedules = all
-            .into_iter()
-            .map(|(name, bytes)| Ok((decode(&bytes)?, due.get(&name).copied())))
-            .collect::<Result<Vec<_>>>()?;
+        let (mut schedules, mut unreadable) = (Vec::new(), Vec::new());
+        for (name, bytes) in all {
+            match decode(&bytes) {
+                Ok(schedule) => schedules.push((schedule, due.get(&name).copied())),
+                Err(error) => unreadable.push((name, error.to_string())),
+            }
+        }
         schedules.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-        Ok(schedules)
+        unreadable.sort();
+        Ok((schedules, unreadable))
+    }
+
+    /// Takes schedule `name` out of the due set, so beat stops looking at it (one it cannot
+    /// fire); the schedule itself stays, for `schedule show` and `schedule remove`.
+    pub async fn park_schedule(&self, name: &str) -> Result<()> {
+        redis::cmd("ZREM")
+            .arg(self.keys().schedules_due())
+            .arg(name)
+            .query_async::<()>(&mut self.commands())
+            .await?;
+        Ok(())
     }
 
     /// Schedule `name` with its next due time, if it exists.
@@ -151,8 +167,12 @@ impl Broker {
         Ok((token > 0).then_some(token))
     }
 
-    /// The schedules named `names`, in order (`None` for one removed meanwhile).
-    pub async fn schedules_by_name(&self, names: &[String]) -> Result<Vec<Option<Schedule>>> {
+    /// The schedules named `names`, in order (`None` for one removed meanwhile; an error for
+    /// one that does not decode, so that it cannot stop the others).
+    pub async fn schedules_by_name(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<Result<Option<Schedule>>>> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -161,10 +181,10 @@ impl Broker {
             .arg(names)
             .query_async(&mut self.commands())
             .await?;
-        found
+        Ok(found
             .into_iter()
             .map(|bytes| bytes.map(|b| decode(&b)).transpose())
-            .collect()
+            .collect())
     }
 
     /// Fires each of `firings` if `beat_id` still holds the lease with `token` and its
