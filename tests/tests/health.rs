@@ -789,3 +789,36 @@ async fn a_run_recorded_retrying_by_a_process_that_died_before_storing_the_retry
     assert_eq!(run.state, TaskState::Succeeded, "{:?}", run.error);
     assert_eq!((run.attempt, run.node.as_str()), (2, "alive"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_while_redis_refuses_writes_waits_then_runs() {
+    let redis = RedisServer::start();
+    let mut admin = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut worker = WorkerProcess::spawn(test_worker_bin!(), &redis.url(), "w", &args(&[]), &[]);
+    worker.wait_for_log("waiting for redis to accept writes", 1, WAIT);
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "0"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    worker.wait_for_log("fetching", 2, WAIT);
+    let client = redis.stevedore().await;
+    let handle = tasks::add::apply_async(&client, (2, 3), PublishOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&client, handle.id(), WAIT).await.state(),
+        TaskState::Succeeded
+    );
+    let log = worker.log_lines();
+    let waits = log
+        .iter()
+        .filter(|l| l.contains("waiting for redis to accept writes"));
+    assert_eq!(waits.count(), 1, "one line per state change: {log:?}");
+    worker.kill_hard();
+}

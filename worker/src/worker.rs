@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use stevedore::nodes::NodeBeat;
 use stevedore::{Client, ClientConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -52,7 +53,10 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         return Ok(());
     };
     warn_if_evicting(&client).await;
-    let started = Node::start(&args, table, specs, node.into(), client, hooks, &stop).await?;
+    let Some(started) = Node::start(&args, table, specs, node.into(), client, hooks, &stop).await?
+    else {
+        return Ok(()); // stopped before Redis took the first heartbeat
+    };
     stop.cancelled().await;
     started.shut_down(args.shutdown_timeout).await
 }
@@ -91,12 +95,15 @@ impl Node {
         client: Client,
         hooks: Hooks,
         stop: &CancellationToken,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<Option<Self>> {
         let consumer = format!("{node}:{}:{}", std::process::id(), stevedore::now_ms());
         let pool = start_pool(args, &node).await?;
         let template = beat_template(args, &node, &consumer, &specs, &pool);
         let streams = crate::reaper::streams_of(&template);
-        client.broker().beat(&template).await?;
+        if !first_beat(&client, &template, stop).await {
+            pool.shutdown().await;
+            return Ok(None);
+        }
         let (events, received) = mpsc::unbounded_channel();
         let in_flight = Arc::new(InFlight::default());
         let give_up = CancellationToken::new();
@@ -148,7 +155,7 @@ impl Node {
         if let Err(error) = started.hooks.started(&started.info()).await {
             tracing::error!(%error, "cannot publish the start-up tasks");
         }
-        Ok(started)
+        Ok(Some(started))
     }
 
     fn info(&self) -> NodeInfo {
@@ -220,4 +227,30 @@ async fn holds_pending(
         }
     }
     false
+}
+
+/// Writes this process's first heartbeat, waiting while Redis refuses writes (out of memory,
+/// a replica, a read-only moment) with one log line per state change; false when stopped first.
+async fn first_beat(client: &Client, template: &NodeBeat, stop: &CancellationToken) -> bool {
+    let mut backoff =
+        stevedore_cli::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut waiting = false;
+    loop {
+        match client.broker().beat(template).await {
+            Ok(_) => {
+                if waiting {
+                    tracing::info!("redis accepts writes; starting");
+                }
+                return true;
+            }
+            Err(error) if !waiting => {
+                tracing::warn!(%error, "waiting for redis to accept writes");
+                waiting = true;
+            }
+            Err(_) => {}
+        }
+        if !backoff.wait(stop).await {
+            return false;
+        }
+    }
 }
