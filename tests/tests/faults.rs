@@ -269,3 +269,74 @@ async fn a_bad_message_is_dead_lettered_once_redis_takes_writes_again_not_strand
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_outcomes_cannot_be_written_a_worker_stops_reading_at_its_bound() {
+    let redis = RedisServer::start();
+    // --max-workers 4: at most 64 entries read and not settled (4 slots' worth, at least 64).
+    let worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "4"]);
+    let mut admin = redis.connection().await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "tester", "on", "nopass", "~*", "&*", "+@all"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // The worker's user may not write records: no outcome can be written.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-hset"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut tester = redis.connection().await;
+    let _: () = redis::cmd("AUTH")
+        .arg(&["tester", "x"])
+        .query_async(&mut tester)
+        .await
+        .unwrap();
+    let mut pipe = redis::pipe();
+    for _ in 0..1000 {
+        let message = stevedore::Client::message(
+            "stevedore.noop",
+            vec![],
+            Default::default(),
+            &PublishOptions::new(),
+        )
+        .unwrap();
+        pipe.cmd("XADD")
+            .arg(stream_of("default"))
+            .arg("*")
+            .arg("m")
+            .arg(message.encode().unwrap())
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut tester).await.unwrap();
+    worker.wait_for_log(
+        "cannot write outcomes; retrying",
+        1,
+        Duration::from_secs(30),
+    );
+    // Watch for two seconds: the worker reads up to its bound (plus one read of free slots)
+    // and no further, however long the outage lasts.
+    let watched = std::time::Instant::now();
+    let mut most = 0;
+    while watched.elapsed() < Duration::from_secs(2) {
+        most = most.max(pending(&mut admin, &stream_of("default"), QUEUE_GROUP).await);
+        assert!(
+            most <= 64 + 4,
+            "{most} entries read while no outcome could be written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most >= 64, "the worker read up to its bound ({most})");
+
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "+hset"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    eventually("the backlog to drain", Duration::from_secs(60), || {
+        let mut conn = admin.clone();
+        async move { (stream_len(&mut conn, &stream_of("default")).await == 0).then_some(()) }
+    })
+    .await;
+}

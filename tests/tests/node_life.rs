@@ -290,3 +290,30 @@ fn a_worker_refuses_a_program_it_cannot_find_and_stevedores_own_variables() {
         assert!(!status.success() && stderr.contains(says), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanly_stopped_processes_leave_no_consumer_in_their_groups() {
+    let redis = RedisServer::start();
+    for _ in 0..3 {
+        let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+        worker.signal(Signal::SIGTERM);
+        assert!(worker.wait_exit(WAIT).success());
+    }
+    let mut conn = redis.connection().await;
+    for (stream, group) in [
+        (stevedore_tests::stream_of("default"), "workers".to_owned()),
+        (
+            stevedore_tests::keys().stream(&stevedore::Destination::Broadcast),
+            "node:w".to_owned(),
+        ),
+    ] {
+        let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg(&group)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(consumers.is_empty(), "{stream} {group}: {consumers:?}");
+    }
+}

@@ -247,6 +247,9 @@ fn fetcher_configs(
     own_queue: Destination,
     specs: &[QueueSpec],
 ) -> [FetcherConfig; FETCHERS] {
+    // Four slots' worth: never reached while outcomes are written (the recorder settles a
+    // batch within a round trip), reached at once when they cannot be.
+    let max_unsettled = (4 * args.max_workers.resolve(args.pool)).max(64);
     [
         FetcherConfig {
             group: QUEUE_GROUP.to_owned(),
@@ -256,6 +259,7 @@ fn fetcher_configs(
             start: GroupStart::Beginning,
             mode: FetchMode::FreeSlots,
             block: args.block,
+            max_unsettled,
         },
         FetcherConfig {
             group: Keys::group(&Destination::Broadcast, node),
@@ -265,6 +269,7 @@ fn fetcher_configs(
             start: GroupStart::Now,
             mode: FetchMode::Batch(BROADCAST_BATCH),
             block: args.block,
+            max_unsettled,
         },
     ]
 }

@@ -7,7 +7,8 @@
 //!    in priority order without blocking first, then blocking on all of them at once.
 //! 3. Broadcast mode: reads the broadcast log through the node's own group; each broadcast waits
 //!    for a free slot here, since no other node can run it for this one.
-//! 4. Hands every message to the executor with a slot; never drops one it read.
+//! 4. Hands every message to the executor with a slot; never drops one it read; reads nothing
+//!    more while too many entries wait for their outcome to be written (backpressure).
 //! 5. Survives Redis errors: drops the connection, backs off (capped), reconnects, re-creates
 //!    its groups; logs once per state change.
 //! 6. Stops at once when shut down: `CLIENT UNBLOCK` ends the block as a timeout, so a
@@ -46,6 +47,8 @@ pub struct FetcherConfig {
     pub mode: FetchMode,
     /// Longest server-side block of one read.
     pub block: Duration,
+    /// Read nothing more while this many entries are read and not settled (backpressure).
+    pub max_unsettled: usize,
 }
 
 /// How many messages one read asks for.
@@ -187,6 +190,14 @@ impl Fetcher {
         stop: &CancellationToken,
     ) -> stevedore::Result<()> {
         while !stop.is_cancelled() {
+            let below = self
+                .executor
+                .in_flight()
+                .wait_below(self.config.max_unsettled);
+            tokio::select! {
+                () = below => {}
+                () = stop.cancelled() => return Ok(()),
+            }
             if self.activity.stopped_taking_work() {
                 // Told to yield to newer peers: read nothing more; look again now and then.
                 tokio::select! {

@@ -3,6 +3,11 @@
 //! on its name), it skips the ones still being worked on.
 //!
 //! Keyed by stream and entry id together: entries of different streams may share an id.
+//!
+//! It is also the node's backpressure: the fetchers read nothing more while too many entries
+//! are read and not yet settled (outcomes that cannot be written during a Redis write outage),
+//! so a worker neither holds an unbounded backlog in memory nor runs work whose outcome it
+//! cannot record ([`InFlight::wait_below`]).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -13,6 +18,8 @@ use stevedore::Destination;
 #[derive(Debug, Default)]
 pub struct InFlight {
     entries: Mutex<HashSet<(Destination, String)>>,
+    /// Woken whenever entries are settled.
+    settled: tokio::sync::Notify,
 }
 
 impl InFlight {
@@ -36,6 +43,20 @@ impl InFlight {
     pub fn settled(&self, destination: &Destination, entry_id: &str) {
         self.lock()
             .remove(&(destination.clone(), entry_id.to_owned()));
+        self.settled.notify_waiters();
+    }
+
+    /// Waits until fewer than `limit` entries are read and not settled.
+    pub async fn wait_below(&self, limit: usize) {
+        loop {
+            let settled = self.settled.notified();
+            let mut settled = std::pin::pin!(settled);
+            settled.as_mut().enable();
+            if self.lock().len() < limit {
+                return;
+            }
+            settled.await;
+        }
     }
 
     /// Marks many entries as settled.
@@ -44,6 +65,8 @@ impl InFlight {
         for (destination, entry_id) in entries {
             held.remove(&(destination.clone(), entry_id.to_owned()));
         }
+        drop(held);
+        self.settled.notify_waiters();
     }
 }
 

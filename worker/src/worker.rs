@@ -190,9 +190,7 @@ impl Node {
         self.beat_stop.cancel();
         self.heartbeat.await.context("the heartbeat panicked")?;
         if clean && !holds_pending(&self.client, &self.streams, &self.consumer).await {
-            if let Err(error) = self.client.broker().forget_consumer(&self.consumer).await {
-                tracing::warn!(%error, "cannot remove this process's heartbeat; peers will find nothing to reap");
-            }
+            retire(&self.client, &self.streams, &self.consumer).await;
         }
         tracing::info!(node = %self.node, "worker stopped");
         Ok(())
@@ -252,5 +250,19 @@ async fn first_beat(client: &Client, template: &NodeBeat, stop: &CancellationTok
         if !backoff.wait(stop).await {
             return false;
         }
+    }
+}
+
+/// Removes a cleanly stopped process that holds nothing: its consumer from every group it read
+/// (so groups do not collect one consumer per process start), then its heartbeat.
+async fn retire(client: &Client, streams: &[(stevedore::Destination, String)], consumer: &str) {
+    let broker = client.broker();
+    for (destination, group) in streams {
+        if let Err(error) = broker.delete_consumer(destination, group, consumer).await {
+            tracing::warn!(%error, queue = %destination, "cannot remove this process's consumer from its group");
+        }
+    }
+    if let Err(error) = broker.forget_consumer(consumer).await {
+        tracing::warn!(%error, "cannot remove this process's heartbeat; peers will find nothing to reap");
     }
 }
