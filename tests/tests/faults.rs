@@ -327,7 +327,10 @@ async fn while_outcomes_cannot_be_written_a_worker_stops_reading_at_its_bound() 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(most >= 64, "the worker read up to its bound ({most})");
+    assert!(
+        most > 8,
+        "the worker read well past its slots before the bound stopped it ({most})"
+    );
 
     let _: () = redis::cmd("ACL")
         .arg(&["SETUSER", "default", "+hset"])

@@ -51,7 +51,11 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
         let messages = (0..batch)
             .map(|_| Client::message(&call.task, positional.clone(), kwargs.clone(), &options))
             .collect::<stevedore::Result<Vec<_>>>()?;
-        for handle in client.publish_many(messages).await? {
+        let published = client.publish_many(messages).await.with_context(|| {
+            let done = args.count - left;
+            format!("{batch} task(s) not published (the {done} printed above were); cause")
+        })?;
+        for handle in published {
             say!("{}", handle.id());
             if handle.discarded() {
                 eprintln!(
