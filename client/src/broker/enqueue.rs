@@ -11,8 +11,7 @@ impl Broker {
     ///
     /// A message with an `eta` in the future goes to the queue's delayed set instead, and the
     /// forwarders are woken. A message larger than `max_payload` is refused, and then nothing of
-    /// the batch is written; on one server without WAIT the batch is a transaction (MULTI/EXEC),
-    /// so a batch that fails writes nothing. Messages with an on_duplicate policy are checked and published
+    /// the batch is written. Messages with an on_duplicate policy are checked and published
     /// atomically. Returns, for each message, whether it was published (`false`: dropped as a
     /// duplicate).
     pub async fn enqueue(&self, messages: &[Message]) -> Result<Vec<bool>> {
@@ -47,13 +46,6 @@ impl Broker {
         }
         if let Some(due) = earliest_delayed {
             self.add_wake(&mut pipe, due);
-        }
-        // A batch is all or nothing where Redis can make it so (one server, no WAIT): one that
-        // fails half way (out of memory, a refused command, a dropped connection) writes none
-        // of its messages, so a retried batch never duplicates what was written. A cluster
-        // applies each slot's part apart; with WAIT the batch is confirmed as a whole.
-        if pipe.len() > 1 && !self.is_cluster() && self.config().replicas_to_ack == 0 {
-            pipe.atomic();
         }
         let answers: Vec<i64> = self.query_replicated(&pipe).await?;
         let mut published = vec![true; messages.len()];
