@@ -48,17 +48,8 @@ impl Broker {
 
     /// The id of the newest control request (`0-0` if none): where a new reader starts.
     pub async fn control_position(&self) -> Result<String> {
-        let newest: Value = redis::cmd("XREVRANGE")
-            .arg(self.keys().control())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.commands())
-            .await?;
-        Ok(reply::entries(newest)?
-            .pop()
-            .map_or_else(|| "0-0".to_owned(), |entry| entry.id))
+        let newest = self.newest_entry(&self.keys().control()).await?;
+        Ok(newest.unwrap_or_else(|| "0-0".to_owned()))
     }
 
     /// Reads control requests after entry `after`, blocking up to `block`. Returns them with

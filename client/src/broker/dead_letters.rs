@@ -164,15 +164,8 @@ impl Broker {
 
     /// The entry id of the newest dead letter of `destination`, if there is one.
     pub async fn newest_dead_letter(&self, destination: &Destination) -> Result<Option<String>> {
-        let newest: Value = redis::cmd("XREVRANGE")
-            .arg(self.keys().dead_letters(destination))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.commands())
-            .await?;
-        Ok(reply::entries(newest)?.pop().map(|entry| entry.id))
+        self.newest_entry(&self.keys().dead_letters(destination))
+            .await
     }
 
     /// Dead letter `entry_id` of `destination`, if it is there.

@@ -57,6 +57,19 @@ impl Broker {
         }
     }
 
+    /// The id of the newest entry of stream `key`, if it has one.
+    pub(super) async fn newest_entry(&self, key: &str) -> Result<Option<String>> {
+        let newest: Value = redis::cmd("XREVRANGE")
+            .arg(key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(reply::entries(newest)?.pop().map(|entry| entry.id))
+    }
+
     /// `streams` grouped by the connection that can block on them together: all in one on a
     /// single server; one group per Cluster hash slot, since one blocking read must stay within
     /// one slot.
