@@ -126,11 +126,19 @@ impl WorkerCount {
     }
 }
 
+/// The memory this process may use: the machine's, or its cgroup's limit when lower (a
+/// container's `memory.max`, cgroup v2).
 fn total_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok();
+    memory_limit(&meminfo, cgroup.as_deref())
+}
+
+/// `MemTotal` of `meminfo`, lowered to a cgroup `memory.max` (bytes, or `max`) when given.
+fn memory_limit(meminfo: &str, cgroup_max: Option<&str>) -> Option<u64> {
+    let machine = crate::pool::kib_field(meminfo, "MemTotal:")?;
+    let cgroup = cgroup_max.and_then(|max| max.trim().parse::<u64>().ok());
+    Some(cgroup.map_or(machine, |limit| limit.min(machine)))
 }
 
 fn parse_worker_count(text: &str) -> Result<WorkerCount, String> {
@@ -148,6 +156,31 @@ fn parse_worker_count(text: &str) -> Result<WorkerCount, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_sizing_sees_a_containers_memory_limit() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:  1000 kB\n";
+        assert_eq!(memory_limit(meminfo, None), Some(24_576_000 * 1024));
+        assert_eq!(
+            memory_limit(meminfo, Some("max\n")),
+            Some(24_576_000 * 1024)
+        );
+        assert_eq!(
+            memory_limit(meminfo, Some("2147483648\n")),
+            Some(2_147_483_648),
+            "a 2 GiB container"
+        );
+    }
+
+    #[test]
+    fn rss_is_read_in_bytes_from_vmrss() {
+        let status = "Name:\tworker\nVmRSS:\t   11272 kB\nRssAnon:\t 1872 kB\n";
+        assert_eq!(
+            crate::pool::kib_field(status, "VmRSS:"),
+            Some(11_272 * 1024)
+        );
+        assert!(crate::pool::rss_bytes(std::process::id()).unwrap() > 1024 * 1024);
+    }
 
     #[test]
     fn worker_counts_parse() {

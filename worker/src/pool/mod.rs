@@ -471,9 +471,16 @@ async fn retire(slot: Slot) {
     }
 }
 
-/// Resident memory of process `pid` in bytes (from `/proc/PID/statm`).
+/// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/PID/status`: right whatever
+/// the page size, where `statm` counts pages).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    kib_field(&status, "VmRSS:")
+}
+
+/// A `NAME:  123 kB` line of a `/proc` file, in bytes.
+pub(crate) fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
 }
