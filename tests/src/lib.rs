@@ -7,7 +7,7 @@
 pub mod process;
 pub mod tasks;
 
-pub use process::{KillOnDrop, WorkerProcess};
+pub use process::{exit_within, redis_server_on, KillOnDrop, WorkerProcess};
 pub use stevedore_harness::{
     cluster, connection_to, connection_with, redis_server, sentinel, tcp_node, tls, RedisServer,
 };
@@ -42,6 +42,41 @@ pub async fn publish_and_run(
 /// The stream of shared queue `queue`.
 pub fn stream_of(queue: &str) -> String {
     keys().stream(&Destination::queue(queue).expect("a valid queue name"))
+}
+
+/// Appends bytes that are no stevedore message to shared queue `queue` (as a broken or
+/// hostile producer would), on `conn`.
+pub async fn push_garbage(conn: &mut (impl redis::aio::ConnectionLike + Send), queue: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(stream_of(queue))
+        .arg("*")
+        .arg("m")
+        .arg(GARBAGE)
+        .query_async(conn)
+        .await
+        .expect("append the bad bytes");
+}
+
+/// What [`push_garbage`] appends.
+pub const GARBAGE: &[u8] = b"\xc1 not a message";
+
+/// Publishes a `stevedore.fail` call with one quick retry and waits until it is dead-lettered.
+pub async fn dead_task(client: &stevedore::Client, wait: Duration) -> String {
+    let fast = stevedore::PublishOptions::new()
+        .notify(true)
+        .retries(1)
+        .backoff(Duration::from_millis(1), Duration::from_millis(1));
+    let failing = stevedore::Client::message(
+        "stevedore.fail",
+        vec!["x".into()],
+        Default::default(),
+        &fast,
+    )
+    .expect("a valid call");
+    let handle = client.publish(failing).await.expect("publish the task");
+    let state = handle.wait(wait).await.expect("the task ends").state();
+    assert_eq!(state, stevedore::TaskState::Dead);
+    handle.id().to_owned()
 }
 
 /// The dead letters of shared queue `queue`.

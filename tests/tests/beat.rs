@@ -344,23 +344,7 @@ async fn a_beat_started_before_redis_waits_for_it_then_fires() {
         async move { waiting() }
     })
     .await;
-    let server = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--unixsocket",
-        ])
-        .arg(&socket)
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Beat(server);
+    let _server = stevedore_tests::redis_server_on(&socket, dir.path());
     eventually("the server to answer", WAIT, || {
         let url = url.clone();
         async move {

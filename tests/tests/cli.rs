@@ -298,17 +298,8 @@ fn refused(bin: &str, args: &[&str]) -> String {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start the binary");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("{args:?} was accepted");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = stevedore_tests::exit_within(&mut child, std::time::Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{args:?} was accepted"));
     let err = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
     assert!(!status.success(), "{args:?} was accepted: {err}");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
@@ -386,14 +377,7 @@ async fn dead_requeue_all_goes_on_past_letters_it_cannot_open_and_dead_delete_re
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     let client = redis.stevedore().await;
     let mut conn = redis.connection().await;
-    let _: String = redis::cmd("XADD")
-        .arg(stevedore_tests::stream_of("default"))
-        .arg("*")
-        .arg("m")
-        .arg(b"\xc1 not a message".as_slice())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    stevedore_tests::push_garbage(&mut conn, "default").await;
     let queue = stevedore::Destination::queue("default").unwrap();
     let garbage = stevedore_tests::eventually(
         "the bad bytes dead-lettered",
@@ -406,22 +390,7 @@ async fn dead_requeue_all_goes_on_past_letters_it_cannot_open_and_dead_delete_re
     )
     .await
     .entry_id;
-    let fast = stevedore::PublishOptions::new()
-        .notify(true)
-        .retries(1)
-        .backoff(Duration::from_millis(1), Duration::from_millis(1));
-    let failing = stevedore::Client::message(
-        "stevedore.fail",
-        vec!["x".into()],
-        Default::default(),
-        &fast,
-    )
-    .unwrap();
-    let dead = client.publish(failing).await.unwrap();
-    assert_eq!(
-        dead.wait(Duration::from_secs(30)).await.unwrap().state(),
-        stevedore::TaskState::Dead
-    );
+    stevedore_tests::dead_task(&client, Duration::from_secs(30)).await;
 
     let shown = admin(&redis.url(), &["dead", "show", &garbage, "--json"]);
     assert!(shown.status.success(), "{}", stderr(&shown));

@@ -206,33 +206,10 @@ async fn second_signal_stops_at_once() {
 async fn a_bad_message_is_dead_lettered_once_redis_takes_writes_again_not_stranded() {
     let redis = RedisServer::start();
     let worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
-    let mut admin = redis.connection().await;
     // The worker's user may not XADD for a while: every dead letter it writes is refused, as
     // in a write outage; the test writes through a user of its own.
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "tester", "on", "nopass", "~*", "&*", "+@all"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "default", "-xadd"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let mut tester = redis.connection().await;
-    let _: () = redis::cmd("AUTH")
-        .arg(&["tester", "x"])
-        .query_async(&mut tester)
-        .await
-        .unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(stream_of("default"))
-        .arg("*")
-        .arg("m")
-        .arg(b"\xc1 not a message".as_slice())
-        .query_async(&mut tester)
-        .await
-        .unwrap();
+    let (mut admin, mut tester) = outage_of(&redis, "xadd").await;
+    stevedore_tests::push_garbage(&mut tester, "default").await;
     worker.wait_for_log(
         "cannot dead-letter a bad message; retrying",
         1,
@@ -275,24 +252,8 @@ async fn while_outcomes_cannot_be_written_a_worker_stops_reading_at_its_bound() 
     let redis = RedisServer::start();
     // --max-workers 4: at most 64 entries read and not settled (4 slots' worth, at least 64).
     let worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "4"]);
-    let mut admin = redis.connection().await;
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "tester", "on", "nopass", "~*", "&*", "+@all"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
     // The worker's user may not write records: no outcome can be written.
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "default", "-hset"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let mut tester = redis.connection().await;
-    let _: () = redis::cmd("AUTH")
-        .arg(&["tester", "x"])
-        .query_async(&mut tester)
-        .await
-        .unwrap();
+    let (mut admin, mut tester) = outage_of(&redis, "hset").await;
     let mut pipe = redis::pipe();
     for _ in 0..1000 {
         let message = stevedore::Client::message(
@@ -342,4 +303,37 @@ async fn while_outcomes_cannot_be_written_a_worker_stops_reading_at_its_bound() 
         async move { (stream_len(&mut conn, &stream_of("default")).await == 0).then_some(()) }
     })
     .await;
+}
+
+/// A write outage of one command for the workers (the default user loses `command`; a real
+/// refused write, as out of memory, without failing the test's own writes). Returns a
+/// connection of the default user (to end the outage with `ACL SETUSER default +COMMAND`) and
+/// one of a user of the test's own that may still run everything.
+async fn outage_of(
+    redis: &RedisServer,
+    command: &str,
+) -> (
+    redis::aio::MultiplexedConnection,
+    redis::aio::MultiplexedConnection,
+) {
+    let mut admin = redis.connection().await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "tester", "on", "nopass", "~*", "&*", "+@all"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg(format!("-{command}"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut tester = redis.connection().await;
+    let _: () = redis::cmd("AUTH")
+        .arg(&["tester", "x"])
+        .query_async(&mut tester)
+        .await
+        .unwrap();
+    (admin, tester)
 }

@@ -322,23 +322,7 @@ async fn a_worker_started_before_redis_waits_for_it() {
     let url = format!("unix://{}", socket.display());
     let mut worker = WorkerProcess::spawn(test_worker_bin!(), &url, "early", &[], &[]);
     worker.wait_for_log("waiting for redis", 1, WAIT);
-    let late = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--unixsocket",
-        ])
-        .arg(&socket)
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _late = KillOnDrop(late);
+    let _late = stevedore_tests::redis_server_on(&socket, dir.path());
     worker.wait_for_log("fetching", 2, WAIT);
     let client = stevedore::Client::connect(&url, "stevedore").await.unwrap();
     let handle = tasks::add::apply_async(&client, (2, 3), PublishOptions::new())
@@ -361,16 +345,6 @@ async fn a_worker_started_before_redis_waits_for_it() {
         "{log:?}"
     );
     worker.kill_hard();
-}
-
-/// Kills the child when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -679,6 +653,14 @@ async fn a_lost_holder_releases_its_on_duplicate_key_when_it_is_reaped() {
     running(&client, again.id()).await;
 }
 
+/// Waits for task `id` to succeed on node `alive` as attempt `attempt`.
+async fn succeeded_on_alive(client: &stevedore::Client, id: &str, attempt: u32) {
+    let record = finished(client, id, WAIT).await;
+    let run = record.task_run().unwrap();
+    assert_eq!(run.state, TaskState::Succeeded, "{:?}", run.error);
+    assert_eq!((run.attempt, run.node.as_str()), (attempt, "alive"));
+}
+
 /// A worker process that read `count` entries of the `default` queue and died before starting
 /// any: its heartbeat is written once and then goes stale.
 async fn ghost_holding(client: &stevedore::Client, count: usize) -> Vec<String> {
@@ -724,10 +706,7 @@ async fn a_task_read_by_a_lost_node_but_never_started_is_queued_again_not_failed
         .unwrap();
     ghost_holding(&client, 1).await;
     let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
-    let record = finished(&client, never_started.id(), WAIT).await;
-    let run = record.task_run().unwrap();
-    assert_eq!(run.state, TaskState::Succeeded, "{:?}", run.error);
-    assert_eq!((run.attempt, run.node.as_str()), (1, "alive"));
+    succeeded_on_alive(&client, never_started.id(), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,14 +714,7 @@ async fn the_reaper_dead_letters_what_it_cannot_open() {
     let redis = RedisServer::start();
     let client = redis.stevedore().await;
     let mut conn = redis.connection().await;
-    let _: String = redis::cmd("XADD")
-        .arg(stevedore_tests::stream_of("default"))
-        .arg("*")
-        .arg("m")
-        .arg(b"\xc1 not a message".as_slice())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    stevedore_tests::push_garbage(&mut conn, "default").await;
     ghost_holding(&client, 1).await;
     let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
     let queue = Destination::queue("default").unwrap();
@@ -752,7 +724,7 @@ async fn the_reaper_dead_letters_what_it_cannot_open() {
         async move { client.broker().dead_letters(&queue, 10).await.ok()?.pop() }
     })
     .await;
-    assert_eq!(letter.raw, b"\xc1 not a message");
+    assert_eq!(letter.raw, stevedore_tests::GARBAGE);
     assert!(
         letter.reason.contains("reaped from lost node ghost"),
         "{}",
@@ -784,10 +756,7 @@ async fn a_run_recorded_retrying_by_a_process_that_died_before_storing_the_retry
     broker.write_outcomes(&mut conn, &mut batch).await.unwrap();
 
     let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &args(&[]));
-    let record = finished(&client, &id, WAIT).await;
-    let run = record.task_run().unwrap();
-    assert_eq!(run.state, TaskState::Succeeded, "{:?}", run.error);
-    assert_eq!((run.attempt, run.node.as_str()), (2, "alive"));
+    succeeded_on_alive(&client, &id, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

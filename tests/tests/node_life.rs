@@ -274,17 +274,8 @@ fn a_worker_refuses_a_program_it_cannot_find_and_stevedores_own_variables() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = worker.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                worker.kill().unwrap();
-                panic!("the worker started with {flags:?} instead of refusing to");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = stevedore_tests::exit_within(&mut worker, WAIT)
+            .unwrap_or_else(|| panic!("the worker started with {flags:?} instead of refusing to"));
         let output = worker.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!status.success() && stderr.contains(says), "{stderr}");

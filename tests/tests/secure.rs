@@ -230,19 +230,7 @@ async fn the_producer_user_may_run_every_admin_command() {
     let client = stevedore::Client::with_config(config(&redis, "stevedore-producer"))
         .await
         .unwrap();
-    let fast = PublishOptions::new()
-        .notify(true)
-        .retries(1)
-        .backoff(Duration::from_millis(1), Duration::from_millis(1));
-    let failing = stevedore::Client::message(
-        "stevedore.fail",
-        vec!["x".into()],
-        Default::default(),
-        &fast,
-    )
-    .unwrap();
-    let dead = client.publish(failing).await.unwrap();
-    assert_eq!(dead.wait(WAIT).await.unwrap().state(), TaskState::Dead);
+    stevedore_tests::dead_task(&client, WAIT).await;
     let (_, listed) = admin(&["dead", "list", "--json"]);
     let letters: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     let entry = letters[0]["entry"].as_str().unwrap().to_owned();

@@ -35,21 +35,7 @@ impl RedisCluster {
         let nodes: Vec<(TcpNode, u16)> = (0..masters)
             .map(|i| {
                 let (port, bus) = (free_port(), free_port());
-                let args: Vec<String> = [
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus.to_string(),
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--appendonly",
-                    "no",
-                    "--maxmemory-policy",
-                    "noeviction",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+                let args = node_args(bus, false);
                 let node = TcpNode::spawn(&dir.path().join(format!("node{i}")), port, &args);
                 (node, bus)
             })
@@ -90,23 +76,8 @@ impl RedisCluster {
         let nodes: Vec<TcpNode> = (0..3 * (1 + replicas))
             .map(|i| {
                 let (port, bus) = (free_port(), free_port());
-                let mut args: Vec<String> = [
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus.to_string(),
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                    "--appendonly",
-                    "yes",
-                    "--maxmemory-policy",
-                    "noeviction",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+                let mut args = node_args(bus, true);
+                args.extend(["--cluster-node-timeout".into(), "1000".into()]);
                 if let Some((cert, key)) = &ca {
                     args.extend(crate::tls::tls_args(cert, key));
                     args.extend(["--tls-cluster".into(), "yes".into()]);
@@ -323,6 +294,26 @@ impl RedisCluster {
 }
 
 /// The master port of `slot` in a `CLUSTER SLOTS` reply.
+/// The arguments of a cluster node whose bus listens on `bus`, with AOF when `aof`.
+fn node_args(bus: u16, aof: bool) -> Vec<String> {
+    let aof = if aof { "yes" } else { "no" };
+    [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-port",
+        &bus.to_string(),
+        "--cluster-config-file",
+        "nodes.conf",
+        "--appendonly",
+        aof,
+        "--maxmemory-policy",
+        "noeviction",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn master_of_slot(reply: &redis::Value, slot: u16) -> Option<u16> {
     let redis::Value::Array(ranges) = reply else {
         return None;
