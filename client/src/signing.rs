@@ -6,6 +6,10 @@
 //! by first giving it to every reader (second place), then to producers (first place), then
 //! removing the old one.
 //!
+//! Schedules, control requests, cancel records and pauses are signed the same way, each with
+//! its [`Purpose`] inside the MAC, so that a MAC made for one kind never verifies as another
+//! (a signed schedule cannot be replayed as a task message).
+//!
 //! Keys are given as `ID:SECRET[,ID:SECRET...]` in `STEVEDORE_SIGNING_KEYS`, or in a file
 //! named by `STEVEDORE_SIGNING_KEYS_FILE` (one `ID:SECRET` per line).
 
@@ -16,6 +20,8 @@ use crate::{Error, Result};
 
 const ENVELOPE_TAG: &str = "sig1";
 const MIN_SECRET_LEN: usize = 16;
+/// The first byte of an envelope: a MessagePack fixarray of four.
+const ENVELOPE_BYTE: u8 = 0x94;
 
 /// The keys a process signs with (the first) and accepts (all).
 #[derive(Clone)]
@@ -30,23 +36,70 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
+/// What a signed payload is. The purpose is part of the MAC: what was signed as one kind
+/// never verifies as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A task message (on a stream, in the delayed set, in a dead letter).
+    Message,
+    /// A schedule in the schedule hash.
+    Schedule,
+    /// A control request on the control stream.
+    Control,
+    /// A cancel record.
+    Cancel,
+    /// A paused queue's entry.
+    Pause,
+}
+
+impl Purpose {
+    /// What the MAC covers besides the key id and the payload: nothing for messages (the
+    /// format that signed messages always had), a name and a NUL for the others. A message is
+    /// a MessagePack map and never starts with a letter, so the two cannot be confused.
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::Message => b"",
+            Self::Schedule => b"schedule\0",
+            Self::Control => b"control\0",
+            Self::Cancel => b"cancel\0",
+            Self::Pause => b"pause\0",
+        }
+    }
+}
+
+impl std::fmt::Display for Purpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Message => "message",
+            Self::Schedule => "schedule",
+            Self::Control => "control request",
+            Self::Cancel => "cancel record",
+            Self::Pause => "pause",
+        })
+    }
+}
+
 /// Why a payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     /// The payload carries no signature.
-    #[error("message is not signed, and this worker requires signed messages")]
-    Unsigned,
+    #[error("{0} is not signed, and signing keys are set here (write it from a process that holds STEVEDORE_SIGNING_KEYS)")]
+    Unsigned(Purpose),
     /// The signature names a key this process does not hold.
-    #[error("message is signed with unknown key `{0}`")]
-    UnknownKey(String),
-    /// The MAC does not match: the message was changed, or signed with another secret.
+    #[error("{0} is signed with unknown key `{1}`")]
+    UnknownKey(Purpose, String),
+    /// The MAC does not match: the payload was changed, or signed with another secret.
     #[error(
-        "message signature does not match (tampered, or signed with another secret for key `{0}`)"
+        "{0} signature does not match (tampered, or signed with another secret for key `{1}`)"
     )]
-    Mismatch(String),
+    Mismatch(Purpose, String),
     /// The envelope is not well formed.
     #[error("signed envelope is malformed: {0}")]
     Malformed(String),
+    /// A signed payload was to be changed and written again by a process without keys, which
+    /// would write it unsigned.
+    #[error("{0} is signed, and this process has no signing key to sign it again: run this where STEVEDORE_SIGNING_KEYS is set")]
+    NoKeyToSign(Purpose),
 }
 
 impl SigningKeys {
@@ -101,11 +154,16 @@ impl SigningKeys {
 
     /// Wraps `message` (an encoded message) in a signed envelope.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.sign_as(Purpose::Message, message)
+    }
+
+    /// Wraps `payload` (an encoded `purpose`) in a signed envelope.
+    pub fn sign_as(&self, purpose: Purpose, message: &[u8]) -> Vec<u8> {
         let (id, secret) = &self.keys[0];
         let envelope = rmpv::Value::Array(vec![
             ENVELOPE_TAG.into(),
             id.as_str().into(),
-            rmpv::Value::Binary(mac(secret, id, message)),
+            rmpv::Value::Binary(mac(secret, id, purpose, message)),
             rmpv::Value::Binary(message.to_vec()),
         ]);
         let mut out = Vec::with_capacity(message.len() + id.len() + 48);
@@ -115,21 +173,35 @@ impl SigningKeys {
 
     /// The message inside `payload` if its signature is good.
     pub fn verify(&self, payload: &[u8]) -> std::result::Result<Vec<u8>, SignatureError> {
+        self.verify_as(Purpose::Message, payload)
+    }
+
+    /// The `purpose` inside `payload` if its signature, made for that purpose, is good.
+    pub fn verify_as(
+        &self,
+        purpose: Purpose,
+        payload: &[u8],
+    ) -> std::result::Result<Vec<u8>, SignatureError> {
         let Some((id, tag, message)) = open_envelope(payload)? else {
-            return Err(SignatureError::Unsigned);
+            return Err(SignatureError::Unsigned(purpose));
         };
         let (_, secret) = self
             .keys
             .iter()
             .find(|(known, _)| *known == id)
-            .ok_or_else(|| SignatureError::UnknownKey(id.clone()))?;
-        let mut check = new_mac(secret, &id);
+            .ok_or_else(|| SignatureError::UnknownKey(purpose, id.clone()))?;
+        let mut check = new_mac(secret, &id, purpose);
         check.update(&message);
         check
             .verify_slice(&tag)
-            .map_err(|_| SignatureError::Mismatch(id.clone()))?;
+            .map_err(|_| SignatureError::Mismatch(purpose, id.clone()))?;
         Ok(message)
     }
+}
+
+/// Whether `payload` is in a signed envelope (well formed or not), without checking it.
+pub fn is_signed(payload: &[u8]) -> bool {
+    payload.first() == Some(&ENVELOPE_BYTE)
 }
 
 /// The message inside `payload` without checking any signature: for readers that hold no key
@@ -146,7 +218,7 @@ type Opened = Option<(String, Vec<u8>, Vec<u8>)>;
 /// `(key id, mac, message)` of a signed envelope; `None` when `payload` is not one.
 fn open_envelope(payload: &[u8]) -> std::result::Result<Opened, SignatureError> {
     // A fixarray of four; a message is a map and never starts with this byte.
-    if payload.first() != Some(&0x94) {
+    if !is_signed(payload) {
         return Ok(None);
     }
     let malformed = |what: &str| SignatureError::Malformed(what.to_owned());
@@ -174,16 +246,18 @@ fn open_envelope(payload: &[u8]) -> std::result::Result<Opened, SignatureError> 
     Ok(Some((id, tag, message)))
 }
 
-/// The MAC covers the key id too, so a message cannot be re-labelled with another key.
-fn new_mac(secret: &[u8], id: &str) -> Hmac<Sha256> {
+/// The MAC covers the key id and the purpose too, so a payload cannot be re-labelled with
+/// another key nor passed off as another kind.
+fn new_mac(secret: &[u8], id: &str, purpose: Purpose) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(id.as_bytes());
     mac.update(b"\0");
+    mac.update(purpose.label());
     mac
 }
 
-fn mac(secret: &[u8], id: &str, message: &[u8]) -> Vec<u8> {
-    let mut mac = new_mac(secret, id);
+fn mac(secret: &[u8], id: &str, purpose: Purpose, message: &[u8]) -> Vec<u8> {
+    let mut mac = new_mac(secret, id, purpose);
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
 }
@@ -210,9 +284,12 @@ mod tests {
         tampered[last] ^= 1;
         assert_eq!(
             keys.verify(&tampered),
-            Err(SignatureError::Mismatch("k1".into()))
+            Err(SignatureError::Mismatch(Purpose::Message, "k1".into()))
         );
-        assert_eq!(keys.verify(b"\x81\xa1a\x01"), Err(SignatureError::Unsigned));
+        assert_eq!(
+            keys.verify(b"\x81\xa1a\x01"),
+            Err(SignatureError::Unsigned(Purpose::Message))
+        );
     }
 
     #[test]
@@ -223,7 +300,7 @@ mod tests {
         assert!(both.verify(&old.sign(b"\x80")).is_ok());
         assert_eq!(
             old.verify(&both.sign(b"\x80")),
-            Err(SignatureError::UnknownKey("new".into()))
+            Err(SignatureError::UnknownKey(Purpose::Message, "new".into()))
         );
     }
 
@@ -232,8 +309,27 @@ mod tests {
         let forged = keys("k1:not-the-real-secret!").sign(b"\x80");
         assert_eq!(
             keys("k1:0123456789abcdef").verify(&forged),
-            Err(SignatureError::Mismatch("k1".into()))
+            Err(SignatureError::Mismatch(Purpose::Message, "k1".into()))
         );
+    }
+
+    #[test]
+    fn a_mac_made_for_one_purpose_never_verifies_as_another() {
+        let keys = keys("k1:0123456789abcdef");
+        let schedule = keys.sign_as(Purpose::Schedule, b"\x80");
+        assert!(keys.verify_as(Purpose::Schedule, &schedule).is_ok());
+        for other in [
+            Purpose::Message,
+            Purpose::Control,
+            Purpose::Cancel,
+            Purpose::Pause,
+        ] {
+            assert_eq!(
+                keys.verify_as(other, &schedule),
+                Err(SignatureError::Mismatch(other, "k1".into()))
+            );
+        }
+        assert_eq!(keys.sign(b"\x80"), keys.sign_as(Purpose::Message, b"\x80"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::keys::MESSAGE_FIELD;
 use super::reply;
 use super::{Broker, Connection, Keys};
 use crate::control::{CancelRecord, Reply, Request};
+use crate::signing::Purpose;
 use crate::{Error, Result};
 
 /// Approximate cap of the control stream.
@@ -30,6 +31,12 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
     })
 }
 
+/// What a pause entry signs: the queue and the time, so that a signed entry cannot be copied
+/// to another queue.
+fn pause_claim(queue: &str, at_ms: &str) -> Vec<u8> {
+    format!("{queue}\0{at_ms}").into_bytes()
+}
+
 impl Broker {
     /// Appends a control request for the nodes to read.
     pub async fn send_control(&self, request: &Request) -> Result<()> {
@@ -40,7 +47,7 @@ impl Broker {
             .arg(CONTROL_CAP)
             .arg("*")
             .arg(MESSAGE_FIELD)
-            .arg(encode("control request", request)?)
+            .arg(self.seal_as(Purpose::Control, encode("control request", request)?))
             .query_async::<String>(&mut self.commands())
             .await?;
         Ok(())
@@ -72,7 +79,11 @@ impl Broker {
             .await?;
         let mut requests = Vec::new();
         for (entry_id, fields) in control_entries(reply)? {
-            match fields.map(|bytes| decode::<Request>("control request", &bytes)) {
+            let opened = fields.map(|bytes| {
+                let bytes = self.open_as(Purpose::Control, &bytes)?;
+                decode::<Request>("control request", &bytes)
+            });
+            match opened {
                 Some(Ok(request)) => requests.push((entry_id, request)),
                 Some(Err(error)) => {
                     tracing::warn!(%entry_id, %error, "skipping a bad control request")
@@ -160,7 +171,7 @@ impl Broker {
         pipe.cmd("HSET")
             .arg(&key)
             .arg(record_id)
-            .arg(encode("cancel record", record)?)
+            .arg(self.seal_as(Purpose::Cancel, encode("cancel record", record)?))
             .ignore();
         if !lapsed.is_empty() {
             pipe.cmd("HDEL").arg(&key).arg(lapsed).ignore();
@@ -177,11 +188,16 @@ impl Broker {
             .await?;
         Ok(fields
             .into_iter()
-            .filter_map(|(id, bytes)| match decode("cancel record", &bytes) {
-                Ok(record) => Some((id, record)),
-                Err(error) => {
-                    tracing::warn!(%id, %error, "skipping a bad cancel record");
-                    None
+            .filter_map(|(id, bytes)| {
+                match self
+                    .open_as(Purpose::Cancel, &bytes)
+                    .and_then(|bytes| decode("cancel record", &bytes))
+                {
+                    Ok(record) => Some((id, record)),
+                    Err(error) => {
+                        tracing::warn!(%id, %error, "skipping a bad cancel record");
+                        None
+                    }
                 }
             })
             .collect())
@@ -189,21 +205,42 @@ impl Broker {
 
     /// Pauses (or resumes) a queue for every node.
     pub async fn set_paused(&self, queue: &crate::Destination, paused: bool) -> Result<()> {
+        let name = queue.wire_name();
         let mut cmd = redis::cmd(if paused { "HSET" } else { "HDEL" });
-        cmd.arg(self.keys().paused()).arg(queue.wire_name());
+        cmd.arg(self.keys().paused()).arg(&name);
         if paused {
-            cmd.arg(crate::now_ms());
+            let at_ms = crate::now_ms().to_string();
+            cmd.arg(self.seal_as(Purpose::Pause, pause_claim(&name, &at_ms)));
         }
         cmd.query_async::<()>(&mut self.commands()).await?;
         Ok(())
     }
 
-    /// The paused queues (wire names).
+    /// The paused queues (wire names). With signing keys, an entry a key holder did not write
+    /// for that queue is skipped with a warning.
     pub async fn paused_queues(&self) -> Result<Vec<String>> {
-        Ok(redis::cmd("HKEYS")
+        let entries: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(self.keys().paused())
             .query_async(&mut self.commands())
-            .await?)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter(|(queue, value)| {
+                let opened = self.open_as(Purpose::Pause, value);
+                let ok = opened.as_ref().is_ok_and(|claim| {
+                    claim
+                        .strip_prefix(pause_claim(queue, "").as_slice())
+                        .is_some()
+                });
+                if !ok && self.signs_messages() {
+                    let error = opened.err().map(|e| e.to_string());
+                    let error = error.as_deref().unwrap_or("signed for another queue");
+                    tracing::warn!(queue = %queue.escape_debug(), %error, "ignoring a pause");
+                }
+                ok || !self.signs_messages()
+            })
+            .map(|(queue, _)| queue)
+            .collect())
     }
 }
 

@@ -14,6 +14,7 @@ use super::reply;
 use super::scripts::DEAD_LETTER;
 use super::scripts::REQUEUE_DEAD;
 use super::{Broker, Delivery};
+use crate::signing::Purpose;
 use crate::{Destination, Result};
 
 /// A dead letter about to be written.
@@ -197,11 +198,16 @@ impl Broker {
 
     /// Requeues dead letter `entry_id` of `destination` as its next attempt, with its retry
     /// budget reset (the task's default); returns whether it was still there. A letter whose
-    /// bytes do not open (not a message, a bad signature) is an error and stays.
+    /// bytes do not open (not a message, a bad signature) is an error and stays, and so is a
+    /// signed letter when this process has no key to sign the changed message again.
     pub async fn requeue_dead(&self, destination: &Destination, entry_id: &str) -> Result<bool> {
         let Some(letter) = self.find_dead_letter(destination, entry_id).await? else {
             return Ok(false);
         };
+        if !self.signs_messages() && crate::signing::is_signed(&letter.raw) {
+            // Changing it here would write it unsigned: a keyless writer could launder it.
+            return Err(crate::signing::SignatureError::NoKeyToSign(Purpose::Message).into());
+        }
         let mut message = self.open(&letter.raw)?;
         message.retries = None;
         message.eta = None;

@@ -52,6 +52,8 @@ mod shared;
 
 use std::sync::Arc;
 
+use crate::signing::Purpose;
+
 pub use config::{redact_url, BrokerConfig};
 pub use connection::{hash_slot, Connection};
 pub use dead_letters::{DeadLetter, NewDeadLetter};
@@ -106,21 +108,30 @@ impl Broker {
 
     /// Encodes `message` for Redis, signed when signing keys are configured.
     pub fn seal(&self, message: &crate::Message) -> crate::Result<Vec<u8>> {
-        let bytes = message.encode()?;
-        Ok(match &self.inner.signing {
-            Some(keys) => keys.sign(&bytes),
-            None => bytes,
-        })
+        Ok(self.seal_as(Purpose::Message, message.encode()?))
     }
 
     /// Decodes a payload read from Redis. With signing keys, an unsigned or tampered payload
     /// is refused ([`crate::Error::Signature`]); without, signed and unsigned are both read.
     pub fn open(&self, payload: &[u8]) -> crate::Result<crate::Message> {
-        let bytes = match &self.inner.signing {
-            Some(keys) => keys.verify(payload)?,
+        crate::Message::decode(&self.open_as(Purpose::Message, payload)?)
+    }
+
+    /// `bytes` (an encoded `purpose`) as written to Redis: signed when signing keys are set.
+    pub(crate) fn seal_as(&self, purpose: Purpose, bytes: Vec<u8>) -> Vec<u8> {
+        match &self.inner.signing {
+            Some(keys) => keys.sign_as(purpose, &bytes),
+            None => bytes,
+        }
+    }
+
+    /// The encoded `purpose` inside `payload`. With signing keys, one without a valid MAC for
+    /// that purpose is refused; without, signed and unsigned are both read.
+    pub(crate) fn open_as(&self, purpose: Purpose, payload: &[u8]) -> crate::Result<Vec<u8>> {
+        Ok(match &self.inner.signing {
+            Some(keys) => keys.verify_as(purpose, payload)?,
             None => crate::signing::unwrap_unchecked(payload)?,
-        };
-        crate::Message::decode(&bytes)
+        })
     }
 
     /// Whether messages are signed and checked.

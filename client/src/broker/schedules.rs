@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::scripts::{CLAIM_FIRE, LEASE, PUBLISH_FIRED};
 use super::Broker;
 use crate::schedule::Schedule;
+use crate::signing::Purpose;
 use crate::{Destination, Error, Message, Result};
 
 /// Schedule names with their due times.
@@ -22,28 +23,32 @@ pub enum Fired {
     NotLeader,
 }
 
-fn encode(schedule: &Schedule) -> Result<Vec<u8>> {
-    rmp_serde::to_vec_named(schedule).map_err(|e| Error::Encode {
-        what: format!("schedule `{}`", schedule.name),
-        reason: e.to_string(),
-    })
-}
-
-fn decode(bytes: &[u8]) -> Result<Schedule> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
-        what: "schedule".into(),
-        reason: e.to_string(),
-    })
-}
-
 impl Broker {
+    /// `schedule` as stored: signed by this writer when signing keys are set, so that a beat
+    /// with keys fires only what a key holder wrote.
+    fn seal_schedule(&self, schedule: &Schedule) -> Result<Vec<u8>> {
+        let bytes = rmp_serde::to_vec_named(schedule).map_err(|e| Error::Encode {
+            what: format!("schedule `{}`", schedule.name),
+            reason: e.to_string(),
+        })?;
+        Ok(self.seal_as(Purpose::Schedule, bytes))
+    }
+
+    /// A stored schedule; with signing keys, one without a valid signature is an error.
+    fn open_schedule(&self, bytes: &[u8]) -> Result<Schedule> {
+        rmp_serde::from_slice(&self.open_as(Purpose::Schedule, bytes)?).map_err(|e| Error::Decode {
+            what: "schedule".into(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Stores `schedule`, due next at `next_due_ms` (`None`: not due, e.g. paused or spent).
     pub async fn put_schedule(&self, schedule: &Schedule, next_due_ms: Option<u64>) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("HSET")
             .arg(self.keys().schedules())
             .arg(&schedule.name)
-            .arg(encode(schedule)?)
+            .arg(self.seal_schedule(schedule)?)
             .ignore();
         match next_due_ms {
             Some(due) => pipe
@@ -93,7 +98,7 @@ impl Broker {
         let due: HashMap<String, u64> = due.into_iter().collect();
         let (mut schedules, mut unreadable) = (Vec::new(), Vec::new());
         for (name, bytes) in all {
-            match decode(&bytes) {
+            match self.open_schedule(&bytes) {
                 Ok(schedule) => schedules.push((schedule, due.get(&name).copied())),
                 Err(error) => unreadable.push((name, error.to_string())),
             }
@@ -125,7 +130,9 @@ impl Broker {
             .arg(name)
             .query_async(&mut self.commands())
             .await?;
-        bytes.map(|b| Ok((decode(&b)?, due))).transpose()
+        bytes
+            .map(|b| Ok((self.open_schedule(&b)?, due)))
+            .transpose()
     }
 
     /// Names of schedules due at `now_ms` with their due times, earliest first, up to `limit`.
@@ -183,7 +190,7 @@ impl Broker {
             .await?;
         Ok(found
             .into_iter()
-            .map(|bytes| bytes.map(|b| decode(&b)).transpose())
+            .map(|bytes| bytes.map(|b| self.open_schedule(&b)).transpose())
             .collect())
     }
 
@@ -257,7 +264,7 @@ impl Broker {
                         .map(|d| d.to_string())
                         .unwrap_or_default(),
                 )
-                .arg(encode(&firing.schedule)?)
+                .arg(self.seal_schedule(&firing.schedule)?)
                 .arg(&field)
                 .arg(outbox.encode()?);
             outboxes.push((field, outbox));
