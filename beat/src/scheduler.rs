@@ -62,10 +62,26 @@ impl Scheduler {
         let now = stevedore::now_ms();
         let due = broker.due_schedules(now, BATCH).await?;
         let names: Vec<String> = due.iter().map(|(name, _)| name.clone()).collect();
-        let mut firings = Vec::with_capacity(due.len());
-        for ((name, due), schedule) in due.into_iter().zip(broker.schedules_by_name(&names).await?)
-        {
-            match schedule.and_then(|found| found.map(|s| firing(s, due, now)).transpose()) {
+        let found = broker.schedules_by_name(&names).await?;
+        // Planning walks expressions (bounded, but up to milliseconds each): off the runtime.
+        let planned = tokio::task::spawn_blocking(move || {
+            (due.into_iter().zip(found))
+                .map(|((name, due), schedule)| {
+                    let firing =
+                        schedule.and_then(|found| found.map(|s| firing(s, due, now)).transpose());
+                    (name, firing)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let planned = match planned {
+            Ok(planned) => planned,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Ok(LOOK_EVERY), // the runtime is shutting down
+        };
+        let mut firings = Vec::with_capacity(planned.len());
+        for (name, firing) in planned {
+            match firing {
                 Ok(Some(firing)) => firings.push(firing),
                 Ok(None) => {} // removed meanwhile
                 Err(error) => {

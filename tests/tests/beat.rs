@@ -433,3 +433,24 @@ async fn one_undecodable_schedule_never_silences_the_others() {
         "the bad schedule is parked, not looked at every tick"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondly_rrule_that_started_in_january_fires_every_second() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let _beat = Beat::start(&redis, &[]);
+    // Walked from DTSTART, tens of millions of times lie before now.
+    let january = "DTSTART:20260101T000000Z RRULE:FREQ=SECONDLY";
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "tick",
+            "tests.count_run",
+            "--rrule",
+            january,
+        ],
+    );
+    wait_runs(&redis, 3).await;
+}

@@ -1,13 +1,11 @@
-//! Schedules that `beat` fires: a fixed interval, a cron expression in a time zone, or an iCal
-//! RRULE as AWX writes them. Expressions are checked when a schedule is created, and each one
-//! answers "when next, after this instant?" in milliseconds since the epoch.
+//! [`Timing`]: when a schedule fires, and "when next, after this instant?".
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::recurrence;
 use crate::{Error, Result};
 
 /// When a schedule fires.
@@ -32,69 +30,6 @@ pub enum Timing {
         /// The text.
         text: String,
     },
-}
-
-/// What to do with runs missed while no beat ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Missed {
-    /// Skip them; fire at the next time from now.
-    Skip,
-    /// Fire once for all of them (the default).
-    #[default]
-    Once,
-    /// Fire each of them, up to this many.
-    All(u32),
-}
-
-impl FromStr for Missed {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<Self> {
-        match text {
-            "skip" => Ok(Self::Skip),
-            "once" => Ok(Self::Once),
-            "all" => Ok(Self::All(100)),
-            _ => match text.strip_prefix("all:").and_then(|n| n.parse().ok()) {
-                Some(0) => Err(Error::InvalidOptions(format!(
-                    "missed-run policy `{text}`: all:N fires at most N missed runs; N must be 1 or more (or use skip)"
-                ))),
-                Some(cap) => Ok(Self::All(cap)),
-                None => Err(Error::InvalidOptions(format!(
-                    "missed-run policy `{text}` is not skip, once, all or all:N"
-                ))),
-            },
-        }
-    }
-}
-
-/// A schedule: what to publish, where, and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Schedule {
-    /// Its unique name.
-    pub name: String,
-    /// The task to publish.
-    pub task: String,
-    /// Positional arguments.
-    #[serde(default)]
-    pub args: Vec<rmpv::Value>,
-    /// Keyword arguments.
-    #[serde(default)]
-    pub kwargs: BTreeMap<String, rmpv::Value>,
-    /// Where: `NAME`, `node:NAME` or `broadcast`.
-    pub queue: String,
-    /// When.
-    pub timing: Timing,
-    /// Missed-run policy.
-    #[serde(default)]
-    pub missed: Missed,
-    /// Whether it is paused (not fired until resumed).
-    #[serde(default)]
-    pub paused: bool,
-    /// When it was created (ms): the origin of `Every`.
-    pub created_at: u64,
-    /// When it last fired (ms), if ever.
-    #[serde(default)]
-    pub last_fired_at: Option<u64>,
 }
 
 impl Timing {
@@ -130,8 +65,34 @@ impl Timing {
                 Ok(Some(origin_ms + passed * ms))
             }
             Self::Cron { expr, tz } => cron_next(expr, tz, after_ms).map(Some),
-            Self::RRule { text } => rrule_next(text, after_ms),
+            Self::RRule { text } => {
+                Ok(recurrence::times_between(text, after_ms, u64::MAX, 1)?.pop())
+            }
         }
+    }
+
+    /// The fire times strictly after `after_ms` and at most `until_ms`, earliest first, at most
+    /// `limit` of them; `origin_ms` anchors intervals. An RRULE is walked once for all of them.
+    pub fn times_between(
+        &self,
+        origin_ms: u64,
+        after_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        if let Self::RRule { text } = self {
+            return recurrence::times_between(text, after_ms, until_ms, limit);
+        }
+        let mut times = Vec::new();
+        let mut last = after_ms;
+        while times.len() < limit {
+            match self.next_after(origin_ms, last)? {
+                Some(t) if t <= until_ms => times.push(t),
+                _ => break,
+            }
+            last = *times.last().unwrap_or(&last);
+        }
+        Ok(times)
     }
 }
 
@@ -163,17 +124,6 @@ fn cron_next(expr: &str, tz: &str, after_ms: u64) -> Result<u64> {
         .find_next_occurrence(&start, false)
         .map_err(|e| bad("cron expression", expr, e))?;
     Ok(next.with_timezone(&Utc).timestamp_millis() as u64)
-}
-
-fn rrule_next(text: &str, after_ms: u64) -> Result<Option<u64>> {
-    // AWX writes DTSTART and RRULE on one line, separated by a space.
-    let text_lines = text
-        .replace(" RRULE:", "\nRRULE:")
-        .replace(" EXRULE:", "\nEXRULE:");
-    let set: rrule::RRuleSet = text_lines.parse().map_err(|e| bad("RRULE", text, e))?;
-    let after = utc(after_ms + 1).with_timezone(&rrule::Tz::UTC);
-    let next = set.after(after).all(1).dates.into_iter().next();
-    Ok(next.map(|dt| dt.with_timezone(&Utc).timestamp_millis() as u64))
 }
 
 #[cfg(test)]
@@ -344,152 +294,5 @@ mod tests {
                 "{error}"
             );
         }
-    }
-
-    #[test]
-    fn missed_policies_parse() {
-        assert_eq!("skip".parse::<Missed>().unwrap(), Missed::Skip);
-        assert_eq!("all:5".parse::<Missed>().unwrap(), Missed::All(5));
-        assert!("sometimes".parse::<Missed>().is_err());
-    }
-}
-
-/// What firing a schedule due at `due_ms` publishes, seen at `now_ms`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirePlan {
-    /// The fire times to publish a run for.
-    pub fire_at: Vec<u64>,
-    /// The next due time (`None`: the schedule has no more times).
-    pub next_due: Option<u64>,
-}
-
-/// A run is late (missed) when it is seen more than this after its time.
-pub const LATE_AFTER_MS: u64 = 2_000;
-/// Most missed runs looked at.
-const MISSED_LOOKED_AT: usize = 100_000;
-
-impl Schedule {
-    /// Plans the firing of this schedule, due at `due_ms`, seen at `now_ms`: on time, one run;
-    /// late (no beat ran), what its missed-run policy says.
-    pub fn plan(&self, due_ms: u64, now_ms: u64) -> Result<FirePlan> {
-        let origin = self.created_at;
-        if now_ms <= due_ms + LATE_AFTER_MS {
-            return Ok(FirePlan {
-                fire_at: vec![due_ms],
-                next_due: self.timing.next_after(origin, due_ms)?,
-            });
-        }
-        let mut missed = vec![due_ms];
-        while missed.len() < MISSED_LOOKED_AT {
-            match self
-                .timing
-                .next_after(origin, *missed.last().unwrap_or(&due_ms))?
-            {
-                Some(t) if t <= now_ms => missed.push(t),
-                _ => break,
-            }
-        }
-        let fire_at = match self.missed {
-            Missed::Skip => Vec::new(),
-            Missed::Once => missed.last().copied().into_iter().collect(),
-            Missed::All(cap) => missed.split_off(missed.len().saturating_sub(cap as usize)),
-        };
-        Ok(FirePlan {
-            fire_at,
-            next_due: self.timing.next_after(origin, now_ms)?,
-        })
-    }
-
-    /// The task id of the run fired at `fire_ms`: the same for every beat, so a run can never be
-    /// published under two ids.
-    pub fn run_id(&self, fire_ms: u64) -> String {
-        let name = format!("stevedore-schedule:{}:{fire_ms}", self.name);
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
-    }
-
-    /// The message of the run fired at `fire_ms`.
-    pub fn message(&self, fire_ms: u64) -> Result<crate::Message> {
-        let mut options = crate::PublishOptions::new().id(self.run_id(fire_ms));
-        options = match crate::Destination::from_wire_name(&self.queue)? {
-            crate::Destination::Queue(q) => options.queue(q.as_str()),
-            crate::Destination::Node(n) => options.node(n.as_str()),
-            crate::Destination::Broadcast => options.broadcast(),
-        };
-        let mut message =
-            options.message(&self.task, None, self.args.clone(), self.kwargs.clone())?;
-        message.headers.insert("schedule".into(), self.name.clone());
-        message
-            .headers
-            .insert("fire_at".into(), fire_ms.to_string());
-        Ok(message)
-    }
-}
-
-#[cfg(test)]
-mod plan_tests {
-    use super::*;
-
-    fn every_second(missed: Missed) -> Schedule {
-        Schedule {
-            name: "s".into(),
-            task: "t".into(),
-            args: vec![],
-            kwargs: BTreeMap::new(),
-            queue: "default".into(),
-            timing: Timing::Every { ms: 1000 },
-            missed,
-            paused: false,
-            created_at: 0,
-            last_fired_at: None,
-        }
-    }
-
-    #[test]
-    fn on_time_fires_once_and_moves_on() {
-        let plan = every_second(Missed::Once).plan(10_000, 10_050).unwrap();
-        assert_eq!(
-            plan,
-            FirePlan {
-                fire_at: vec![10_000],
-                next_due: Some(11_000)
-            }
-        );
-    }
-
-    #[test]
-    fn missed_runs_follow_the_policy() {
-        // Due at 10 s, seen at 15.5 s: 10, 11, 12, 13, 14 and 15 s were missed.
-        let at = |missed| every_second(missed).plan(10_000, 15_500).unwrap();
-        assert_eq!(
-            at(Missed::Skip),
-            FirePlan {
-                fire_at: vec![],
-                next_due: Some(16_000)
-            }
-        );
-        assert_eq!(
-            at(Missed::Once),
-            FirePlan {
-                fire_at: vec![15_000],
-                next_due: Some(16_000)
-            }
-        );
-        assert_eq!(
-            at(Missed::All(100)).fire_at,
-            vec![10_000, 11_000, 12_000, 13_000, 14_000, 15_000]
-        );
-        assert_eq!(
-            at(Missed::All(2)).fire_at,
-            vec![14_000, 15_000],
-            "capped to the latest"
-        );
-    }
-
-    #[test]
-    fn run_ids_depend_on_schedule_and_time_only() {
-        let s = every_second(Missed::Once);
-        assert_eq!(s.run_id(1000), s.run_id(1000));
-        assert_ne!(s.run_id(1000), s.run_id(2000));
-        assert_eq!(s.message(1000).unwrap().id, s.run_id(1000));
     }
 }
