@@ -60,6 +60,10 @@ impl Client {
     ///
     /// A message with an on_duplicate policy that finds a duplicate is dropped; its handle says
     /// so ([`TaskHandle::discarded`]).
+    ///
+    /// When Redis takes only part of the batch (out of memory, a refused command), the error is
+    /// [`Error::PartlyPublished`], naming the ids taken and the ids refused; when the connection
+    /// fails with the batch on its way, [`Error::PublishUnconfirmed`] (their fate is unknown).
     pub async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
         let published = self.broker.enqueue(&messages).await?;
         Ok(messages

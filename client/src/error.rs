@@ -78,6 +78,34 @@ pub enum Error {
         /// How long we waited.
         waited_ms: u64,
     },
+    /// Redis refused part of a batch (out of memory, a command refused): the tasks in
+    /// `published` are queued (or were dropped as duplicates), those in `not_published` are not.
+    #[error(
+        "{} of {} task(s) not published ({} were): {cause}",
+        not_published.len(),
+        published.len() + not_published.len(),
+        published.len()
+    )]
+    PartlyPublished {
+        /// Ids Redis took.
+        published: Vec<String>,
+        /// Ids Redis refused: safe to publish again.
+        not_published: Vec<String>,
+        /// The first refusal, one line.
+        cause: String,
+    },
+    /// The connection failed while a batch was on its way: its tasks may or may not be queued.
+    #[error(
+        "{} task(s) may or may not be queued (the connection failed with the batch on its way; \
+         check before publishing them again): {cause}",
+        unconfirmed.len()
+    )]
+    PublishUnconfirmed {
+        /// The ids of the batch.
+        unconfirmed: Vec<String>,
+        /// What failed.
+        cause: String,
+    },
     /// Waiting was asked for a task published without a completion wake-up.
     #[error("task {0} was published without `notify`; publish it with PublishOptions::notify(true) to wait for it")]
     NotWaitable(String),

@@ -2,14 +2,15 @@
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use stevedore::broker::keys::QUEUE_GROUP;
 use stevedore::{Destination, PublishOptions, TaskState};
 use stevedore_tests::{
-    dead_of, eventually, pending, stream_len, stream_of, tasks, test_worker_bin, RedisServer,
-    WorkerProcess,
+    dead_of, eventually, pending, run_cli, stream_len, stream_of, tasks, test_admin_bin,
+    test_worker_bin, RedisServer, WorkerProcess,
 };
 
 /// Waits until the test task `tests.block` with `id` has started and its `running` record is
@@ -336,4 +337,78 @@ async fn outage_of(
         .await
         .unwrap();
     (admin, tester)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_redis_refuses_half_way_prints_exactly_the_ids_it_took_and_one_error_line() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection().await;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let used: u64 = (info.lines())
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    // Room for about a hundred of the thousand 2 KB messages.
+    let limit = (used + 300_000).to_string();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", &limit])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let args = format!("[\"{}\"]", "x".repeat(2000));
+    let enqueue = [
+        "enqueue",
+        "stevedore.noop",
+        "--args",
+        &args,
+        "--count",
+        "1000",
+    ];
+    let out = run_cli(test_admin_bin!(), &redis.url(), &enqueue);
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "0"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    assert_eq!(out.status.code(), Some(1));
+    let printed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let client = redis.stevedore().await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream_of("default"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let queued: BTreeSet<String> = (entries.ids.iter())
+        .filter_map(|entry| entry.get::<Vec<u8>>(stevedore::broker::keys::MESSAGE_FIELD))
+        .map(|payload| client.broker().open(&payload).unwrap().id)
+        .collect();
+    assert!(
+        !queued.is_empty() && queued.len() < 1000,
+        "Redis took part of the batch: {}",
+        queued.len()
+    );
+    assert_eq!(
+        printed, queued,
+        "the ids printed are exactly the ids queued"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("OOM"), "names the cause: {err}");
+    assert!(
+        err.contains(&format!(
+            "{} task id(s) printed above are queued",
+            queued.len()
+        )),
+        "{err}"
+    );
 }

@@ -51,10 +51,10 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
         let messages = (0..batch)
             .map(|_| Client::message(&call.task, positional.clone(), kwargs.clone(), &options))
             .collect::<stevedore::Result<Vec<_>>>()?;
-        let published = client.publish_many(messages).await.with_context(|| {
-            let done = args.count - left;
-            format!("{batch} task(s) not published (the {done} printed above were); cause")
-        })?;
+        let published = match client.publish_many(messages).await {
+            Ok(published) => published,
+            Err(error) => return Err(not_published(error, args.count - left, left - batch)?),
+        };
         for handle in published {
             say!("{}", handle.id());
             if handle.discarded() {
@@ -72,6 +72,37 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     wait_for_all(handles, args.timeout).await
+}
+
+/// The error for a batch that failed, after printing what of it is queued: the ids Redis took
+/// on stdout like the others, the ids whose fate is unknown on stderr. `done`: ids printed
+/// before this batch; `untried`: tasks after it, not sent.
+fn not_published(
+    error: stevedore::Error,
+    done: u64,
+    untried: u64,
+) -> anyhow::Result<anyhow::Error> {
+    let mut printed = done;
+    match &error {
+        stevedore::Error::PartlyPublished { published, .. } => {
+            for id in published {
+                say!("{id}");
+            }
+            printed += published.len() as u64;
+        }
+        stevedore::Error::PublishUnconfirmed { unconfirmed, .. } => {
+            for id in unconfirmed {
+                eprintln!("unconfirmed {id}");
+            }
+        }
+        _ => {}
+    }
+    let untried = match untried {
+        0 => String::new(),
+        n => format!(", {n} more not tried"),
+    };
+    let queued = format!("{printed} task id(s) printed above are queued{untried}");
+    Ok(anyhow::Error::new(error).context(queued))
 }
 
 /// The publish options the arguments ask for; `--node auto` is resolved to a live node here.

@@ -41,18 +41,26 @@ impl Broker {
                     self.add_delayed(&mut pipe, &destination, eta, payload);
                     earliest_delayed = Some(earliest_delayed.map_or(eta, |e| e.min(eta)));
                 }
-                (None, None) => self.add_to_stream(&mut pipe, &destination, payload),
+                (None, None) => {
+                    self.add_to_stream(&mut pipe, &destination, payload);
+                }
             }
         }
         if let Some(due) = earliest_delayed {
             self.add_wake(&mut pipe, due);
         }
-        let answers: Vec<i64> = self.query_replicated(&pipe).await?;
-        let mut published = vec![true; messages.len()];
-        for (index, answer) in checked.into_iter().zip(answers) {
-            published[index] = answer == 1;
-        }
-        Ok(published)
+        // One reply per message (the wake-up's is ignored), errors kept in place.
+        pipe.ignore_errors();
+        let config = self.config();
+        let replies: Vec<redis::RedisResult<redis::Value>> = self
+            .commands()
+            .query_replicated(&pipe, config.replicas_to_ack, config.replica_ack_timeout)
+            .await
+            .map_err(|e| Error::PublishUnconfirmed {
+                unconfirmed: messages.iter().map(|m| m.id.clone()).collect(),
+                cause: first_line(&e.to_string()),
+            })?;
+        settle_replies(messages, &checked, replies)
     }
 
     /// Sends `pipe` on the shared connection; with
@@ -69,33 +77,34 @@ impl Broker {
             .await?)
     }
 
-    /// Adds to `pipe` the XADD of `payload` to `destination`'s stream (broadcasts capped).
-    pub(crate) fn add_to_stream(
+    /// Adds to `pipe` the XADD of `payload` to `destination`'s stream (broadcasts capped);
+    /// its reply is kept (call `.ignore()` on the result to drop it).
+    pub(crate) fn add_to_stream<'p>(
         &self,
-        pipe: &mut redis::Pipeline,
+        pipe: &'p mut redis::Pipeline,
         destination: &Destination,
         payload: Vec<u8>,
-    ) {
+    ) -> &'p mut redis::Pipeline {
         let cmd = pipe.cmd("XADD").arg(self.keys().stream(destination));
         if *destination == Destination::Broadcast {
             cmd.arg("MAXLEN").arg("~").arg(self.config().broadcast_cap);
         }
-        cmd.arg("*").arg(MESSAGE_FIELD).arg(payload).ignore();
+        cmd.arg("*").arg(MESSAGE_FIELD).arg(payload)
     }
 
-    /// Adds to `pipe` the ZADD of `payload` to `destination`'s delayed set, due at `due_ms`.
-    pub(crate) fn add_delayed(
+    /// Adds to `pipe` the ZADD of `payload` to `destination`'s delayed set, due at `due_ms`;
+    /// its reply is kept (call `.ignore()` on the result to drop it).
+    pub(crate) fn add_delayed<'p>(
         &self,
-        pipe: &mut redis::Pipeline,
+        pipe: &'p mut redis::Pipeline,
         destination: &Destination,
         due_ms: u64,
         payload: Vec<u8>,
-    ) {
+    ) -> &'p mut redis::Pipeline {
         pipe.cmd("ZADD")
             .arg(self.keys().delayed(destination))
             .arg(due_ms)
             .arg(payload)
-            .ignore();
     }
 
     /// Adds to `pipe` the wake-up hint for the forwarders.
@@ -117,4 +126,41 @@ impl Broker {
             .query_async(&mut self.commands())
             .await?)
     }
+}
+
+/// Whether each message was published (`false`: dropped as a duplicate), from the batch's
+/// replies in message order; a batch Redis refused in part is an error naming both parts.
+fn settle_replies(
+    messages: &[Message],
+    checked: &[usize],
+    replies: Vec<redis::RedisResult<redis::Value>>,
+) -> Result<Vec<bool>> {
+    let mut published = vec![true; messages.len()];
+    let (mut taken, mut refused, mut cause) = (Vec::new(), Vec::new(), None);
+    for (index, (message, reply)) in messages.iter().zip(replies).enumerate() {
+        match reply {
+            Ok(value) => {
+                if checked.contains(&index) {
+                    published[index] = matches!(value, redis::Value::Int(1));
+                }
+                taken.push(message.id.clone());
+            }
+            Err(error) => {
+                cause.get_or_insert_with(|| first_line(&error.to_string()));
+                refused.push(message.id.clone());
+            }
+        }
+    }
+    match cause {
+        None => Ok(published),
+        Some(cause) => Err(Error::PartlyPublished {
+            published: taken,
+            not_published: refused,
+            cause,
+        }),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
 }

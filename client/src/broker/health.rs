@@ -248,7 +248,7 @@ impl Broker {
             for entry in entries {
                 let (id, payload) = entry.into_message();
                 if let Some(payload) = payload {
-                    self.add_to_stream(&mut pipe, to, payload);
+                    self.add_to_stream(&mut pipe, to, payload).ignore();
                     moved += 1;
                 }
                 ids.push(id);

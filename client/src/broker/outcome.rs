@@ -293,7 +293,8 @@ impl Broker {
                 due_ms,
             } = &outcome.settle
             {
-                self.add_delayed(pipe, to, *due_ms, message.clone());
+                self.add_delayed(pipe, to, *due_ms, message.clone())
+                    .ignore();
                 earliest = Some(earliest.map_or(*due_ms, |e| e.min(*due_ms)));
             }
         }
