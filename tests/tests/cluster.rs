@@ -16,7 +16,7 @@ use stevedore::{Destination, OnDuplicate, PublishOptions, TaskState};
 use stevedore_tests::cluster::RedisCluster;
 use stevedore_tests::{
     eventually, ran_on, run_cli, runs, tasks, test_admin_bin, test_worker_bin,
-    unrecorded_after_runs, KillOnDrop, WorkerProcess,
+    unrecorded_within, KillOnDrop, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -232,7 +232,7 @@ async fn a_master_failover_mid_run_loses_no_acknowledged_task() {
     }
 
     let conn = cluster.connection().await;
-    let left = unrecorded_after_runs(&client, &conn, &acknowledged, Duration::from_secs(120)).await;
+    let left = unrecorded_within(&client, &acknowledged, Duration::from_secs(120)).await;
     let counted = runs(&mut conn.clone()).await;
     let missing_record = left.len();
     let twice = counted.values().filter(|n| **n > 1).count();
@@ -275,8 +275,7 @@ async fn a_cluster_speaking_only_tls_runs_tasks_through_a_rediss_cluster_url() {
         .collect();
     let ids: HashSet<String> = messages.iter().map(|m| m.id.clone()).collect();
     client.publish_many(messages).await.unwrap();
-    let conn = cluster.connection().await;
-    let left = unrecorded_after_runs(&client, &conn, &ids, WAIT).await;
+    let left = unrecorded_within(&client, &ids, WAIT).await;
     assert!(left.is_empty(), "tasks without a success record: {left:?}");
 
     // Without the CA, the cluster's certificate is refused, in one line.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use stevedore::PublishOptions;
 use stevedore_tests::sentinel::{SentinelSetup, SENTINEL_PASSWORD};
-use stevedore_tests::{tasks, test_worker_bin, unrecorded_after_runs, WorkerProcess};
+use stevedore_tests::{tasks, test_worker_bin, unrecorded_within, WorkerProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
@@ -68,8 +68,7 @@ async fn a_forced_failover_mid_run_loses_no_acknowledged_task() {
     let new_master = new_master.unwrap();
     assert_ne!(new_master, first_master);
 
-    let conn = stevedore_tests::connection_to(&setup.url()).await;
-    let left = unrecorded_after_runs(&client, &conn, &acknowledged, Duration::from_secs(90)).await;
+    let left = unrecorded_within(&client, &acknowledged, Duration::from_secs(90)).await;
     for id in left.iter().take(5) {
         let state = client.task(id).await.map(|r| r.state());
         writeln!(
@@ -125,8 +124,7 @@ async fn a_deployment_speaking_only_tls_with_locked_sentinels_runs_tasks_via_red
         .collect();
     let ids: HashSet<String> = messages.iter().map(|m| m.id.clone()).collect();
     client.publish_many(messages).await.unwrap();
-    let conn = stevedore_tests::connection_with(setup.config("tests")).await;
-    let left = unrecorded_after_runs(&client, &conn, &ids, Duration::from_secs(30)).await;
+    let left = unrecorded_within(&client, &ids, Duration::from_secs(30)).await;
     assert!(left.is_empty(), "tasks without a success record: {left:?}");
 
     // Without the CA, the sentinels' certificate is refused; without the sentinels' password,
