@@ -150,17 +150,19 @@ impl TaskHandle {
 /// Remote control of worker nodes.
 impl Client {
     /// Sends `command` to `target` and collects the answers until `timeout`; nodes that do not
-    /// answer in time are reported as such (for [`Target::All`], the nodes known from their
-    /// broadcast groups).
+    /// answer in time are reported as such. [`Target::All`] means the nodes live now (with a
+    /// heartbeat younger than the config's `lost_after`): a node
+    /// that stopped is not asked, and a lost one is reported [`NodeAnswer::Lost`] at once,
+    /// not waited for.
     pub async fn control(
         &self,
         target: Target,
         command: Command,
         timeout: Duration,
     ) -> Result<Vec<NodeAnswer>> {
-        let expected = match &target {
-            Target::All => self.broker.known_nodes().await?,
-            Target::Node(node) => vec![node.clone()],
+        let (expected, lost) = match &target {
+            Target::All => self.live_and_lost_nodes().await?,
+            Target::Node(node) => (vec![node.clone()], Vec::new()),
         };
         let id = uuid::Uuid::new_v4().to_string();
         let deadline = Instant::now() + timeout;
@@ -176,14 +178,33 @@ impl Client {
             .broker
             .collect_replies(&request.reply_to, expected.len(), deadline)
             .await?;
-        let mut answers: Vec<NodeAnswer> = expected
-            .iter()
-            .filter(|node| !replies.iter().any(|r| &r.node == *node))
+        let answered = |node: &String| replies.iter().any(|r| &r.node == node);
+        let mut answers: Vec<NodeAnswer> = (expected.iter().filter(|node| !answered(node)))
             .map(|node| NodeAnswer::NotAnswering(node.clone()))
+            .chain(
+                lost.into_iter()
+                    .filter(|node| !answered(node))
+                    .map(NodeAnswer::Lost),
+            )
             .collect();
         answers.extend(replies.into_iter().map(NodeAnswer::Answered));
         answers.sort_by(|a, b| answer_node(a).cmp(answer_node(b)));
         Ok(answers)
+    }
+
+    /// The nodes with a live process, and those whose every process is lost (not yet reaped).
+    async fn live_and_lost_nodes(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let nodes = self.nodes(self.broker.config().lost_after).await?;
+        let (mut live, mut lost) = (Vec::new(), Vec::new());
+        for health in &nodes {
+            let node = &health.beat.node;
+            let set = if health.lost { &mut lost } else { &mut live };
+            if !set.contains(node) {
+                set.push(node.clone());
+            }
+        }
+        lost.retain(|node| !live.contains(node));
+        Ok((live, lost))
     }
 
     /// Cancels tasks: stored durably (queued and delayed ones are skipped when reached), and
@@ -250,7 +271,7 @@ pub const CANCEL_TTL: Duration = Duration::from_secs(86_400);
 fn answer_node(answer: &NodeAnswer) -> &str {
     match answer {
         NodeAnswer::Answered(reply) => &reply.node,
-        NodeAnswer::NotAnswering(node) => node,
+        NodeAnswer::NotAnswering(node) | NodeAnswer::Lost(node) => node,
     }
 }
 

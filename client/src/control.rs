@@ -187,6 +187,8 @@ pub enum NodeAnswer {
     Answered(Reply),
     /// It did not answer before the deadline.
     NotAnswering(String),
+    /// Its heartbeat is older than the grace period: it was not waited for.
+    Lost(String),
 }
 
 /// A cancel or pause record kept durably in Redis (the `cancels` hash).

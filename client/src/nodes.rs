@@ -1,7 +1,16 @@
 //! Node health as other nodes and the CLI see it: heartbeats with capacity (AWX's heartbeat
 //! and capacity check).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+/// The workers' default grace period (`--lost-after`): a heartbeat older than this is lost.
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(15);
+
+/// How long a gone process is kept (`--lost-retention`): lost ones are listed by `nodes` that
+/// long, and a node's broadcast group is deleted once the node has been gone that long.
+pub const DEFAULT_LOST_RETENTION: Duration = Duration::from_secs(3600);
 
 /// What a worker process says about itself every few seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,4 +74,37 @@ impl NodeHealth {
             self.beat.free()
         }
     }
+}
+
+/// How a worker process went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoneState {
+    /// Its heartbeat stopped; a peer reaped its work.
+    Lost,
+    /// It stopped cleanly, holding nothing.
+    Stopped,
+}
+
+impl GoneState {
+    /// `lost` or `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lost => "lost",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// A worker process that is gone, kept for the retention (AWX keeps lost instances too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoneProcess {
+    /// Its last heartbeat.
+    pub beat: NodeBeat,
+    /// How it went.
+    pub state: GoneState,
+    /// When it was found lost or stopped (ms since the epoch).
+    pub at: u64,
+    /// Entries reaped from it (0 when stopped).
+    pub reaped: u64,
 }

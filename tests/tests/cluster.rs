@@ -15,8 +15,8 @@ use stevedore::control::{Command as ControlCommand, Target};
 use stevedore::{Destination, OnDuplicate, PublishOptions, TaskState};
 use stevedore_tests::cluster::RedisCluster;
 use stevedore_tests::{
-    eventually, ran_on, run_cli, runs, tasks, test_admin_bin, test_worker_bin,
-    unrecorded_within, KillOnDrop, WorkerProcess,
+    eventually, ran_on, run_cli, runs, tasks, test_admin_bin, test_worker_bin, unrecorded_within,
+    KillOnDrop, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -111,7 +111,7 @@ async fn control_is_answered_by_live_nodes_and_a_dead_node_is_reported_by_the_de
                 .any(|w| w.current.as_ref().is_some_and(|c| c.id == busy.id())),
             _ => false,
         },
-        NodeAnswer::NotAnswering(_) => false,
+        NodeAnswer::NotAnswering(_) | NodeAnswer::Lost(_) => false,
     });
     assert!(running_somewhere, "{answers:?}");
 
@@ -126,7 +126,7 @@ async fn control_is_answered_by_live_nodes_and_a_dead_node_is_reported_by_the_de
                 Answer::Running { running, .. } => Some(running.clone()),
                 _ => None,
             },
-            NodeAnswer::NotAnswering(_) => None,
+            NodeAnswer::NotAnswering(_) | NodeAnswer::Lost(_) => None,
         })
         .flatten()
         .collect();

@@ -47,6 +47,10 @@ pub struct WorkerArgs {
     /// work is reaped by a live peer.
     #[arg(long, default_value = "15s", value_parser = parse_period)]
     pub lost_after: Duration,
+    /// How long a lost or stopped process is kept for `stevedore nodes`; a node gone this long
+    /// loses its broadcast group (broadcasts published meanwhile are not run when it returns).
+    #[arg(long, default_value = "1h", value_parser = parse_period)]
+    pub lost_retention: Duration,
     /// Move the tasks waiting in a lost node's own queue to this shared queue (default: they
     /// wait for the node to come back).
     #[arg(long, value_name = "QUEUE")]

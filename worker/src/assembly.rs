@@ -225,6 +225,7 @@ impl Parts<'_> {
             consumer: self.consumer.to_owned(),
             node: self.node.clone(),
             lost_after: args.lost_after,
+            lost_retention: args.lost_retention,
             every: args.heartbeat * 2,
             table: self.table.clone(),
             record_ttl: args.record_ttl,

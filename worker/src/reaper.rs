@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stevedore::broker::{Broker, Fate, Keys, NewDeadLetter, PendingEntry};
-use stevedore::nodes::NodeBeat;
+use stevedore::nodes::{GoneProcess, GoneState, NodeBeat};
 use stevedore::{Destination, Message, RecordField, RunRecord, TaskState};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,8 @@ pub struct Reaper {
     pub node: Arc<str>,
     /// How old a beat may be before its process is lost.
     pub lost_after: Duration,
+    /// How long a gone process is kept before it, and its node's broadcast group, are deleted.
+    pub lost_retention: Duration,
     /// How often to look.
     pub every: Duration,
     /// For the tasks' default retry budgets.
@@ -116,6 +118,12 @@ impl Reaper {
                 }
             }
         }
+        let live: Vec<&str> = (nodes.iter().filter(|n| !n.lost))
+            .map(|n| n.beat.node.as_str())
+            .collect();
+        for node in self.broker.expire_gone(self.lost_retention, &live).await? {
+            tracing::info!(node = %node, "node gone longer than --lost-retention: its broadcast group is deleted");
+        }
         Ok(reaped)
     }
 
@@ -149,7 +157,13 @@ impl Reaper {
                 .delete_consumer(&destination, &group, &lost.consumer)
                 .await?;
         }
-        self.broker.forget_consumer(&lost.consumer).await?;
+        let gone = GoneProcess {
+            beat: lost.clone(),
+            state: GoneState::Lost,
+            at: stevedore::now_ms(),
+            reaped: reaped as u64,
+        };
+        self.broker.forget_consumer(&gone).await?;
         if reaped > 0 {
             tracing::warn!(node = %lost.node, consumer = %lost.consumer, reaped, "reaped a lost process's work");
         }

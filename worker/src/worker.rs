@@ -262,7 +262,22 @@ async fn retire(client: &Client, streams: &[(stevedore::Destination, String)], c
             tracing::warn!(%error, queue = %destination, "cannot remove this process's consumer from its group");
         }
     }
-    if let Err(error) = broker.forget_consumer(consumer).await {
+    let nodes = broker.nodes(stevedore::nodes::DEFAULT_LOST_AFTER).await;
+    let own = nodes.map(|nodes| nodes.into_iter().find(|n| n.beat.consumer == consumer));
+    let forgotten = match own {
+        Ok(Some(health)) => {
+            let gone = stevedore::nodes::GoneProcess {
+                beat: health.beat,
+                state: stevedore::nodes::GoneState::Stopped,
+                at: stevedore::now_ms(),
+                reaped: 0,
+            };
+            broker.forget_consumer(&gone).await
+        }
+        Ok(None) => Ok(()), // peers took it for lost and reaped it meanwhile
+        Err(error) => Err(error),
+    };
+    if let Err(error) = forgotten {
         tracing::warn!(%error, "cannot remove this process's heartbeat; peers will find nothing to reap");
     }
 }

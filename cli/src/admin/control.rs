@@ -120,7 +120,8 @@ pub fn control_from_worker(
         json: control.json,
         timeout: control.control_timeout,
     };
-    super::run_with_client(global, |client| async move {
+    let lost_after = stevedore::nodes::DEFAULT_LOST_AFTER;
+    super::run_with_client(global, lost_after, |client| async move {
         match command {
             Command::Cancel(selector) => {
                 let answers = client.cancel(selector, ask_args.timeout).await?;
@@ -141,7 +142,8 @@ fn target(node: Option<&str>, all: bool) -> anyhow::Result<Target> {
     }
 }
 
-/// Prints the answers; exits non-zero when a node did not answer.
+/// Prints the answers; exits non-zero when a live node did not answer (a lost node is reported,
+/// and does not change the exit code: it was not asked).
 fn print_answers(answers: &[NodeAnswer], json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let rows: Vec<serde_json::Value> = answers.iter().map(answer_json).collect();
@@ -166,6 +168,9 @@ fn answer_json(answer: &NodeAnswer) -> serde_json::Value {
         NodeAnswer::NotAnswering(node) => {
             return serde_json::json!({"node": node, "answering": false})
         }
+        NodeAnswer::Lost(node) => {
+            return serde_json::json!({"node": node, "answering": false, "lost": true})
+        }
         NodeAnswer::Answered(reply) => reply,
     };
     let body = match &reply.answer {
@@ -188,6 +193,10 @@ fn print_answer(answer: &NodeAnswer) -> std::io::Result<()> {
     let reply = match answer {
         NodeAnswer::NotAnswering(node) => {
             say!("{node}: not answering");
+            return Ok(());
+        }
+        NodeAnswer::Lost(node) => {
+            say!("{node}: lost (no heartbeat; not asked)");
             return Ok(());
         }
         NodeAnswer::Answered(reply) => reply,

@@ -39,6 +39,10 @@ use crate::GlobalArgs;
 struct AdminCli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// A worker process whose heartbeat is older than this is lost (set it to the workers'
+    /// --lost-after): `nodes` marks it, and `--all` does not wait for it.
+    #[arg(long, env = "STEVEDORE_LOST_AFTER", default_value = "15s", value_parser = crate::parse_period, global = true)]
+    lost_after: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,7 +82,7 @@ pub use control::control_from_worker;
 pub fn main() -> ExitCode {
     let cli = AdminCli::parse();
     crate::init_logging("warn");
-    run_with_client(&cli.global, |client| async move {
+    run_with_client(&cli.global, cli.lost_after, |client| async move {
         use stevedore::control::Command as Ask;
         match cli.command {
             Command::Enqueue(args) => enqueue::run(&client, args).await,
@@ -98,7 +102,11 @@ pub fn main() -> ExitCode {
 
 /// Connects, runs `body` on a small runtime, and turns its outcome into an exit code with
 /// errors printed on one line.
-fn run_with_client<F, Fut>(global: &GlobalArgs, body: F) -> ExitCode
+fn run_with_client<F, Fut>(
+    global: &GlobalArgs,
+    lost_after: std::time::Duration,
+    body: F,
+) -> ExitCode
 where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
@@ -114,7 +122,9 @@ where
         }
     };
     let outcome = runtime.block_on(async {
-        let client = Client::connect(&global.redis_url, &global.namespace).await?;
+        let mut config = stevedore::ClientConfig::new(&global.redis_url, &global.namespace);
+        config.lost_after = lost_after;
+        let client = Client::with_config(config).await?;
         body(client).await
     });
     match outcome {

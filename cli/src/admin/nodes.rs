@@ -1,20 +1,17 @@
-//! `stevedore nodes [--json]`: every worker process with its heartbeat and capacity.
+//! `stevedore nodes [--json]`: every worker process with its heartbeat and capacity, and the
+//! processes lost within the workers' `--lost-retention` (when lost, how much was reaped).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
+use stevedore::nodes::{GoneProcess, GoneState, NodeBeat, NodeHealth};
 use stevedore::Client;
 
 use super::format::timestamp;
-use crate::parse_duration;
 
 /// `stevedore nodes`.
 #[derive(Debug, Args)]
 pub struct NodesArgs {
-    /// A heartbeat older than this marks a node lost (the workers' --lost-after).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    lost_after: Duration,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -22,19 +19,18 @@ pub struct NodesArgs {
 
 /// Lists the nodes.
 pub async fn run(client: &Client, args: NodesArgs) -> anyhow::Result<ExitCode> {
-    let nodes = client.nodes(args.lost_after).await?;
+    let nodes = client.nodes(client.broker().config().lost_after).await?;
+    let reaped: Vec<GoneProcess> = (client.broker().gone_processes().await?.into_iter())
+        .filter(|g| g.state == GoneState::Lost)
+        .collect();
     if args.json {
-        let rows: Vec<serde_json::Value> = nodes
-            .iter()
-            .map(|n| {
-                serde_json::json!({
-                    "node": n.beat.node, "consumer": n.beat.consumer, "state": state(n.lost),
-                    "pid": n.beat.pid, "version": n.beat.version, "protocol": n.beat.protocol,
-                    "queues": n.beat.queues, "pool": n.beat.pool, "max_workers": n.beat.max_workers,
-                    "busy": n.beat.busy, "free": n.free(), "consuming": n.beat.consuming,
-                    "started_at": n.beat.started_at, "beat_at": n.beat_at, "last_work_at": n.beat.last_work_at,
-                })
-            })
+        let rows: Vec<serde_json::Value> = (nodes.iter().map(node_json))
+            .chain(reaped.iter().map(|g| {
+                let mut row = beat_json(&g.beat, "lost", 0, None);
+                row["lost_at"] = g.at.into();
+                row["reaped"] = g.reaped.into();
+                row
+            }))
             .collect();
         say!("{}", serde_json::Value::Array(rows));
         return Ok(ExitCode::SUCCESS);
@@ -65,7 +61,36 @@ pub async fn run(client: &Client, args: NodesArgs) -> anyhow::Result<ExitCode> {
             n.beat.last_work_at.map_or_else(|| "-".into(), timestamp)
         );
     }
+    for g in &reaped {
+        say!(
+            "{:<16} {:<5} {:>8} {:<8} {:>9} {:>5} {:<9} lost at {}, {} task(s) reaped",
+            g.beat.node,
+            "lost",
+            g.beat.pid,
+            g.beat.version,
+            format!("-/{}", g.beat.max_workers),
+            0,
+            "no",
+            timestamp(g.at),
+            g.reaped
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn node_json(n: &NodeHealth) -> serde_json::Value {
+    beat_json(&n.beat, state(n.lost), n.free(), Some(n.beat_at))
+}
+
+/// One documented row of `nodes --json`.
+fn beat_json(beat: &NodeBeat, state: &str, free: usize, beat_at: Option<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "node": beat.node, "consumer": beat.consumer, "state": state,
+        "pid": beat.pid, "version": beat.version, "protocol": beat.protocol,
+        "queues": beat.queues, "pool": beat.pool, "max_workers": beat.max_workers,
+        "busy": beat.busy, "free": free, "consuming": beat.consuming,
+        "started_at": beat.started_at, "beat_at": beat_at, "last_work_at": beat.last_work_at,
+    })
 }
 
 fn state(lost: bool) -> &'static str {

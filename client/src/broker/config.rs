@@ -57,6 +57,9 @@ pub struct BrokerConfig {
     pub dead_letter_max_age: Duration,
     /// Largest encoded message accepted at publish time, in bytes.
     pub max_payload: usize,
+    /// A worker process whose heartbeat is older than this is lost (the workers'
+    /// `--lost-after`): remote control of every node does not wait for it.
+    pub lost_after: Duration,
     /// Shown in `CLIENT LIST` as `lib-ver=VERSION+LABEL` on every connection (the node name for
     /// a worker), so an operator can tell whose connections they are.
     pub label: Option<String>,
@@ -74,6 +77,7 @@ impl BrokerConfig {
             dead_letter_cap: 100_000,
             dead_letter_max_age: Duration::from_secs(7 * 86_400),
             max_payload: 1024 * 1024,
+            lost_after: crate::nodes::DEFAULT_LOST_AFTER,
             label: None,
             username: env("STEVEDORE_REDIS_USERNAME"),
             password: env("STEVEDORE_REDIS_PASSWORD"),

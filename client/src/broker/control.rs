@@ -2,12 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use redis::streams::StreamInfoGroupsReply;
 use redis::Value;
 
 use super::keys::MESSAGE_FIELD;
 use super::reply;
-use super::{Broker, Connection, Keys};
+use super::{Broker, Connection};
 use crate::control::{CancelRecord, Reply, Request};
 use crate::signing::Purpose;
 use crate::{Error, Result};
@@ -135,26 +134,6 @@ impl Broker {
             }
         }
         Ok(replies)
-    }
-
-    /// Nodes that ever read broadcasts: the `node:NAME` groups of the broadcast stream.
-    pub async fn known_nodes(&self) -> Result<Vec<String>> {
-        let stream = self.keys().stream(&crate::Destination::Broadcast);
-        let groups: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&stream)
-            .query_async(&mut self.commands())
-            .await;
-        let groups = match groups {
-            Ok(groups) => groups.groups,
-            Err(e) if e.code() == Some("ERR") => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut nodes: Vec<String> = (groups.into_iter())
-            .filter_map(|group| Some(Keys::node_of_broadcast_group(&group.name)?.to_owned()))
-            .collect();
-        nodes.sort();
-        Ok(nodes)
     }
 
     /// Stores a cancel record under `record_id` and drops records that have lapsed.

@@ -8,7 +8,7 @@ use redis::Value;
 use super::reply;
 use super::scripts::{BEAT, REAP, RECORD_LOST};
 use super::Broker;
-use crate::nodes::{NodeBeat, NodeHealth};
+use crate::nodes::{GoneProcess, NodeBeat, NodeHealth};
 use crate::{Destination, Error, Result};
 
 /// Redis's time, the node descriptions, and the beat times.
@@ -54,8 +54,14 @@ impl Broker {
         Ok((now, known == 1))
     }
 
-    /// Removes a consumer's heartbeat (a clean stop, or a reaped lost consumer).
-    pub async fn forget_consumer(&self, consumer: &str) -> Result<()> {
+    /// Moves a process from the heartbeats to the gone processes: lost and reaped, or stopped
+    /// cleanly. It is kept there for the retention ([`Broker::expire_gone`]).
+    pub async fn forget_consumer(&self, gone: &GoneProcess) -> Result<()> {
+        let consumer = &gone.beat.consumer;
+        let bytes = rmp_serde::to_vec_named(gone).map_err(|e| Error::Encode {
+            what: "gone process".into(),
+            reason: e.to_string(),
+        })?;
         redis::pipe()
             .cmd("HDEL")
             .arg(self.keys().nodes())
@@ -65,9 +71,70 @@ impl Broker {
             .arg(self.keys().beats())
             .arg(consumer)
             .ignore()
+            .cmd("HSET")
+            .arg(self.keys().gone())
+            .arg(consumer)
+            .arg(bytes)
+            .ignore()
             .query_async::<()>(&mut self.commands())
             .await?;
         Ok(())
+    }
+
+    /// The gone processes (lost or stopped), oldest first; undecodable entries are skipped.
+    pub async fn gone_processes(&self) -> Result<Vec<GoneProcess>> {
+        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.keys().gone())
+            .query_async(&mut self.commands())
+            .await?;
+        let mut gone: Vec<GoneProcess> = (all.into_iter())
+            .filter_map(|(_, bytes)| rmp_serde::from_slice(&bytes).ok())
+            .collect();
+        gone.sort_by_key(|g| g.at);
+        Ok(gone)
+    }
+
+    /// Forgets processes gone longer than `retention`, and deletes the broadcast group of each
+    /// of their nodes that has no live process and no process gone more recently (a node that
+    /// comes back later reads broadcasts from then on). Returns the nodes whose group went.
+    pub async fn expire_gone(&self, retention: Duration, live: &[&str]) -> Result<Vec<String>> {
+        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.keys().gone())
+            .query_async(&mut self.commands())
+            .await?;
+        let cutoff = crate::now_ms().saturating_sub(retention.as_millis() as u64);
+        let (mut expired, mut kept_nodes, mut expired_nodes) = (Vec::new(), Vec::new(), Vec::new());
+        for (consumer, bytes) in all {
+            match rmp_serde::from_slice::<GoneProcess>(&bytes) {
+                Ok(gone) if gone.at >= cutoff => kept_nodes.push(gone.beat.node),
+                Ok(gone) => {
+                    expired.push(consumer);
+                    expired_nodes.push(gone.beat.node);
+                }
+                Err(_) => expired.push(consumer),
+            }
+        }
+        if expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        expired_nodes.sort();
+        expired_nodes.dedup();
+        expired_nodes.retain(|node| !kept_nodes.contains(node) && !live.contains(&node.as_str()));
+        let stream = self.keys().stream(&Destination::Broadcast);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HDEL")
+            .arg(self.keys().gone())
+            .arg(&expired)
+            .ignore();
+        for node in &expired_nodes {
+            pipe.cmd("XGROUP")
+                .arg("DESTROY")
+                .arg(&stream)
+                .arg(super::Keys::group(&Destination::Broadcast, node))
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        Ok(expired_nodes)
     }
 
     /// Every consumer that has beaten, with its health; `lost_after` is the grace period.

@@ -31,6 +31,7 @@
 //! | `NS:{s}:leader`       | string | the beat leader lease, `BEAT_ID:TOKEN` (expires)        |
 //! | `NS:{s}:fence`        | string | the fencing counter of the lease                        |
 //! | `NS:{h}:beats`        | hash   | consumer -> time of its last heartbeat (Redis clock, ms) |
+//! | `NS:{h}:gone`         | hash   | consumer -> GoneProcess: lost (reaped) or stopped, kept for the retention |
 
 use crate::Destination;
 
@@ -132,6 +133,12 @@ impl Keys {
     /// Hash: when each worker process last beat (Redis's clock).
     pub fn beats(&self) -> String {
         format!("{}:{{h}}:beats", self.ns)
+    }
+
+    /// Hash: worker processes that are gone (reaped as lost, or stopped cleanly), kept for the
+    /// lost-node retention.
+    pub fn gone(&self) -> String {
+        format!("{}:{{h}}:gone", self.ns)
     }
 
     /// Hash: schedules by name.
