@@ -9,7 +9,8 @@ use nix::sys::signal::Signal;
 use stevedore::control::{Answer, CancelSelector, Command, NodeAnswer, Target};
 use stevedore::{Client, PublishOptions, TaskState};
 use stevedore_tests::{
-    eventually, finished, node_status, running, tasks, test_worker_bin, RedisServer, WorkerProcess,
+    eventually, finished, node_status, run_cli, running, tasks, test_admin_bin, test_worker_bin,
+    RedisServer, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -302,6 +303,37 @@ async fn a_paused_queue_is_not_read_until_resumed() {
     client.pause_queue(&held, false, WAIT).await.unwrap();
     assert_eq!(
         finished(&client, waiting.id(), WAIT).await.state(),
+        TaskState::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_by_task_and_args_stops_only_the_calls_with_those_arguments() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    let gate =
+        |name: &str| tasks::gate::apply_async(&client, (name.to_owned(),), PublishOptions::new());
+    let (one, two) = (gate("one").await.unwrap(), gate("two").await.unwrap());
+    running(&client, one.id()).await;
+    running(&client, two.id()).await;
+
+    let cancel = ["cancel", "--task", "tests.gate", "--args", "[\"one\"]"];
+    let out = run_cli(test_admin_bin!(), &redis.url(), &cancel);
+    assert!(out.status.success(), "{out:?}");
+    let cancelled = finished(&client, one.id(), WAIT).await;
+    assert_eq!(cancelled.state(), TaskState::Cancelled);
+    let other = client.task(two.id()).await.unwrap();
+    assert_eq!(other.state(), TaskState::Running, "other arguments run on");
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("RPUSH")
+        .arg("tests:gate:two")
+        .arg("open")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&client, two.id(), WAIT).await.state(),
         TaskState::Succeeded
     );
 }

@@ -8,6 +8,8 @@ use stevedore::broker::Broker;
 use stevedore::control::CancelRecord;
 use stevedore::Message;
 
+use crate::running::{args_digest, RunKey};
+
 /// The live cancel records. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct CancelBook {
@@ -27,6 +29,21 @@ impl CancelBook {
             .collect();
         *self.records.write().unwrap_or_else(|p| p.into_inner()) = live;
         Ok(())
+    }
+
+    /// Whether held run `id` (its arguments moved to the task; `key` keeps their digest) is
+    /// cancelled, by the same rule as [`CancelBook::cancels`].
+    pub fn cancels_run(&self, id: &str, key: &RunKey) -> bool {
+        let now = stevedore::now_ms();
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        records.iter().filter(|r| r.until_ms > now).any(|r| {
+            let selector = &r.selector;
+            selector.ids.iter().any(|cancelled| cancelled == id)
+                || (selector.task.as_deref() == Some(key.task.as_str())
+                    && key.published_at <= r.at_ms
+                    && (selector.args.as_ref())
+                        .is_none_or(|args| args_digest(args) == key.args_digest))
+        })
     }
 
     /// Whether `message` is cancelled: its id is, or its task name was cancelled after it was

@@ -122,7 +122,12 @@ impl Controller {
             }
             Command::Cancel(selector) => {
                 self.cancels.refresh(&self.broker).await?;
-                let ids = self.running.cancel(&selector.ids, selector.task.as_deref());
+                // The records just reread hold this cancel (stored before it was sent), with
+                // its time and arguments: the same rule as for runs not started yet.
+                let cancels = &self.cancels;
+                let ids = self.running.cancel(|id, key| {
+                    selector.ids.iter().any(|c| c == id) || cancels.cancels_run(id, key)
+                });
                 if !ids.is_empty() {
                     tracing::info!(?ids, "cancelled running tasks");
                 }

@@ -33,7 +33,7 @@ use crate::in_flight::InFlight;
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
 use crate::retry;
-use crate::running::RunningTasks;
+use crate::running::{RunKey, RunningTasks};
 use crate::stop::{StopReason, StopSignal};
 use crate::task_table::TaskTable;
 
@@ -321,7 +321,7 @@ impl ExecutorParts {
         message: &mut Message,
     ) -> (TaskState, Result<rmpv::Value, TaskError>) {
         let stop = StopSignal::new(&self.cancel_all);
-        let held = self.running.hold(&message.id, &message.task, stop.clone());
+        let held = (self.running).hold(&message.id, RunKey::of(message), stop.clone());
         let context = TaskContext::new(
             &message.id,
             &message.task,
