@@ -145,6 +145,30 @@ impl TaskHandle {
             waited_ms: started.elapsed().as_millis() as u64,
         })
     }
+
+    /// For a broadcast: waits until each of `nodes` has a final run (or `timeout` passed) and
+    /// returns the record as it is then; the caller compares its runs with `nodes`. The first
+    /// end wakes it as [`TaskHandle::wait`] does; later ones are looked for every 50 ms.
+    pub async fn wait_for_nodes(&self, nodes: &[String], timeout: Duration) -> Result<TaskRecord> {
+        let deadline = Instant::now() + timeout;
+        let all_ended = |record: &TaskRecord| {
+            nodes.iter().all(|node| {
+                (record.runs.get(&TaskRecord::broadcast_field(node)))
+                    .is_some_and(|run| run.state.is_final())
+            })
+        };
+        match self.wait(timeout).await {
+            Err(Error::WaitTimedOut { .. }) => return self.record().await,
+            other => other?,
+        };
+        loop {
+            let record = self.record().await?;
+            if all_ended(&record) || Instant::now() >= deadline {
+                return Ok(record);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Remote control of worker nodes.

@@ -412,3 +412,16 @@ async fn dead_requeue_all_goes_on_past_letters_it_cannot_open_and_dead_delete_re
     let gone = admin(&redis.url(), &["dead", "show", &garbage]);
     assert_eq!(gone.status.code(), Some(1));
 }
+
+#[test]
+fn enqueue_broadcast_wait_prints_every_live_nodes_result() {
+    let redis = RedisServer::start();
+    let _a = WorkerProcess::start(test_worker_bin!(), &redis, "a", &[]);
+    let _b = WorkerProcess::start(test_worker_bin!(), &redis, "b", &[]);
+    let args = ["enqueue", "stevedore.echo", "--args", "[7]", "--broadcast", "--wait"];
+    let out = admin(&redis.url(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout_lines(&out);
+    assert!(is_uuid(&lines[0]), "{lines:?}");
+    assert_eq!(lines[1..], ["a: [7]", "b: [7]"], "one result per node");
+}

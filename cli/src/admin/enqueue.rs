@@ -44,6 +44,11 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     let call = &args.call;
     let (positional, kwargs) = (parse_args(&call.args)?, parse_kwargs(&call.kwargs)?);
     let options = options(client, &args).await?;
+    // A broadcast's --wait waits for the nodes live when it is published.
+    let members = match (args.wait, args.call.target.broadcast) {
+        (true, true) => Some(live_nodes(client).await?),
+        _ => None,
+    };
     let mut handles = Vec::new();
     let mut left = args.count;
     while left > 0 {
@@ -71,7 +76,64 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    wait_for_all(handles, args.timeout).await
+    match members {
+        Some(nodes) => wait_for_broadcasts(handles, &nodes, args.timeout).await,
+        None => wait_for_all(handles, args.timeout).await,
+    }
+}
+
+/// The nodes live now, whose runs a broadcast's `--wait` waits for.
+async fn live_nodes(client: &Client) -> anyhow::Result<Vec<String>> {
+    let mut nodes: Vec<String> = (client.nodes(client.broker().config().lost_after).await?)
+        .into_iter()
+        .filter(|n| !n.lost)
+        .map(|n| n.beat.node)
+        .collect();
+    nodes.dedup();
+    Ok(nodes)
+}
+
+/// Waits for every node's run of each broadcast and prints `NODE: RESULT` for each; fails when
+/// a run did not succeed or a node did not finish in time.
+async fn wait_for_broadcasts(
+    handles: Vec<stevedore::TaskHandle>,
+    nodes: &[String],
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let mut all_succeeded = true;
+    for handle in handles {
+        let record = handle.wait_for_nodes(nodes, timeout).await?;
+        for node in nodes {
+            let field = stevedore::TaskRecord::broadcast_field(node);
+            match record.runs.get(&field) {
+                Some(run) if run.state == TaskState::Succeeded => {
+                    let result = run.result.clone().unwrap_or(rmpv::Value::Nil);
+                    say!("{node}: {}", value_to_json(&result));
+                }
+                Some(run) if run.state.is_final() => {
+                    all_succeeded = false;
+                    let error = run.error.as_deref().unwrap_or("no error recorded");
+                    eprintln!(
+                        "task {} on {node} {}: {error}",
+                        handle.id(),
+                        run.state.as_str()
+                    );
+                }
+                _ => {
+                    all_succeeded = false;
+                    eprintln!(
+                        "task {} on {node}: no outcome within {timeout:?}",
+                        handle.id()
+                    );
+                }
+            }
+        }
+    }
+    Ok(if all_succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The error for a batch that failed, after printing what of it is queued: the ids Redis took
