@@ -418,7 +418,14 @@ fn enqueue_broadcast_wait_prints_every_live_nodes_result() {
     let redis = RedisServer::start();
     let _a = WorkerProcess::start(test_worker_bin!(), &redis, "a", &[]);
     let _b = WorkerProcess::start(test_worker_bin!(), &redis, "b", &[]);
-    let args = ["enqueue", "stevedore.echo", "--args", "[7]", "--broadcast", "--wait"];
+    let args = [
+        "enqueue",
+        "stevedore.echo",
+        "--args",
+        "[7]",
+        "--broadcast",
+        "--wait",
+    ];
     let out = admin(&redis.url(), &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = stdout_lines(&out);

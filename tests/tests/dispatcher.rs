@@ -337,3 +337,39 @@ async fn cancel_by_task_and_args_stops_only_the_calls_with_those_arguments() {
         TaskState::Succeeded
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_and_status_show_the_tasks_waiting_in_the_nodes_own_queue() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "1"]);
+    let client = redis.stevedore().await;
+    let to_w = PublishOptions::new().node("w");
+    let busy = tasks::block::apply_async(&client, (), to_w.clone())
+        .await
+        .unwrap();
+    running(&client, busy.id()).await;
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let handle = tasks::add::apply_async(&client, (1, 2), to_w.clone())
+            .await
+            .unwrap();
+        waiting.push(handle.id().to_owned());
+    }
+
+    let out = run_cli(
+        test_admin_bin!(),
+        &redis.url(),
+        &["running", "--node", "w", "--json"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let answers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answers[0]["running"], serde_json::json!([busy.id()]));
+    assert_eq!(answers[0]["queued"], serde_json::json!(waiting));
+    let out = run_cli(
+        test_admin_bin!(),
+        &redis.url(),
+        &["status", "--node", "w", "--json"],
+    );
+    let answers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answers[0]["status"]["queued"], 3, "{answers:?}");
+}

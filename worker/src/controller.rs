@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use stevedore::broker::{Broker, Connection};
 use stevedore::control::{Answer, Command, NodeStatus, Reply, Request};
+use stevedore::Destination;
 use stevedore_cli::Backoff;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,8 @@ use crate::pool::{Pool, PoolKind};
 use crate::running::{Phase, RunningTasks};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Most ids of tasks waiting in the node's own queue that `running` lists.
+const LISTED: usize = 1000;
 
 /// What the controller needs of the node.
 pub struct Controller {
@@ -110,11 +113,15 @@ impl Controller {
         }
         tracing::debug!(command = ?request.command, "control request");
         let answer = match request.command {
-            Command::Status => Answer::Status(self.status().await),
-            Command::Running => Answer::Running {
-                running: self.running.ids(Phase::Running),
-                queued: self.running.ids(Phase::Queued),
-            },
+            Command::Status => Answer::Status(self.status().await?),
+            Command::Running => {
+                let mut queued = self.running.ids(Phase::Queued);
+                queued.extend(self.own_queue_waiting().await?.0);
+                Answer::Running {
+                    running: self.running.ids(Phase::Running),
+                    queued,
+                }
+            }
             Command::Reload => {
                 let workers = self.pool.status().len();
                 self.pool.reload().await;
@@ -153,10 +160,17 @@ impl Controller {
         Ok(())
     }
 
-    async fn status(&self) -> NodeStatus {
+    /// What waits in this node's own queue, not read yet (at most `LISTED` ids, and the count).
+    async fn own_queue_waiting(&self) -> stevedore::Result<(Vec<String>, u64)> {
+        let own = Destination::node(&self.node)?;
+        self.broker.waiting_in(&own, LISTED).await
+    }
+
+    async fn status(&self) -> stevedore::Result<NodeStatus> {
         let config = self.pool.config();
         let paused = self.paused.snapshot().await;
-        NodeStatus {
+        let waiting = self.own_queue_waiting().await?.1 as usize;
+        Ok(NodeStatus {
             node: self.node.to_string(),
             pid: std::process::id(),
             pool: match config.kind {
@@ -165,13 +179,13 @@ impl Controller {
             },
             min_workers: config.min_workers,
             max_workers: config.max_workers,
-            queued: self.running.ids(Phase::Queued).len(),
+            queued: self.running.ids(Phase::Queued).len() + waiting,
             workers: self.pool.status(),
             queues: self
                 .queues
                 .iter()
                 .map(|q| (q.clone(), paused.contains(q)))
                 .collect::<BTreeMap<_, _>>(),
-        }
+        })
     }
 }

@@ -115,6 +115,50 @@ impl Broker {
         })
     }
 
+    /// The tasks waiting in `destination`'s stream, not yet read by any worker: the ids of the
+    /// oldest `limit` (an entry that does not open is listed by its entry id) and how many wait
+    /// in all.
+    pub async fn waiting_in(
+        &self,
+        destination: &Destination,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64)> {
+        let stream = self.keys().stream(destination);
+        let groups: StreamInfoGroupsReply = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut self.commands())
+            .await
+        {
+            Ok(groups) => groups,
+            Err(e) if e.code() == Some("ERR") => return Ok((Vec::new(), 0)),
+            Err(e) => return Err(e.into()),
+        };
+        let group = (groups.groups.into_iter()).find(|g| g.name == super::keys::QUEUE_GROUP);
+        let start = match &group {
+            Some(group) => format!("({}", group.last_delivered_id),
+            None => "-".to_owned(),
+        };
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.commands())
+            .await?;
+        let ids: Vec<String> = (super::reply::entries(reply)?.into_iter())
+            .map(|entry| {
+                let (entry_id, payload) = entry.into_message();
+                let id = payload.and_then(|p| self.open(&p).ok()).map(|m| m.id);
+                id.unwrap_or(entry_id)
+            })
+            .collect();
+        let listed = ids.len() as u64;
+        let total = group.and_then(|g| g.lag).map_or(listed, |lag| lag as u64);
+        Ok((ids, total.max(listed)))
+    }
+
     async fn stream_keys(&self) -> Result<Vec<String>> {
         Ok(self
             .commands()
