@@ -52,6 +52,9 @@ pub struct Message {
     /// Free-form string headers (trace context, dedup key, `notify`...).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Not started by this time (ms since the epoch): recorded `expired`, never run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 impl Message {
@@ -118,6 +121,7 @@ mod tests {
             backoff: None,
             max_backoff: None,
             headers: BTreeMap::new(),
+            expires: None,
         }
     }
 

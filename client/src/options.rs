@@ -19,6 +19,7 @@ pub struct PublishOptions {
     retries: Option<u32>,
     backoff: Option<(Duration, Duration)>,
     start: Option<Start>,
+    expires: Option<Start>,
     on_duplicate: Option<OnDuplicate>,
     headers: BTreeMap<String, String>,
 }
@@ -109,6 +110,19 @@ impl PublishOptions {
     /// Run it no sooner than `eta_ms`, in milliseconds since the Unix epoch.
     pub fn eta(mut self, eta_ms: u64) -> Self {
         self.start = Some(Start::At(eta_ms));
+        self
+    }
+
+    /// Expire it if no worker has started it within `after` from now (Celery's `expires`):
+    /// it is then recorded `expired` and never run.
+    pub fn expires(mut self, after: Duration) -> Self {
+        self.expires = Some(Start::After(after));
+        self
+    }
+
+    /// Expire it if no worker has started it by `at_ms` (milliseconds since the Unix epoch).
+    pub fn expires_at(mut self, at_ms: u64) -> Self {
+        self.expires = Some(Start::At(at_ms));
         self
     }
 
@@ -214,6 +228,10 @@ impl PublishOptions {
             backoff: self.backoff.map(|(first, _)| ms(first)),
             max_backoff: self.backoff.map(|(_, max)| ms(max)),
             headers: self.headers(),
+            expires: self.expires.map(|e| match e {
+                Start::After(after) => now.saturating_add(ms(after)),
+                Start::At(at) => at,
+            }),
         };
         let policy = self.on_duplicate.unwrap_or(task_on_duplicate);
         if policy != OnDuplicate::Parallel {

@@ -26,6 +26,8 @@ pub enum TaskState {
     Retrying,
     /// Every attempt failed; the message is in the dead letters.
     Dead,
+    /// No worker started it before its `expires` time; it never ran.
+    Expired,
 }
 
 impl TaskState {
@@ -45,6 +47,7 @@ impl TaskState {
             Self::TimedOut => "timed_out",
             Self::Retrying => "retrying",
             Self::Dead => "dead",
+            Self::Expired => "expired",
         }
     }
 }
@@ -207,6 +210,7 @@ impl TaskRecord {
             TaskState::Failed,
             TaskState::TimedOut,
             TaskState::Cancelled,
+            TaskState::Expired,
             TaskState::Succeeded,
         ];
         precedence

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use stevedore_tests::{test_worker_bin, RedisServer, WorkerProcess};
 
@@ -89,7 +90,13 @@ fn enqueue_wait_exits_non_zero_when_the_task_fails_or_time_runs_out() {
 
     let timed_out = admin(
         &redis.url(),
-        &["enqueue", "stevedore.noop", "--wait", "--timeout", "300ms"],
+        &[
+            "enqueue",
+            "stevedore.noop",
+            "--wait",
+            "--wait-timeout",
+            "300ms",
+        ],
     );
     assert!(!timed_out.status.success());
     assert!(
@@ -431,4 +438,77 @@ fn enqueue_broadcast_wait_prints_every_live_nodes_result() {
     let lines = stdout_lines(&out);
     assert!(is_uuid(&lines[0]), "{lines:?}");
     assert_eq!(lines[1..], ["a: [7]", "b: [7]"], "one result per node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_takes_every_per_call_option_and_an_expired_task_never_runs() {
+    let redis = RedisServer::start();
+    let id = "0b7c1b0e-6a8e-4a43-9d1b-1f5f6f2f0a11";
+    let out = admin(
+        &redis.url(),
+        &[
+            "enqueue",
+            "stevedore.noop",
+            "--id",
+            id,
+            "--retries",
+            "3",
+            "--backoff",
+            "2s",
+            "--max-backoff",
+            "1m",
+            "--time-limit",
+            "5s",
+            "--hard-time-limit",
+            "10s",
+            "--expires",
+            "10m",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_lines(&out), [id]);
+    let client = redis.stevedore().await;
+    let mut conn = redis.connection().await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stevedore_tests::stream_of("default"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let payload: Vec<u8> = entries.ids[0].get("m").unwrap();
+    let message = client.broker().open(&payload).unwrap();
+    assert_eq!(message.id, id);
+    assert_eq!(message.retries, Some(3));
+    assert_eq!(
+        (message.backoff, message.max_backoff),
+        (Some(2_000), Some(60_000))
+    );
+    assert_eq!(
+        (message.timeout, message.hard_timeout),
+        (Some(5_000), Some(10_000))
+    );
+    let expires_in = message.expires.unwrap() - message.published_at;
+    assert_eq!(expires_in, 600_000);
+
+    // Expired before any worker reached it: recorded expired, never run.
+    let past = "2020-01-01T00:00:00Z";
+    let old = admin(
+        &redis.url(),
+        &["enqueue", "tests.count_run", "--expires", past],
+    );
+    let expired = stdout_lines(&old)[0].clone();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let record = stevedore_tests::finished(&client, &expired, Duration::from_secs(30)).await;
+    assert_eq!(record.state(), stevedore::TaskState::Expired);
+    assert!(!stevedore_tests::runs(&mut conn)
+        .await
+        .contains_key(&expired));
+
+    let renamed = admin(&redis.url(), &["enqueue", "t", "--wait", "--timeout", "1s"]);
+    assert_eq!(
+        renamed.status.code(),
+        Some(2),
+        "--timeout is now --wait-timeout"
+    );
 }

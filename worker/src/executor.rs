@@ -268,6 +268,13 @@ impl ExecutorParts {
             run.finished_at = Some(stevedore::now_ms());
             return (run, Some(TaskError::cancelled()));
         }
+        if message.expires.is_some_and(|at| stevedore::now_ms() > at) {
+            tracing::info!("skipped: expired before it started");
+            run.state = TaskState::Expired;
+            run.error = Some("expired: no worker started it before its expiry time".into());
+            run.finished_at = Some(stevedore::now_ms());
+            return (run, Some(TaskError::fatal("expired")));
+        }
         run.started_at = Some(stevedore::now_ms());
         self.activity.worked();
         let _ = self.events.send(Event::Started {

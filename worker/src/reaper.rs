@@ -257,6 +257,7 @@ impl Reaper {
                     | TaskState::Failed
                     | TaskState::Cancelled
                     | TaskState::TimedOut
+                    | TaskState::Expired
             )
         };
         Ok(match this_attempt.map(|run| settled(run.state)) {

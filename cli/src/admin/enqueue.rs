@@ -1,5 +1,6 @@
 //! `stevedore enqueue TASK [--args JSON] [--kwargs JSON] [--queue Q | --node N | --broadcast]
-//! [--count N] [--wait [--timeout DUR]]`.
+//! [--count N] [--id UUID] [--retries N] [--backoff DUR] [--max-backoff DUR] [--time-limit DUR]
+//! [--hard-time-limit DUR] [--expires DUR|TIME] [--wait [--wait-timeout DUR]]`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use clap::Args;
 use stevedore::{Client, PublishOptions, TaskState};
 
 use super::format::{parse_args, parse_kwargs, parse_time, value_to_json};
-use crate::{parse_duration, CallArgs};
+use crate::{parse_duration, parse_period, CallArgs};
 
 /// Messages published per pipelined round trip.
 const PUBLISH_BATCH: usize = 1000;
@@ -32,12 +33,52 @@ pub struct EnqueueArgs {
     /// Publish this many copies, each with its own id.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
+    /// The task id (a UUID); with --count 1 only.
+    #[arg(long)]
+    id: Option<String>,
+    /// Retries after a failed attempt (default: the task's own).
+    #[arg(long)]
+    retries: Option<u32>,
+    /// First retry delay, doubling each retry (default: the task's own).
+    #[arg(long, value_parser = parse_duration)]
+    backoff: Option<Duration>,
+    /// Longest retry delay (default: the task's own).
+    #[arg(long, value_parser = parse_duration)]
+    max_backoff: Option<Duration>,
+    /// Soft time limit of one run: the task is told to stop, and recorded timed_out.
+    #[arg(long, value_parser = parse_period)]
+    time_limit: Option<Duration>,
+    /// Hard time limit of one run: the run is aborted (default: the soft one plus a grace).
+    #[arg(long, value_parser = parse_period)]
+    hard_time_limit: Option<Duration>,
+    /// Not started by then: a duration from now (10m; a bare number is seconds, as in Celery)
+    /// or a time (2026-01-01T09:00:00Z): recorded expired, never run.
+    #[arg(long, value_parser = parse_expiry)]
+    expires: Option<Expiry>,
     /// Wait for each task to end and print its result as JSON; exit non-zero if one failed.
     #[arg(long)]
     wait: bool,
     /// How long --wait waits for each task.
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "wait")]
-    timeout: Duration,
+    wait_timeout: Duration,
+}
+
+/// `--expires`: after a duration from now, or at a time.
+#[derive(Debug, Clone, Copy)]
+pub enum Expiry {
+    /// A duration from now.
+    After(Duration),
+    /// Milliseconds since the epoch.
+    At(u64),
+}
+
+fn parse_expiry(text: &str) -> Result<Expiry, String> {
+    match parse_duration(text) {
+        Ok(after) => Ok(Expiry::After(after)),
+        Err(_) => parse_time(text).map(Expiry::At).map_err(|_| {
+            format!("`{text}` is neither a duration (10m) nor a time (2026-01-01T09:00:00Z)")
+        }),
+    }
 }
 
 pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
@@ -54,7 +95,14 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     while left > 0 {
         let batch = left.min(PUBLISH_BATCH as u64);
         let messages = (0..batch)
-            .map(|_| Client::message(&call.task, positional.clone(), kwargs.clone(), &options))
+            .map(|_| {
+                let mut message =
+                    Client::message(&call.task, positional.clone(), kwargs.clone(), &options)?;
+                let ms = |d: Duration| d.as_millis() as u64;
+                message.backoff = args.backoff.map(ms).or(message.backoff);
+                message.max_backoff = args.max_backoff.map(ms).or(message.max_backoff);
+                Ok(message)
+            })
             .collect::<stevedore::Result<Vec<_>>>()?;
         let published = match client.publish_many(messages).await {
             Ok(published) => published,
@@ -77,8 +125,8 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     match members {
-        Some(nodes) => wait_for_broadcasts(handles, &nodes, args.timeout).await,
-        None => wait_for_all(handles, args.timeout).await,
+        Some(nodes) => wait_for_broadcasts(handles, &nodes, args.wait_timeout).await,
+        None => wait_for_all(handles, args.wait_timeout).await,
     }
 }
 
@@ -190,6 +238,27 @@ async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishO
     if let Some(policy) = args.on_duplicate {
         options = options.on_duplicate(policy);
     }
+    if let Some(id) = &args.id {
+        anyhow::ensure!(
+            args.count == 1,
+            "--id names one task; it cannot go with --count"
+        );
+        options = options.id(id);
+    }
+    if let Some(retries) = args.retries {
+        options = options.retries(retries);
+    }
+    if let Some(limit) = args.time_limit {
+        options = options.timeout(limit);
+    }
+    if let Some(limit) = args.hard_time_limit {
+        options = options.hard_timeout(limit);
+    }
+    options = match args.expires {
+        Some(Expiry::After(after)) => options.expires(after),
+        Some(Expiry::At(at)) => options.expires_at(at),
+        None => options,
+    };
     Ok(options)
 }
 

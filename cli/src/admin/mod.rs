@@ -50,7 +50,7 @@ struct AdminCli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Publishes a task and prints its id (with --wait, also its result as JSON).
-    Enqueue(enqueue::EnqueueArgs),
+    Enqueue(Box<enqueue::EnqueueArgs>),
     /// Shows what is recorded about a task.
     Task(task::TaskArgs),
     /// Lists queues with their waiting, running and dead-lettered counts.
@@ -85,7 +85,7 @@ pub fn main() -> ExitCode {
     run_with_client(&cli.global, cli.lost_after, |client| async move {
         use stevedore::control::Command as Ask;
         match cli.command {
-            Command::Enqueue(args) => enqueue::run(&client, args).await,
+            Command::Enqueue(args) => enqueue::run(&client, *args).await,
             Command::Task(args) => task::run(&client, args).await,
             Command::Queues(args) => queues::run(&client, args).await,
             Command::Status(ask) => control::ask(&client, Ask::Status, ask).await,
