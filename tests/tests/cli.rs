@@ -512,3 +512,44 @@ async fn enqueue_takes_every_per_call_option_and_an_expired_task_never_runs() {
         "--timeout is now --wait-timeout"
     );
 }
+
+#[test]
+fn queues_shows_delayed_paused_and_the_oldest_waiting_age_of_every_queue() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for _ in 0..2 {
+        admin(&url, &["enqueue", "stevedore.noop", "--queue", "q1"]);
+    }
+    admin(
+        &url,
+        &[
+            "enqueue",
+            "stevedore.noop",
+            "--queue",
+            "q2",
+            "--delay",
+            "1h",
+        ],
+    );
+    let paused = admin(&url, &["queue", "pause", "q1"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+
+    let out = admin(&url, &["queues", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["queue"] == name).cloned();
+    let q1 = row("q1").expect("q1 listed");
+    assert_eq!(
+        (q1["waiting"].as_u64(), q1["paused"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert!(q1["oldest_waiting_age_ms"].is_u64(), "{q1}");
+    let q2 = row("q2").expect("a queue with only delayed tasks is listed");
+    assert_eq!(
+        (q2["delayed"].as_u64(), q2["waiting"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(q2["oldest_waiting_at"].is_null(), "{q2}");
+    let text = String::from_utf8_lossy(&admin(&url, &["queues"]).stdout).into_owned();
+    assert!(text.contains("DELAYED") && text.contains("PAUSED") && text.contains("OLDEST"));
+}

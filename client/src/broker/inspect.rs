@@ -24,6 +24,10 @@ pub struct QueueInfo {
     pub dead: u64,
     /// Consumers registered in its groups.
     pub consumers: u64,
+    /// Messages in its delayed set: delayed tasks, and retries waiting for their backoff.
+    pub delayed: u64,
+    /// When the oldest waiting entry was added (ms since the epoch), if one waits.
+    pub oldest_waiting_at: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -70,36 +74,52 @@ impl Broker {
         }
     }
 
-    /// Every queue stream of the namespace with its counts, sorted by destination.
+    /// Every queue of the namespace (with a stream, delayed or dead-lettered messages) with its
+    /// counts, sorted by destination.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
-        let mut infos = Vec::new();
-        for key in self.stream_keys().await? {
-            let Some(destination) = self.keys().destination_of_stream(&key) else {
-                continue;
-            };
+        let keys = self.keys();
+        let mut destinations = std::collections::BTreeSet::new();
+        for (pattern, kind, suffix) in [
+            (keys.stream_pattern(), "stream", "stream"),
+            (keys.delayed_pattern(), "zset", "delayed"),
+            (keys.dead_pattern(), "stream", "dead"),
+        ] {
+            for key in self.commands().scan(&pattern, kind).await? {
+                destinations.extend(keys.destination_of(&key, suffix));
+            }
+        }
+        let mut infos = Vec::with_capacity(destinations.len());
+        for destination in destinations {
             infos.push(self.queue_info(destination).await?);
         }
-        infos.sort_by(|a, b| a.destination.cmp(&b.destination));
         Ok(infos)
     }
 
     /// The counts of one queue.
     pub async fn queue_info(&self, destination: Destination) -> Result<QueueInfo> {
         let stream = self.keys().stream(&destination);
-        let (length, dead, groups): (u64, u64, StreamInfoGroupsReply) = redis::pipe()
+        let (length, dead, delayed): (u64, u64, u64) = redis::pipe()
             .cmd("XLEN")
             .arg(&stream)
             .cmd("XLEN")
             .arg(self.keys().dead_letters(&destination))
-            .cmd("XINFO")
+            .cmd("ZCARD")
+            .arg(self.keys().delayed(&destination))
+            .query_async(&mut self.commands())
+            .await?;
+        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&stream)
             .query_async(&mut self.commands())
             .await
             .or_else(|e| match e.code() {
-                Some("ERR") => Ok((0, 0, StreamInfoGroupsReply::default())),
+                Some("ERR") => Ok(StreamInfoGroupsReply::default()), // no stream yet
                 _ => Err(e),
             })?;
+        let oldest_waiting_at = match &destination {
+            Destination::Broadcast => None,
+            _ => self.oldest_waiting(&stream, &groups).await?,
+        };
         let counts = group_counts(groups);
         let waiting = match destination {
             Destination::Broadcast => 0,
@@ -112,7 +132,29 @@ impl Broker {
             running: counts.pending,
             dead,
             consumers: counts.consumers,
+            delayed,
+            oldest_waiting_at,
         })
+    }
+
+    /// When the oldest entry of `stream` not yet read by the queue group was added.
+    async fn oldest_waiting(
+        &self,
+        stream: &str,
+        groups: &StreamInfoGroupsReply,
+    ) -> Result<Option<u64>> {
+        let group = (groups.groups.iter()).find(|g| g.name == super::keys::QUEUE_GROUP);
+        let start = group.map_or("-".to_owned(), |g| format!("({}", g.last_delivered_id));
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.commands())
+            .await?;
+        Ok((super::reply::entries(reply)?.first())
+            .and_then(|entry| entry.id.split('-').next()?.parse().ok()))
     }
 
     /// The tasks waiting in `destination`'s stream, not yet read by any worker: the ids of the
@@ -157,13 +199,6 @@ impl Broker {
         let listed = ids.len() as u64;
         let total = group.and_then(|g| g.lag).map_or(listed, |lag| lag as u64);
         Ok((ids, total.max(listed)))
-    }
-
-    async fn stream_keys(&self) -> Result<Vec<String>> {
-        Ok(self
-            .commands()
-            .scan(&self.keys().stream_pattern(), "stream")
-            .await?)
     }
 }
 

@@ -181,12 +181,28 @@ impl Keys {
         format!("{}:{{*}}:stream", self.ns)
     }
 
+    /// `NS:{*}:delayed`: every delayed set (for SCAN).
+    pub fn delayed_pattern(&self) -> String {
+        format!("{}:{{*}}:delayed", self.ns)
+    }
+
+    /// `NS:{*}:dead`: every dead-letter stream (for SCAN).
+    pub fn dead_pattern(&self) -> String {
+        format!("{}:{{*}}:dead", self.ns)
+    }
+
     /// The destination of a stream key produced by [`Keys::stream`], if it is one.
     pub fn destination_of_stream(&self, key: &str) -> Option<Destination> {
+        self.destination_of(key, "stream")
+    }
+
+    /// The destination of a queue's key ending in `:KIND` (`stream`, `delayed`, `dead`).
+    pub fn destination_of(&self, key: &str, kind: &str) -> Option<Destination> {
         let inner = key
             .strip_prefix(&self.ns)?
             .strip_prefix(":{")?
-            .strip_suffix("}:stream")?;
+            .strip_suffix(kind)?
+            .strip_suffix("}:")?;
         match inner.split_once(':') {
             Some(("q", name)) => Destination::queue(name).ok(),
             Some(("n", name)) => Destination::node(name).ok(),
