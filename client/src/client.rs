@@ -66,6 +66,12 @@ impl Client {
     /// fails with the batch on its way, [`Error::PublishUnconfirmed`] (their fate is unknown).
     pub async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
         let published = self.broker.enqueue(&messages).await?;
+        if published.contains(&false) {
+            let dropped = (messages.iter().zip(&published)).filter(|(_, p)| !**p);
+            self.broker
+                .record_discarded(dropped.map(|(m, _)| m))
+                .await?;
+        }
         Ok(messages
             .into_iter()
             .zip(published)

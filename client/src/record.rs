@@ -28,6 +28,8 @@ pub enum TaskState {
     Dead,
     /// No worker started it before its `expires` time; it never ran.
     Expired,
+    /// Dropped at publish time by its on_duplicate policy (a copy was queued or running).
+    Discarded,
 }
 
 impl TaskState {
@@ -48,6 +50,7 @@ impl TaskState {
             Self::Retrying => "retrying",
             Self::Dead => "dead",
             Self::Expired => "expired",
+            Self::Discarded => "discarded",
         }
     }
 }
@@ -211,6 +214,7 @@ impl TaskRecord {
             TaskState::TimedOut,
             TaskState::Cancelled,
             TaskState::Expired,
+            TaskState::Discarded,
             TaskState::Succeeded,
         ];
         precedence

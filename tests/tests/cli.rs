@@ -553,3 +553,94 @@ fn queues_shows_delayed_paused_and_the_oldest_waiting_age_of_every_queue() {
     let text = String::from_utf8_lossy(&admin(&url, &["queues"]).stdout).into_owned();
     assert!(text.contains("DELAYED") && text.contains("PAUSED") && text.contains("OLDEST"));
 }
+
+/// `task ID --json`, parsed, with the exit code.
+fn task_json(url: &str, id: &str) -> (serde_json::Value, Option<i32>) {
+    let out = admin(url, &["task", id, "--json"]);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (json, out.status.code())
+}
+
+#[test]
+fn task_tells_unknown_waiting_delayed_discarded_rejected_and_earlier_attempts_apart() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let not_uuid = admin(&url, &["task", "12"]);
+    assert_eq!(not_uuid.status.code(), Some(1));
+    assert!(stderr(&not_uuid).contains("is not a task id"));
+    let (unknown, code) = task_json(&url, &uuid::Uuid::new_v4().to_string());
+    assert_eq!(
+        (unknown["state"].as_str(), code),
+        (Some("unknown"), Some(3))
+    );
+
+    let waiting = stdout_lines(&admin(&url, &["enqueue", "stevedore.noop", "--queue", "q"]));
+    let (json, _) = task_json(&url, &waiting[0]);
+    assert_eq!(json["state"], "pending");
+    assert_eq!(
+        json["where"],
+        serde_json::json!({"queue": "q", "as": "waiting"})
+    );
+    let delayed = stdout_lines(&admin(
+        &url,
+        &["enqueue", "stevedore.noop", "--delay", "1h"],
+    ));
+    assert_eq!(task_json(&url, &delayed[0]).0["where"]["as"], "delayed");
+
+    let once = [
+        "enqueue",
+        "tests.gate",
+        "--args",
+        "[\"d\"]",
+        "--on-duplicate",
+        "discard",
+    ];
+    admin(&url, &once);
+    let copy = admin(&url, &once);
+    assert_eq!(copy.status.code(), Some(3), "a dropped copy exits 3");
+    let line = &stdout_lines(&copy)[0];
+    let id = line.strip_suffix(" discarded").expect("reported on stdout");
+    assert_eq!(task_json(&url, id).0["state"], "discarded");
+
+    // Rejected on arrival: unsigned, read by a worker that requires signatures.
+    let keys = [("STEVEDORE_SIGNING_KEYS", "k1:0123456789abcdef-k1")];
+    let _w = WorkerProcess::start_with_env(test_worker_bin!(), &redis, "w", &[], &keys);
+    let unsigned = stdout_lines(&admin(&url, &["enqueue", "stevedore.noop"]));
+    let rejected = stevedore_tests::eventually_blocking("the rejection", || {
+        let (json, _) = task_json(&url, &unsigned[0]);
+        (json["state"] == "rejected").then_some(json)
+    });
+    assert!(rejected["where"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not signed"));
+}
+
+#[test]
+fn task_shows_every_earlier_attempt() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let fail = [
+        "enqueue",
+        "stevedore.fail",
+        "--args",
+        "[\"x\"]",
+        "--retries",
+        "2",
+        "--backoff",
+        "1ms",
+        "--wait",
+    ];
+    let out = admin(&url, &fail);
+    let id = stdout_lines(&out)[0].clone();
+    let (json, code) = task_json(&url, &id);
+    assert_eq!((json["state"].as_str(), code), (Some("dead"), Some(0)));
+    assert_eq!(json["attempts"].as_array().map(Vec::len), Some(3), "{json}");
+    let text = String::from_utf8_lossy(&admin(&url, &["task", &id]).stdout).into_owned();
+    assert_eq!(
+        text.matches("run:       earlier retrying").count(),
+        2,
+        "{text}"
+    );
+}

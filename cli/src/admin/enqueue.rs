@@ -90,7 +90,7 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
         (true, true) => Some(live_nodes(client).await?),
         _ => None,
     };
-    let mut handles = Vec::new();
+    let (mut handles, mut dropped) = (Vec::new(), 0);
     let mut left = args.count;
     while left > 0 {
         let batch = left.min(PUBLISH_BATCH as u64);
@@ -109,26 +109,35 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
             Err(error) => return Err(not_published(error, args.count - left, left - batch)?),
         };
         for handle in published {
-            say!("{}", handle.id());
             if handle.discarded() {
+                // On stdout too, so that a script reading ids learns it will never run.
+                say!("{} discarded", handle.id());
                 eprintln!(
-                    "task {} discarded: a duplicate is queued or running",
+                    "task {} discarded: a copy is queued or running",
                     handle.id()
                 );
+                dropped += 1;
             } else {
+                say!("{}", handle.id());
                 handles.push(handle);
             }
         }
         left -= batch;
     }
-    if !args.wait {
-        return Ok(ExitCode::SUCCESS);
-    }
-    match members {
-        Some(nodes) => wait_for_broadcasts(handles, &nodes, args.wait_timeout).await,
-        None => wait_for_all(handles, args.wait_timeout).await,
-    }
+    let waited = match (args.wait, members) {
+        (false, _) => ExitCode::SUCCESS,
+        (true, Some(nodes)) => wait_for_broadcasts(handles, &nodes, args.wait_timeout).await?,
+        (true, None) => wait_for_all(handles, args.wait_timeout).await?,
+    };
+    // A failure says more than a dropped copy: 1 before 3.
+    Ok(match (waited == ExitCode::SUCCESS, dropped) {
+        (true, 1..) => ExitCode::from(DISCARDED),
+        _ => waited,
+    })
 }
+
+/// The exit code of `enqueue` when a copy was dropped by its on_duplicate policy.
+const DISCARDED: u8 = 3;
 
 /// The nodes live now, whose runs a broadcast's `--wait` waits for.
 async fn live_nodes(client: &Client) -> anyhow::Result<Vec<String>> {

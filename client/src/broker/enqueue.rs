@@ -5,6 +5,9 @@ use super::keys::MESSAGE_FIELD;
 use super::Broker;
 use crate::{Destination, Error, Message, Result};
 
+/// How long the record of a discarded copy lasts (the workers' default record TTL).
+pub const DISCARDED_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 impl Broker {
     /// Appends every message to its queue's stream in one round trip; broadcasts go to the
     /// capped broadcast stream.
@@ -61,6 +64,33 @@ impl Broker {
                 cause: first_line(&e.to_string()),
             })?;
         settle_replies(messages, &checked, replies)
+    }
+
+    /// Records each of `messages` as `discarded` (dropped by its on_duplicate policy), so that
+    /// `stevedore task ID` can say so; the record lasts [`DISCARDED_TTL`].
+    pub async fn record_discarded(&self, messages: impl Iterator<Item = &Message>) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for message in messages {
+            let mut run = crate::RunRecord::starting(message, "");
+            run.state = crate::TaskState::Discarded;
+            run.error =
+                Some("discarded: a copy with the same arguments was queued or running".into());
+            run.finished_at = Some(crate::now_ms());
+            let key = self.keys().record(&message.id);
+            let field = crate::TaskRecord::TASK_FIELD;
+            // HSETNX: a copy published under the id of a recorded task never hides its record.
+            pipe.cmd("HSETNX")
+                .arg(&key)
+                .arg(field)
+                .arg(run.encode()?)
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(DISCARDED_TTL.as_millis() as u64)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
     }
 
     /// Sends `pipe` on the shared connection; with

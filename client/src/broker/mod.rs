@@ -28,6 +28,7 @@
 //! | `control.rs` | control requests and replies, cancel records, paused queues |
 //! | `schedules.rs` | schedules, beat's lease, claiming and publishing fired runs |
 //! | `inspect.rs` | task records and queue statistics |
+//! | `find.rs` | finding a task without a record: waiting, delayed or rejected |
 
 mod address;
 mod config;
@@ -39,6 +40,7 @@ mod delayed;
 mod deployment;
 mod enqueue;
 mod fetch;
+mod find;
 mod health;
 mod inspect;
 pub mod keys;
@@ -60,6 +62,7 @@ pub use dead_letters::{DeadLetter, NewDeadLetter};
 pub use dedup::DEDUP_TTL;
 pub use delayed::MoveDue;
 pub use fetch::{Delivery, GroupStart};
+pub use find::Whereabouts;
 pub use health::{Fate, PendingEntry};
 pub use inspect::QueueInfo;
 pub use keys::Keys;
