@@ -69,8 +69,16 @@ impl Destination {
     /// The wire name of [`Destination::Broadcast`] (a message's `queue` field).
     pub const BROADCAST_WIRE_NAME: &'static str = "broadcast";
 
-    /// A shared queue by name.
+    /// A shared queue by name. `broadcast` is refused: it is the broadcasts' wire name, so a
+    /// message for such a queue would be read back as a broadcast.
     pub fn queue(name: &str) -> Result<Self> {
+        if name == Self::BROADCAST_WIRE_NAME {
+            return Err(Error::InvalidName {
+                kind: "queue",
+                name: name.to_owned(),
+                reason: "it is reserved for broadcasts (use --broadcast to reach every node)",
+            });
+        }
         QueueName::new("queue", name).map(Self::Queue)
     }
 

@@ -644,3 +644,30 @@ fn task_shows_every_earlier_attempt() {
         "{text}"
     );
 }
+
+#[test]
+fn a_queue_named_broadcast_is_refused_and_unread_queues_and_unseen_nodes_are_warned_of() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let reserved = admin(&url, &["enqueue", "stevedore.noop", "--queue", "broadcast"]);
+    assert_eq!(reserved.status.code(), Some(1));
+    assert!(
+        stderr(&reserved).contains("reserved for broadcasts"),
+        "{}",
+        stderr(&reserved)
+    );
+
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let unread = admin(&url, &["queue", "pause", "nobody-reads"]);
+    assert!(unread.status.success(), "{}", stderr(&unread));
+    assert!(stderr(&unread).contains("no live node reads queue nobody-reads"));
+    let read = admin(&url, &["queue", "pause", "default"]);
+    assert!(!stderr(&read).contains("warning"), "{}", stderr(&read));
+
+    let ghost = admin(&url, &["enqueue", "stevedore.noop", "--node", "ghost"]);
+    assert!(ghost.status.success());
+    assert!(is_uuid(&stdout_lines(&ghost)[0]));
+    assert!(stderr(&ghost).contains("node ghost has never been seen"));
+    let known = admin(&url, &["enqueue", "stevedore.noop", "--node", "w"]);
+    assert!(!stderr(&known).contains("warning"), "{}", stderr(&known));
+}

@@ -95,6 +95,14 @@ pub async fn queue(client: &Client, command: QueueCommand) -> anyhow::Result<Exi
         QueueCommand::Resume(args) => (args, false),
     };
     let queue = Destination::queue(&args.queue)?;
+    let lost_after = client.broker().config().lost_after;
+    let read = (client.nodes(lost_after).await?.iter())
+        .any(|n| !n.lost && n.beat.queues.contains(&args.queue));
+    if paused && !read {
+        eprintln!(
+            "warning: no live node reads queue {queue}; the pause holds for the nodes that will"
+        );
+    }
     let answers = client.pause_queue(&queue, paused, args.timeout).await?;
     print_answers(&answers, args.json)
 }

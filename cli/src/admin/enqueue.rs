@@ -234,6 +234,9 @@ async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishO
             .ok_or_else(|| anyhow::anyhow!("--node auto: no live node has free capacity"))?;
         target.node = Some(node);
     }
+    if let Some(node) = target.node.as_deref() {
+        warn_if_never_seen(client, node).await?;
+    }
     let mut options = PublishOptions::new().notify(args.wait);
     if let Some(destination) = target.destination()? {
         options = options.to(destination);
@@ -269,6 +272,19 @@ async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishO
         None => options,
     };
     Ok(options)
+}
+
+/// Warns on stderr when no process of `node` beats or was seen within the lost retention: a
+/// task for it waits until a node of that name starts (a typo waits for ever).
+async fn warn_if_never_seen(client: &Client, node: &str) -> anyhow::Result<()> {
+    let broker = client.broker();
+    let beating =
+        (broker.nodes(broker.config().lost_after).await?.iter()).any(|n| n.beat.node == node);
+    let gone = (broker.gone_processes().await?.iter()).any(|g| g.beat.node == node);
+    if !beating && !gone {
+        eprintln!("warning: node {node} has never been seen (no heartbeat); the task waits until a node of that name starts");
+    }
+    Ok(())
 }
 
 /// Waits for each task and prints its result as JSON; fails when one did not succeed.
