@@ -221,11 +221,12 @@ impl Reaper {
             .reap_entry(destination, group, &entry.entry_id, &lost.consumer, fate)
             .await?;
         if let (true, Some(requeued), Some(Ok(message))) = (reaped, verdict, &opened) {
-            self.record_lost(message, lost, requeued).await?;
             if !requeued {
-                // Its run ended for good here: the same call may run again (rule 5).
+                // Its run ended for good here: the same call may run again (rule 5). Released
+                // before the record says so, so that whoever reads `failed` may publish again.
                 self.broker.release_duplicate(destination, message).await?;
             }
+            self.record_lost(message, lost, requeued).await?;
         }
         Ok(reaped)
     }
