@@ -67,6 +67,9 @@ fn schedule(entry: Entry) -> anyhow::Result<Schedule> {
                 .map_err(anyhow::Error::msg)?
                 .as_millis() as u64,
         },
+        _ if entry.tz.is_some() && entry.cron.is_none() => anyhow::bail!(
+            "`tz` applies to `cron` only (an RRULE names its zone in DTSTART;TZID=...)"
+        ),
         (None, Some(cron), None) => Timing::Cron {
             expr: cron.clone(),
             tz: entry.tz.clone().unwrap_or_else(|| "UTC".into()),
@@ -108,5 +111,6 @@ fn schedule(entry: Entry) -> anyhow::Result<Schedule> {
         paused: false,
         created_at: stevedore::now_ms(),
         last_fired_at: None,
+        from_config: true,
     })
 }

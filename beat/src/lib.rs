@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser};
+use stevedore::schedule::Schedule;
 use stevedore::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -67,16 +68,7 @@ pub async fn run(args: BeatArgs, stop: CancellationToken) -> anyhow::Result<()> 
         return Ok(());
     };
     if let Some(path) = &args.config {
-        for schedule in load_config(path)? {
-            let unchanged = matches!(client.schedule(&schedule.name).await?,
-                Some((stored, _)) if stored.timing == schedule.timing && stored.task == schedule.task
-                    && stored.args == schedule.args && stored.queue == schedule.queue);
-            if !unchanged {
-                client.put_schedule(&schedule).await.with_context(|| {
-                    format!("schedule `{}` in {}", schedule.name, path.display())
-                })?;
-            }
-        }
+        reconcile(&client, path).await?;
     }
     let id = format!(
         "{}:{}:{}",
@@ -93,6 +85,38 @@ pub async fn run(args: BeatArgs, stop: CancellationToken) -> anyhow::Result<()> 
     elector.await.context("the elector panicked")?;
     tracing::info!("beat stopped");
     Ok(())
+}
+
+/// Makes the stored schedules match the file at `path`: each entry is added, or replaced when
+/// any of its settings changed (a schedule left as it is keeps its next fire time); a schedule
+/// that came from the file and is no longer in it is removed. Schedules added at run time are
+/// never touched, unless the file names one.
+async fn reconcile(client: &stevedore::Client, path: &std::path::Path) -> anyhow::Result<()> {
+    let wanted = load_config(path)?;
+    for schedule in &wanted {
+        let unchanged = matches!(client.schedule(&schedule.name).await?,
+            Some((stored, _)) if same_settings(&stored, schedule));
+        if !unchanged {
+            client
+                .put_schedule(schedule)
+                .await
+                .with_context(|| format!("schedule `{}` in {}", schedule.name, path.display()))?;
+            tracing::info!(schedule = %schedule.name, "schedule from the config file stored");
+        }
+    }
+    for (stored, _) in client.schedules().await? {
+        if stored.from_config && !wanted.iter().any(|w| w.name == stored.name) {
+            client.remove_schedule(&stored.name).await?;
+            tracing::info!(schedule = %stored.name, "schedule left the config file: removed");
+        }
+    }
+    Ok(())
+}
+
+/// Whether two schedules say the same thing (what, where, when, missed runs, origin).
+fn same_settings(a: &Schedule, b: &Schedule) -> bool {
+    (a.task == b.task && a.args == b.args && a.kwargs == b.kwargs && a.queue == b.queue)
+        && (a.timing == b.timing && a.missed == b.missed && a.from_config == b.from_config)
 }
 
 fn hostname() -> String {

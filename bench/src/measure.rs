@@ -229,6 +229,7 @@ pub async fn beat_lateness(
             paused: false,
             created_at: now - (i as u64 * period_ms / count as u64),
             last_fired_at: None,
+            from_config: false,
         };
         client.put_schedule(&schedule).await?;
     }

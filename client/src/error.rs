@@ -51,6 +51,9 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A schedule's expression or settings are unusable.
+    #[error("invalid schedule: {0}")]
+    InvalidSchedule(String),
     /// Publish options that contradict each other.
     #[error("invalid publish options: {0}")]
     InvalidOptions(String),

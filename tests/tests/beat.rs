@@ -210,13 +210,16 @@ async fn bad_expressions_are_refused_when_the_schedule_is_created() {
     let cases = [
         (
             vec!["--cron", "61 * * * *"],
-            "invalid cron expression `61 * * * *`",
+            "invalid schedule: cron expression `61 * * * *`",
         ),
         (
             vec!["--cron", "* * * * *", "--tz", "Mars/Olympus"],
-            "invalid time zone `Mars/Olympus`",
+            "invalid schedule: time zone `Mars/Olympus`",
         ),
-        (vec!["--rrule", "RRULE:FREQ=SOMETIMES"], "invalid RRULE"),
+        (
+            vec!["--rrule", "RRULE:FREQ=SOMETIMES"],
+            "invalid schedule: RRULE",
+        ),
     ];
     for (when, expected) in cases {
         let mut args = vec!["schedule", "add", "bad", "tests.count_run"];
@@ -453,4 +456,80 @@ async fn a_secondly_rrule_that_started_in_january_fires_every_second() {
         ],
     );
     wait_runs(&redis, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beat_config_updates_and_removes_its_own_schedules_and_leaves_runtime_ones_alone() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("beat.toml");
+    let entry = |name: &str, extra: &str| {
+        format!(
+            "[[schedule]]\nname = \"{name}\"\ntask = \"tests.count_run\"\nevery = \"1h\"\n{extra}"
+        )
+    };
+    let first = entry("kept", "kwargs = { n = 1 }\n") + &entry("dropped", "");
+    std::fs::write(&config, first).unwrap();
+    let client = redis.stevedore().await;
+    let stored = |name: &'static str| {
+        let client = client.clone();
+        async move { client.schedule(name).await.unwrap().map(|(s, _)| s) }
+    };
+    let beat = Beat::start(&redis, &["--config", config.to_str().unwrap()]);
+    eventually("the file's schedules", WAIT, || async {
+        stored("dropped").await.map(|_| ())
+    })
+    .await;
+    drop(beat);
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "runtime",
+            "tests.count_run",
+            "--every",
+            "1h",
+        ],
+    );
+
+    std::fs::write(
+        &config,
+        entry("kept", "kwargs = { n = 2 }\nmissed = \"skip\"\n"),
+    )
+    .unwrap();
+    let _beat = Beat::start(&redis, &["--config", config.to_str().unwrap()]);
+    let kept = eventually("the edited entry to be stored", WAIT, || async {
+        stored("kept")
+            .await
+            .filter(|s| s.kwargs.get("n") == Some(&2.into()))
+    })
+    .await;
+    assert_eq!(kept.missed, stevedore::schedule::Missed::Skip);
+    eventually("the entry that left the file to go", WAIT, || async {
+        stored("dropped").await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        stored("runtime").await.is_some(),
+        "a runtime schedule is never touched"
+    );
+}
+
+#[test]
+fn schedule_errors_name_the_schedule_and_tz_goes_with_cron_only() {
+    let redis = RedisServer::start();
+    let add = |extra: &[&str]| {
+        let args = [&["schedule", "add", "s", "t"][..], extra].concat();
+        run_cli(test_admin_bin!(), &redis.url(), &args)
+    };
+    let tz = add(&["--every", "5m", "--tz", "Europe/Berlin"]);
+    assert!(!tz.status.success(), "--tz with --every is refused");
+    let cron = add(&["--cron", "61 * * * *"]);
+    let err = String::from_utf8_lossy(&cron.stderr);
+    assert!(
+        err.contains("invalid schedule: cron expression `61 * * * *`"),
+        "{err}"
+    );
+    assert!(!err.contains("publish options"), "{err}");
 }

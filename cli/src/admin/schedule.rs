@@ -59,9 +59,10 @@ pub struct AddArgs {
     /// Fire on this crontab expression (5 fields, or 6 with seconds first).
     #[arg(long, group = "when")]
     cron: Option<String>,
-    /// The time zone of --cron (IANA name).
-    #[arg(long, default_value = "UTC", requires = "cron")]
-    tz: String,
+    /// The time zone of --cron (IANA name; default UTC). Only with --cron: an RRULE names its
+    /// zone in DTSTART;TZID=..., an interval has none.
+    #[arg(long, requires = "cron")]
+    tz: Option<String>,
     /// Fire on this iCal recurrence: 'DTSTART;TZID=America/New_York:20260101T090000 RRULE:FREQ=WEEKLY;BYDAY=MO'.
     #[arg(long, group = "when")]
     rrule: Option<String>,
@@ -107,11 +108,18 @@ pub async fn run(client: &Client, command: ScheduleCommand) -> anyhow::Result<Ex
 }
 
 async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.tz.is_none() || args.cron.is_some(),
+        "--tz applies to --cron only (an RRULE names its zone in DTSTART;TZID=..., an interval has none)"
+    );
     let timing = match (args.every, args.cron, args.rrule) {
         (Some(every), None, None) => Timing::Every {
             ms: every.as_millis() as u64,
         },
-        (None, Some(expr), None) => Timing::Cron { expr, tz: args.tz },
+        (None, Some(expr), None) => Timing::Cron {
+            expr,
+            tz: args.tz.unwrap_or_else(|| "UTC".to_owned()),
+        },
         (None, None, Some(text)) => Timing::RRule { text },
         _ => anyhow::bail!("give exactly one of --every, --cron and --rrule"),
     };
@@ -128,6 +136,7 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
         paused: false,
         created_at: stevedore::now_ms(),
         last_fired_at: None,
+        from_config: false,
     };
     client.put_schedule(&schedule).await?;
     say!("added {}", schedule.name);

@@ -41,11 +41,11 @@ impl FromStr for Missed {
             "once" => Ok(Self::Once),
             "all" => Ok(Self::All(100)),
             _ => match text.strip_prefix("all:").and_then(|n| n.parse().ok()) {
-                Some(0) => Err(Error::InvalidOptions(format!(
+                Some(0) => Err(Error::InvalidSchedule(format!(
                     "missed-run policy `{text}`: all:N fires at most N missed runs; N must be 1 or more (or use skip)"
                 ))),
                 Some(cap) => Ok(Self::All(cap)),
-                None => Err(Error::InvalidOptions(format!(
+                None => Err(Error::InvalidSchedule(format!(
                     "missed-run policy `{text}` is not skip, once, all or all:N"
                 ))),
             },
@@ -81,6 +81,10 @@ pub struct Schedule {
     /// When it last fired (ms), if ever.
     #[serde(default)]
     pub last_fired_at: Option<u64>,
+    /// Whether it came from beat's `--config` file: such a schedule is updated when its entry
+    /// changes and removed when its entry leaves the file; others are never touched by it.
+    #[serde(default)]
+    pub from_config: bool,
 }
 
 /// What firing a schedule due at `due_ms` publishes, seen at `now_ms`.
@@ -163,6 +167,7 @@ mod plan_tests {
             paused: false,
             created_at: 0,
             last_fired_at: None,
+            from_config: false,
         }
     }
 

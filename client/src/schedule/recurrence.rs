@@ -36,7 +36,7 @@ fn parse(text: &str) -> Result<RRuleSet> {
 }
 
 fn bad(text: &str, reason: impl std::fmt::Display) -> Error {
-    Error::InvalidOptions(format!("invalid RRULE `{text}`: {reason}"))
+    Error::InvalidSchedule(format!("RRULE `{text}`: {reason}"))
 }
 
 /// The times of `text` strictly after `after_ms` and at most `until_ms`, earliest first, at

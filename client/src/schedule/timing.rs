@@ -37,7 +37,7 @@ impl Timing {
     pub fn validate(&self) -> Result<()> {
         if let Self::Every { ms } = self {
             if *ms < Self::SHORTEST_INTERVAL_MS {
-                return Err(Error::InvalidOptions(format!(
+                return Err(Error::InvalidSchedule(format!(
                     "an interval of {ms} ms is shorter than beat can keep ({} ms at least)",
                     Self::SHORTEST_INTERVAL_MS
                 )));
@@ -57,7 +57,7 @@ impl Timing {
         match self {
             Self::Every { ms } => {
                 if *ms == 0 {
-                    return Err(Error::InvalidOptions(
+                    return Err(Error::InvalidSchedule(
                         "an interval must be longer than 0".into(),
                     ));
                 }
@@ -97,7 +97,7 @@ impl Timing {
 }
 
 fn bad(what: &str, text: &str, reason: impl std::fmt::Display) -> Error {
-    Error::InvalidOptions(format!("invalid {what} `{text}`: {reason}"))
+    Error::InvalidSchedule(format!("{what} `{text}`: {reason}"))
 }
 
 fn zone(tz: &str) -> Result<chrono_tz::Tz> {
@@ -289,10 +289,7 @@ mod tests {
             },
         ] {
             let error = timing.validate().unwrap_err().to_string();
-            assert!(
-                error.starts_with("invalid publish options: invalid "),
-                "{error}"
-            );
+            assert!(error.starts_with("invalid schedule: "), "{error}");
         }
     }
 }
