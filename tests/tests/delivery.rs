@@ -14,6 +14,8 @@ use stevedore_tests::{
     RedisServer, WorkerProcess,
 };
 
+const WAIT: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_tasks_over_two_workers_each_run_exactly_once() {
     let redis = RedisServer::start();
@@ -260,4 +262,36 @@ async fn wait_for_started(conn: &redis::aio::MultiplexedConnection, count: usize
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_written_to_the_stream_before_its_eta_waits_until_then() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    // A foreign producer that writes the stream directly, with an eta 3 s ahead.
+    let mut message = tasks::add::message((1, 2), &PublishOptions::new()).unwrap();
+    let eta = stevedore::now_ms() + 3_000;
+    message.eta = Some(eta);
+    let default = Destination::queue("default").unwrap();
+    let bytes = client.broker().seal(&message).unwrap();
+    client.broker().enqueue_raw(&default, &bytes).await.unwrap();
+
+    let mut conn = redis.connection().await;
+    eventually("the early entry to move to the delayed set", WAIT, || {
+        let mut conn = conn.clone();
+        async move {
+            let delayed: u64 = redis::cmd("ZCARD")
+                .arg(keys().delayed(&Destination::queue("default").unwrap()))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (delayed == 1).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(stream_len(&mut conn, &stream_of("default")).await, 0);
+    let record = stevedore_tests::finished(&client, &message.id, WAIT).await;
+    let started = record.task_run().unwrap().started_at.unwrap();
+    assert!(started >= eta, "ran {} ms before its eta", eta - started);
 }

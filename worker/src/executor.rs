@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use stevedore::broker::{Broker, Delivery, Entry, Outcome, Settle};
 use stevedore::{
-    dedup_policy, Client, Invocation, Message, RecordField, RunRecord, TaskContext, TaskError,
-    TaskRegistration, TaskState,
+    dedup_policy, Client, Destination, Invocation, Message, RecordField, RunRecord, TaskContext,
+    TaskError, TaskRegistration, TaskState,
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
@@ -148,6 +148,10 @@ impl ExecutorParts {
         let span = tracing::info_span!("task", task.name = %message.task.escape_debug(),
             task.id = %message.id.escape_debug(), queue = %message.queue.escape_debug(),
             attempt = message.tried + 1);
+        if let Some(due) = early(&message, &delivery.destination) {
+            self.defer(delivery, group, due).instrument(span).await;
+            return false;
+        }
         if !self
             .dedup_start(delivery, group, &message)
             .instrument(span.clone())
@@ -371,6 +375,21 @@ impl ExecutorParts {
         Limits { soft, hard }
     }
 
+    /// Moves a message that arrived before its eta to the delayed set, retrying while Redis
+    /// refuses.
+    async fn defer(&self, delivery: &Delivery, group: &str, due: u64) {
+        let payload = delivery.payload.as_deref().unwrap_or_default();
+        let moved = self
+            .until_written("delay a message that came before its eta", || {
+                let destination = &delivery.destination;
+                (self.broker()).defer(destination, group, &delivery.entry_id, due, payload)
+            })
+            .await;
+        if moved.is_some() {
+            tracing::info!(due_ms = due, "arrived before its eta: delayed until then");
+        }
+    }
+
     /// Moves a message that cannot run to the dead letters, retrying while Redis refuses.
     async fn dead_letter(&self, delivery: &Delivery, group: &str, reason: &str) {
         let queue = delivery.destination.to_string();
@@ -383,6 +402,19 @@ impl ExecutorParts {
             tracing::warn!(%queue, entry = %delivery.entry_id, %dead_id, %reason, "message dead-lettered");
         }
     }
+}
+
+/// How far ahead of a node's clock an `eta` may be and still run now: clocks of the node that
+/// moved a delayed message and of the one that reads it differ a little.
+const ETA_SLACK_MS: u64 = 1_000;
+
+/// The eta of `message` when it arrived on a stream well before it (a producer that wrote to
+/// the stream directly): it must wait in the delayed set. Broadcast entries are shared by every
+/// node's group and cannot be moved by one node: they run.
+fn early(message: &Message, from: &Destination) -> Option<u64> {
+    let eta = message.eta?;
+    let early = eta > stevedore::now_ms() + ETA_SLACK_MS && *from != Destination::Broadcast;
+    early.then_some(eta)
 }
 
 /// The error recorded for a run that stopped because it was told to.

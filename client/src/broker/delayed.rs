@@ -2,7 +2,7 @@
 
 use futures_util::StreamExt;
 
-use super::scripts::MOVE_DUE;
+use super::scripts::{DEFER, MOVE_DUE};
 use super::Broker;
 use crate::{Destination, Result};
 
@@ -39,6 +39,32 @@ impl Broker {
             moved,
             next_due_ms: u64::try_from(next).ok(),
         })
+    }
+
+    /// Moves entry `entry_id` of `destination` (read by `group`, its bytes `payload`) to the
+    /// delayed set until `due_ms`: a message that arrived before its `eta` (a producer that
+    /// wrote it to the stream directly). The forwarders are woken.
+    pub async fn defer(
+        &self,
+        destination: &Destination,
+        group: &str,
+        entry_id: &str,
+        due_ms: u64,
+        payload: &[u8],
+    ) -> Result<()> {
+        DEFER
+            .key(self.keys().stream(destination))
+            .key(self.keys().delayed(destination))
+            .arg(group)
+            .arg(entry_id)
+            .arg(due_ms)
+            .arg(payload)
+            .invoke_async::<i64>(&mut self.commands())
+            .await?;
+        let mut wake = redis::pipe();
+        self.add_wake(&mut wake, due_ms);
+        wake.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
     }
 
     /// A stream of wake-up hints (due times in ms) published when delayed messages are added;

@@ -72,6 +72,8 @@ pub(super) static BEAT: Lua = Lua::new(include_str!("scripts/beat.lua"));
 pub(super) static CLAIM_FIRE: Lua = Lua::new(include_str!("scripts/claim_fire.lua"));
 /// Moves a bad entry to its queue's dead letters and acknowledges it (dead letters).
 pub(super) static DEAD_LETTER: Lua = Lua::new(include_str!("scripts/dead_letter.lua"));
+/// Moves an entry that arrived before its eta to the delayed set (delayed).
+pub(super) static DEFER: Lua = Lua::new(include_str!("scripts/defer.lua"));
 /// Releases an on_duplicate key and queues the next parked message (dedup).
 pub(super) static DUP_FINISH: Lua = Lua::new(include_str!("scripts/dup_finish.lua"));
 /// Publishes a message under an on_duplicate policy (dedup).
@@ -109,6 +111,7 @@ mod tests {
             &BEAT,
             &CLAIM_FIRE,
             &DEAD_LETTER,
+            &DEFER,
             &DUP_FINISH,
             &DUP_PUBLISH,
             &DUP_START,
