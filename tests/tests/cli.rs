@@ -671,3 +671,68 @@ fn a_queue_named_broadcast_is_refused_and_unread_queues_and_unseen_nodes_are_war
     let known = admin(&url, &["enqueue", "stevedore.noop", "--node", "w"]);
     assert!(!stderr(&known).contains("warning"), "{}", stderr(&known));
 }
+
+#[test]
+fn echo_fails_on_a_keyword_argument_as_the_protocol_says() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let args = [
+        "enqueue",
+        "stevedore.echo",
+        "--kwargs",
+        "{\"x\": 1}",
+        "--wait",
+    ];
+    let out = admin(&redis.url(), &args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("keyword argument `x` names no parameter"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn schedules_print_as_data_and_import_reads_back_what_list_prints() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let add = [
+        "schedule",
+        "add",
+        "s",
+        "tests.count_run",
+        "--kwargs",
+        "{\"n\": 1}",
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--missed",
+        "all:3",
+        "--json",
+    ];
+    let added: serde_json::Value = serde_json::from_slice(&admin(&url, &add).stdout).unwrap();
+    assert_eq!(added["cron"], "0 3 * * *");
+    assert_eq!(added["tz"], "Europe/Berlin");
+    assert!(added["every_ms"].is_null() && added["rrule"].is_null());
+    assert_eq!(
+        added["missed"],
+        serde_json::json!({"policy": "all", "max": 3})
+    );
+    assert!(added["next_fire_at"].is_u64(), "{added}");
+
+    let listed = admin(&url, &["schedule", "list", "--json"]).stdout;
+    let removed = admin(&url, &["schedule", "remove", "s", "--json"]);
+    let removed: serde_json::Value = serde_json::from_slice(&removed.stdout).unwrap();
+    assert_eq!(removed, serde_json::json!({"name": "s", "removed": true}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schedules.json");
+    std::fs::write(&file, &listed).unwrap();
+    let imported = admin(&url, &["schedule", "import", file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let shown = admin(&url, &["schedule", "show", "s", "--json"]).stdout;
+    let shown: serde_json::Value = serde_json::from_slice(&shown).unwrap();
+    for field in ["task", "kwargs", "queue", "cron", "tz", "missed", "paused"] {
+        assert_eq!(shown[field], added[field], "{field}");
+    }
+}

@@ -20,6 +20,7 @@ mod format;
 mod nodes;
 mod queues;
 mod schedule;
+mod schedule_json;
 mod task;
 
 use std::process::ExitCode;

@@ -1,4 +1,5 @@
-//! `stevedore schedule add|list|show|remove|pause|resume`.
+//! `stevedore schedule add|list|show|remove|pause|resume|import`; the JSON shape is in
+//! `schedule_json.rs`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,7 +8,10 @@ use clap::{Args, Subcommand};
 use stevedore::schedule::{Missed, Schedule, Timing};
 use stevedore::Client;
 
+use anyhow::Context as _;
+
 use super::format::{parse_args, parse_kwargs, timestamp};
+use super::schedule_json;
 use crate::{parse_duration, CallArgs};
 
 /// Schedule commands.
@@ -25,6 +29,20 @@ pub enum ScheduleCommand {
     Pause(NamedArgs),
     /// Fires a paused schedule again, from now on.
     Resume(NamedArgs),
+    /// Creates (or replaces) the schedules of a JSON file (`-`: stdin) in the shape `list
+    /// --json` prints: an array, or one object.
+    Import(ImportArgs),
+}
+
+/// `schedule import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The JSON file (`-`: stdin).
+    #[arg(default_value = "-")]
+    file: String,
+    /// Print JSON: the imported schedules.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `--json`.
@@ -69,6 +87,9 @@ pub struct AddArgs {
     /// Runs missed while no beat ran: skip, once (default), all, or all:N.
     #[arg(long, default_value = "once", value_parser = |s: &str| s.parse::<Missed>().map_err(|e| e.to_string()))]
     missed: Missed,
+    /// Print JSON: the schedule as stored.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `--every`: a duration no shorter than beat can keep.
@@ -89,22 +110,49 @@ pub async fn run(client: &Client, command: ScheduleCommand) -> anyhow::Result<Ex
         ScheduleCommand::Add(args) => add(client, *args).await,
         ScheduleCommand::List(args) => list(client, args.json).await,
         ScheduleCommand::Show(args) => show(client, &args.name, args.json).await,
-        ScheduleCommand::Remove(args) => done(
-            client.remove_schedule(&args.name).await?,
-            &args.name,
-            "removed",
-        ),
-        ScheduleCommand::Pause(args) => done(
-            client.pause_schedule(&args.name, true).await?,
-            &args.name,
-            "paused",
-        ),
-        ScheduleCommand::Resume(args) => done(
-            client.pause_schedule(&args.name, false).await?,
-            &args.name,
-            "resumed",
-        ),
+        ScheduleCommand::Remove(args) => {
+            let existed = client.remove_schedule(&args.name).await?;
+            done(existed, &args, "removed")
+        }
+        ScheduleCommand::Pause(args) => {
+            let existed = client.pause_schedule(&args.name, true).await?;
+            done(existed, &args, "paused")
+        }
+        ScheduleCommand::Resume(args) => {
+            let existed = client.pause_schedule(&args.name, false).await?;
+            done(existed, &args, "resumed")
+        }
+        ScheduleCommand::Import(args) => import(client, args).await,
     }
+}
+
+/// `schedule import`: every schedule is checked before any is stored.
+async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let text = match args.file.as_str() {
+        "-" => std::io::read_to_string(std::io::stdin())?,
+        path => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).context("not JSON")?;
+    let values = match value {
+        serde_json::Value::Array(values) => values,
+        one => vec![one],
+    };
+    let schedules =
+        (values.iter().map(schedule_json::from_json)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut printed = Vec::new();
+    for schedule in &schedules {
+        client.put_schedule(schedule).await?;
+        let next = client
+            .schedule(&schedule.name)
+            .await?
+            .and_then(|(_, next)| next);
+        printed.push(schedule_json::to_json(schedule, next));
+    }
+    match args.json {
+        true => say!("{}", serde_json::Value::Array(printed)),
+        false => say!("imported {}", schedules.len()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
@@ -139,7 +187,15 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
         from_config: false,
     };
     client.put_schedule(&schedule).await?;
-    say!("added {}", schedule.name);
+    if args.json {
+        let next = client
+            .schedule(&schedule.name)
+            .await?
+            .and_then(|(_, next)| next);
+        say!("{}", schedule_json::to_json(&schedule, next));
+    } else {
+        say!("added {}", schedule.name);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -149,14 +205,6 @@ fn when(timing: &Timing) -> String {
         Timing::Cron { expr, tz } => format!("cron '{expr}' {tz}"),
         Timing::RRule { text } => format!("rrule '{text}'"),
     }
-}
-
-fn schedule_json(schedule: &Schedule, next: Option<u64>) -> serde_json::Value {
-    serde_json::json!({
-        "name": schedule.name, "task": schedule.task, "args": schedule.args, "kwargs": schedule.kwargs,
-        "queue": schedule.queue, "when": when(&schedule.timing), "missed": format!("{:?}", schedule.missed).to_lowercase(),
-        "paused": schedule.paused, "last_fired_at": schedule.last_fired_at, "next_at": next,
-    })
 }
 
 async fn list(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
@@ -175,7 +223,7 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let rows: Vec<_> = schedules
             .iter()
-            .map(|(s, next)| schedule_json(s, *next))
+            .map(|(s, next)| schedule_json::to_json(s, *next))
             .collect();
         say!("{}", serde_json::Value::Array(rows));
         return Ok(code);
@@ -208,7 +256,7 @@ async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<ExitCod
     let Some((schedule, next)) = client.schedule(name).await? else {
         anyhow::bail!("no schedule named `{name}`");
     };
-    let value = schedule_json(&schedule, next);
+    let value = schedule_json::to_json(&schedule, next);
     if json {
         say!("{value}");
     } else {
@@ -217,10 +265,14 @@ async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn done(existed: bool, name: &str, what: &str) -> anyhow::Result<ExitCode> {
+fn done(existed: bool, args: &NamedArgs, what: &str) -> anyhow::Result<ExitCode> {
+    let name = &args.name;
     if !existed {
         anyhow::bail!("no schedule named `{name}`");
     }
-    say!("{what} {name}");
+    match args.json {
+        true => say!("{}", serde_json::json!({"name": name, what: true})),
+        false => say!("{what} {name}"),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,9 +38,18 @@ fn noop(_: Invocation) -> Outcome {
     Box::pin(async { Ok(rmpv::Value::Nil) })
 }
 
-/// Returns its positional arguments as an array.
+/// Returns its positional arguments as an array. It has no named parameters, so a keyword
+/// argument fails it, by the protocol's rule for a kwarg that names no parameter.
 fn echo(invocation: Invocation) -> Outcome {
-    Box::pin(async move { Ok(rmpv::Value::Array(invocation.args)) })
+    Box::pin(async move {
+        if let Some(name) = invocation.kwargs.keys().next() {
+            return Err(TaskError::fatal(format!(
+                "stevedore.echo takes positional arguments only; keyword argument `{}` names no parameter",
+                name.escape_debug()
+            )));
+        }
+        Ok(rmpv::Value::Array(invocation.args))
+    })
 }
 
 /// `[milliseconds]`: sleeps, and stops early with `cancelled` when the run is cancelled.
