@@ -98,7 +98,9 @@ async fn a_schedule_fires_on_time_with_one_task_id_per_fire_time() {
     let listed = cli(&redis, &["schedule", "list", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(json[0]["name"], "tick");
-    assert!(json[0]["next_fire_at"].as_u64().is_some() && json[0]["last_fired_at"].as_u64().is_some());
+    assert!(
+        json[0]["next_fire_at"].as_u64().is_some() && json[0]["last_fired_at"].as_u64().is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +190,10 @@ async fn schedules_are_added_paused_resumed_and_removed_live() {
     let shown = cli(&redis, &["schedule", "show", "live", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(json["paused"], true);
-    assert!(json["next_fire_at"].is_null(), "a paused schedule is not due");
+    assert!(
+        json["next_fire_at"].is_null(),
+        "a paused schedule is not due"
+    );
 
     let before = run_count(&redis).await.len();
     cli(&redis, &["schedule", "resume", "live"]);

@@ -736,3 +736,71 @@ fn schedules_print_as_data_and_import_reads_back_what_list_prints() {
         assert_eq!(shown[field], added[field], "{field}");
     }
 }
+
+/// Every stdout line of `output`, parsed as JSON.
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    stdout_lines(output)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn enqueue_and_dead_letter_commands_print_json() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let queued = json_lines(&admin(
+        &url,
+        &["enqueue", "stevedore.noop", "--count", "2", "--json"],
+    ));
+    assert_eq!(queued.len(), 2);
+    assert!(queued
+        .iter()
+        .all(|q| is_uuid(q["id"].as_str().unwrap()) && q["discarded"] == false));
+
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let args = [
+        "enqueue",
+        "stevedore.echo",
+        "--args",
+        "[5]",
+        "--wait",
+        "--json",
+    ];
+    let waited = json_lines(&admin(&url, &args));
+    assert_eq!(waited[0]["state"], "succeeded");
+    assert_eq!(waited[0]["result"], serde_json::json!([5]));
+    let fail = [
+        "enqueue",
+        "stevedore.fail",
+        "--args",
+        "[\"x\"]",
+        "--retries",
+        "1",
+        "--backoff",
+        "1ms",
+        "--wait",
+    ];
+    let failed = admin(&url, &fail);
+    let id = stdout_lines(&failed)[0].clone();
+
+    let requeued = admin(&url, &["dead", "requeue", "--all", "--json"]);
+    let requeued: serde_json::Value = serde_json::from_slice(&requeued.stdout).unwrap();
+    assert_eq!(requeued["queue"], "default");
+    assert_eq!(
+        requeued["requeued"].as_array().map(Vec::len),
+        Some(1),
+        "{requeued}"
+    );
+    assert_eq!(requeued["failed"], serde_json::json!([]));
+    let client_record =
+        stevedore_tests::eventually_blocking("the requeued letter to die again", || {
+            let out = admin(&url, &["dead", "list", "--json"]);
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+            rows.iter().any(|r| r["id"] == id.as_str()).then_some(())
+        });
+    let () = client_record;
+    let purged = admin(&url, &["dead", "purge", "--json"]);
+    let purged: serde_json::Value = serde_json::from_slice(&purged.stdout).unwrap();
+    assert_eq!(purged, serde_json::json!({"queue": "default", "purged": 1}));
+}

@@ -21,7 +21,17 @@ pub enum DeadCommand {
     /// Deletes dead letters by entry id.
     Delete(DeleteArgs),
     /// Deletes every dead letter of a queue.
-    Purge(QueueArg),
+    Purge(PurgeArgs),
+}
+
+/// `dead purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    queue: QueueArg,
+    /// Print JSON: `{"queue", "purged"}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The queue.
@@ -66,6 +76,9 @@ pub struct RequeueArgs {
     /// Every dead letter of the queue.
     #[arg(long, conflicts_with = "entries")]
     all: bool,
+    /// Print JSON: `{"queue", "requeued": [entry ids], "failed": [{"entry", "error"}]}`.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     queue: QueueArg,
 }
@@ -88,9 +101,15 @@ pub async fn run(client: &Client, command: DeadCommand) -> anyhow::Result<ExitCo
         DeadCommand::Requeue(args) => requeue(client, args).await,
         DeadCommand::Delete(args) => delete(client, args).await,
         DeadCommand::Purge(args) => {
-            let queue = Destination::from_wire_name(&args.queue)?;
+            let queue = Destination::from_wire_name(&args.queue.queue)?;
             let purged = client.broker().purge_dead(&queue).await?;
-            say!("purged {purged} dead letter(s) of {queue}");
+            match args.json {
+                true => say!(
+                    "{}",
+                    serde_json::json!({"queue": queue.wire_name(), "purged": purged})
+                ),
+                false => say!("purged {purged} dead letter(s) of {queue}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -141,18 +160,43 @@ async fn show(client: &Client, args: EntryArgs) -> anyhow::Result<ExitCode> {
 /// Dead letters read per round trip by `requeue --all`.
 const PAGE: usize = 100;
 
+/// What `requeue` did, letter by letter.
+#[derive(Default)]
+struct Requeued {
+    json: bool,
+    requeued: Vec<String>,
+    failed: Vec<(String, String)>,
+}
+
+impl Requeued {
+    fn report(self, queue: &Destination) -> anyhow::Result<ExitCode> {
+        if self.json {
+            let failed: Vec<_> = (self.failed.iter())
+                .map(|(entry, error)| serde_json::json!({"entry": entry, "error": error}))
+                .collect();
+            let body = serde_json::json!({"queue": queue.wire_name(),
+                "requeued": self.requeued, "failed": failed});
+            say!("{body}");
+        }
+        Ok(exit_code(self.failed.len()))
+    }
+}
+
 async fn requeue(client: &Client, args: RequeueArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let mut failed = 0;
+    let mut done = Requeued {
+        json: args.json,
+        ..Requeued::default()
+    };
     if !args.all {
         for entry in &args.entries {
-            failed += usize::from(!requeue_one(client, &queue, entry).await?);
+            requeue_one(client, &queue, entry, &mut done).await?;
         }
-        return Ok(exit_code(failed));
+        return done.report(&queue);
     }
     // Only the letters there now: a requeued task that dies again is not requeued again.
     let Some(newest) = client.broker().newest_dead_letter(&queue).await? else {
-        return Ok(ExitCode::SUCCESS);
+        return done.report(&queue);
     };
     let mut after: Option<String> = None;
     'pages: loop {
@@ -163,31 +207,41 @@ async fn requeue(client: &Client, args: RequeueArgs) -> anyhow::Result<ExitCode>
             if stream_id(&letter.entry_id) > stream_id(&newest) {
                 break 'pages;
             }
-            failed += usize::from(!requeue_one(client, &queue, &letter.entry_id).await?);
+            requeue_one(client, &queue, &letter.entry_id, &mut done).await?;
         }
         match page.last() {
             Some(last) => after = Some(last.entry_id.clone()),
             None => break,
         }
     }
-    Ok(exit_code(failed))
+    done.report(&queue)
 }
 
-/// Requeues one dead letter; false (said on stderr) when it is gone or its bytes do not open.
-async fn requeue_one(client: &Client, queue: &Destination, entry: &str) -> anyhow::Result<bool> {
-    match client.broker().requeue_dead(queue, entry).await {
-        Ok(true) => say!("requeued {entry}"),
-        Ok(false) => {
-            eprintln!("no dead letter {entry} in queue {queue}");
-            return Ok(false);
+/// Requeues one dead letter; one that is gone or whose bytes do not open is said on stderr
+/// and counted as failed.
+async fn requeue_one(
+    client: &Client,
+    queue: &Destination,
+    entry: &str,
+    done: &mut Requeued,
+) -> anyhow::Result<()> {
+    let failure = match client.broker().requeue_dead(queue, entry).await {
+        Ok(true) => {
+            if !done.json {
+                say!("requeued {entry}");
+            }
+            done.requeued.push(entry.to_owned());
+            return Ok(());
         }
+        Ok(false) => format!("no dead letter {entry} in queue {queue}"),
         Err(error @ (stevedore::Error::Decode { .. } | stevedore::Error::Signature(_))) => {
-            eprintln!("cannot requeue {entry}: {error}; it stays (see `dead show`, `dead delete`)");
-            return Ok(false);
+            format!("cannot requeue {entry}: {error}; it stays (see `dead show`, `dead delete`)")
         }
         Err(error) => return Err(error.into()),
-    }
-    Ok(true)
+    };
+    eprintln!("{failure}");
+    done.failed.push((entry.to_owned(), failure));
+    Ok(())
 }
 
 async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<ExitCode> {

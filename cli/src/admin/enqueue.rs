@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
-use stevedore::{Client, PublishOptions, TaskState};
+use stevedore::{Client, PublishOptions};
 
-use super::format::{parse_args, parse_kwargs, parse_time, value_to_json};
+use super::format::{parse_args, parse_kwargs, parse_time};
+use super::waiting;
 use crate::{parse_duration, parse_period, CallArgs};
 
 /// Messages published per pipelined round trip.
@@ -58,6 +58,10 @@ pub struct EnqueueArgs {
     /// Wait for each task to end and print its result as JSON; exit non-zero if one failed.
     #[arg(long)]
     wait: bool,
+    /// Print JSON, one object per task and line: `{"id", "discarded"}`; with --wait, once the
+    /// task ended, also `state`, `result`, `error` (and `nodes` for a broadcast).
+    #[arg(long)]
+    json: bool,
     /// How long --wait waits for each task.
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "wait")]
     wait_timeout: Duration,
@@ -87,7 +91,7 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     let options = options(client, &args).await?;
     // A broadcast's --wait waits for the nodes live when it is published.
     let members = match (args.wait, args.call.target.broadcast) {
-        (true, true) => Some(live_nodes(client).await?),
+        (true, true) => Some(waiting::live_nodes(client).await?),
         _ => None,
     };
     let (mut handles, mut dropped) = (Vec::new(), 0);
@@ -109,16 +113,19 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
             Err(error) => return Err(not_published(error, args.count - left, left - batch)?),
         };
         for handle in published {
-            if handle.discarded() {
+            let (id, discarded) = (handle.id(), handle.discarded());
+            match (args.json, discarded) {
+                // With --wait, a task's line comes once it ended.
+                (true, false) if args.wait => {}
+                (true, _) => say!("{}", serde_json::json!({"id": id, "discarded": discarded})),
                 // On stdout too, so that a script reading ids learns it will never run.
-                say!("{} discarded", handle.id());
-                eprintln!(
-                    "task {} discarded: a copy is queued or running",
-                    handle.id()
-                );
+                (false, true) => say!("{id} discarded"),
+                (false, false) => say!("{id}"),
+            }
+            if discarded {
+                eprintln!("task {id} discarded: a copy is queued or running");
                 dropped += 1;
             } else {
-                say!("{}", handle.id());
                 handles.push(handle);
             }
         }
@@ -126,8 +133,10 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     }
     let waited = match (args.wait, members) {
         (false, _) => ExitCode::SUCCESS,
-        (true, Some(nodes)) => wait_for_broadcasts(handles, &nodes, args.wait_timeout).await?,
-        (true, None) => wait_for_all(handles, args.wait_timeout).await?,
+        (true, Some(nodes)) => {
+            waiting::wait_for_broadcasts(handles, &nodes, args.wait_timeout, args.json).await?
+        }
+        (true, None) => waiting::wait_for_all(handles, args.wait_timeout, args.json).await?,
     };
     // A failure says more than a dropped copy: 1 before 3.
     Ok(match (waited == ExitCode::SUCCESS, dropped) {
@@ -138,60 +147,6 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
 
 /// The exit code of `enqueue` when a copy was dropped by its on_duplicate policy.
 const DISCARDED: u8 = 3;
-
-/// The nodes live now, whose runs a broadcast's `--wait` waits for.
-async fn live_nodes(client: &Client) -> anyhow::Result<Vec<String>> {
-    let mut nodes: Vec<String> = (client.nodes(client.broker().config().lost_after).await?)
-        .into_iter()
-        .filter(|n| !n.lost)
-        .map(|n| n.beat.node)
-        .collect();
-    nodes.dedup();
-    Ok(nodes)
-}
-
-/// Waits for every node's run of each broadcast and prints `NODE: RESULT` for each; fails when
-/// a run did not succeed or a node did not finish in time.
-async fn wait_for_broadcasts(
-    handles: Vec<stevedore::TaskHandle>,
-    nodes: &[String],
-    timeout: Duration,
-) -> anyhow::Result<ExitCode> {
-    let mut all_succeeded = true;
-    for handle in handles {
-        let record = handle.wait_for_nodes(nodes, timeout).await?;
-        for node in nodes {
-            let field = stevedore::TaskRecord::broadcast_field(node);
-            match record.runs.get(&field) {
-                Some(run) if run.state == TaskState::Succeeded => {
-                    let result = run.result.clone().unwrap_or(rmpv::Value::Nil);
-                    say!("{node}: {}", value_to_json(&result));
-                }
-                Some(run) if run.state.is_final() => {
-                    all_succeeded = false;
-                    let error = run.error.as_deref().unwrap_or("no error recorded");
-                    eprintln!(
-                        "task {} on {node} {}: {error}",
-                        handle.id(),
-                        run.state.as_str()
-                    );
-                }
-                _ => {
-                    all_succeeded = false;
-                    eprintln!(
-                        "task {} on {node}: no outcome within {timeout:?}",
-                        handle.id()
-                    );
-                }
-            }
-        }
-    }
-    Ok(if all_succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
 
 /// The error for a batch that failed, after printing what of it is queued: the ids Redis took
 /// on stdout like the others, the ids whose fate is unknown on stderr. `done`: ids printed
@@ -285,40 +240,4 @@ async fn warn_if_never_seen(client: &Client, node: &str) -> anyhow::Result<()> {
         eprintln!("warning: node {node} has never been seen (no heartbeat); the task waits until a node of that name starts");
     }
     Ok(())
-}
-
-/// Waits for each task and prints its result as JSON; fails when one did not succeed.
-async fn wait_for_all(
-    handles: Vec<stevedore::TaskHandle>,
-    timeout: Duration,
-) -> anyhow::Result<ExitCode> {
-    let mut all_succeeded = true;
-    for handle in handles {
-        let record = handle.wait(timeout).await?;
-        let run = record
-            .runs
-            .values()
-            .next()
-            .context("a finished task has a run")?;
-        match record.state() {
-            TaskState::Succeeded => {
-                let result = run.result.clone().unwrap_or(rmpv::Value::Nil);
-                say!("{}", value_to_json(&result));
-            }
-            state => {
-                all_succeeded = false;
-                eprintln!(
-                    "task {} {}: {}",
-                    handle.id(),
-                    state.as_str(),
-                    run.error.as_deref().unwrap_or("no error recorded")
-                );
-            }
-        }
-    }
-    Ok(if all_succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

@@ -22,6 +22,7 @@ mod queues;
 mod schedule;
 mod schedule_json;
 mod task;
+mod waiting;
 
 use std::process::ExitCode;
 
