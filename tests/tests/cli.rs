@@ -793,13 +793,11 @@ fn enqueue_and_dead_letter_commands_print_json() {
         "{requeued}"
     );
     assert_eq!(requeued["failed"], serde_json::json!([]));
-    let client_record =
-        stevedore_tests::eventually_blocking("the requeued letter to die again", || {
-            let out = admin(&url, &["dead", "list", "--json"]);
-            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
-            rows.iter().any(|r| r["id"] == id.as_str()).then_some(())
-        });
-    let () = client_record;
+    stevedore_tests::eventually_blocking("the requeued letter to die again", || {
+        let out = admin(&url, &["dead", "list", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        rows.iter().any(|r| r["id"] == id.as_str()).then_some(())
+    });
     let purged = admin(&url, &["dead", "purge", "--json"]);
     let purged: serde_json::Value = serde_json::from_slice(&purged.stdout).unwrap();
     assert_eq!(purged, serde_json::json!({"queue": "default", "purged": 1}));
