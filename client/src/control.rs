@@ -41,6 +41,8 @@ pub enum Command {
     Cancel(CancelSelector),
     /// Reread the cancel records and paused queues (sent after they change).
     Refresh,
+    /// The tasks the node can run (Celery's `inspect registered`).
+    Registered,
 }
 
 /// Which tasks a cancel selects: ids, or a task name (optionally with exact arguments).
@@ -112,6 +114,11 @@ pub enum Answer {
         running: Vec<String>,
         /// Tasks read and waiting for a worker.
         queued: Vec<String>,
+    },
+    /// For [`Command::Registered`]: task names, sorted.
+    Registered {
+        /// The names.
+        tasks: Vec<String>,
     },
     /// For [`Command::Reload`].
     Reloaded {

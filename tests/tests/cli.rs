@@ -802,3 +802,70 @@ fn enqueue_and_dead_letter_commands_print_json() {
     let purged: serde_json::Value = serde_json::from_slice(&purged.stdout).unwrap();
     assert_eq!(purged, serde_json::json!({"queue": "default", "purged": 1}));
 }
+
+#[test]
+fn queue_show_lists_tasks_by_state_purge_removes_what_waits_and_registered_lists_tasks() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for _ in 0..2 {
+        admin(
+            &url,
+            &["enqueue", "tests.add", "--args", "[1, 2]", "--queue", "q"],
+        );
+    }
+    admin(
+        &url,
+        &["enqueue", "stevedore.noop", "--queue", "q", "--delay", "1h"],
+    );
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let blocked = stdout_lines(&admin(&url, &["enqueue", "tests.block"]))[0].clone();
+    stevedore_tests::eventually_blocking("the blocking task to run", || {
+        let out = admin(
+            &url,
+            &["queue", "show", "default", "--state", "running", "--json"],
+        );
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        (rows.len() == 1 && rows[0]["id"] == blocked.as_str()).then_some(())
+    });
+
+    let shown = admin(&url, &["queue", "show", "q", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&shown.stdout).unwrap();
+    let states: Vec<&str> = rows.iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["waiting", "waiting", "delayed"]);
+    assert!(
+        rows[0].get("args").is_none(),
+        "arguments only with --show-args"
+    );
+    let with_args = admin(
+        &url,
+        &[
+            "queue",
+            "show",
+            "q",
+            "--state",
+            "waiting",
+            "--show-args",
+            "--json",
+        ],
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&with_args.stdout).unwrap();
+    assert_eq!(rows[0]["args"], serde_json::json!([1, 2]));
+
+    let purged = admin(&url, &["queue", "purge", "q", "--json"]);
+    let purged: serde_json::Value = serde_json::from_slice(&purged.stdout).unwrap();
+    assert_eq!(
+        purged,
+        serde_json::json!({"queue": "q", "waiting": 2, "delayed": 0})
+    );
+    let purged = admin(&url, &["queue", "purge", "q", "--delayed", "--json"]);
+    let purged: serde_json::Value = serde_json::from_slice(&purged.stdout).unwrap();
+    assert_eq!(purged["delayed"], 1);
+    let running = admin(&url, &["queue", "purge", "default", "--json"]);
+    let running: serde_json::Value = serde_json::from_slice(&running.stdout).unwrap();
+    assert_eq!(running["waiting"], 0, "a running task is never purged");
+
+    let registered = admin(&url, &["registered", "--node", "w", "--json"]);
+    let answers: Vec<serde_json::Value> = serde_json::from_slice(&registered.stdout).unwrap();
+    let tasks = answers[0]["registered"].as_array().unwrap();
+    assert!(tasks.contains(&"stevedore.noop".into()) && tasks.contains(&"tests.add".into()));
+}

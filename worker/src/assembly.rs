@@ -106,6 +106,11 @@ pub struct Parts<'a> {
 }
 
 impl Parts<'_> {
+    /// The names of the tasks this node links, sorted (for `stevedore registered`).
+    fn registered_names(&self) -> Arc<[String]> {
+        self.table.names().into_iter().map(str::to_owned).collect()
+    }
+
     fn own_queue(&self) -> anyhow::Result<Destination> {
         Ok(Destination::node(self.node)?)
     }
@@ -181,6 +186,7 @@ impl Parts<'_> {
             cancels: self.shared.cancels.clone(),
             paused: self.shared.gate.clone(),
             queues: queues.iter().map(Destination::wire_name).collect(),
+            tasks: self.registered_names(),
             block: self.args.block,
             position,
         };

@@ -43,6 +43,8 @@ pub struct Controller {
     pub paused: Arc<PauseGate>,
     /// The queues this node reads (wire names).
     pub queues: Vec<String>,
+    /// The tasks this node links, sorted.
+    pub tasks: Arc<[String]>,
     /// Longest block of one read.
     pub block: Duration,
     /// Where it starts reading the control stream: taken before the node reports itself
@@ -144,6 +146,9 @@ impl Controller {
                 self.refresh().await?;
                 Answer::Refreshed
             }
+            Command::Registered => Answer::Registered {
+                tasks: self.tasks.to_vec(),
+            },
         };
         let reply = Reply {
             node: self.node.to_string(),

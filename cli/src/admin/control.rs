@@ -54,6 +54,10 @@ pub enum QueueCommand {
     Pause(QueueArgs),
     /// Let the nodes read the queue again.
     Resume(QueueArgs),
+    /// Lists a queue's tasks: running, waiting, delayed and dead (or one state).
+    Show(super::queue_tasks::ShowArgs),
+    /// Deletes the tasks waiting in a queue (never those running); --delayed: the delayed too.
+    Purge(super::queue_tasks::PurgeArgs),
 }
 
 /// The queue to pause or resume.
@@ -93,6 +97,8 @@ pub async fn queue(client: &Client, command: QueueCommand) -> anyhow::Result<Exi
     let (args, paused) = match command {
         QueueCommand::Pause(args) => (args, true),
         QueueCommand::Resume(args) => (args, false),
+        QueueCommand::Show(args) => return super::queue_tasks::show(client, args).await,
+        QueueCommand::Purge(args) => return super::queue_tasks::purge(client, args).await,
     };
     let queue = Destination::queue(&args.queue)?;
     let lost_after = client.broker().config().lost_after;
@@ -187,6 +193,7 @@ fn answer_json(answer: &NodeAnswer) -> serde_json::Value {
             serde_json::json!({"running": running, "queued": queued})
         }
         Answer::Reloaded { workers } => serde_json::json!({"reloaded": workers}),
+        Answer::Registered { tasks } => serde_json::json!({"registered": tasks}),
         Answer::Cancelled { ids } => serde_json::json!({"cancelled": ids}),
         Answer::Refreshed => serde_json::json!({}),
     };
@@ -221,6 +228,11 @@ fn print_answer(answer: &NodeAnswer) -> std::io::Result<()> {
             }
         }
         Answer::Reloaded { workers } => say!("{node}: reloading {workers} worker(s)"),
+        Answer::Registered { tasks } => {
+            for task in tasks {
+                say!("{node} {task}");
+            }
+        }
         Answer::Cancelled { ids } if ids.is_empty() => say!("{node}: nothing running to stop"),
         Answer::Cancelled { ids } => {
             for id in ids {

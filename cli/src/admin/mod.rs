@@ -18,6 +18,7 @@ mod dead;
 mod enqueue;
 mod format;
 mod nodes;
+mod queue_tasks;
 mod queues;
 mod schedule;
 mod schedule_json;
@@ -63,6 +64,8 @@ enum Command {
     Running(control::Ask),
     /// Recycles every worker of nodes; each finishes its current task first.
     Reload(control::Ask),
+    /// Lists the tasks nodes can run (Celery's inspect registered).
+    Registered(control::Ask),
     /// Cancels tasks by id or by name, wherever they are.
     Cancel(control::CancelArgs),
     /// Pauses or resumes a queue for the whole cluster.
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
             Command::Status(ask) => control::ask(&client, Ask::Status, ask).await,
             Command::Running(ask) => control::ask(&client, Ask::Running, ask).await,
             Command::Reload(ask) => control::ask(&client, Ask::Reload, ask).await,
+            Command::Registered(ask) => control::ask(&client, Ask::Registered, ask).await,
             Command::Cancel(args) => control::cancel(&client, args).await,
             Command::Queue(command) => control::queue(&client, command).await,
             Command::Dead(command) => dead::run(&client, command).await,

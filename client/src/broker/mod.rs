@@ -29,6 +29,7 @@
 //! | `schedules.rs` | schedules, beat's lease, claiming and publishing fired runs |
 //! | `inspect.rs` | task records and queue statistics |
 //! | `find.rs` | finding a task without a record: waiting, delayed or rejected |
+//! | `listing.rs` | a queue's tasks by state (`queue show`), purging what waits |
 
 mod address;
 mod config;
@@ -44,6 +45,7 @@ mod find;
 mod health;
 mod inspect;
 pub mod keys;
+mod listing;
 mod open;
 mod outcome;
 mod replicated;
@@ -66,6 +68,7 @@ pub use find::Whereabouts;
 pub use health::{Fate, PendingEntry};
 pub use inspect::QueueInfo;
 pub use keys::Keys;
+pub use listing::Listed;
 pub use open::ClientId;
 pub use outcome::{Entry, Outcome, OutcomeBatch, Settle};
 pub use schedules::{Fired, Firing};

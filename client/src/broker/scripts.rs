@@ -84,6 +84,8 @@ pub(super) static DUP_START: Lua = Lua::new(include_str!("scripts/dup_start.lua"
 pub(super) static LEASE: Lua = Lua::new(include_str!("scripts/lease.lua"));
 /// Moves due delayed messages to their stream (delayed).
 pub(super) static MOVE_DUE: Lua = Lua::new(include_str!("scripts/move_due.lua"));
+/// Deletes a batch of a queue's unread entries (listing).
+pub(super) static PURGE_WAITING: Lua = Lua::new(include_str!("scripts/purge_waiting.lua"));
 /// Publishes a claimed schedule run once (schedules).
 pub(super) static PUBLISH_FIRED: Lua = Lua::new(include_str!("scripts/publish_fired.lua"));
 /// Reaps one entry of a lost consumer (health).
@@ -118,6 +120,7 @@ mod tests {
             &LEASE,
             &MOVE_DUE,
             &PUBLISH_FIRED,
+            &PURGE_WAITING,
             &REAP,
             &RECORD_LOST,
             &REQUEUE_DEAD,

@@ -1,0 +1,194 @@
+//! `stevedore queue show QUEUE [--state ...] [--limit N] [--show-args] [--json]` (a queue's
+//! tasks by state) and `stevedore queue purge QUEUE [--delayed] [--json]` (what waits, never
+//! what runs).
+//!
+//! `show --json` prints an array of `{"state", "id", "task", "attempt", "published_at", "eta",
+//! "entry", "consumer", "due_at", "reason"}` (`args` and `kwargs` too with `--show-args`);
+//! `purge --json` prints `{"queue", "waiting", "delayed"}` (how many were deleted).
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use stevedore::broker::Listed;
+use stevedore::{Client, Destination, Message};
+
+use super::format::{timestamp, value_to_json};
+
+/// Which tasks `queue show` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum State {
+    /// Not read by any worker yet.
+    Waiting,
+    /// Read by a worker and not settled.
+    Running,
+    /// Delayed, or waiting for a retry's backoff.
+    Delayed,
+    /// In the dead letters.
+    Dead,
+}
+
+/// `queue show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The queue (`NAME` or `node:NAME`).
+    queue: String,
+    /// Only tasks in this state (default: every state).
+    #[arg(long, value_enum)]
+    state: Option<State>,
+    /// Most tasks listed per state.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Show the arguments too (they may hold secrets).
+    #[arg(long)]
+    show_args: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `queue purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// The queue (`NAME` or `node:NAME`).
+    queue: String,
+    /// Also delete its delayed messages (and retries waiting for their backoff).
+    #[arg(long)]
+    delayed: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A shared or node queue named on the command line; broadcasts are read per node.
+fn queue_of(name: &str) -> anyhow::Result<Destination> {
+    match Destination::from_wire_name(name)? {
+        Destination::Broadcast => anyhow::bail!(
+            "broadcasts are read per node: see `stevedore running --all` and `dead list --queue broadcast`"
+        ),
+        queue => Ok(queue),
+    }
+}
+
+/// `queue show`.
+pub async fn show(client: &Client, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let queue = queue_of(&args.queue)?;
+    let broker = client.broker();
+    let states = match args.state {
+        Some(state) => vec![state],
+        None => vec![State::Running, State::Waiting, State::Delayed, State::Dead],
+    };
+    let mut rows = Vec::new();
+    for state in states {
+        let no_reason = |listed: Vec<Listed>| listed.into_iter().map(|l| (l, None)).collect();
+        let listed: Vec<(Listed, Option<String>)> = match state {
+            State::Waiting => no_reason(broker.list_waiting(&queue, args.limit).await?),
+            State::Running => no_reason(broker.list_running(&queue, args.limit).await?),
+            State::Delayed => no_reason(broker.list_delayed(&queue, args.limit).await?),
+            State::Dead => dead(client, &queue, args.limit).await?,
+        };
+        rows.extend(
+            listed
+                .into_iter()
+                .map(|(l, reason)| row(state, &l, reason, args.show_args)),
+        );
+    }
+    if args.json {
+        say!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
+        "{:<8} {:<36} {:<28} {:>7} {:<24} ETA/DUE",
+        "STATE",
+        "ID",
+        "TASK",
+        "ATTEMPT",
+        "PUBLISHED"
+    );
+    for r in &rows {
+        let time = |v: &serde_json::Value| v.as_u64().map_or_else(|| "-".to_owned(), timestamp);
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+        let attempt = r["attempt"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        let when = if r["due_at"].is_null() {
+            &r["eta"]
+        } else {
+            &r["due_at"]
+        };
+        say!(
+            "{:<8} {:<36} {:<28} {:>7} {:<24} {}",
+            text(&r["state"]),
+            text(&r["id"]),
+            text(&r["task"]),
+            attempt,
+            time(&r["published_at"]),
+            time(when)
+        );
+        if args.show_args {
+            say!("         args {} kwargs {}", r["args"], r["kwargs"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dead letters of `queue`, as listed tasks with their reasons.
+async fn dead(
+    client: &Client,
+    queue: &Destination,
+    limit: usize,
+) -> anyhow::Result<Vec<(Listed, Option<String>)>> {
+    let letters = client.broker().dead_letters(queue, limit).await?;
+    Ok((letters.into_iter())
+        .map(|letter| {
+            let message = stevedore::signing::unwrap_unchecked(&letter.raw)
+                .ok()
+                .and_then(|bytes| Message::decode(&bytes).ok());
+            let listed = Listed {
+                entry_id: letter.entry_id,
+                message,
+                due_ms: None,
+                consumer: None,
+            };
+            (listed, Some(letter.reason))
+        })
+        .collect())
+}
+
+fn row(
+    state: State,
+    listed: &Listed,
+    reason: Option<String>,
+    show_args: bool,
+) -> serde_json::Value {
+    let m = listed.message.as_ref();
+    let mut row = serde_json::json!({
+        "state": format!("{state:?}").to_lowercase(),
+        "id": m.map(|m| &m.id), "task": m.map(|m| &m.task), "attempt": m.map(|m| m.tried + 1),
+        "published_at": m.map(|m| m.published_at), "eta": m.and_then(|m| m.eta),
+        "entry": (!listed.entry_id.is_empty()).then_some(&listed.entry_id),
+        "consumer": listed.consumer, "due_at": listed.due_ms, "reason": reason,
+    });
+    if let (true, Some(m)) = (show_args, m) {
+        row["args"] = serde_json::from_str(&value_to_json(&rmpv::Value::Array(m.args.clone())))
+            .unwrap_or_default();
+        row["kwargs"] = serde_json::to_value(&m.kwargs).unwrap_or_default();
+    }
+    row
+}
+
+/// `queue purge`.
+pub async fn purge(client: &Client, args: PurgeArgs) -> anyhow::Result<ExitCode> {
+    let queue = queue_of(&args.queue)?;
+    let (waiting, delayed) = client.broker().purge_waiting(&queue, args.delayed).await?;
+    if args.json {
+        say!(
+            "{}",
+            serde_json::json!({"queue": queue.wire_name(), "waiting": waiting, "delayed": delayed})
+        );
+    } else if args.delayed {
+        say!("purged {waiting} waiting and {delayed} delayed task(s) of {queue}");
+    } else {
+        say!("purged {waiting} waiting task(s) of {queue}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

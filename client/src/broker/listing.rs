@@ -1,0 +1,165 @@
+//! A queue's tasks by state, for `stevedore queue show`, and purging what waits, for `stevedore
+//! queue purge`. Shared and node queues only (read through the `workers` group).
+
+use redis::streams::{StreamInfoGroupsReply, StreamPendingCountReply};
+use redis::Value;
+
+use super::keys::QUEUE_GROUP;
+use super::scripts::PURGE_WAITING;
+use super::{reply, Broker};
+use crate::{Destination, Message, Result};
+
+/// Entries one purge call deletes (each call is one short atomic script).
+const PURGE_BATCH: usize = 10_000;
+
+/// One task of a listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The stream entry id (for a delayed message: empty).
+    pub entry_id: String,
+    /// The message, when its bytes open (signatures are not checked: this is for showing).
+    pub message: Option<Message>,
+    /// For a delayed message, when it is due (ms since the epoch).
+    pub due_ms: Option<u64>,
+    /// For a running one, the consumer (worker process) holding it.
+    pub consumer: Option<String>,
+}
+
+impl Broker {
+    /// The oldest `limit` messages of `destination` no worker has read yet.
+    pub async fn list_waiting(
+        &self,
+        destination: &Destination,
+        limit: usize,
+    ) -> Result<Vec<Listed>> {
+        let stream = self.keys().stream(destination);
+        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut self.commands())
+            .await
+            .or_else(|e| match e.code() {
+                Some("ERR") => Ok(StreamInfoGroupsReply::default()),
+                _ => Err(e),
+            })?;
+        let group = groups.groups.iter().find(|g| g.name == QUEUE_GROUP);
+        let start = group.map_or("-".to_owned(), |g| format!("({}", g.last_delivered_id));
+        let found: Value = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(reply::entries(found)?.into_iter().map(listed).collect())
+    }
+
+    /// Up to `limit` messages of `destination` read by a worker and not yet settled.
+    pub async fn list_running(
+        &self,
+        destination: &Destination,
+        limit: usize,
+    ) -> Result<Vec<Listed>> {
+        let stream = self.keys().stream(destination);
+        let pending: StreamPendingCountReply = match redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(QUEUE_GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(limit)
+            .query_async(&mut self.commands())
+            .await
+        {
+            Ok(pending) => pending,
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut running = Vec::with_capacity(pending.ids.len());
+        for held in pending.ids {
+            let payload = self.entry_payload(destination, &held.id).await?;
+            running.push(Listed {
+                message: payload.as_deref().and_then(open_for_showing),
+                entry_id: held.id,
+                due_ms: None,
+                consumer: Some(held.consumer),
+            });
+        }
+        Ok(running)
+    }
+
+    /// The `limit` delayed (or retrying) messages of `destination` due first.
+    pub async fn list_delayed(
+        &self,
+        destination: &Destination,
+        limit: usize,
+    ) -> Result<Vec<Listed>> {
+        let found: Vec<(Vec<u8>, u64)> = redis::cmd("ZRANGE")
+            .arg(self.keys().delayed(destination))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .arg("WITHSCORES")
+            .query_async(&mut self.commands())
+            .await?;
+        Ok((found.into_iter())
+            .map(|(payload, due)| Listed {
+                entry_id: String::new(),
+                message: open_for_showing(&payload),
+                due_ms: Some(due),
+                consumer: None,
+            })
+            .collect())
+    }
+
+    /// Deletes what waits in `destination` (never what runs), and its delayed messages too when
+    /// `delayed`; returns how many of each went.
+    pub async fn purge_waiting(
+        &self,
+        destination: &Destination,
+        delayed: bool,
+    ) -> Result<(u64, u64)> {
+        let mut waiting = 0;
+        loop {
+            let deleted: u64 = PURGE_WAITING
+                .key(self.keys().stream(destination))
+                .arg(QUEUE_GROUP)
+                .arg(PURGE_BATCH)
+                .invoke_async(&mut self.commands())
+                .await?;
+            waiting += deleted;
+            if deleted == 0 {
+                break;
+            }
+        }
+        let mut gone_delayed = 0;
+        if delayed {
+            let key = self.keys().delayed(destination);
+            let (count,): (u64,) = redis::pipe()
+                .cmd("ZCARD")
+                .arg(&key)
+                .cmd("DEL")
+                .arg(&key)
+                .ignore()
+                .query_async(&mut self.commands())
+                .await?;
+            gone_delayed = count;
+        }
+        Ok((waiting, gone_delayed))
+    }
+}
+
+fn listed(entry: reply::StreamEntry) -> Listed {
+    let (entry_id, payload) = entry.into_message();
+    Listed {
+        message: payload.as_deref().and_then(open_for_showing),
+        entry_id,
+        due_ms: None,
+        consumer: None,
+    }
+}
+
+/// The message in `payload`, signed or not, without checking its signature.
+fn open_for_showing(payload: &[u8]) -> Option<Message> {
+    let bytes = crate::signing::unwrap_unchecked(payload).ok()?;
+    Message::decode(&bytes).ok()
+}
