@@ -869,3 +869,12 @@ fn queue_show_lists_tasks_by_state_purge_removes_what_waits_and_registered_lists
     let tasks = answers[0]["registered"].as_array().unwrap();
     assert!(tasks.contains(&"stevedore.noop".into()) && tasks.contains(&"tests.add".into()));
 }
+
+#[test]
+fn dead_delete_prints_json() {
+    let redis = RedisServer::start();
+    let out = admin(&redis.url(), &["dead", "delete", "1-0", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "a missing letter fails");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body, serde_json::json!({"queue": "default", "deleted": [], "missing": ["1-0"]}));
+}

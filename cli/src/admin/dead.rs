@@ -91,6 +91,9 @@ pub struct DeleteArgs {
     entries: Vec<String>,
     #[command(flatten)]
     queue: QueueArg,
+    /// Print JSON: `{"queue", "deleted": [entry ids], "missing": [entry ids]}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs a dead-letter command.
@@ -246,16 +249,24 @@ async fn requeue_one(
 
 async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let mut missing = 0;
+    let (mut deleted, mut missing) = (Vec::new(), Vec::new());
     for entry in &args.entries {
         if client.broker().delete_dead(&queue, entry).await? {
-            say!("deleted {entry}");
+            if !args.json {
+                say!("deleted {entry}");
+            }
+            deleted.push(entry);
         } else {
             eprintln!("no dead letter {entry} in queue {queue}");
-            missing += 1;
+            missing.push(entry);
         }
     }
-    Ok(exit_code(missing))
+    if args.json {
+        let body =
+            serde_json::json!({"queue": queue.wire_name(), "deleted": deleted, "missing": missing});
+        say!("{body}");
+    }
+    Ok(exit_code(missing.len()))
 }
 
 /// A stream entry id (`MS-SEQ`) as comparable numbers.
