@@ -876,5 +876,8 @@ fn dead_delete_prints_json() {
     let out = admin(&redis.url(), &["dead", "delete", "1-0", "--json"]);
     assert_eq!(out.status.code(), Some(1), "a missing letter fails");
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(body, serde_json::json!({"queue": "default", "deleted": [], "missing": ["1-0"]}));
+    assert_eq!(
+        body,
+        serde_json::json!({"queue": "default", "deleted": [], "missing": ["1-0"]})
+    );
 }
