@@ -224,16 +224,21 @@ impl Broker {
 
     /// Deletes every dead letter of `destination`; returns how many there were.
     pub async fn purge_dead(&self, destination: &Destination) -> Result<u64> {
-        let key = self.keys().dead_letters(destination);
-        let (count,): (u64,) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&key)
+        (self.delete_counted("XLEN", &self.keys().dead_letters(destination))).await
+    }
+
+    /// Deletes `key` in the round trip that counts it with `count` (XLEN, ZCARD...); returns
+    /// the count.
+    pub(super) async fn delete_counted(&self, count: &str, key: &str) -> Result<u64> {
+        let (counted,): (u64,) = redis::pipe()
+            .cmd(count)
+            .arg(key)
             .cmd("DEL")
-            .arg(&key)
+            .arg(key)
             .ignore()
             .query_async(&mut self.commands())
             .await?;
-        Ok(count)
+        Ok(counted)
     }
 }
 

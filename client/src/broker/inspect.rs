@@ -107,15 +107,7 @@ impl Broker {
             .arg(self.keys().delayed(&destination))
             .query_async(&mut self.commands())
             .await?;
-        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&stream)
-            .query_async(&mut self.commands())
-            .await
-            .or_else(|e| match e.code() {
-                Some("ERR") => Ok(StreamInfoGroupsReply::default()), // no stream yet
-                _ => Err(e),
-            })?;
+        let groups = self.queue_groups(&stream).await?;
         let oldest_waiting_at = match &destination {
             Destination::Broadcast => None,
             _ => self.oldest_waiting(&stream, &groups).await?,
@@ -143,18 +135,8 @@ impl Broker {
         stream: &str,
         groups: &StreamInfoGroupsReply,
     ) -> Result<Option<u64>> {
-        let group = (groups.groups.iter()).find(|g| g.name == super::keys::QUEUE_GROUP);
-        let start = group.map_or("-".to_owned(), |g| format!("({}", g.last_delivered_id));
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(stream)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.commands())
-            .await?;
-        Ok((super::reply::entries(reply)?.first())
-            .and_then(|entry| entry.id.split('-').next()?.parse().ok()))
+        let oldest = self.unread(stream, groups, 1).await?;
+        Ok((oldest.first()).and_then(|entry| entry.id.split('-').next()?.parse().ok()))
     }
 
     /// The tasks waiting in `destination`'s stream, not yet read by any worker: the ids of the
@@ -166,30 +148,10 @@ impl Broker {
         limit: usize,
     ) -> Result<(Vec<String>, u64)> {
         let stream = self.keys().stream(destination);
-        let groups: StreamInfoGroupsReply = match redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&stream)
-            .query_async(&mut self.commands())
-            .await
-        {
-            Ok(groups) => groups,
-            Err(e) if e.code() == Some("ERR") => return Ok((Vec::new(), 0)),
-            Err(e) => return Err(e.into()),
-        };
+        let groups = self.queue_groups(&stream).await?;
+        let unread = self.unread(&stream, &groups, limit).await?;
         let group = (groups.groups.into_iter()).find(|g| g.name == super::keys::QUEUE_GROUP);
-        let start = match &group {
-            Some(group) => format!("({}", group.last_delivered_id),
-            None => "-".to_owned(),
-        };
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(&stream)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut self.commands())
-            .await?;
-        let ids: Vec<String> = (super::reply::entries(reply)?.into_iter())
+        let ids: Vec<String> = (unread.into_iter())
             .map(|entry| {
                 let (entry_id, payload) = entry.into_message();
                 let id = payload.and_then(|p| self.open(&p).ok()).map(|m| m.id);

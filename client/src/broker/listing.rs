@@ -26,6 +26,40 @@ pub struct Listed {
 }
 
 impl Broker {
+    /// The groups of `stream` (none when the stream does not exist).
+    pub(super) async fn queue_groups(&self, stream: &str) -> Result<StreamInfoGroupsReply> {
+        Ok(redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(&mut self.commands())
+            .await
+            .or_else(|e| match e.code() {
+                Some("ERR") => Ok(StreamInfoGroupsReply::default()), // no stream yet
+                _ => Err(e),
+            })?)
+    }
+
+    /// The oldest `limit` entries of `stream` the queue group has not read (`groups`: the
+    /// stream's groups).
+    pub(super) async fn unread(
+        &self,
+        stream: &str,
+        groups: &StreamInfoGroupsReply,
+        limit: usize,
+    ) -> Result<Vec<reply::StreamEntry>> {
+        let group = groups.groups.iter().find(|g| g.name == QUEUE_GROUP);
+        let start = group.map_or("-".to_owned(), |g| format!("({}", g.last_delivered_id));
+        let found: Value = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.commands())
+            .await?;
+        reply::entries(found)
+    }
+
     /// The oldest `limit` messages of `destination` no worker has read yet.
     pub async fn list_waiting(
         &self,
@@ -33,26 +67,9 @@ impl Broker {
         limit: usize,
     ) -> Result<Vec<Listed>> {
         let stream = self.keys().stream(destination);
-        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&stream)
-            .query_async(&mut self.commands())
-            .await
-            .or_else(|e| match e.code() {
-                Some("ERR") => Ok(StreamInfoGroupsReply::default()),
-                _ => Err(e),
-            })?;
-        let group = groups.groups.iter().find(|g| g.name == QUEUE_GROUP);
-        let start = group.map_or("-".to_owned(), |g| format!("({}", g.last_delivered_id));
-        let found: Value = redis::cmd("XRANGE")
-            .arg(&stream)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut self.commands())
-            .await?;
-        Ok(reply::entries(found)?.into_iter().map(listed).collect())
+        let groups = self.queue_groups(&stream).await?;
+        let unread = self.unread(&stream, &groups, limit).await?;
+        Ok(unread.into_iter().map(listed).collect())
     }
 
     /// Up to `limit` messages of `destination` read by a worker and not yet settled.
@@ -131,19 +148,10 @@ impl Broker {
                 break;
             }
         }
-        let mut gone_delayed = 0;
-        if delayed {
-            let key = self.keys().delayed(destination);
-            let (count,): (u64,) = redis::pipe()
-                .cmd("ZCARD")
-                .arg(&key)
-                .cmd("DEL")
-                .arg(&key)
-                .ignore()
-                .query_async(&mut self.commands())
-                .await?;
-            gone_delayed = count;
-        }
+        let gone_delayed = match delayed {
+            true => (self.delete_counted("ZCARD", &self.keys().delayed(destination))).await?,
+            false => 0,
+        };
         Ok((waiting, gone_delayed))
     }
 }
