@@ -123,8 +123,8 @@ pub fn build_message(
 }
 
 /// Publishes the stub's message.
-pub async fn publish(client: &Client, message: Message) -> Result<TaskHandle> {
-    client.publish(message).await
+pub async fn publish<T>(client: &Client, message: Message) -> Result<TaskHandle<T>> {
+    Ok(client.publish(message).await?.typed())
 }
 
 /// The arguments of one invocation, taken one parameter at a time by the generated handler.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::{Broker, BrokerConfig, QueueInfo};
 use crate::control::{CancelRecord, CancelSelector, Command, NodeAnswer, Request, Target};
+use crate::handle::TaskHandle;
 use crate::{Destination, Error, Message, PublishOptions, Result, TaskRecord};
 
 /// How to reach Redis: URL, namespace and timeouts.
@@ -25,6 +26,18 @@ impl Client {
     /// A bad URL or an unreachable Redis is one clear [`Error`], within a few seconds.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
         Self::with_config(ClientConfig::new(url, namespace)).await
+    }
+
+    /// Connects as the `stevedore` CLI does, from the environment: see
+    /// [`BrokerConfig::from_env`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> stevedore::Result<()> {
+    /// let client = stevedore::Client::from_env().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env() -> Result<Self> {
+        Self::with_config(ClientConfig::from_env()).await
     }
 
     /// Connects with every setting given.
@@ -75,11 +88,9 @@ impl Client {
         Ok(messages
             .into_iter()
             .zip(published)
-            .map(|(m, published)| TaskHandle {
-                notify: m.wants_notify(),
-                id: m.id,
-                client: self.clone(),
-                discarded: !published,
+            .map(|(m, published)| {
+                let notify = m.wants_notify();
+                TaskHandle::new(self, m.id, notify, !published)
             })
             .collect())
     }
@@ -95,85 +106,10 @@ impl Client {
     }
 
     /// A handle for a task published elsewhere; `notify` says whether it was published with
-    /// [`PublishOptions::notify`], which [`TaskHandle::wait`] needs.
+    /// [`PublishOptions::notify`] (then [`TaskHandle::wait`] is woken instead of polling).
+    /// `.typed::<T>()` makes it a typed handle whose `get` decodes the result into `T`.
     pub fn handle(&self, id: impl Into<String>, notify: bool) -> TaskHandle {
-        TaskHandle {
-            id: id.into(),
-            client: self.clone(),
-            notify,
-            discarded: false,
-        }
-    }
-}
-
-/// A published task: its id, and a way to wait for its outcome.
-#[derive(Debug, Clone)]
-pub struct TaskHandle {
-    id: String,
-    client: Client,
-    notify: bool,
-    discarded: bool,
-}
-
-impl TaskHandle {
-    /// The task id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// Whether the message was dropped at publish time as a duplicate (on_duplicate `discard`
-    /// or `queue_one`): then it will never run.
-    pub fn discarded(&self) -> bool {
-        self.discarded
-    }
-
-    /// The task's current record.
-    pub async fn record(&self) -> Result<TaskRecord> {
-        self.client.task(&self.id).await
-    }
-
-    /// Waits until the task has ended, woken by the worker (no polling), and returns its
-    /// record. Needs the task to have been published with [`PublishOptions::notify`].
-    pub async fn wait(&self, timeout: Duration) -> Result<TaskRecord> {
-        let record = self.record().await?;
-        if record.state().is_final() {
-            return Ok(record);
-        }
-        if !self.notify {
-            return Err(Error::NotWaitable(self.id.clone()));
-        }
-        let started = Instant::now();
-        if self.client.broker.wait_done(&self.id, timeout).await? {
-            return self.record().await;
-        }
-        Err(Error::WaitTimedOut {
-            id: self.id.clone(),
-            waited_ms: started.elapsed().as_millis() as u64,
-        })
-    }
-
-    /// For a broadcast: waits until each of `nodes` has a final run (or `timeout` passed) and
-    /// returns the record as it is then; the caller compares its runs with `nodes`. The first
-    /// end wakes it as [`TaskHandle::wait`] does; later ones are looked for every 50 ms.
-    pub async fn wait_for_nodes(&self, nodes: &[String], timeout: Duration) -> Result<TaskRecord> {
-        let deadline = Instant::now() + timeout;
-        let all_ended = |record: &TaskRecord| {
-            nodes.iter().all(|node| {
-                (record.runs.get(&TaskRecord::broadcast_field(node)))
-                    .is_some_and(|run| run.state.is_final())
-            })
-        };
-        match self.wait(timeout).await {
-            Err(Error::WaitTimedOut { .. }) => return self.record().await,
-            other => other?,
-        };
-        loop {
-            let record = self.record().await?;
-            if all_ended(&record) || Instant::now() >= deadline {
-                return Ok(record);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        TaskHandle::new(self, id.into(), notify, false)
     }
 }
 
@@ -220,6 +156,12 @@ impl Client {
         answers.extend(replies.into_iter().map(NodeAnswer::Answered));
         answers.sort_by(|a, b| answer_node(a).cmp(answer_node(b)));
         Ok(answers)
+    }
+
+    /// The names of the nodes with a live process now (a heartbeat younger than the config's
+    /// `lost_after`), sorted: the nodes a broadcast published now reaches.
+    pub async fn live_nodes(&self) -> Result<Vec<String>> {
+        Ok(self.live_and_lost_nodes().await?.0)
     }
 
     /// The nodes with a live process, and those whose every process is lost (not yet reaped).

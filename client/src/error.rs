@@ -73,6 +73,9 @@ pub enum Error {
     /// A message's signature is missing or wrong (signing keys are configured).
     #[error(transparent)]
     Signature(#[from] crate::signing::SignatureError),
+    /// The task ended without succeeding (from [`crate::TaskHandle::get`]).
+    #[error(transparent)]
+    Task(#[from] crate::TaskFailure),
     /// Waiting for a task's outcome ran out of time.
     #[error("task {id} did not finish within {waited_ms} ms")]
     WaitTimedOut {
@@ -109,9 +112,6 @@ pub enum Error {
         /// What failed.
         cause: String,
     },
-    /// Waiting was asked for a task published without a completion wake-up.
-    #[error("task {0} was published without `notify`; publish it with PublishOptions::notify(true) to wait for it")]
-    NotWaitable(String),
 }
 
 /// The result type of the client library.

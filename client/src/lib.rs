@@ -32,6 +32,7 @@ mod context;
 pub mod control;
 mod dedup;
 mod error;
+mod handle;
 mod message;
 pub mod nodes;
 mod options;
@@ -46,10 +47,11 @@ mod time;
 #[doc(hidden)]
 pub mod __private;
 
-pub use client::{Client, ClientConfig, QueueStats, TaskHandle, CANCEL_TTL};
+pub use client::{Client, ClientConfig, QueueStats, CANCEL_TTL};
 pub use context::TaskContext;
 pub use dedup::{dedup_key, dedup_policy, OnDuplicate};
 pub use error::{Error, Result};
+pub use handle::{TaskFailure, TaskHandle, POLL_AT_MOST};
 pub use message::{Message, MESSAGE_VERSION};
 pub use options::PublishOptions;
 pub use queue::{Destination, QueueName};

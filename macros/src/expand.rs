@@ -70,12 +70,13 @@ pub fn expand(task: &TaskDef) -> TokenStream {
 /// The stub as associated functions of a struct task, forwarding to its hidden module.
 fn struct_forwards(task: &TaskDef, module: &syn::Ident) -> TokenStream {
     let (idents, types) = arguments(task);
+    let success = task.body.success_type();
     quote! {
         /// Publishes the task with these arguments and default options.
         pub async fn delay(
             client: &::stevedore::Client,
             #(#idents: #types),*
-        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+        ) -> ::stevedore::Result<::stevedore::TaskHandle<#success>> {
             #module::delay(client, #(#idents),*).await
         }
 
@@ -84,7 +85,7 @@ fn struct_forwards(task: &TaskDef, module: &syn::Ident) -> TokenStream {
             client: &::stevedore::Client,
             args: (#(#types,)*),
             options: ::stevedore::PublishOptions,
-        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+        ) -> ::stevedore::Result<::stevedore::TaskHandle<#success>> {
             #module::apply_async(client, args, options).await
         }
 
@@ -113,6 +114,7 @@ fn arguments(task: &TaskDef) -> (Vec<&syn::Ident>, Vec<&syn::Type>) {
 /// The stub functions, the handler and the registration, written against `NAME`.
 fn shared_items(task: &TaskDef) -> TokenStream {
     let (idents, types) = arguments(task);
+    let success = task.body.success_type();
     let encodes = idents.iter().zip(&types).map(|(ident, ty)| {
         let name = ident.to_string();
         quote_spanned! {ty.span()=>
@@ -135,7 +137,7 @@ fn shared_items(task: &TaskDef) -> TokenStream {
         pub async fn delay(
             client: &::stevedore::Client,
             #(#idents: #types),*
-        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+        ) -> ::stevedore::Result<::stevedore::TaskHandle<#success>> {
             apply_async(client, (#(#idents,)*), ::stevedore::PublishOptions::new()).await
         }
 
@@ -144,7 +146,7 @@ fn shared_items(task: &TaskDef) -> TokenStream {
             client: &::stevedore::Client,
             args: (#(#types,)*),
             options: ::stevedore::PublishOptions,
-        ) -> ::stevedore::Result<::stevedore::TaskHandle> {
+        ) -> ::stevedore::Result<::stevedore::TaskHandle<#success>> {
             ::stevedore::__private::publish(client, message(args, &options)?).await
         }
 

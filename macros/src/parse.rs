@@ -49,6 +49,28 @@ pub struct Body {
     pub output: Option<Type>,
 }
 
+impl Body {
+    /// The type a successful run yields: `T` of a `Result<T, _>`, the return type itself
+    /// otherwise, `()` without one. Typed handles (`TaskHandle<T>`) decode results into it.
+    pub fn success_type(&self) -> Type {
+        let unit = || syn::parse_quote!(());
+        let Some(output) = &self.output else {
+            return unit();
+        };
+        if !self.returns_result {
+            return output.clone();
+        }
+        let first_arg = last_segment(output).and_then(|segment| match &segment.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.first(),
+            _ => None,
+        });
+        match first_arg {
+            Some(syn::GenericArgument::Type(ty)) => ty.clone(),
+            _ => unit(),
+        }
+    }
+}
+
 /// What carries the task.
 pub enum Shape {
     /// `#[task] fn add(...)`: the function's name and visibility.

@@ -881,3 +881,30 @@ fn dead_delete_prints_json() {
         serde_json::json!({"queue": "default", "deleted": [], "missing": ["1-0"]})
     );
 }
+
+#[test]
+fn a_client_from_env_connects_as_the_cli_does_and_waits_without_notify() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--namespace", "other"]);
+    for mode in ["plain", "notify"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_test-from-env"))
+            .arg(mode)
+            .env("STEVEDORE_REDIS_URL", redis.url())
+            .env("STEVEDORE_NAMESPACE", "other")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        let line = &stdout_lines(&out)[0];
+        let (id, result) = line.split_once(' ').unwrap();
+        assert_eq!(result, "5", "{mode}: waited for the result");
+        let task = admin(
+            &redis.url(),
+            &["--namespace", "other", "task", id, "--json"],
+        );
+        let task: serde_json::Value = serde_json::from_slice(&task.stdout).unwrap();
+        assert_eq!(
+            task["state"], "succeeded",
+            "published under the namespace from the env"
+        );
+    }
+}

@@ -34,7 +34,7 @@ async fn cluster() -> Cluster {
 }
 
 impl Cluster {
-    async fn publish(&self, gate: &str, policy: OnDuplicate) -> TaskHandle {
+    async fn publish(&self, gate: &str, policy: OnDuplicate) -> TaskHandle<()> {
         tasks::gate::apply_async(
             &self.client,
             (gate.to_owned(),),

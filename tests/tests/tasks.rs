@@ -300,3 +300,59 @@ fn the_stub_writes_the_tasks_retry_budget_into_the_message() {
     let overridden = tasks::flaky::message((), &PublishOptions::new().retries(1)).unwrap();
     assert_eq!(overridden.retries, Some(1), "the call's own budget wins");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_handles_give_the_result_the_failure_or_a_timeout_and_each_nodes_outcome() {
+    let redis = RedisServer::start();
+    let _a = WorkerProcess::start(test_worker_bin!(), &redis, "a", &[]);
+    let _b = WorkerProcess::start(test_worker_bin!(), &redis, "b", &[]);
+    let client = redis.stevedore().await;
+    let wait = std::time::Duration::from_secs(30);
+
+    // Without notify: waiting reads the record until it is final.
+    let sum: i64 = tasks::add::delay(&client, 2, 3)
+        .await
+        .unwrap()
+        .get(wait)
+        .await
+        .unwrap();
+    assert_eq!(sum, 5);
+    let words = (vec!["a".to_owned(), "b".to_owned()], "-".to_owned());
+    let joined = tasks::join::apply_async(&client, words, PublishOptions::new().notify(true));
+    assert_eq!(joined.await.unwrap().get(wait).await.unwrap(), "a-b");
+
+    let failing = tasks::flaky::delay(&client).await.unwrap();
+    match failing.get(wait).await {
+        Err(stevedore::Error::Task(failure)) => {
+            assert_eq!(failure.state, stevedore::TaskState::Dead);
+            assert_eq!(failure.message, "flaky failed again");
+            assert!(failure.attempt > 1, "{failure}");
+        }
+        other => panic!("expected a task failure, got {other:?}"),
+    }
+    let blocked = tasks::block::delay(&client).await.unwrap();
+    let short = std::time::Duration::from_millis(300);
+    assert!(matches!(
+        blocked.get(short).await,
+        Err(stevedore::Error::WaitTimedOut { .. })
+    ));
+
+    let nodes = client.live_nodes().await.unwrap();
+    assert_eq!(nodes, ["a", "b"]);
+    let everywhere = PublishOptions::new().broadcast();
+    let broadcast = tasks::whoami::apply_async(&client, (), everywhere)
+        .await
+        .unwrap();
+    let outcomes = broadcast.get_all(&nodes, wait).await.unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for (node, outcome) in outcomes {
+        let (_, ran_on, attempt) = outcome.unwrap();
+        assert_eq!((ran_on, attempt), (node, 1));
+    }
+    // A handle rebuilt from a stored id decodes the same way.
+    let again = client.handle(failing.id(), false).typed::<()>();
+    assert!(matches!(
+        again.get(wait).await,
+        Err(stevedore::Error::Task(_))
+    ));
+}

@@ -91,7 +91,7 @@ pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode>
     let options = options(client, &args).await?;
     // A broadcast's --wait waits for the nodes live when it is published.
     let members = match (args.wait, args.call.target.broadcast) {
-        (true, true) => Some(waiting::live_nodes(client).await?),
+        (true, true) => Some(client.live_nodes().await?),
         _ => None,
     };
     let (mut handles, mut dropped) = (Vec::new(), 0);

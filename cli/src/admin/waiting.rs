@@ -7,20 +7,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use stevedore::{Client, RunRecord, TaskHandle, TaskRecord, TaskState};
+use stevedore::{RunRecord, TaskHandle, TaskRecord, TaskState};
 
 use super::format::value_to_json;
-
-/// The nodes live now, whose runs a broadcast's `--wait` waits for.
-pub async fn live_nodes(client: &Client) -> anyhow::Result<Vec<String>> {
-    let mut nodes: Vec<String> = (client.nodes(client.broker().config().lost_after).await?)
-        .into_iter()
-        .filter(|n| !n.lost)
-        .map(|n| n.beat.node)
-        .collect();
-    nodes.dedup();
-    Ok(nodes)
-}
 
 /// A run as JSON: `{"state", "result", "error"}`; `missing` when there is none.
 fn run_json(run: Option<&RunRecord>) -> serde_json::Value {

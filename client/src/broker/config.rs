@@ -66,6 +66,17 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// A config as the CLI and the binaries read it: `STEVEDORE_REDIS_URL` (default
+    /// `redis://127.0.0.1:6379`) and `STEVEDORE_NAMESPACE` (default `stevedore`), then what
+    /// [`BrokerConfig::new`] reads (credentials, CA file, `STEVEDORE_WAIT_REPLICAS`); signing
+    /// keys come from `STEVEDORE_SIGNING_KEYS[_FILE]` when the broker opens.
+    pub fn from_env() -> Self {
+        Self::new(
+            env("STEVEDORE_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            env("STEVEDORE_NAMESPACE").unwrap_or_else(|| "stevedore".to_owned()),
+        )
+    }
+
     /// A config with defaults for everything but the URL and namespace.
     pub fn new(url: impl Into<String>, namespace: impl Into<String>) -> Self {
         Self {

@@ -67,7 +67,7 @@ impl Broker {
     }
 
     /// Records each of `messages` as `discarded` (dropped by its on_duplicate policy), so that
-    /// `stevedore task ID` can say so; the record lasts [`DISCARDED_TTL`].
+    /// `stevedore task ID` can say so; the record lasts `DISCARDED_TTL` (a day).
     pub async fn record_discarded(&self, messages: impl Iterator<Item = &Message>) -> Result<()> {
         let mut pipe = redis::pipe();
         for message in messages {

@@ -30,9 +30,15 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| render_thumbnail::message(sizes[i as usize % sizes.len()], &wait))
         .collect::<stevedore::Result<Vec<_>>>()?;
     let mut handles = client.publish_many(messages).await?;
-    handles
-        .push(write_report::apply_async(&client, ("quarterly".into(), 500), wait.clone()).await?);
-    handles.push(render_thumbnail::apply_async(&client, (0, 10), wait.clone()).await?);
+    // A typed handle: `get` would decode the report's result as a u64; here every handle is
+    // read as a record, so they go in one list untyped.
+    let report = write_report::apply_async(&client, ("quarterly".into(), 500), wait.clone());
+    handles.push(report.await?.typed());
+    handles.push(
+        render_thumbnail::apply_async(&client, (0, 10), wait.clone())
+            .await?
+            .typed(),
+    );
     println!(
         "published {} tasks in {:?}",
         handles.len(),
