@@ -63,6 +63,9 @@ pub struct TaskOptions {
     pub max_backoff_ms: Option<u64>,
     /// What the stub does with duplicates (a call's options win).
     pub on_duplicate: crate::OnDuplicate,
+    /// Other names a worker runs this task under: names it had before a rename, so that
+    /// messages already queued under them still run.
+    pub aliases: &'static [&'static str],
 }
 
 impl TaskOptions {
@@ -77,6 +80,7 @@ impl TaskOptions {
             backoff_ms: None,
             max_backoff_ms: None,
             on_duplicate: crate::OnDuplicate::Parallel,
+            aliases: &[],
         }
     }
 }

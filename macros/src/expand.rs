@@ -198,6 +198,7 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
     let backoff = optional(task.options.backoff_ms);
     let on_duplicate = on_duplicate(task);
     let max_backoff = optional(task.options.max_backoff_ms);
+    let aliases = &task.options.aliases;
     quote! {
         ::stevedore::TaskOptions {
             default_queue: #queue,
@@ -208,6 +209,7 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
             backoff_ms: #backoff,
             max_backoff_ms: #max_backoff,
             on_duplicate: #on_duplicate,
+            aliases: &[#(#aliases),*],
         }
     }
 }

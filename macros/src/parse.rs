@@ -35,6 +35,8 @@ pub struct Options {
     pub max_backoff_ms: Option<u64>,
     /// `on_duplicate = "discard"`: the variant name of `stevedore::OnDuplicate`.
     pub on_duplicate: Option<syn::Ident>,
+    /// `aliases = ["old.name"]`: names a worker also runs this task under.
+    pub aliases: Vec<LitStr>,
 }
 
 /// The signature of the function (or `run` method) that runs.
@@ -172,9 +174,11 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             options.max_backoff_ms = Some(duration_ms(meta.value()?.parse()?)?);
         } else if meta.path.is_ident("on_duplicate") {
             options.on_duplicate = Some(on_duplicate(meta.value()?.parse()?)?);
+        } else if meta.path.is_ident("aliases") {
+            options.aliases = aliases(meta.value()?.parse()?)?;
         } else {
             return Err(meta.error(
-                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`, `on_duplicate`",
+                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`, `on_duplicate`, `aliases`",
             ));
         }
         Ok(())
@@ -189,6 +193,23 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
         }
     }
     Ok(options)
+}
+
+/// Parses `["old.name", ...]`: each a non-empty string.
+fn aliases(list: syn::ExprArray) -> syn::Result<Vec<LitStr>> {
+    list.elems
+        .iter()
+        .map(|elem| match elem {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            }) => non_empty(name.clone()),
+            other => Err(syn::Error::new(
+                other.span(),
+                "an alias is a task name in quotes: aliases = [\"old.name\"]",
+            )),
+        })
+        .collect()
 }
 
 /// Parses an `on_duplicate` policy name into its `OnDuplicate` variant.

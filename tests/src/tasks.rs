@@ -204,3 +204,9 @@ pub async fn gate(ctx: TaskContext, name: String) -> Result<(), TaskError> {
         .await?;
     Ok(())
 }
+
+/// A task that was renamed: messages queued under its old name still run.
+#[task(name = "tests.renamed", aliases = ["tests.before_rename"])]
+pub async fn renamed() -> String {
+    "renamed".to_owned()
+}

@@ -356,3 +356,32 @@ async fn typed_handles_give_the_result_the_failure_or_a_timeout_and_each_nodes_o
         Err(stevedore::Error::Task(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_queued_under_a_tasks_old_name_runs_through_its_alias() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    let wait = std::time::Duration::from_secs(30);
+    let old = Client::message(
+        "tests.before_rename",
+        vec![],
+        Default::default(),
+        &PublishOptions::new(),
+    )
+    .unwrap();
+    let handle = client.publish(old).await.unwrap().typed::<String>();
+    assert_eq!(handle.get(wait).await.unwrap(), "renamed");
+    let unknown = Client::message(
+        "tests.never_was",
+        vec![],
+        Default::default(),
+        &PublishOptions::new(),
+    )
+    .unwrap();
+    let handle = client.publish(unknown).await.unwrap();
+    assert!(matches!(
+        handle.get(wait).await,
+        Err(stevedore::Error::Task(_))
+    ));
+}

@@ -30,13 +30,17 @@ impl TaskTable {
     ) -> Result<Self, DuplicateTask> {
         let mut tasks: HashMap<&'static str, &'static TaskRegistration> = HashMap::new();
         for registration in registrations {
-            if let Some(first) = tasks.insert(registration.name, registration) {
-                let (first, second) = ordered(first.location, registration.location);
-                return Err(DuplicateTask {
-                    name: registration.name,
-                    first,
-                    second,
-                });
+            let names = std::iter::once(registration.name)
+                .chain(registration.options.aliases.iter().copied());
+            for name in names {
+                if let Some(first) = tasks.insert(name, registration) {
+                    let (first, second) = ordered(first.location, registration.location);
+                    return Err(DuplicateTask {
+                        name,
+                        first,
+                        second,
+                    });
+                }
             }
         }
         Ok(Self { tasks })

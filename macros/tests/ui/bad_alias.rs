@@ -1,0 +1,6 @@
+use stevedore::task;
+
+#[task(aliases = [old_name])]
+async fn noop() {}
+
+fn main() {}
