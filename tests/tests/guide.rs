@@ -1,0 +1,129 @@
+//! docs/guide.md cannot rot: its files are written into a crate of their own, which is built
+//! against this workspace's `stevedore` and `stevedore-worker` and run against a real
+//! redis-server (with a beat for its schedule); the producer must print what the guide says.
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use stevedore_tests::{eventually, KillOnDrop, RedisServer};
+
+/// The workspace root.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The guide's files: every fenced block whose info string names `file=PATH`, and the text
+/// block the producer prints.
+fn guide_files(guide: &str) -> (Vec<(String, String)>, String) {
+    let (mut files, mut expected) = (Vec::new(), String::new());
+    let mut lines = guide.lines();
+    while let Some(line) = lines.next() {
+        let Some(info) = line.strip_prefix("```") else {
+            continue;
+        };
+        let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        let body = body.join("\n") + "\n";
+        match info.split_once("file=") {
+            Some((_, path)) => files.push((path.trim().to_owned(), body)),
+            None if info == "text" && expected.is_empty() => expected = body,
+            None => {}
+        }
+    }
+    (files, expected)
+}
+
+/// Writes the guide's crate into `dir`, depending on this workspace by path.
+fn write_crate(dir: &Path) -> String {
+    let guide = std::fs::read_to_string(workspace().join("docs/guide.md")).unwrap();
+    let (files, expected) = guide_files(&guide);
+    let root = workspace();
+    for (path, mut body) in files {
+        if path == "Cargo.toml" {
+            let client = root.join("client").display().to_string();
+            let worker = root.join("worker").display().to_string();
+            body = body
+                .replace(
+                    "stevedore = \"0.1\"",
+                    &format!("stevedore = {{ path = {client:?} }}"),
+                )
+                .replace(
+                    "stevedore-worker = \"0.1\"",
+                    &format!("stevedore-worker = {{ path = {worker:?} }}"),
+                );
+            body.push_str("\n[workspace]\n");
+        }
+        let file = dir.join(&path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, body).unwrap();
+    }
+    // The versions this workspace was tested with.
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_crate(dir.path());
+    // A target directory of its own that survives the run: the next build is quick.
+    let target = workspace().join("target/guide");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--offline", "--quiet", "--bins"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(built.success(), "the guide's crate does not build");
+
+    let redis = RedisServer::start();
+    let bin = |name: &str| target.join("debug").join(name);
+    let _worker = KillOnDrop(
+        Command::new(bin("worker"))
+            .args(["--redis-url", &redis.url(), "--node", "billing-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _beat = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_test-beat"))
+            .args(["--redis-url", &redis.url(), "--lease", "1s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let produced = Command::new(bin("producer"))
+        .env("STEVEDORE_REDIS_URL", redis.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&produced.stdout);
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    assert_eq!(stdout, expected, "the producer prints what the guide says");
+
+    // The schedule fires: beat publishes billing.hello("cron") and the worker runs it.
+    let client = redis.stevedore().await;
+    let wait = std::time::Duration::from_secs(30);
+    let result = eventually("a run of the guide's schedule to succeed", wait, || async {
+        let (schedule, _) = client.schedule("hello-every-second").await.ok()??;
+        let record = client
+            .task(&schedule.run_id(schedule.last_fired_at?))
+            .await
+            .ok()?;
+        record.task_run()?.result.clone()
+    })
+    .await;
+    assert_eq!(
+        result,
+        rmpv::Value::from("hello cron, from node billing-1 (attempt 1)")
+    );
+}
