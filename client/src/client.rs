@@ -15,6 +15,20 @@ pub type ClientConfig = BrokerConfig;
 pub type QueueStats = QueueInfo;
 
 /// Publishes tasks and reads what became of them. Cheap to clone; clones share connections.
+///
+/// ```no_run
+/// # async fn run() -> stevedore::Result<()> {
+/// use stevedore::{Client, PublishOptions};
+///
+/// let client = Client::connect("redis://127.0.0.1:6379", "stevedore").await?;
+/// // Any task by name (a stub does this for a #[task] of this crate).
+/// let message = Client::message("stevedore.echo", vec![1.into()], Default::default(),
+///     &PublishOptions::new().notify(true))?;
+/// let handle = client.publish(message).await?;
+/// let record = handle.wait(std::time::Duration::from_secs(30)).await?;
+/// println!("{} {}", handle.id(), record.state().as_str());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     broker: Broker,

@@ -8,6 +8,22 @@ use crate::Client;
 
 /// The context of one run, passed to a task that takes a `TaskContext` parameter
 /// (dispatcherd's `bind=True`).
+///
+/// ```no_run
+/// use stevedore::{task, TaskContext, TaskError};
+///
+/// #[task(name = "reports.build")]
+/// async fn build(ctx: TaskContext, pages: u32) -> Result<u32, TaskError> {
+///     for page in 0..pages {
+///         if ctx.cancellation().is_cancelled() {
+///             return Err(TaskError::cancelled()); // stopped by `stevedore cancel`
+///         }
+///         println!("{} page {page} on {} (attempt {})", ctx.id(), ctx.node(), ctx.attempt());
+///     }
+///     Ok(pages)
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     id: Arc<str>,

@@ -7,6 +7,26 @@ use crate::{Destination, Error, Message, OnDuplicate, Result, MESSAGE_VERSION};
 
 /// Options for one publish; anything left unset falls back to the task's attribute, then to
 /// the `default` queue.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # #[stevedore::task]
+/// # async fn charge(cents: u64) {}
+/// # async fn run(client: &stevedore::Client) -> stevedore::Result<()> {
+/// use stevedore::{OnDuplicate, PublishOptions};
+///
+/// let options = PublishOptions::new()
+///     .queue("billing")
+///     .delay(Duration::from_secs(30))
+///     .retries(5)
+///     .backoff(Duration::from_secs(1), Duration::from_secs(60))
+///     .timeout(Duration::from_secs(120))
+///     .on_duplicate(OnDuplicate::Discard)
+///     .notify(true);
+/// charge::apply_async(client, (500,), options).await?;
+/// # Ok(()) }
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PublishOptions {
     queue: Option<String>,

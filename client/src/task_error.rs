@@ -5,6 +5,25 @@ use std::time::Duration;
 
 /// The error a task returns. Any `std::error::Error` converts into it with `?`.
 ///
+/// ```no_run
+/// use std::time::Duration;
+/// use stevedore::{task, TaskError};
+///
+/// #[task(name = "mail.send", retries = 5, backoff = "1s")]
+/// async fn send(to: String) -> Result<(), TaskError> {
+///     if !to.contains('@') {
+///         return Err(TaskError::fatal("not an address")); // no retry
+///     }
+///     if to.ends_with("@busy.example") {
+///         // Retried after this delay instead of the backoff.
+///         return Err(TaskError::retry_after(Duration::from_secs(30), "mailbox busy"));
+///     }
+///     std::fs::read_to_string("/etc/mail.conf")?; // an io::Error fails the attempt (retried)
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
 /// It deliberately does not implement `std::error::Error` itself (as `anyhow::Error` does not),
 /// so that the blanket conversion can exist.
 #[derive(Debug, Clone, PartialEq)]

@@ -53,7 +53,27 @@ impl FromStr for Missed {
     }
 }
 
-/// A schedule: what to publish, where, and when.
+/// A schedule: what to publish, where, and when. `beat` fires it.
+///
+/// ```no_run
+/// # async fn run(client: &stevedore::Client) -> stevedore::Result<()> {
+/// use stevedore::schedule::{Missed, Schedule, Timing};
+///
+/// client.put_schedule(&Schedule {
+///     name: "nightly-report".into(),
+///     task: "reports.build".into(),
+///     args: vec![10.into()],
+///     kwargs: Default::default(),
+///     queue: "default".into(),
+///     timing: Timing::Cron { expr: "0 3 * * *".into(), tz: "Europe/Berlin".into() },
+///     missed: Missed::Once,
+///     paused: false,
+///     created_at: stevedore::now_ms(),
+///     last_fired_at: None,
+///     from_config: false,
+/// }).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     /// Its unique name.
