@@ -104,7 +104,7 @@ impl Client {
             .zip(published)
             .map(|(m, published)| {
                 let notify = m.wants_notify();
-                TaskHandle::new(self, m.id, notify, !published)
+                TaskHandle::new(self, m.id, Some(notify), !published)
             })
             .collect())
     }
@@ -119,11 +119,12 @@ impl Client {
         self.broker.queues().await
     }
 
-    /// A handle for a task published elsewhere; `notify` says whether it was published with
-    /// [`PublishOptions::notify`] (then [`TaskHandle::wait`] is woken instead of polling).
-    /// `.typed::<T>()` makes it a typed handle whose `get` decodes the result into `T`.
-    pub fn handle(&self, id: impl Into<String>, notify: bool) -> TaskHandle {
-        TaskHandle::new(self, id.into(), notify, false)
+    /// A handle for a task published elsewhere (an id kept in a database, say), typed by what
+    /// the task returns: `client.handle::<u64>(id).get(timeout)`. Waiting on it is woken when
+    /// the task was published with `notify`, and reads the record with a growing pause
+    /// otherwise.
+    pub fn handle<T>(&self, id: impl Into<String>) -> TaskHandle<T> {
+        TaskHandle::new(self, id.into(), None, false)
     }
 }
 

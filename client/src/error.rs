@@ -78,7 +78,7 @@ pub enum Error {
     Task(#[from] crate::TaskFailure),
     /// Waiting for a task's outcome ran out of time.
     #[error("task {id} did not finish within {waited_ms} ms")]
-    WaitTimedOut {
+    Timeout {
         /// The task's id.
         id: String,
         /// How long we waited.

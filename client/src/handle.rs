@@ -69,7 +69,8 @@ impl TaskFailure {
 pub struct TaskHandle<T = rmpv::Value> {
     id: String,
     client: Client,
-    notify: bool,
+    /// Whether it was published with `notify`; `None` for a handle rebuilt from an id.
+    notify: Option<bool>,
     discarded: bool,
     result: PhantomData<fn() -> T>,
 }
@@ -92,7 +93,7 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
 }
 
 impl<T> TaskHandle<T> {
-    pub(crate) fn new(client: &Client, id: String, notify: bool, discarded: bool) -> Self {
+    pub(crate) fn new(client: &Client, id: String, notify: Option<bool>, discarded: bool) -> Self {
         Self {
             id,
             client: client.clone(),
@@ -102,8 +103,7 @@ impl<T> TaskHandle<T> {
         }
     }
 
-    /// The same handle, decoding results into `U` (for a handle rebuilt from a stored id:
-    /// `client.handle(id, notify).typed::<MyResult>()`).
+    /// The same handle, decoding results into `U`.
     pub fn typed<U>(self) -> TaskHandle<U> {
         TaskHandle::new(&self.client, self.id, self.notify, self.discarded)
     }
@@ -135,14 +135,14 @@ impl<T> TaskHandle<T> {
         if record.state().is_final() {
             return Ok(record);
         }
-        if self.notify {
+        if self.notify == Some(true) {
             if self.client.broker().wait_done(&self.id, timeout).await? {
                 return self.record().await;
             }
         } else if let Some(record) = self.poll_until_final(started + timeout).await? {
             return Ok(record);
         }
-        Err(Error::WaitTimedOut {
+        Err(Error::Timeout {
             id: self.id.clone(),
             waited_ms: started.elapsed().as_millis() as u64,
         })
@@ -156,7 +156,17 @@ impl<T> TaskHandle<T> {
             if left.is_zero() {
                 return Ok(None);
             }
-            tokio::time::sleep(pause.min(left)).await;
+            match self.notify {
+                // Not published with notify: nothing will wake us.
+                Some(false) => tokio::time::sleep(pause.min(left)).await,
+                // Rebuilt from an id: a token, if the task was published with notify, ends
+                // the pause at once.
+                _ => {
+                    (self.client.broker())
+                        .wait_done(&self.id, pause.min(left))
+                        .await?;
+                }
+            }
             let record = self.record().await?;
             if record.state().is_final() {
                 return Ok(Some(record));
@@ -177,7 +187,7 @@ impl<T> TaskHandle<T> {
             })
         };
         match self.wait(timeout).await {
-            Err(Error::WaitTimedOut { .. }) => return self.record().await,
+            Err(Error::Timeout { .. }) => return self.record().await,
             other => other?,
         };
         loop {
@@ -193,12 +203,12 @@ impl<T> TaskHandle<T> {
 impl<T: DeserializeOwned> TaskHandle<T> {
     /// Waits until the task has ended and returns its result decoded into `T`:
     /// [`Error::Task`] when it ended otherwise (failed, dead, cancelled, timed out, expired,
-    /// discarded), [`Error::WaitTimedOut`] when it has not ended within `timeout`.
+    /// discarded), [`Error::Timeout`] when it has not ended within `timeout`.
     pub async fn get(&self, timeout: Duration) -> Result<T> {
         let record = self.wait(timeout).await?;
         let run = (record.task_run())
             .or_else(|| record.runs.values().next())
-            .ok_or_else(|| Error::WaitTimedOut {
+            .ok_or_else(|| Error::Timeout {
                 id: self.id.clone(),
                 waited_ms: timeout.as_millis() as u64,
             })?;

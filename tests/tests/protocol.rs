@@ -59,7 +59,7 @@ async fn hand_built_message_is_run_and_its_record_reads_as_documented() {
 
     let client = redis.stevedore().await;
     let record = client
-        .handle(&id, true)
+        .handle::<rmpv::Value>(&id)
         .wait(Duration::from_secs(20))
         .await
         .unwrap();

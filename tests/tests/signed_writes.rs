@@ -169,7 +169,7 @@ async fn a_cli_without_keys_refuses_to_requeue_a_signed_dead_letter() {
 
     let requeued = cli(&redis, true, &["dead", "requeue", "--all"]);
     assert!(requeued.status.success(), "{requeued:?}");
-    let handle = keyed.handle(id, true);
+    let handle = keyed.handle::<rmpv::Value>(id);
     eventually("the requeued letter to run again", WAIT, || async {
         let record = handle.record().await.unwrap();
         (record.attempts.len() >= 3).then_some(())

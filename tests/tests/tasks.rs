@@ -334,7 +334,7 @@ async fn typed_handles_give_the_result_the_failure_or_a_timeout_and_each_nodes_o
     let short = std::time::Duration::from_millis(300);
     assert!(matches!(
         blocked.get(short).await,
-        Err(stevedore::Error::WaitTimedOut { .. })
+        Err(stevedore::Error::Timeout { .. })
     ));
 
     let nodes = client.live_nodes().await.unwrap();
@@ -350,7 +350,7 @@ async fn typed_handles_give_the_result_the_failure_or_a_timeout_and_each_nodes_o
         assert_eq!((ran_on, attempt), (node, 1));
     }
     // A handle rebuilt from a stored id decodes the same way.
-    let again = client.handle(failing.id(), false).typed::<()>();
+    let again = client.handle::<()>(failing.id());
     assert!(matches!(
         again.get(wait).await,
         Err(stevedore::Error::Task(_))
