@@ -27,6 +27,37 @@ pub struct GlobalArgs {
         global = true
     )]
     pub namespace: String,
+    /// How log lines are written to stderr: text (for people) or json (one object per line).
+    #[arg(
+        long,
+        env = "STEVEDORE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (the message and its
+    /// fields), `target`, and `span` (the current span's fields: a task line carries
+    /// `task.id`, `task.name`, `queue` and `attempt`).
+    Json,
+}
+
+impl LogFormat {
+    /// The format `STEVEDORE_LOG_FORMAT` names (text when unset or unknown): for processes
+    /// started without a command line, such as process-pool children.
+    pub fn from_env() -> Self {
+        match std::env::var("STEVEDORE_LOG_FORMAT").as_deref() {
+            Ok("json") => Self::Json,
+            _ => Self::Text,
+        }
+    }
 }
 
 impl std::fmt::Debug for GlobalArgs {
@@ -34,6 +65,7 @@ impl std::fmt::Debug for GlobalArgs {
         f.debug_struct("GlobalArgs")
             .field("redis_url", &stevedore::broker::redact_url(&self.redis_url))
             .field("namespace", &self.namespace)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }

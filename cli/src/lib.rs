@@ -25,20 +25,28 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::{
     node_name, parse_duration, parse_period, parse_size, CallArgs, ControlArgs, GlobalArgs,
-    TargetArgs,
+    LogFormat, TargetArgs,
 };
 pub use backoff::Backoff;
 
 /// Logs to stderr at `level` (`info` for long-lived binaries, `warn` for the admin CLI) unless
-/// `RUST_LOG` says otherwise.
-pub fn init_logging(level: &str) {
+/// `RUST_LOG` says otherwise, as text or one JSON object per line.
+pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Prints `error: ...` on one line and returns failure.

@@ -385,3 +385,32 @@ async fn a_message_queued_under_a_tasks_old_name_runs_through_its_alias() {
         Err(stevedore::Error::Task(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_of_a_json_mode_worker_parses_and_task_lines_carry_the_task_id() {
+    let redis = RedisServer::start();
+    let mut worker =
+        WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--log-format", "json"]);
+    let client = redis.stevedore().await;
+    let wait = std::time::Duration::from_secs(30);
+    let failing = tasks::flaky::delay(&client).await.unwrap();
+    assert!(failing.get(wait).await.is_err());
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(worker.wait_exit(wait).success());
+
+    let lines = worker.log_lines();
+    assert!(lines.len() > 3, "{lines:?}");
+    let parsed: Vec<serde_json::Value> = (lines.iter())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let task_lines: Vec<&serde_json::Value> = (parsed.iter())
+        .filter(|l| l["span"]["name"] == "task")
+        .collect();
+    assert!(
+        !task_lines.is_empty(),
+        "the failed attempts are logged: {lines:?}"
+    );
+    for line in task_lines {
+        assert_eq!(line["span"]["task.id"], failing.id(), "{line}");
+    }
+}
