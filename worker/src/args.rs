@@ -40,6 +40,10 @@ pub struct WorkerArgs {
     /// Recycle a child process above this resident memory, e.g. 512MiB (process pool).
     #[arg(long, value_parser = parse_size)]
     pub max_memory_per_child: Option<u64>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 127.0.0.1:9400
+    /// (off by default).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
     /// How often this node records its heartbeat.
     #[arg(long, default_value = "2s", value_parser = parse_period)]
     pub heartbeat: Duration,

@@ -65,6 +65,7 @@ impl Controller {
                 Err(error) => {
                     if !failing {
                         tracing::warn!(%error, "control channel down; reconnecting");
+                        crate::observe::reconnect("controller");
                         failing = true;
                     }
                     if !backoff.wait(&stop).await {

@@ -169,6 +169,10 @@ impl ExecutorParts {
             node_queue: &self.node_queue,
         };
         let settle = retry::settle(self.broker(), &attempt, &mut run, error.as_ref());
+        if crate::observe::enabled() {
+            let task = self.table.get(&message.task).map_or("unknown", |t| t.name);
+            crate::observe::run_settled(&delivery.destination.wire_name(), task, &run);
+        }
         let release = match settle {
             Settle::Retry { .. } => None,
             _ => dedup_policy(&message).map(|(_, key)| key.to_owned()),
@@ -280,6 +284,10 @@ impl ExecutorParts {
             return (run, Some(TaskError::fatal("expired")));
         }
         run.started_at = Some(stevedore::now_ms());
+        if crate::observe::enabled() {
+            let (published, eta) = (message.published_at, message.eta);
+            crate::observe::run_started(&message.queue, published, eta, stevedore::now_ms());
+        }
         self.activity.worked();
         let _ = self.events.send(Event::Started {
             run: run.clone(),
@@ -400,6 +408,7 @@ impl ExecutorParts {
             .await;
         if let Some(dead_id) = moved {
             tracing::warn!(%queue, entry = %delivery.entry_id, %dead_id, %reason, "message dead-lettered");
+            crate::observe::dead_lettered(&queue, "unreadable");
         }
     }
 }

@@ -121,6 +121,7 @@ impl Fetcher {
                 Err(error) => {
                     if !failing {
                         tracing::warn!(group = %self.config.group, %error, "fetching stopped; reconnecting");
+                        crate::observe::reconnect("fetcher");
                         failing = true;
                     }
                     if !backoff.wait(&stop).await {

@@ -77,8 +77,12 @@ impl Heartbeat {
 
     async fn beat(&self, last_beat: &mut Option<u64>) -> stevedore::Result<()> {
         let status = self.pool.status();
+        let busy = status.iter().filter(|w| w.current.is_some()).count();
+        if crate::observe::enabled() {
+            crate::observe::pool(busy, self.template.max_workers);
+        }
         let beat = NodeBeat {
-            busy: status.iter().filter(|w| w.current.is_some()).count(),
+            busy,
             consuming: self.activity.consuming(self.fetchers),
             last_work_at: self.activity.last_work_at(),
             ..self.template.clone()

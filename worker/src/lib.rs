@@ -22,6 +22,7 @@ mod forwarder;
 mod heartbeat;
 mod hooks;
 mod in_flight;
+mod observe;
 mod pause;
 mod pool;
 mod priority;

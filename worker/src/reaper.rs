@@ -166,6 +166,7 @@ impl Reaper {
         self.broker.forget_consumer(&gone).await?;
         if reaped > 0 {
             tracing::warn!(node = %lost.node, consumer = %lost.consumer, reaped, "reaped a lost process's work");
+            crate::observe::reaped(reaped);
         }
         Ok(reaped)
     }

@@ -49,6 +49,11 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     config.label = Some(node.clone());
     config.dead_letter_cap = args.dead_letter_cap;
     config.dead_letter_max_age = args.dead_letter_max_age;
+    let readiness = Arc::new(crate::observe::Readiness::default());
+    let http = match args.http {
+        Some(addr) => Some(crate::observe::serve(addr, readiness.clone(), stop.clone()).await?),
+        None => None,
+    };
     let Some(client) = stevedore_cli::connect_waiting(config, &stop).await? else {
         return Ok(());
     };
@@ -57,8 +62,13 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     else {
         return Ok(()); // stopped before Redis took the first heartbeat
     };
+    readiness.started(started.activity.clone(), crate::assembly::FETCHERS);
     stop.cancelled().await;
-    started.shut_down(args.shutdown_timeout).await
+    started.shut_down(args.shutdown_timeout).await?;
+    if let Some(http) = http {
+        http.await.context("the metrics endpoint panicked")?;
+    }
+    Ok(())
 }
 
 /// A started worker node: its parts, stopped in the order the module's doc gives.
@@ -83,6 +93,8 @@ struct Node {
     /// Every (stream, group) this process reads, to check it holds nothing before its
     /// heartbeat is removed.
     streams: Vec<(stevedore::Destination, String)>,
+    /// What the node is doing (for `/readyz`).
+    activity: Arc<crate::activity::Activity>,
 }
 
 impl Node {
@@ -151,6 +163,7 @@ impl Node {
             give_up,
             beat_stop,
             streams,
+            activity: shared.activity.clone(),
         };
         if let Err(error) = started.hooks.started(&started.info()).await {
             tracing::error!(%error, "cannot publish the start-up tasks");

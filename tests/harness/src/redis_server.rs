@@ -51,11 +51,22 @@ impl RedisServer {
     /// Stops the server (SIGTERM: it writes its AOF out) and starts it again on the same
     /// socket and data directory.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Stops the server (SIGTERM: it writes its AOF out); [`RedisServer::start_again`] brings
+    /// it back.
+    pub fn stop(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again on the same socket and data directory.
+    pub fn start_again(&mut self) {
         self.child = spawn(self.dir.path().to_path_buf(), self.aof, self.port);
         self.wait_ready();
     }

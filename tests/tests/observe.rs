@@ -1,0 +1,148 @@
+//! A worker seen from outside: `--http` serves /metrics (counts that match the tasks run, a
+//! scrape promtool accepts), /healthz, and /readyz (503 while Redis is away, 200 once back).
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use stevedore::PublishOptions;
+use stevedore_tests::{eventually, tasks, test_worker_bin, RedisServer, WorkerProcess};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `port`: the status code and the body (`None` when nothing answers).
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(scrape: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    scrape
+        .lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_each_outcome_and_promtool_accepts_the_scrape() {
+    let redis = RedisServer::start();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--http", &addr]);
+    let client = redis.stevedore().await;
+    for i in 0..3 {
+        let sum = tasks::add::apply_async(&client, (i, 1), PublishOptions::new().notify(true));
+        sum.await.unwrap().get(WAIT).await.unwrap();
+    }
+    let flaky = tasks::flaky::delay(&client).await.unwrap();
+    assert!(flaky.get(WAIT).await.is_err());
+
+    let add = [
+        "queue=\"default\"",
+        "task=\"tests.add\"",
+        "outcome=\"succeeded\"",
+    ];
+    let scrape = eventually("the counts in a scrape", WAIT, || async {
+        let (_, body) = get(port, "/metrics")?;
+        (sample(&body, "stevedore_tasks_total", &add) == Some(3.0)).then_some(body)
+    })
+    .await;
+    let flaky = |outcome: &str| {
+        let outcome = format!("outcome=\"{outcome}\"");
+        sample(
+            &scrape,
+            "stevedore_tasks_total",
+            &["task=\"tests.flaky\"", &outcome],
+        )
+    };
+    assert_eq!(flaky("retried"), Some(3.0), "tests.flaky has 3 retries");
+    assert_eq!(flaky("dead"), Some(1.0));
+    let dead = ["reason=\"out_of_retries\""];
+    assert_eq!(
+        sample(&scrape, "stevedore_dead_letters_total", &dead),
+        Some(1.0)
+    );
+    let count = ["task=\"tests.add\"", "outcome=\"succeeded\""];
+    assert_eq!(
+        sample(&scrape, "stevedore_task_duration_seconds_count", &count),
+        Some(3.0)
+    );
+    assert!(sample(&scrape, "stevedore_task_wait_seconds_count", &[]).is_some());
+    let ids = scrape
+        .split('"')
+        .filter(|v| uuid::Uuid::parse_str(v).is_ok());
+    assert_eq!(ids.count(), 0, "never a task id in a label");
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/ensure-promtool installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let linted = promtool.wait_with_output().unwrap();
+    assert!(
+        linted.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_redis_is_away_and_200_once_it_is_back() {
+    let mut redis = RedisServer::start_with_aof();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--http", &addr]);
+    assert_eq!(get(port, "/healthz").map(|(code, _)| code), Some(200));
+    eventually("ready", WAIT, || async {
+        (get(port, "/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+
+    redis.stop();
+    let (_, reason) = eventually("not ready while Redis is away", WAIT, || async {
+        get(port, "/readyz").filter(|(code, _)| *code == 503)
+    })
+    .await;
+    assert!(reason.contains("not consuming"), "{reason}");
+    assert_eq!(
+        get(port, "/healthz").map(|(code, _)| code),
+        Some(200),
+        "still alive"
+    );
+    redis.start_again();
+    eventually("ready again", WAIT, || async {
+        (get(port, "/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+}
