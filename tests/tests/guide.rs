@@ -76,9 +76,13 @@ async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
         .args(["build", "--offline", "--quiet", "--bins"])
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(dir.path())
-        .status()
+        .output()
         .unwrap();
-    assert!(built.success(), "the guide's crate does not build");
+    assert!(
+        built.status.success(),
+        "the guide's crate does not build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
 
     let redis = RedisServer::start();
     let bin = |name: &str| target.join("debug").join(name);

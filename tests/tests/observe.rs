@@ -34,6 +34,30 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Asserts that `promtool check metrics` accepts `scrape`.
+fn promtool_accepts(scrape: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/ensure-promtool installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let linted = promtool.wait_with_output().unwrap();
+    assert!(
+        linted.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+}
+
 /// The value of the sample of `name` whose labels include every one of `labels`.
 fn sample(scrape: &str, name: &str, labels: &[&str]) -> Option<f64> {
     scrape
@@ -95,26 +119,7 @@ async fn metrics_count_each_outcome_and_promtool_accepts_the_scrape() {
         .filter(|v| uuid::Uuid::parse_str(v).is_ok());
     assert_eq!(ids.count(), 0, "never a task id in a label");
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (scripts/ensure-promtool installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let linted = promtool.wait_with_output().unwrap();
-    assert!(
-        linted.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&linted.stdout),
-        String::from_utf8_lossy(&linted.stderr)
-    );
+    promtool_accepts(&scrape);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,4 +150,66 @@ async fn readyz_is_503_while_redis_is_away_and_200_once_it_is_back() {
         (get(port, "/readyz")?.0 == 200).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stevedore_metrics_serves_the_cluster_gauges_once_and_promtool_accepts_them() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let admin =
+        |args: &[&str]| stevedore_tests::run_cli(stevedore_tests::test_admin_bin!(), &url, args);
+    for _ in 0..2 {
+        admin(&["enqueue", "stevedore.noop", "--queue", "q1"]);
+    }
+    admin(&[
+        "enqueue",
+        "stevedore.noop",
+        "--queue",
+        "q2",
+        "--delay",
+        "1h",
+    ]);
+    admin(&["queue", "pause", "q1"]);
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let _served = stevedore_tests::KillOnDrop(
+        Command::new(stevedore_tests::test_admin_bin!())
+            .args(["--redis-url", &url, "metrics", "--bind", &bind])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let scrape = eventually("a scrape", WAIT, || async {
+        get(port, "/metrics")
+            .filter(|(code, _)| *code == 200)
+            .map(|(_, body)| body)
+    })
+    .await;
+    let q1_waiting = ["queue=\"q1\"", "state=\"waiting\""];
+    assert_eq!(
+        sample(&scrape, "stevedore_queue_tasks", &q1_waiting),
+        Some(2.0)
+    );
+    let q2_delayed = ["queue=\"q2\"", "state=\"delayed\""];
+    assert_eq!(
+        sample(&scrape, "stevedore_queue_tasks", &q2_delayed),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&scrape, "stevedore_queue_paused", &["queue=\"q1\""]),
+        Some(1.0)
+    );
+    assert!(sample(
+        &scrape,
+        "stevedore_queue_latency_seconds",
+        &["queue=\"q1\""]
+    )
+    .is_some());
+    assert_eq!(
+        sample(&scrape, "stevedore_nodes", &["state=\"live\""]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&scrape, "stevedore_beat_leader", &[]), Some(0.0));
+    promtool_accepts(&scrape);
 }

@@ -17,6 +17,7 @@ mod control;
 mod dead;
 mod enqueue;
 mod format;
+mod metrics;
 mod nodes;
 mod queue_tasks;
 mod queues;
@@ -79,6 +80,9 @@ enum Command {
     /// Lists, shows, requeues or purges dead letters.
     #[command(subcommand)]
     Dead(dead::DeadCommand),
+    /// Serves the cluster-wide queue, node and beat gauges for Prometheus (read from Redis at
+    /// each scrape).
+    Metrics(metrics::MetricsArgs),
 }
 
 pub use control::control_from_worker;
@@ -102,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Dead(command) => dead::run(&client, command).await,
             Command::Nodes(args) => nodes::run(&client, args).await,
             Command::Schedule(command) => schedule::run(&client, command).await,
+            Command::Metrics(args) => metrics::run(&client, args).await,
         }
     })
 }

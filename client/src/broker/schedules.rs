@@ -174,6 +174,14 @@ impl Broker {
         Ok((token > 0).then_some(token))
     }
 
+    /// The beat holding the leader lease (`BEAT_ID:TOKEN`), if one does.
+    pub async fn beat_leader(&self) -> Result<Option<String>> {
+        Ok(redis::cmd("GET")
+            .arg(self.keys().leader())
+            .query_async(&mut self.commands())
+            .await?)
+    }
+
     /// The schedules named `names`, in order (`None` for one removed meanwhile; an error for
     /// one that does not decode, so that it cannot stop the others).
     pub async fn schedules_by_name(

@@ -1,0 +1,144 @@
+//! `stevedore metrics [--bind ADDR]`: the cluster-wide gauges, read from Redis at scrape time
+//! and served once (not from every worker, which would count each queue N times):
+//!
+//! | name | labels |
+//! |---|---|
+//! | `stevedore_queue_tasks` | `queue`, `state` (waiting, running, delayed, dead) |
+//! | `stevedore_queue_latency_seconds` | `queue`: age of its oldest waiting task (0 when none) |
+//! | `stevedore_queue_paused` | `queue`: 1 when paused |
+//! | `stevedore_nodes` | `state` (live, lost): worker processes by heartbeat |
+//! | `stevedore_beat_leader` | 1 while a beat holds the leader lease |
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use stevedore::Client;
+
+/// `stevedore metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Where to serve /metrics.
+    #[arg(long, default_value = "127.0.0.1:9401")]
+    bind: SocketAddr,
+}
+
+/// Serves /metrics until SIGINT or SIGTERM.
+pub async fn run(client: &Client, args: MetricsArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("--bind {}: cannot listen ({e})", args.bind))?;
+    eprintln!("serving cluster metrics on http://{}/metrics", args.bind);
+    let router = Router::new()
+        .route("/metrics", get(serve))
+        .with_state(client.clone());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stopped = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stopped)
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(State(client): State<Client>) -> (StatusCode, String) {
+    match scrape(&client).await {
+        Ok(text) => (StatusCode::OK, text),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
+    }
+}
+
+/// The gauges in the Prometheus text format, read now.
+pub async fn scrape(client: &Client) -> stevedore::Result<String> {
+    let queues = client.queues().await?;
+    let paused = client.broker().paused_queues().await?;
+    let nodes = client.nodes(client.broker().config().lost_after).await?;
+    let leader = client.broker().beat_leader().await?;
+    let now = stevedore::now_ms();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let per_queue = |f: &dyn Fn(&stevedore::QueueStats) -> Vec<(&'static str, f64)>| {
+        (queues.iter())
+            .flat_map(|q| {
+                let name = q.destination.wire_name();
+                f(q).into_iter()
+                    .map(move |(state, v)| (label(&name, state), v))
+            })
+            .collect::<Vec<_>>()
+    };
+    let states = |q: &stevedore::QueueStats| {
+        let count = |n: u64| n as f64;
+        vec![
+            ("waiting", count(q.waiting)),
+            ("running", count(q.running)),
+            ("delayed", count(q.delayed)),
+            ("dead", count(q.dead)),
+        ]
+    };
+    gauge(
+        "stevedore_queue_tasks",
+        "Tasks of a queue, by state.",
+        per_queue(&states),
+    );
+    let latency = |q: &stevedore::QueueStats| {
+        let age = q.oldest_waiting_at.map_or(0, |at| now.saturating_sub(at));
+        vec![("", age as f64 / 1000.0)]
+    };
+    gauge(
+        "stevedore_queue_latency_seconds",
+        "Age of the oldest waiting task of a queue.",
+        per_queue(&latency),
+    );
+    let is_paused = |q: &stevedore::QueueStats| {
+        vec![(
+            "",
+            f64::from(u8::from(paused.contains(&q.destination.wire_name()))),
+        )]
+    };
+    gauge(
+        "stevedore_queue_paused",
+        "Whether a queue is paused.",
+        per_queue(&is_paused),
+    );
+    let lost = nodes.iter().filter(|n| n.lost).count() as f64;
+    let live = nodes.len() as f64 - lost;
+    let by_state = vec![
+        ("{state=\"live\"}".to_owned(), live),
+        ("{state=\"lost\"}".to_owned(), lost),
+    ];
+    gauge(
+        "stevedore_nodes",
+        "Worker processes by heartbeat.",
+        by_state,
+    );
+    let leading = vec![(String::new(), f64::from(u8::from(leader.is_some())))];
+    gauge(
+        "stevedore_beat_leader",
+        "Whether a beat holds the leader lease.",
+        leading,
+    );
+    Ok(out)
+}
+
+/// `{queue="NAME"}`, or `{queue="NAME",state="STATE"}`. Queue names are `[A-Za-z0-9_.:-]`:
+/// nothing to escape.
+fn label(queue: &str, state: &str) -> String {
+    match state {
+        "" => format!("{{queue=\"{queue}\"}}"),
+        state => format!("{{queue=\"{queue}\",state=\"{state}\"}}"),
+    }
+}
