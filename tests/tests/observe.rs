@@ -213,3 +213,25 @@ async fn stevedore_metrics_serves_the_cluster_gauges_once_and_promtool_accepts_t
     assert_eq!(sample(&scrape, "stevedore_beat_leader", &[]), Some(0.0));
     promtool_accepts(&scrape);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_counts_a_run_lost_with_its_process() {
+    let redis = RedisServer::start();
+    let fast = ["--heartbeat", "200ms", "--lost-after", "1s"];
+    let mut doomed = WorkerProcess::start(test_worker_bin!(), &redis, "doomed", &fast);
+    let client = redis.stevedore().await;
+    let blocked = tasks::block::delay(&client).await.unwrap();
+    stevedore_tests::running(&client, blocked.id()).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let watcher = [&fast[..], &["--http", &addr]].concat();
+    let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &watcher);
+    doomed.kill_hard();
+
+    let lost = ["task=\"tests.block\"", "outcome=\"lost\""];
+    eventually("the lost run to be counted", WAIT, || async {
+        let (_, body) = get(port, "/metrics")?;
+        (sample(&body, "stevedore_tasks_total", &lost) == Some(1.0)).then_some(())
+    })
+    .await;
+}

@@ -12,7 +12,7 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `stevedore_tasks_total` | counter | `queue`, `task`, `outcome` (succeeded, failed, retried, dead, cancelled, timed_out, expired, lost) |
+//! | `stevedore_tasks_total` | counter | `queue`, `task`, `outcome` (succeeded, failed, retried, dead, cancelled, timed_out, expired; lost: counted by the reaper that settled it) |
 //! | `stevedore_task_duration_seconds` | histogram | `queue`, `task`, `outcome` |
 //! | `stevedore_task_wait_seconds` | histogram | `queue`: publish (or eta) to start |
 //! | `stevedore_worker_busy`, `stevedore_worker_slots` | gauge | |
@@ -192,6 +192,20 @@ pub fn run_settled(queue: &str, task: &'static str, run: &RunRecord) {
         let seconds = finished.saturating_sub(started) as f64 / 1000.0;
         metrics::histogram!("stevedore_task_duration_seconds", &labels).record(seconds);
     }
+}
+
+/// A run of `task` from `queue` was lost with its process (reaped; run again when it has
+/// retries left): outcome `lost`.
+pub fn run_lost(queue: &str, task: &'static str) {
+    if !enabled() {
+        return;
+    }
+    let labels = [
+        ("queue", queue.to_owned()),
+        ("task", task.to_owned()),
+        ("outcome", "lost".to_owned()),
+    ];
+    metrics::counter!("stevedore_tasks_total", &labels).increment(1);
 }
 
 /// A run of a message published at `published_at` (due at `eta`) started at `started`.

@@ -293,6 +293,8 @@ impl Reaper {
         lost: &NodeBeat,
         requeued: bool,
     ) -> stevedore::Result<()> {
+        let task = self.table.get(&message.task).map_or("unknown", |t| t.name);
+        crate::observe::run_lost(&message.queue, task);
         let now = stevedore::now_ms();
         let mut run = RunRecord::starting(message, &lost.node);
         run.state = if requeued {
