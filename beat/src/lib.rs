@@ -57,7 +57,7 @@ struct BeatCli {
 /// The `beat` command line: runs until SIGINT/SIGTERM (a second signal exits at once).
 pub fn main() -> ExitCode {
     let cli = BeatCli::parse();
-    stevedore_cli::init_logging("info", cli.args.global.log_format);
+    let _telemetry = stevedore_cli::init_logging("info", cli.args.global.log_format);
     stevedore_cli::run_until_signalled(|stop| run(cli.args, stop))
 }
 

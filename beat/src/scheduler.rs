@@ -92,6 +92,9 @@ impl Scheduler {
                 }
             }
         }
+        // Each run is published under a send span of its own (with the `otel` feature).
+        let sending = firings.iter_mut().flat_map(|f| f.messages.iter_mut());
+        let _sending = stevedore::trace::sending(sending);
         let fired = broker.fire_schedules(&self.id, token, &firings).await?;
         for (firing, fired) in firings.iter().zip(fired) {
             let name = &firing.schedule.name;

@@ -3,7 +3,7 @@
 //! 1. [`GlobalArgs`] (Redis URL and namespace), [`TargetArgs`] (`--queue`/`--node`/
 //!    `--broadcast`), [`ControlArgs`] (`worker --status ...`) and the value parsers
 //!    ([`parse_duration`], [`parse_size`]).
-//! 2. Logging to stderr ([`init_logging`]), one-line errors ([`fail`]), and the jittered
+//! 2. Logging to stderr and exporting spans ([`init_logging`]), one-line errors ([`fail`]), and the jittered
 //!    [`Backoff`] of every reconnect and retry loop.
 //! 3. Long-lived binaries ([`run_until_signalled`]): the first SIGINT/SIGTERM asks for a
 //!    graceful stop, the second exits at once (what is unfinished stays pending in Redis);
@@ -17,6 +17,7 @@ pub mod admin;
 mod args;
 mod backoff;
 mod signals;
+mod telemetry;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -28,26 +29,7 @@ pub use args::{
     LogFormat, TargetArgs,
 };
 pub use backoff::Backoff;
-
-/// Logs to stderr at `level` (`info` for long-lived binaries, `warn` for the admin CLI) unless
-/// `RUST_LOG` says otherwise, as text or one JSON object per line.
-pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-    };
-}
+pub use telemetry::{init_logging, Telemetry};
 
 /// Prints `error: ...` on one line and returns failure.
 pub fn fail(error: &anyhow::Error) -> ExitCode {

@@ -91,7 +91,8 @@ impl Client {
     /// When Redis takes only part of the batch (out of memory, a refused command), the error is
     /// [`Error::PartlyPublished`], naming the ids taken and the ids refused; when the connection
     /// fails with the batch on its way, [`Error::PublishUnconfirmed`] (their fate is unknown).
-    pub async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
+    pub async fn publish_many(&self, mut messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
+        let _sending = crate::trace::sending(messages.iter_mut());
         let published = self.broker.enqueue(&messages).await?;
         if published.contains(&false) {
             let dropped = (messages.iter().zip(&published)).filter(|(_, p)| !**p);

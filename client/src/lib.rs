@@ -43,6 +43,7 @@ pub mod schedule;
 pub mod signing;
 mod task_error;
 mod time;
+pub mod trace;
 
 #[doc(hidden)]
 pub mod __private;

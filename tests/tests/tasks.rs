@@ -387,13 +387,18 @@ async fn a_message_queued_under_a_tasks_old_name_runs_through_its_alias() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_line_of_a_json_mode_worker_parses_and_task_lines_carry_the_task_id() {
+async fn every_line_of_a_json_mode_worker_parses_and_task_lines_carry_the_task_and_trace_ids() {
     let redis = RedisServer::start();
     let mut worker =
         WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--log-format", "json"]);
     let client = redis.stevedore().await;
     let wait = std::time::Duration::from_secs(30);
-    let failing = tasks::flaky::delay(&client).await.unwrap();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traced =
+        PublishOptions::new().header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"));
+    let failing = tasks::flaky::apply_async(&client, (), traced)
+        .await
+        .unwrap();
     assert!(failing.get(wait).await.is_err());
     worker.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(worker.wait_exit(wait).success());
@@ -412,5 +417,6 @@ async fn every_line_of_a_json_mode_worker_parses_and_task_lines_carry_the_task_i
     );
     for line in task_lines {
         assert_eq!(line["span"]["task.id"], failing.id(), "{line}");
+        assert_eq!(line["span"]["trace.id"], trace, "{line}");
     }
 }

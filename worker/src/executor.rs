@@ -144,10 +144,7 @@ impl ExecutorParts {
                 return false;
             }
         };
-        // Escaped: a name, id or queue written by a foreign producer must not forge log lines.
-        let span = tracing::info_span!("task", task.name = %message.task.escape_debug(),
-            task.id = %message.id.escape_debug(), queue = %message.queue.escape_debug(),
-            attempt = message.tried + 1);
+        let span = stevedore::trace::process_span(&message, group);
         if let Some(due) = early(&message, &delivery.destination) {
             self.defer(delivery, group, due).instrument(span).await;
             return false;

@@ -153,13 +153,14 @@ impl Worker {
     /// a process-pool child (by its parent), it serves its parent. Returns the exit code.
     pub fn main(self) -> ExitCode {
         if let Ok(socket) = std::env::var(pool::CHILD_SOCKET_ENV) {
-            stevedore_cli::init_logging("info", stevedore_cli::LogFormat::from_env());
+            let _telemetry =
+                stevedore_cli::init_logging("info", stevedore_cli::LogFormat::from_env());
             return pool::child_main(socket);
         }
         let cli = WorkerCli::parse();
         let format = cli.args.global.log_format;
         if cli.control.requested() {
-            stevedore_cli::init_logging("warn", format);
+            let _telemetry = stevedore_cli::init_logging("warn", format);
             let WorkerArgs { global, node, .. } = cli.args;
             return stevedore_cli::admin::control_from_worker(&global, node, cli.control);
         }
@@ -168,7 +169,7 @@ impl Worker {
             // thread has started yet).
             std::env::set_var("STEVEDORE_LOG_FORMAT", "json");
         }
-        stevedore_cli::init_logging("info", format);
+        let _telemetry = stevedore_cli::init_logging("info", format);
         stevedore_cli::run_until_signalled(|stop| self.run(cli.args, stop))
     }
 }

@@ -90,7 +90,7 @@ pub use control::control_from_worker;
 /// Runs the admin command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = AdminCli::parse();
-    crate::init_logging("warn", cli.global.log_format);
+    let _telemetry = crate::init_logging("warn", cli.global.log_format);
     run_with_client(&cli.global, cli.lost_after, |client| async move {
         use stevedore::control::Command as Ask;
         match cli.command {
