@@ -132,5 +132,6 @@ fn firing(mut schedule: Schedule, due: u64, now: u64) -> stevedore::Result<Firin
         due_ms: due,
         next_due_ms: plan.next_due,
         messages,
+        missed: plan.missed,
     })
 }

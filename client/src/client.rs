@@ -94,6 +94,7 @@ impl Client {
     pub async fn publish_many(&self, mut messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
         let _sending = crate::trace::sending(messages.iter_mut());
         let published = self.broker.enqueue(&messages).await?;
+        count_published(&messages, &published);
         if published.contains(&false) {
             let dropped = (messages.iter().zip(&published)).filter(|(_, p)| !**p);
             self.broker
@@ -314,4 +315,25 @@ impl Client {
         self.put_schedule(&schedule).await?;
         Ok(true)
     }
+}
+
+/// Counts the messages Redis took, by queue: `stevedore_published_total{queue}`, recorded
+/// through the `metrics` facade into whatever recorder the process installed (the worker's
+/// `--http`, an app's own exporter). One increment per run of same-queue messages: a batch to
+/// one queue costs one label.
+fn count_published(messages: &[Message], published: &[bool]) {
+    let mut taken = messages.iter().zip(published).filter(|(_, p)| **p);
+    let Some((first, _)) = taken.next() else {
+        return;
+    };
+    let (mut queue, mut count) = (&first.queue, 1u64);
+    for (message, _) in taken {
+        if message.queue == *queue {
+            count += 1;
+            continue;
+        }
+        metrics::counter!("stevedore_published_total", "queue" => queue.clone()).increment(count);
+        (queue, count) = (&message.queue, 1);
+    }
+    metrics::counter!("stevedore_published_total", "queue" => queue.clone()).increment(count);
 }

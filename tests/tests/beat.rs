@@ -282,6 +282,7 @@ async fn runs_claimed_by_a_beat_that_died_before_publishing_are_published_once()
         schedule: schedule.clone(),
         due_ms: due,
         next_due_ms: Some(due + 3_600_000),
+        missed: 0,
     };
     let claimed = broker
         .claim_schedules("doomed", token, &[firing])
@@ -537,4 +538,74 @@ fn schedule_errors_name_the_schedule_and_tz_goes_with_cron_only() {
         "{err}"
     );
     assert!(!err.contains("publish options"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beat_counts_the_runs_it_fired_skipped_as_missed_and_could_not_fire() {
+    const HOUR: u64 = 3_600_000;
+    let redis = RedisServer::start();
+    let keys = stevedore_tests::keys();
+    let mut conn = redis.connection().await;
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "late",
+            "tests.count_run",
+            "--every",
+            "1h",
+            "--missed",
+            "skip",
+        ],
+    );
+    // Hourly, created 10 h ago, last fired 6 h ago: the runs of 5 h ago to now (6) were
+    // missed, and `skip` fires none of them.
+    let client = redis.stevedore().await;
+    let (mut late, _) = client.schedule("late").await.unwrap().unwrap();
+    late.created_at -= 10 * HOUR;
+    client.put_schedule(&late).await.unwrap();
+    let due = late.created_at + 5 * HOUR;
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(keys.schedules_due())
+        .arg(due)
+        .arg("late")
+        .cmd("HSET")
+        .arg(keys.schedules())
+        .arg("broken")
+        .arg(b"\xc1 not a schedule".as_slice())
+        .cmd("ZADD")
+        .arg(keys.schedules_due())
+        .arg(0)
+        .arg("broken")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    cli(
+        &redis,
+        &[
+            "schedule",
+            "add",
+            "good",
+            "tests.count_run",
+            "--every",
+            "200ms",
+        ],
+    );
+    let beat = Beat::start(&redis, &[]);
+    wait_runs(&redis, 3).await;
+    drop(beat);
+
+    let counts = client.broker().schedule_run_counts().await.unwrap();
+    let [("fired", fired), ("missed", missed), ("failed", failed)] = counts else {
+        panic!("{counts:?}")
+    };
+    assert_eq!(missed, 6, "{counts:?}");
+    assert_eq!(failed, 1, "the undecodable schedule, parked once");
+    eventually("every fired run ran", WAIT, || async {
+        (run_count(&redis).await.len() as u64 == fired).then_some(())
+    })
+    .await;
 }

@@ -82,6 +82,21 @@ async fn metrics_count_each_outcome_and_promtool_accepts_the_scrape() {
     }
     let flaky = tasks::flaky::delay(&client).await.unwrap();
     assert!(flaky.get(WAIT).await.is_err());
+    let panics = tasks::panics::delay(&client).await.unwrap();
+    assert!(panics.get(WAIT).await.is_err());
+    let limited = PublishOptions::new().hard_timeout(Duration::from_millis(200));
+    let slow = tasks::sleep_blind::apply_async(&client, (60_000,), limited);
+    assert!(slow.await.unwrap().get(WAIT).await.is_err());
+    let stale = PublishOptions::new().expires_at(1);
+    let expired = tasks::add::apply_async(&client, (1, 2), stale)
+        .await
+        .unwrap();
+    assert!(expired.get(WAIT).await.is_err());
+    let blocked = tasks::block::delay(&client).await.unwrap();
+    stevedore_tests::running(&client, blocked.id()).await;
+    let cancel = stevedore::control::CancelSelector::ids([blocked.id()]);
+    client.cancel(cancel, WAIT).await.unwrap();
+    assert!(blocked.get(WAIT).await.is_err());
 
     let add = [
         "queue=\"default\"",
@@ -103,6 +118,19 @@ async fn metrics_count_each_outcome_and_promtool_accepts_the_scrape() {
     };
     assert_eq!(flaky("retried"), Some(3.0), "tests.flaky has 3 retries");
     assert_eq!(flaky("dead"), Some(1.0));
+    let once = |task: &str, outcome: &str| {
+        let labels = [format!("task=\"{task}\""), format!("outcome=\"{outcome}\"")];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        assert_eq!(
+            sample(&scrape, "stevedore_tasks_total", &labels),
+            Some(1.0),
+            "{task} {outcome}"
+        );
+    };
+    once("tests.panics", "failed");
+    once("tests.sleep_blind", "timed_out");
+    once("tests.add", "expired");
+    once("tests.block", "cancelled");
     let dead = ["reason=\"out_of_retries\""];
     assert_eq!(
         sample(&scrape, "stevedore_dead_letters_total", &dead),
@@ -211,6 +239,11 @@ async fn stevedore_metrics_serves_the_cluster_gauges_once_and_promtool_accepts_t
         Some(1.0)
     );
     assert_eq!(sample(&scrape, "stevedore_beat_leader", &[]), Some(0.0));
+    let fired = ["result=\"fired\""];
+    assert_eq!(
+        sample(&scrape, "stevedore_schedule_runs_total", &fired),
+        Some(0.0)
+    );
     promtool_accepts(&scrape);
 }
 
@@ -234,4 +267,79 @@ async fn the_reaper_counts_a_run_lost_with_its_process() {
         (sample(&body, "stevedore_tasks_total", &lost) == Some(1.0)).then_some(())
     })
     .await;
+}
+
+/// The process's metrics, through a debugging recorder installed once for this test binary.
+fn recorded() -> &'static metrics_util::debugging::Snapshotter {
+    static RECORDER: std::sync::OnceLock<metrics_util::debugging::Snapshotter> =
+        std::sync::OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        snapshotter
+    })
+}
+
+/// The value of counter `name{queue=QUEUE}` in `snapshot`.
+fn counter_of(
+    snapshot: &[(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        metrics_util::debugging::DebugValue,
+    )],
+    name: &str,
+    queue: &str,
+) -> Option<u64> {
+    snapshot.iter().find_map(|(key, _, _, value)| {
+        let key = key.key();
+        let labelled = key
+            .labels()
+            .any(|l| l.key() == "queue" && l.value() == queue);
+        match value {
+            metrics_util::debugging::DebugValue::Counter(n) if key.name() == name && labelled => {
+                Some(*n)
+            }
+            _ => None,
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_counts_what_redis_took_by_queue_and_not_discarded_copies() {
+    let snapshotter = recorded();
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let to = |queue: &str, n: i64| {
+        let options = PublishOptions::new()
+            .queue(queue)
+            .on_duplicate(stevedore::OnDuplicate::Discard);
+        stevedore::Client::message(
+            "tests.add",
+            vec![n.into(), 1.into()],
+            Default::default(),
+            &options,
+        )
+        .unwrap()
+    };
+    let batch = vec![
+        to("metered-a", 1),
+        to("metered-a", 2),
+        to("metered-b", 1),
+        to("metered-a", 3),
+    ];
+    client.publish_many(batch).await.unwrap();
+    let copy = client.publish(to("metered-b", 1)).await.unwrap();
+    assert!(copy.discarded(), "a waiting copy is discarded");
+    client.publish(to("metered-b", 2)).await.unwrap();
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let published = |queue| counter_of(&snapshot, "stevedore_published_total", queue);
+    assert_eq!(published("metered-a"), Some(3));
+    assert_eq!(
+        published("metered-b"),
+        Some(2),
+        "the discarded copy is not counted"
+    );
 }

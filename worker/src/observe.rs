@@ -16,6 +16,7 @@
 //! | `stevedore_task_duration_seconds` | histogram | `queue`, `task`, `outcome` |
 //! | `stevedore_task_wait_seconds` | histogram | `queue`: publish (or eta) to start |
 //! | `stevedore_worker_busy`, `stevedore_worker_slots` | gauge | |
+//! | `stevedore_published_total` | counter | `queue`: messages this process published (the client counts them) |
 //! | `stevedore_dead_letters_total` | counter | `queue`, `reason` (unreadable, out_of_retries) |
 //! | `stevedore_reaped_total` | counter | |
 //! | `stevedore_redis_reconnects_total` | counter | `component` (fetcher, controller) |
@@ -143,6 +144,10 @@ fn describe() {
     metrics::describe_gauge!(
         "stevedore_worker_slots",
         "Workers the pool may run at most."
+    );
+    metrics::describe_counter!(
+        "stevedore_published_total",
+        "Messages this process published (tasks publishing tasks), by queue."
     );
     metrics::describe_counter!(
         "stevedore_dead_letters_total",

@@ -8,6 +8,7 @@
 //! | `stevedore_queue_paused` | `queue`: 1 when paused |
 //! | `stevedore_nodes` | `state` (live, lost): worker processes by heartbeat |
 //! | `stevedore_beat_leader` | 1 while a beat holds the leader lease |
+//! | `stevedore_schedule_runs_total` | `result` (fired, missed, failed): counted by beat in Redis |
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -63,10 +64,11 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
     let paused = client.broker().paused_queues().await?;
     let nodes = client.nodes(client.broker().config().lost_after).await?;
     let leader = client.broker().beat_leader().await?;
+    let schedule_runs = client.broker().schedule_run_counts().await?;
     let now = stevedore::now_ms();
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    let mut family = |kind: &str, name: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
@@ -89,7 +91,8 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
             ("dead", count(q.dead)),
         ]
     };
-    gauge(
+    family(
+        "gauge",
         "stevedore_queue_tasks",
         "Tasks of a queue, by state.",
         per_queue(&states),
@@ -98,7 +101,8 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
         let age = q.oldest_waiting_at.map_or(0, |at| now.saturating_sub(at));
         vec![("", age as f64 / 1000.0)]
     };
-    gauge(
+    family(
+        "gauge",
         "stevedore_queue_latency_seconds",
         "Age of the oldest waiting task of a queue.",
         per_queue(&latency),
@@ -109,7 +113,8 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
             f64::from(u8::from(paused.contains(&q.destination.wire_name()))),
         )]
     };
-    gauge(
+    family(
+        "gauge",
         "stevedore_queue_paused",
         "Whether a queue is paused.",
         per_queue(&is_paused),
@@ -120,16 +125,27 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
         ("{state=\"live\"}".to_owned(), live),
         ("{state=\"lost\"}".to_owned(), lost),
     ];
-    gauge(
+    family(
+        "gauge",
         "stevedore_nodes",
         "Worker processes by heartbeat.",
         by_state,
     );
     let leading = vec![(String::new(), f64::from(u8::from(leader.is_some())))];
-    gauge(
+    family(
+        "gauge",
         "stevedore_beat_leader",
         "Whether a beat holds the leader lease.",
         leading,
+    );
+    let results = (schedule_runs.iter())
+        .map(|(result, n)| (format!("{{result=\"{result}\"}}"), *n as f64))
+        .collect();
+    family(
+        "counter",
+        "stevedore_schedule_runs_total",
+        "Schedule runs beat fired, skipped as missed, or could not fire.",
+        results,
     );
     Ok(out)
 }

@@ -27,6 +27,7 @@
 //! | `NS:{s}:schedules`    | hash   | schedule name -> Schedule                               |
 //! | `NS:{s}:due`          | zset   | schedule name -> next fire time (ms)                    |
 //! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
+//! | `NS:{s}:runs`         | hash   | counts of schedule runs: `fired`, `missed`, `failed`    |
 //! | `NS:{q:NAME}:fired:RUN` | string | run RUN of a schedule was published (expires)         |
 //! | `NS:{s}:leader`       | string | the beat leader lease, `BEAT_ID:TOKEN` (expires)        |
 //! | `NS:{s}:fence`        | string | the fencing counter of the lease                        |
@@ -154,6 +155,12 @@ impl Keys {
     /// String: the beat leader lease.
     pub fn leader(&self) -> String {
         format!("{}:{{s}}:leader", self.ns)
+    }
+
+    /// Hash: how many schedule runs were fired, missed (skipped by a missed-run policy) and
+    /// failed (a schedule that could not fire was parked), for `stevedore_schedule_runs_total`.
+    pub fn schedule_runs(&self) -> String {
+        format!("{}:{{s}}:runs", self.ns)
     }
 
     /// Hash: claimed firings not yet published (firing -> target queue and messages).

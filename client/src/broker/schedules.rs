@@ -111,12 +111,35 @@ impl Broker {
     /// Takes schedule `name` out of the due set, so beat stops looking at it (one it cannot
     /// fire); the schedule itself stays, for `schedule show` and `schedule remove`.
     pub async fn park_schedule(&self, name: &str) -> Result<()> {
-        redis::cmd("ZREM")
+        redis::pipe()
+            .cmd("ZREM")
             .arg(self.keys().schedules_due())
             .arg(name)
+            .ignore()
+            .cmd("HINCRBY")
+            .arg(self.keys().schedule_runs())
+            .arg("failed")
+            .arg(1)
+            .ignore()
             .query_async::<()>(&mut self.commands())
             .await?;
         Ok(())
+    }
+
+    /// How many schedule runs were `fired`, `missed` (skipped by a missed-run policy) and
+    /// `failed` (a schedule that could not fire was parked), ever: each is 0 until it happens.
+    pub async fn schedule_run_counts(&self) -> Result<[(&'static str, u64); 3]> {
+        let counts: Vec<Option<u64>> = redis::cmd("HMGET")
+            .arg(self.keys().schedule_runs())
+            .arg(&["fired", "missed", "failed"])
+            .query_async(&mut self.commands())
+            .await?;
+        let count = |i: usize| counts.get(i).copied().flatten().unwrap_or_default();
+        Ok([
+            ("fired", count(0)),
+            ("missed", count(1)),
+            ("failed", count(2)),
+        ])
     }
 
     /// Schedule `name` with its next due time, if it exists.
@@ -261,6 +284,7 @@ impl Broker {
                         &keys.schedules_due(),
                         &keys.schedules(),
                         &keys.schedules_outbox(),
+                        &keys.schedule_runs(),
                     ],
                 )
                 .arg(format!("{beat_id}:{token}"))
@@ -274,7 +298,9 @@ impl Broker {
                 )
                 .arg(self.seal_schedule(&firing.schedule)?)
                 .arg(&field)
-                .arg(outbox.encode()?);
+                .arg(outbox.encode()?)
+                .arg(firing.messages.len())
+                .arg(firing.missed);
             outboxes.push((field, outbox));
         }
         let claimed: Vec<i64> = claims.query_async(&mut self.commands()).await?;
@@ -369,6 +395,8 @@ pub struct Firing {
     pub next_due_ms: Option<u64>,
     /// The runs.
     pub messages: Vec<Message>,
+    /// Missed runs its missed-run policy skipped (not published).
+    pub missed: u64,
 }
 
 /// How long the marker of a published run is kept: far longer than any outbox entry waits

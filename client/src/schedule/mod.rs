@@ -114,6 +114,8 @@ pub struct FirePlan {
     pub fire_at: Vec<u64>,
     /// The next due time (`None`: the schedule has no more times).
     pub next_due: Option<u64>,
+    /// Missed runs skipped by the missed-run policy.
+    pub missed: u64,
 }
 
 /// A run is late (missed) when it is seen more than this after its time.
@@ -130,17 +132,20 @@ impl Schedule {
             return Ok(FirePlan {
                 fire_at: vec![due_ms],
                 next_due: self.timing.next_after(origin, due_ms)?,
+                missed: 0,
             });
         }
         let mut missed = vec![due_ms];
         let later = (self.timing).times_between(origin, due_ms, now_ms, MISSED_LOOKED_AT - 1)?;
         missed.extend(later);
+        let late = missed.len();
         let fire_at = match self.missed {
             Missed::Skip => Vec::new(),
             Missed::Once => missed.last().copied().into_iter().collect(),
             Missed::All(cap) => missed.split_off(missed.len().saturating_sub(cap as usize)),
         };
         Ok(FirePlan {
+            missed: late.saturating_sub(fire_at.len()) as u64,
             fire_at,
             next_due: self.timing.next_after(origin, now_ms)?,
         })
@@ -198,7 +203,8 @@ mod plan_tests {
             plan,
             FirePlan {
                 fire_at: vec![10_000],
-                next_due: Some(11_000)
+                next_due: Some(11_000),
+                missed: 0
             }
         );
     }
@@ -211,25 +217,29 @@ mod plan_tests {
             at(Missed::Skip),
             FirePlan {
                 fire_at: vec![],
-                next_due: Some(16_000)
+                next_due: Some(16_000),
+                missed: 6
             }
         );
         assert_eq!(
             at(Missed::Once),
             FirePlan {
                 fire_at: vec![15_000],
-                next_due: Some(16_000)
+                next_due: Some(16_000),
+                missed: 5
             }
         );
         assert_eq!(
             at(Missed::All(100)).fire_at,
             vec![10_000, 11_000, 12_000, 13_000, 14_000, 15_000]
         );
+        assert_eq!(at(Missed::All(100)).missed, 0);
         assert_eq!(
             at(Missed::All(2)).fire_at,
             vec![14_000, 15_000],
             "capped to the latest"
         );
+        assert_eq!(at(Missed::All(2)).missed, 4, "the 4 older runs are skipped");
     }
 
     #[test]
