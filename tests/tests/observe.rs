@@ -248,7 +248,7 @@ async fn stevedore_metrics_serves_the_cluster_gauges_once_and_promtool_accepts_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reaper_counts_a_run_lost_with_its_process() {
+async fn the_reaper_counts_a_run_lost_with_its_process_and_writes_its_event() {
     let redis = RedisServer::start();
     let fast = ["--heartbeat", "200ms", "--lost-after", "1s"];
     let mut doomed = WorkerProcess::start(test_worker_bin!(), &redis, "doomed", &fast);
@@ -257,7 +257,7 @@ async fn the_reaper_counts_a_run_lost_with_its_process() {
     stevedore_tests::running(&client, blocked.id()).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let watcher = [&fast[..], &["--http", &addr]].concat();
+    let watcher = [&fast[..], &["--http", &addr, "--events"]].concat();
     let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &watcher);
     doomed.kill_hard();
 
@@ -267,6 +267,16 @@ async fn the_reaper_counts_a_run_lost_with_its_process() {
         (sample(&body, "stevedore_tasks_total", &lost) == Some(1.0)).then_some(())
     })
     .await;
+    let events = client.broker().recent_events(100).await.unwrap();
+    let lost = events
+        .iter()
+        .find(|e| e.id == blocked.id() && e.event == "lost");
+    let lost = lost.unwrap_or_else(|| panic!("no lost event: {events:?}"));
+    assert_eq!(
+        lost.node.as_deref(),
+        Some("doomed"),
+        "the node that lost it"
+    );
 }
 
 /// The process's metrics, through a debugging recorder installed once for this test binary.
@@ -341,5 +351,107 @@ async fn the_client_counts_what_redis_took_by_queue_and_not_discarded_copies() {
         published("metered-b"),
         Some(2),
         "the discarded copy is not counted"
+    );
+}
+
+/// `stevedore events --follow --json`, its lines parsed as they come.
+struct Follower {
+    _child: stevedore_tests::KillOnDrop,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Follower {
+    fn start(url: &str) -> Self {
+        let mut child = Command::new(stevedore_tests::test_admin_bin!())
+            .args(["--redis-url", url, "events", "--follow", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { return };
+                let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                sink.lock().unwrap().push(event);
+            }
+        });
+        Self {
+            _child: stevedore_tests::KillOnDrop(child),
+            lines,
+        }
+    }
+
+    /// The events seen for task `id`, in order.
+    fn events_of(&self, id: &str) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        (lines.iter())
+            .filter(|e| e["id"] == id)
+            .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stevedore_events_follow_sees_each_task_from_publish_to_its_outcome() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--events"]);
+    let follower = Follower::start(&url);
+    // The follower is reading once an event published after it started shows up.
+    let mut config = stevedore::ClientConfig::new(&url, "stevedore");
+    config.events = true;
+    let client = stevedore::Client::with_config(config).await.unwrap();
+    let first = tasks::add::delay(&client, 1, 1).await.unwrap();
+    first.get(WAIT).await.unwrap();
+    eventually("the follower to see a task", WAIT, || async {
+        (follower.events_of(first.id()).len() == 3).then_some(())
+    })
+    .await;
+
+    let sum = tasks::add::delay(&client, 2, 3).await.unwrap();
+    assert_eq!(sum.get(WAIT).await.unwrap(), 5);
+    let flaky = tasks::flaky::delay(&client).await.unwrap();
+    assert!(flaky.get(WAIT).await.is_err());
+    let run = ["started", "retried"];
+    let mut expected: Vec<&str> = vec!["published"];
+    expected.extend(run.iter().cycle().take(6));
+    expected.extend(["started", "dead"]);
+    let seen = eventually("every event of the failing task", WAIT, || async {
+        let seen = follower.events_of(flaky.id());
+        (seen.len() >= expected.len()).then_some(seen)
+    })
+    .await;
+    assert_eq!(seen, expected, "tests.flaky: 3 retries, then dead");
+    assert_eq!(
+        follower.events_of(sum.id()),
+        ["published", "started", "succeeded"]
+    );
+    let lines = follower.lines.lock().unwrap().clone();
+    let done = lines
+        .iter()
+        .find(|e| e["id"] == sum.id() && e["event"] == "succeeded");
+    let done = done.unwrap();
+    assert_eq!(done["task"], "tests.add");
+    assert_eq!(done["queue"], "default");
+    assert_eq!(done["attempt"], 1);
+    assert!(done["runtime_ms"].is_u64() && done["node"] == "w", "{done}");
+    assert!(lines
+        .iter()
+        .all(|e| e.get("args").is_none() && e.get("result").is_none()));
+
+    let recent = stevedore_tests::run_cli(
+        stevedore_tests::test_admin_bin!(),
+        &url,
+        &["events", "--task", "tests.flaky", "--last", "1000"],
+    );
+    assert!(recent.status.success());
+    let recent = String::from_utf8_lossy(&recent.stdout);
+    assert_eq!(recent.lines().count(), expected.len(), "{recent}");
+    assert!(recent.lines().all(|l| l.contains(flaky.id())), "{recent}");
+    assert!(
+        recent.lines().last().unwrap().contains(" dead "),
+        "{recent}"
     );
 }

@@ -44,6 +44,10 @@ pub struct WorkerArgs {
     /// (off by default).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    /// Write task events (started and each outcome; what tasks publish) to the capped event
+    /// stream for outside monitors (`stevedore events`). Also on with STEVEDORE_EVENTS=1.
+    #[arg(long)]
+    pub events: bool,
     /// How often this node records its heartbeat.
     #[arg(long, default_value = "2s", value_parser = parse_period)]
     pub heartbeat: Duration,

@@ -47,6 +47,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         .collect::<stevedore::Result<Vec<_>>>()?;
     let mut config = ClientConfig::new(&args.global.redis_url, &args.global.namespace);
     config.label = Some(node.clone());
+    config.events |= args.events;
     config.dead_letter_cap = args.dead_letter_cap;
     config.dead_letter_max_age = args.dead_letter_max_age;
     let readiness = Arc::new(crate::observe::Readiness::default());

@@ -2,7 +2,7 @@
 //!
 //! Commands: `enqueue`, `task`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
 //! pause|resume`, `schedule add|list|show|remove|pause|resume`, `nodes`, `dead
-//! list|show|requeue|purge`; `control_from_worker` serves `worker --status|--running|--reload|
+//! list|show|requeue|purge`, `metrics`, `events`; `control_from_worker` serves `worker --status|--running|--reload|
 //! --cancel`. Output for people is aligned and short; `--json` output is for programs.
 
 /// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
@@ -16,6 +16,7 @@ macro_rules! say {
 mod control;
 mod dead;
 mod enqueue;
+mod events;
 mod format;
 mod metrics;
 mod nodes;
@@ -80,6 +81,9 @@ enum Command {
     /// Lists, shows, requeues or purges dead letters.
     #[command(subcommand)]
     Dead(dead::DeadCommand),
+    /// Prints recent task events (workers started with --events write them); --follow keeps
+    /// printing new ones.
+    Events(events::EventsArgs),
     /// Serves the cluster-wide queue, node and beat gauges for Prometheus (read from Redis at
     /// each scrape).
     Metrics(metrics::MetricsArgs),
@@ -107,6 +111,7 @@ pub fn main() -> ExitCode {
             Command::Nodes(args) => nodes::run(&client, args).await,
             Command::Schedule(command) => schedule::run(&client, command).await,
             Command::Metrics(args) => metrics::run(&client, args).await,
+            Command::Events(args) => events::run(&client, args).await,
         }
     })
 }

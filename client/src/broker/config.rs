@@ -60,6 +60,10 @@ pub struct BrokerConfig {
     /// A worker process whose heartbeat is older than this is lost (the workers'
     /// `--lost-after`): remote control of every node does not wait for it.
     pub lost_after: Duration,
+    /// Whether to write task events to the event stream (`NS:{e}:events`): what this process
+    /// publishes and, in a worker, its runs. Read from `STEVEDORE_EVENTS` (`1` or `true`);
+    /// the worker's `--events` turns it on.
+    pub events: bool,
     /// Shown in `CLIENT LIST` as `lib-ver=VERSION+LABEL` on every connection (the node name for
     /// a worker), so an operator can tell whose connections they are.
     pub label: Option<String>,
@@ -90,6 +94,8 @@ impl BrokerConfig {
             max_payload: 1024 * 1024,
             lost_after: crate::nodes::DEFAULT_LOST_AFTER,
             label: None,
+            events: env("STEVEDORE_EVENTS")
+                .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
             username: env("STEVEDORE_REDIS_USERNAME"),
             password: env("STEVEDORE_REDIS_PASSWORD"),
             password_file: env("STEVEDORE_REDIS_PASSWORD_FILE").map(PathBuf::from),

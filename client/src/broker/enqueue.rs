@@ -48,6 +48,10 @@ impl Broker {
                     self.add_to_stream(&mut pipe, &destination, payload);
                 }
             }
+            // Copies checked for duplicates say published or discarded once the reply is in.
+            if self.writes_events() && checked.last() != Some(&index) {
+                self.add_message_event(&mut pipe, "published", message);
+            }
         }
         if let Some(due) = earliest_delayed {
             self.add_wake(&mut pipe, due);
@@ -63,7 +67,31 @@ impl Broker {
                 unconfirmed: messages.iter().map(|m| m.id.clone()).collect(),
                 cause: first_line(&e.to_string()),
             })?;
-        settle_replies(messages, &checked, replies)
+        let published = settle_replies(messages, &checked, replies)?;
+        if self.writes_events() && !checked.is_empty() {
+            self.checked_events(messages, &checked, &published).await?;
+        }
+        Ok(published)
+    }
+
+    /// The events of the messages checked for duplicates: published, or discarded.
+    async fn checked_events(
+        &self,
+        messages: &[Message],
+        checked: &[usize],
+        published: &[bool],
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for &index in checked {
+            let event = if published[index] {
+                "published"
+            } else {
+                "discarded"
+            };
+            self.add_message_event(&mut pipe, event, &messages[index]);
+        }
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
     }
 
     /// Records each of `messages` as `discarded` (dropped by its on_duplicate policy), so that

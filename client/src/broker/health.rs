@@ -359,6 +359,11 @@ impl Broker {
             .arg(attempt_field)
             .invoke_async(&mut self.commands())
             .await?;
+        if written == 1 && self.writes_events() {
+            let mut pipe = redis::pipe();
+            self.add_run_event_as(&mut pipe, "lost", run);
+            pipe.query_async::<()>(&mut self.commands()).await?;
+        }
         Ok(written == 1)
     }
 }

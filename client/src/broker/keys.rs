@@ -27,6 +27,7 @@
 //! | `NS:{s}:schedules`    | hash   | schedule name -> Schedule                               |
 //! | `NS:{s}:due`          | zset   | schedule name -> next fire time (ms)                    |
 //! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
+//! | `NS:{e}:events`       | stream | task events for monitors (off by default; capped)       |
 //! | `NS:{s}:runs`         | hash   | counts of schedule runs: `fired`, `missed`, `failed`    |
 //! | `NS:{q:NAME}:fired:RUN` | string | run RUN of a schedule was published (expires)         |
 //! | `NS:{s}:leader`       | string | the beat leader lease, `BEAT_ID:TOKEN` (expires)        |
@@ -155,6 +156,11 @@ impl Keys {
     /// String: the beat leader lease.
     pub fn leader(&self) -> String {
         format!("{}:{{s}}:leader", self.ns)
+    }
+
+    /// Stream: task events for outside monitors (published, started, outcomes, lost).
+    pub fn events(&self) -> String {
+        format!("{}:{{e}}:events", self.ns)
     }
 
     /// Hash: how many schedule runs were fired, missed (skipped by a missed-run policy) and

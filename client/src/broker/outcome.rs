@@ -230,6 +230,14 @@ impl Broker {
         for write in batch.records() {
             self.add_record(pipe, &write, ttl_ms);
         }
+        if self.writes_events() {
+            for (run, _) in &batch.started {
+                self.add_run_event(pipe, run);
+            }
+            for outcome in &batch.outcomes {
+                self.add_run_event(pipe, &outcome.run);
+            }
+        }
         for outcome in &batch.outcomes {
             if let Settle::Dead { to, message } = &outcome.settle {
                 let run = &outcome.run;
