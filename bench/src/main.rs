@@ -6,6 +6,7 @@
 //! worker memory, and Redis memory per task; prints a table and optionally writes JSON.
 
 mod measure;
+mod observing;
 mod raw;
 mod server;
 mod shards;
@@ -26,6 +27,9 @@ struct Args {
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Measure only what observing costs (metrics off and on, events), and print it as JSON.
+    #[arg(long)]
+    observing_only: bool,
 }
 
 /// How much work each measurement does.
@@ -39,6 +43,7 @@ struct Sizes {
     flat: usize,
     schedules: usize,
     beat_window: Duration,
+    observe_rounds: usize,
 }
 
 impl Sizes {
@@ -54,6 +59,7 @@ impl Sizes {
                 flat: 10_000,
                 schedules: 500,
                 beat_window: Duration::from_secs(3),
+                observe_rounds: 1,
             }
         } else {
             Self {
@@ -66,6 +72,7 @@ impl Sizes {
                 flat: 1_000_000,
                 schedules: 10_000,
                 beat_window: Duration::from_secs(25),
+                observe_rounds: 5,
             }
         }
     }
@@ -94,6 +101,13 @@ fn main() -> std::process::ExitCode {
 async fn bench() -> anyhow::Result<()> {
     let args = Args::parse();
     let sizes = Sizes::new(args.quick);
+    if args.observing_only {
+        let server = Server::start(false)?;
+        let observing =
+            observing::cost(&server, sizes.e2e, sizes.latency, sizes.observe_rounds).await?;
+        println!("{}", serde_json::to_string_pretty(&observing)?);
+        return Ok(());
+    }
     let plain = run(&sizes, false).await?;
     let aof = run_aof(&sizes).await?;
     let shards = shards::throughput(sizes.e2e).await?;
@@ -160,6 +174,8 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         sizes.schedules,
         beat_cpu * 100.0
     );
+    let observing =
+        observing::cost(&server, sizes.e2e, sizes.latency, sizes.observe_rounds).await?;
     let per_task = measure::bytes_per_queued_task(&server, &client, sizes.queued).await?;
     let flat = memory_flat(&server, &client, sizes.flat).await?;
     Ok(serde_json::json!({
@@ -174,6 +190,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "beat_fire_lateness_ms": beat_lateness.json(),
         "beat_cpu_share": beat_cpu,
         "memory_flat": flat,
+        "observing": observing,
         "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
     }))
 }
@@ -312,6 +329,19 @@ fn print_table(json: &serde_json::Value) {
         f(&shards["cluster_1_master_per_s"]),
         f(&shards["cluster_3_masters_per_s"])
     );
+    let observing = &json["observing"];
+    for mode in ["off", "metrics", "events"] {
+        let m = &observing[mode];
+        println!(
+            "{:<44} {:>8.0} /s, {:.1} + {:.1} us CPU, start p50 {:.3} / p99 {:.3} ms",
+            format!("observing {mode}: e2e 2 workers"),
+            f(&m["e2e_two_workers_per_s"]),
+            f(&m["worker_cpu_us_per_task"]),
+            f(&m["redis_cpu_us_per_task"]),
+            f(&m["start_p50_ms"]),
+            f(&m["start_p99_ms"])
+        );
+    }
     let flat = &json["memory_flat"];
     println!(
         "{:<44} {:>8.0} -> {:.0} bytes, {} keys left",

@@ -105,16 +105,51 @@ pub async fn end_to_end(
     n: usize,
     workers: usize,
 ) -> anyhow::Result<f64> {
+    let prefix = format!("e2e-{workers}");
+    Ok(end_to_end_with(server, client, n, workers, &prefix, &[])
+        .await?
+        .per_s)
+}
+
+/// One drain: its rate and what it cost per task.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// Tasks run to completion per second.
+    pub per_s: f64,
+    /// CPU the worker processes spent per task, in microseconds.
+    pub worker_cpu_us: f64,
+    /// CPU Redis spent per task, in microseconds.
+    pub redis_cpu_us: f64,
+}
+
+/// [`end_to_end`] with workers named `PREFIX-I` and started with `extra` arguments, with the
+/// CPU the workers and Redis spent from the first publish until drained.
+pub async fn end_to_end_with(
+    server: &Server,
+    client: &Client,
+    n: usize,
+    workers: usize,
+    prefix: &str,
+    extra: &[&str],
+) -> anyhow::Result<Drain> {
     let fleet: Vec<Worker> = (0..workers)
-        .map(|i| Worker::start(&server.url(), &format!("e2e-{workers}-{i}"), &[]))
+        .map(|i| Worker::start(&server.url(), &format!("{prefix}-{i}"), extra))
         .collect::<anyhow::Result<_>>()?;
     wait_for_workers(client, workers).await?;
+    let worker_cpu = || fleet.iter().filter_map(Worker::cpu_seconds).sum::<f64>();
+    let (workers_before, redis_before) = (worker_cpu(), server.cpu_seconds().await?);
     let started = Instant::now();
     publish_noops(client, n, &PublishOptions::new()).await?;
     wait_drained(server).await?;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let per_s = n as f64 / started.elapsed().as_secs_f64();
+    let per_task = |seconds: f64| seconds * 1e6 / n as f64;
+    let drain = Drain {
+        per_s,
+        worker_cpu_us: per_task(worker_cpu() - workers_before),
+        redis_cpu_us: per_task(server.cpu_seconds().await? - redis_before),
+    };
     drop(fleet);
-    Ok(rate)
+    Ok(drain)
 }
 
 /// Latency percentiles in milliseconds: p50, p99, p99.9.

@@ -32,6 +32,20 @@ impl Server {
             .await?)
     }
 
+    /// CPU time the server used so far (`used_cpu_sys` + `used_cpu_user` from INFO), seconds.
+    pub async fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut self.connection().await?)
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .with_context(|| format!("INFO cpu has no {name}"))
+        };
+        Ok(field("used_cpu_sys:")? + field("used_cpu_user:")?)
+    }
+
     /// `used_memory` from INFO, in bytes.
     pub async fn used_memory(&self) -> anyhow::Result<u64> {
         let info: String = redis::cmd("INFO")
@@ -64,11 +78,7 @@ impl Beat {
 
     /// CPU time it used so far (user + system), from `/proc/PID/stat`.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
+        cpu_seconds(self.child.id())
     }
 }
 
@@ -106,6 +116,11 @@ impl Worker {
         self.child.id()
     }
 
+    /// CPU time it used so far (user + system), from `/proc/PID/stat`.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds(self.child.id())
+    }
+
     /// A field of `/proc/PID/status` in MiB (`VmRSS`, `VmHWM`).
     pub fn memory_mb(&self, field: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
@@ -129,4 +144,12 @@ impl Drop for Worker {
         }
         let _ = self.child.wait();
     }
+}
+
+/// CPU time process `pid` used so far (user + system), from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }

@@ -168,7 +168,7 @@ impl ExecutorParts {
         let settle = retry::settle(self.broker(), &attempt, &mut run, error.as_ref());
         if crate::observe::enabled() {
             let task = self.table.get(&message.task).map_or("unknown", |t| t.name);
-            crate::observe::run_settled(&delivery.destination.wire_name(), task, &run);
+            crate::observe::run_settled(&delivery.destination, task, &run);
         }
         let release = match settle {
             Settle::Retry { .. } => None,

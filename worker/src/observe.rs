@@ -21,6 +21,8 @@
 //! | `stevedore_reaped_total` | counter | |
 //! | `stevedore_redis_reconnects_total` | counter | `component` (fetcher, controller) |
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -30,8 +32,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use stevedore::{RunRecord, TaskState};
+use stevedore::{Destination, RunRecord, TaskState};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -174,29 +177,57 @@ async fn ready(State(served): State<Arc<Served>>) -> (StatusCode, String) {
     }
 }
 
+/// The series of settled runs, registered once per (queue, task, outcome) and thread: a run
+/// then costs a hash of its queue, an increment and a histogram record; no lock, no allocation.
+type Settled = HashMap<Destination, HashMap<(&'static str, &'static str), (Counter, Histogram)>>;
+
+thread_local! {
+    static SETTLED: RefCell<Settled> = RefCell::default();
+    /// The wait histograms, one per queue.
+    static WAITED: RefCell<HashMap<String, Histogram>> = RefCell::default();
+}
+
 /// Counts a settled run of `task` (its label: the name when this worker links it, else
 /// `unknown`) from `queue`.
-pub fn run_settled(queue: &str, task: &'static str, run: &RunRecord) {
+pub fn run_settled(queue: &Destination, task: &'static str, run: &RunRecord) {
     if !enabled() {
         return;
     }
     if run.state == TaskState::Dead {
-        dead_lettered(queue, "out_of_retries");
+        dead_lettered(&queue.wire_name(), "out_of_retries");
     }
     let outcome = match run.state {
         TaskState::Retrying => "retried",
         state => state.as_str(),
     };
+    SETTLED.with_borrow_mut(|settled| {
+        if !settled.contains_key(queue) {
+            settled.insert(queue.clone(), HashMap::new());
+        }
+        let Some(per_queue) = settled.get_mut(queue) else {
+            return;
+        };
+        let (counter, histogram) = per_queue
+            .entry((task, outcome))
+            .or_insert_with(|| settled_series(queue, task, outcome));
+        counter.increment(1);
+        if let (Some(started), Some(finished)) = (run.started_at, run.finished_at) {
+            histogram.record(finished.saturating_sub(started) as f64 / 1000.0);
+        }
+    });
+}
+
+/// The run counter and duration histogram of `task` from `queue` ending in `outcome`.
+fn settled_series(queue: &Destination, task: &str, outcome: &str) -> (Counter, Histogram) {
     let labels = [
-        ("queue", queue.to_owned()),
+        ("queue", queue.wire_name()),
         ("task", task.to_owned()),
         ("outcome", outcome.to_owned()),
     ];
-    metrics::counter!("stevedore_tasks_total", &labels).increment(1);
-    if let (Some(started), Some(finished)) = (run.started_at, run.finished_at) {
-        let seconds = finished.saturating_sub(started) as f64 / 1000.0;
-        metrics::histogram!("stevedore_task_duration_seconds", &labels).record(seconds);
-    }
+    (
+        metrics::counter!("stevedore_tasks_total", &labels),
+        metrics::histogram!("stevedore_task_duration_seconds", &labels),
+    )
 }
 
 /// A run of `task` from `queue` was lost with its process (reaped; run again when it has
@@ -220,7 +251,15 @@ pub fn run_started(queue: &str, published_at: u64, eta: Option<u64>, started: u6
     }
     let due = eta.unwrap_or(published_at).max(published_at);
     let seconds = started.saturating_sub(due) as f64 / 1000.0;
-    metrics::histogram!("stevedore_task_wait_seconds", "queue" => queue.to_owned()).record(seconds);
+    WAITED.with_borrow_mut(|waited| match waited.get(queue) {
+        Some(histogram) => histogram.record(seconds),
+        None => {
+            let histogram =
+                metrics::histogram!("stevedore_task_wait_seconds", "queue" => queue.to_owned());
+            histogram.record(seconds);
+            waited.insert(queue.to_owned(), histogram);
+        }
+    });
 }
 
 /// A message went to `queue`'s dead letters for `reason` (`unreadable`, `out_of_retries`).
