@@ -27,7 +27,7 @@ pub async fn cost(
     let mut starts = [const { Vec::new() }; MODES.len()];
     for round in 0..rounds {
         for (at, (mode, extra, events)) in MODES.iter().enumerate() {
-            let mut config = ClientConfig::new(&server.url(), "stevedore");
+            let mut config = ClientConfig::new(server.url(), "stevedore");
             config.events = *events;
             let client = Client::with_config(config).await?;
             let prefix = format!("observe-{mode}-{round}");
