@@ -1,6 +1,6 @@
 //! The workspace's own promises, checked offline from `cargo metadata --locked`: the declared
 //! `rust-version` builds every locked package, and the crates depend on each other in the
-//! documented direction (macros <- client <- cli <- worker, beat).
+//! documented direction (macros <- client <- web <- cli <- worker, beat).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -81,7 +81,8 @@ fn crates_depend_on_each_other_in_one_direction() {
     let expected = [
         ("stevedore-macros", vec![]),
         ("stevedore", vec!["stevedore-macros"]),
-        ("stevedore-cli", vec!["stevedore"]),
+        ("stevedore-web", vec!["stevedore"]),
+        ("stevedore-cli", vec!["stevedore", "stevedore-web"]),
         ("stevedore-worker", vec!["stevedore", "stevedore-cli"]),
         ("stevedore-beat", vec!["stevedore", "stevedore-cli"]),
     ];

@@ -38,17 +38,21 @@ pub async fn run(client: &Client, args: MetricsArgs) -> anyhow::Result<ExitCode>
     let router = Router::new()
         .route("/metrics", get(serve))
         .with_state(client.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(signalled()?)
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves at SIGINT or SIGTERM: when a server started here stops.
+pub fn signalled() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stopped = async move {
+    Ok(async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}
         }
-    };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stopped)
-        .await?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn serve(State(client): State<Client>) -> (StatusCode, String) {

@@ -2,7 +2,7 @@
 //!
 //! Commands: `enqueue`, `task`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
 //! pause|resume`, `schedule add|list|show|remove|pause|resume`, `nodes`, `dead
-//! list|show|requeue|purge`, `metrics`, `events`; `control_from_worker` serves `worker --status|--running|--reload|
+//! list|show|requeue|purge`, `metrics`, `events`, `web`; `control_from_worker` serves `worker --status|--running|--reload|
 //! --cancel`. Output for people is aligned and short; `--json` output is for programs.
 
 /// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
@@ -26,6 +26,7 @@ mod schedule;
 mod schedule_json;
 mod task;
 mod waiting;
+mod web;
 
 use std::process::ExitCode;
 
@@ -81,6 +82,9 @@ enum Command {
     /// Lists, shows, requeues or purges dead letters.
     #[command(subcommand)]
     Dead(dead::DeadCommand),
+    /// Serves the dashboard (pages for queues, tasks, nodes, dead letters and schedules, with
+    /// their actions).
+    Web(web::WebArgs),
     /// Prints recent task events (workers started with --events write them); --follow keeps
     /// printing new ones.
     Events(events::EventsArgs),
@@ -112,6 +116,7 @@ pub fn main() -> ExitCode {
             Command::Schedule(command) => schedule::run(&client, command).await,
             Command::Metrics(args) => metrics::run(&client, args).await,
             Command::Events(args) => events::run(&client, args).await,
+            Command::Web(args) => web::run(&client, args).await,
         }
     })
 }

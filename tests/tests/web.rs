@@ -1,0 +1,323 @@
+//! The dashboard's router against a real redis-server (no browser): every page answers, what
+//! came from Redis is escaped, actions need the CSRF token, auth and read-only refuse, and a
+//! requeue empties the dead letters.
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use stevedore::{Client, PublishOptions};
+use stevedore_tests::{dead_task, test_worker_bin, RedisServer, WorkerProcess};
+use stevedore_web::{router, Auth, WebConfig};
+use tower::ServiceExt as _;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One answer: status, headers, body.
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Answer {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(app: &Router, path: &str) -> Answer {
+    send(app, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+/// A browser's CSRF cookie value, as a first GET hands it out.
+async fn csrf_cookie(app: &Router) -> String {
+    let page = get(app, "/").await;
+    let cookie = page
+        .headers
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
+    token.to_owned()
+}
+
+/// `POST path` with the form `fields`, sending `cookie` as the CSRF cookie.
+async fn post(app: &Router, path: &str, cookie: Option<&str>, fields: &str) -> Answer {
+    let mut request =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(token) = cookie {
+        request = request.header(header::COOKIE, format!("stevedore_csrf={token}"));
+    }
+    send(app, request.body(Body::from(fields.to_owned())).unwrap()).await
+}
+
+async fn dashboard(redis: &RedisServer, config: WebConfig) -> (Client, Router) {
+    let client = redis.stevedore().await;
+    (client.clone(), router(client, config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_answers_and_shows_what_redis_holds() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let done = stevedore_tests::tasks::add::apply_async(
+        &client,
+        (2, 3),
+        PublishOptions::new().notify(true),
+    );
+    let done = done.await.unwrap();
+    done.get(WAIT).await.unwrap();
+    let dead = dead_task(&client, WAIT).await;
+    let waiting = PublishOptions::new().queue("parked");
+    let parked = Client::message(
+        "tests.add",
+        vec![1.into(), 1.into()],
+        Default::default(),
+        &waiting,
+    )
+    .unwrap();
+    let parked = client.publish(parked).await.unwrap();
+
+    let overview = get(&app, "/").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview.body.contains("href=\"/queues/parked\""),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.body.contains("1 live, 0 lost"),
+        "{}",
+        overview.body
+    );
+    let queue = get(&app, "/queues/parked").await;
+    assert_eq!(queue.status, StatusCode::OK);
+    assert!(
+        queue.body.contains(parked.id()),
+        "the waiting task is listed"
+    );
+    let task = get(&app, &format!("/tasks/{}", done.id())).await;
+    assert_eq!(task.status, StatusCode::OK);
+    assert!(task.body.contains("succeeded") && task.body.contains("w1"));
+    let dead_page = get(&app, "/dead").await;
+    assert!(dead_page.body.contains(&dead), "the dead task is listed");
+    let nodes = get(&app, "/nodes").await;
+    assert!(nodes.body.contains("w1") && nodes.body.contains("live"));
+    assert_eq!(get(&app, "/schedules").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/tasks/no-such-task").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/queues/bad%20name").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let found = get(&app, &format!("/tasks?id={}", done.id())).await;
+    assert_eq!(found.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_from_redis_are_escaped() {
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let options = PublishOptions::new().queue("shown");
+    let hostile = Client::message(
+        "<script>alert(1)</script>",
+        vec![],
+        Default::default(),
+        &options,
+    );
+    client.publish(hostile.unwrap()).await.unwrap();
+    let page = get(&app, "/queues/shown").await;
+    assert!(
+        page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>alert"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_need_the_csrf_token_and_then_act() {
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let token = csrf_cookie(&app).await;
+    let no_field = post(&app, "/queues/default/pause", Some(&token), "").await;
+    assert_eq!(no_field.status, StatusCode::FORBIDDEN);
+    let wrong = post(&app, "/queues/default/pause", Some(&token), "csrf=0123").await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let no_cookie = post(
+        &app,
+        "/queues/default/pause",
+        None,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(no_cookie.status, StatusCode::FORBIDDEN);
+    assert!(
+        client.broker().paused_queues().await.unwrap().is_empty(),
+        "nothing done"
+    );
+
+    let paused = post(
+        &app,
+        "/queues/default/pause",
+        Some(&token),
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER);
+    assert_eq!(paused.headers[header::LOCATION], "/queues/default");
+    assert_eq!(client.broker().paused_queues().await.unwrap(), ["default"]);
+    let unconfirmed = post(
+        &app,
+        "/queues/default/purge",
+        Some(&token),
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(
+        unconfirmed.status,
+        StatusCode::BAD_REQUEST,
+        "a purge must be confirmed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeue_post_empties_the_dead_letters_and_the_task_waits_again() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let dead = dead_task(&client, WAIT).await;
+    // No worker from here on: the requeued task stays where the requeue put it.
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(worker.wait_exit(WAIT).success());
+    let token = csrf_cookie(&app).await;
+    let form = format!("csrf={token}");
+    let requeued = post(&app, &format!("/tasks/{dead}/requeue"), Some(&token), &form).await;
+    assert_eq!(requeued.status, StatusCode::SEE_OTHER, "{}", requeued.body);
+
+    let default = stevedore::Destination::queue("default").unwrap();
+    let left = client.broker().dead_letters(&default, 10).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let queue = get(&app, "/queues/default").await;
+    assert!(queue.body.contains(&dead), "waiting again: {}", queue.body);
+    let again = post(&app, &format!("/tasks/{dead}/requeue"), Some(&token), &form).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "not dead any more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_and_read_only_refuse() {
+    let redis = RedisServer::start();
+    let token = WebConfig {
+        auth: Some(Auth::Token("s3cret".into())),
+        ..WebConfig::default()
+    };
+    let (_, app) = dashboard(&redis, token).await;
+    assert_eq!(get(&app, "/").await.status, StatusCode::UNAUTHORIZED);
+    let with = Request::get("/").header(header::AUTHORIZATION, "Bearer s3cret");
+    assert_eq!(
+        send(&app, with.body(Body::empty()).unwrap()).await.status,
+        StatusCode::OK
+    );
+    let wrong = Request::get("/").header(header::AUTHORIZATION, "Bearer s3cre");
+    assert_eq!(
+        send(&app, wrong.body(Body::empty()).unwrap()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let basic = Auth::Basic {
+        user: "ops".into(),
+        password: "s3cret".into(),
+    };
+    let (_, app) = dashboard(
+        &redis,
+        WebConfig {
+            auth: Some(basic),
+            ..WebConfig::default()
+        },
+    )
+    .await;
+    let refused = get(&app, "/").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        refused.headers.contains_key(header::WWW_AUTHENTICATE),
+        "the browser asks"
+    );
+    let with = Request::get("/").header(header::AUTHORIZATION, "Basic b3BzOnMzY3JldA==");
+    assert_eq!(
+        send(&app, with.body(Body::empty()).unwrap()).await.status,
+        StatusCode::OK
+    );
+
+    let read_only = WebConfig {
+        read_only: true,
+        ..WebConfig::default()
+    };
+    let (client, app) = dashboard(&redis, read_only).await;
+    let token = csrf_cookie(&app).await;
+    let refused = post(
+        &app,
+        "/queues/default/pause",
+        Some(&token),
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(client.broker().paused_queues().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stevedore_web_serves_on_loopback_and_refuses_the_open_network_without_auth() {
+    let redis = RedisServer::start();
+    let open = stevedore_tests::run_cli(
+        stevedore_tests::test_admin_bin!(),
+        &redis.url(),
+        &["web", "--bind", "0.0.0.0:0"],
+    );
+    assert!(!open.status.success());
+    let error = String::from_utf8_lossy(&open.stderr);
+    assert!(error.contains("STEVEDORE_WEB_TOKEN"), "{error}");
+    assert_eq!(error.lines().count(), 1, "{error}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let _served = stevedore_tests::KillOnDrop(
+        std::process::Command::new(stevedore_tests::test_admin_bin!())
+            .args(["--redis-url", &redis.url(), "web", "--bind", &bind])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let page = stevedore_tests::eventually("the dashboard to answer", WAIT, || async {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut page = String::new();
+        stream.read_to_string(&mut page).ok()?;
+        Some(page)
+    })
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<h1>Overview</h1>"), "{page}");
+}

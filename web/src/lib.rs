@@ -1,0 +1,88 @@
+//! `stevedore-web`: a dashboard of the whole cluster, answered from Redis state alone.
+//!
+//! 1. [`router`] serves the pages (`/`, `/queues/NAME`, `/tasks/ID`, `/nodes`, `/dead`,
+//!    `/schedules`) and the actions (POSTs under the same paths) over one [`Client`]; apps
+//!    embed it, `stevedore web --bind ADDR` serves it.
+//! 2. Pages are server-rendered (maud: checked at compile time, everything from Redis escaped)
+//!    and work without JavaScript: actions are forms that POST then redirect. A few lines of
+//!    script refresh the parts marked live every few seconds.
+//! 3. Safe to expose (`guard.rs`, [`Auth`]): authentication (bearer token or basic auth) when configured,
+//!    required by `stevedore web` off loopback; a CSRF token on every action; `read_only`
+//!    refuses every action with 403; arguments are hidden unless `show_args`.
+//! 4. Fast: each page is a bounded number of Redis round trips, whatever a queue holds (lists
+//!    are pages of [`WebConfig::page_size`]).
+
+mod guard;
+mod layout;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use stevedore::Client;
+
+pub use guard::Auth;
+
+/// How the dashboard behaves.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Refuse every action (403): a dashboard to look at only.
+    pub read_only: bool,
+    /// Show task arguments (hidden by default: they may hold what operators should not see).
+    pub show_args: bool,
+    /// Who may see it; `None`: anyone who can reach it (loopback only, in `stevedore web`).
+    pub auth: Option<Auth>,
+    /// Rows per list.
+    pub page_size: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            show_args: false,
+            auth: None,
+            page_size: 50,
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct Web {
+    pub client: Client,
+    pub config: WebConfig,
+}
+
+/// Shared state of the handlers.
+pub(crate) type State = axum::extract::State<Arc<Web>>;
+
+/// The dashboard's pages and actions over `client`.
+pub fn router(client: Client, config: WebConfig) -> Router {
+    let web = Arc::new(Web { client, config });
+    Router::new()
+        .route("/", get(pages::overview::page))
+        .route("/queues/{name}", get(pages::queue::page))
+        .route("/queues/{name}/pause", post(pages::queue::pause))
+        .route("/queues/{name}/resume", post(pages::queue::resume))
+        .route("/queues/{name}/purge", post(pages::queue::purge))
+        .route("/tasks", get(pages::task::search))
+        .route("/tasks/{id}", get(pages::task::page))
+        .route("/tasks/{id}/cancel", post(pages::task::cancel))
+        .route("/tasks/{id}/requeue", post(pages::task::requeue))
+        .route("/nodes", get(pages::nodes::page))
+        .route("/dead", get(pages::dead::page))
+        .route("/dead/{queue}/{entry}/requeue", post(pages::dead::requeue))
+        .route("/dead/{queue}/{entry}/delete", post(pages::dead::delete))
+        .route("/dead/{queue}/purge", post(pages::dead::purge))
+        .route("/schedules", get(pages::schedules::page))
+        .route("/schedules/{name}/pause", post(pages::schedules::pause))
+        .route("/schedules/{name}/resume", post(pages::schedules::resume))
+        .route("/schedules/{name}/remove", post(pages::schedules::remove))
+        .route("/live.js", get(layout::live_script))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            guard::check,
+        ))
+        .with_state(web)
+}

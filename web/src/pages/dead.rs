@@ -1,0 +1,102 @@
+//! `/dead`: the dead letters of every queue that has some (one page each), with requeue and
+//! delete per letter and purge per queue (confirmed).
+
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::Redirect;
+use axum::Form;
+use maud::html;
+
+use super::queue::Confirmed;
+use super::{back, destination, encoded, Answer, Failure};
+use crate::guard::Csrf;
+use crate::layout::{action, page as shell, time};
+
+/// `GET /dead`.
+pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
+    let broker = web.client.broker();
+    let queues = web.client.queues().await?;
+    let mut sections = Vec::new();
+    for queue in queues.into_iter().filter(|q| q.dead > 0) {
+        let letters = broker
+            .dead_letters(&queue.destination, web.config.page_size)
+            .await?;
+        sections.push((queue, letters));
+    }
+    let body = html! {
+        @if sections.is_empty() { p.muted { "No dead letters." } }
+        @for (queue, letters) in &sections {
+            @let name = queue.destination.wire_name();
+            @let base = format!("/dead/{}", encoded(&name));
+            h2 { (name) " · " (queue.dead) " dead" }
+            p { (action(&csrf, &format!("{base}/purge"), "Delete all", true)) }
+            table {
+                tr { th { "task id" } th { "task" } th { "attempts" } th { "died" } th { "reason" } th {} }
+                @for letter in letters {
+                    @let at = format!("{base}/{}", encoded(&letter.entry_id));
+                    tr {
+                        td { @match &letter.id {
+                            Some(id) => a href={ "/tasks/" (encoded(id)) } { (id) },
+                            None => span.muted { "(unreadable)" },
+                        } }
+                        td { (letter.task.as_deref().unwrap_or("")) }
+                        td.n { (letter.attempts.map(|a| a.to_string()).unwrap_or_default()) }
+                        td { (time(Some(letter.dead_at))) }
+                        td.bad { (letter.reason) }
+                        td {
+                            (action(&csrf, &format!("{at}/requeue"), "Requeue", false)) " "
+                            (action(&csrf, &format!("{at}/delete"), "Delete", false))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(shell("Dead letters", body))
+}
+
+/// `POST /dead/QUEUE/ENTRY/requeue`.
+pub async fn requeue(
+    State(web): crate::State,
+    Path((queue, entry)): Path<(String, String)>,
+) -> Answer<Redirect> {
+    let destination = destination(&queue)?;
+    if !web
+        .client
+        .broker()
+        .requeue_dead(&destination, &entry)
+        .await?
+    {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            format!("dead letter {entry} was not requeued: it is gone, or signed and this server has no signing keys"),
+        ));
+    }
+    back("/dead")
+}
+
+/// `POST /dead/QUEUE/ENTRY/delete`.
+pub async fn delete(
+    State(web): crate::State,
+    Path((queue, entry)): Path<(String, String)>,
+) -> Answer<Redirect> {
+    web.client
+        .broker()
+        .delete_dead(&destination(&queue)?, &entry)
+        .await?;
+    back("/dead")
+}
+
+/// `POST /dead/QUEUE/purge` (confirmed).
+pub async fn purge(
+    State(web): crate::State,
+    Path(queue): Path<String>,
+    Form(form): Form<Confirmed>,
+) -> Answer<Redirect> {
+    form.required()?;
+    web.client
+        .broker()
+        .purge_dead(&destination(&queue)?)
+        .await?;
+    back("/dead")
+}

@@ -1,0 +1,63 @@
+//! One module per page, with the actions posted under its path.
+
+pub mod dead;
+pub mod nodes;
+pub mod overview;
+pub mod queue;
+pub mod schedules;
+pub mod task;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use stevedore::Destination;
+
+use crate::layout;
+
+/// What a page or action answers when it fails: the page shell with one line saying why.
+pub struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = layout::page("Error", html! { p.bad { (self.1) } });
+        (self.0, body).into_response()
+    }
+}
+
+impl From<stevedore::Error> for Failure {
+    fn from(error: stevedore::Error) -> Self {
+        Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+    }
+}
+
+/// A page or an action's outcome.
+pub type Answer<T = maud::Markup> = Result<T, Failure>;
+
+/// Not found, saying what.
+pub fn not_found(what: String) -> Failure {
+    Failure(StatusCode::NOT_FOUND, what)
+}
+
+/// The queue a URL names (`NAME`, `node:NAME` or `broadcast`), or 400 saying why not.
+pub fn destination(name: &str) -> Answer<Destination> {
+    Destination::from_wire_name(name).map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// After an action: back to `path` (303, so a reload does not post again).
+pub fn back(path: &str) -> Answer<Redirect> {
+    Ok(Redirect::to(path))
+}
+
+/// `path` with every byte outside the unreserved set percent-encoded (a queue or schedule
+/// name in a link).
+pub fn encoded(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                char::from(b).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,130 @@
+//! `/queues/NAME`: a queue's counts and its waiting, running, delayed and dead tasks (one
+//! page of each); pause, resume, purge.
+
+use std::time::Duration;
+
+use axum::extract::{Extension, Path, State};
+use axum::response::Redirect;
+use axum::Form;
+use maud::{html, Markup};
+use stevedore::broker::Listed;
+
+use super::{back, destination, encoded, Answer};
+use crate::guard::Csrf;
+use crate::layout::{action, page as shell, time};
+
+/// How long a pause or resume waits for the nodes to take it in.
+const TAKE_IN: Duration = Duration::from_secs(2);
+
+/// `GET /queues/NAME`.
+pub async fn page(
+    State(web): crate::State,
+    Path(name): Path<String>,
+    Extension(csrf): Extension<Csrf>,
+) -> Answer {
+    let queue = destination(&name)?;
+    let broker = web.client.broker();
+    let rows = web.config.page_size;
+    let (info, paused, waiting, running, delayed) = tokio::try_join!(
+        broker.queue_info(queue.clone()),
+        broker.paused_queues(),
+        broker.list_waiting(&queue, rows),
+        broker.list_running(&queue, rows),
+        broker.list_delayed(&queue, rows),
+    )?;
+    let path = format!("/queues/{}", encoded(&name));
+    let is_paused = paused.contains(&name);
+    let body = html! {
+        section #counts data-live {
+            p {
+                (info.waiting) " waiting · " (info.running) " running · " (info.delayed)
+                " delayed · " a href="/dead" { (info.dead) " dead" }
+                @if is_paused { " · " span.bad { "paused" } }
+            }
+        }
+        p {
+            @if is_paused { (action(&csrf, &format!("{path}/resume"), "Resume", false)) }
+            @else { (action(&csrf, &format!("{path}/pause"), "Pause", false)) }
+            " " (action(&csrf, &format!("{path}/purge"), "Purge waiting and delayed", true))
+        }
+        section #lists data-live {
+            h2 { "Running" } (listed(&running, "consumer"))
+            h2 { "Waiting (oldest first)" } (listed(&waiting, ""))
+            h2 { "Delayed (soonest first)" } (listed(&delayed, "due"))
+        }
+    };
+    Ok(shell(&format!("Queue {name}"), body))
+}
+
+/// A table of listed tasks; `extra`: the column beside id and task (`due`, `consumer`).
+fn listed(tasks: &[Listed], extra: &str) -> Markup {
+    html! {
+        @if tasks.is_empty() { p.muted { "none" } } @else {
+            table {
+                tr { th { "id" } th { "task" } th { "published" } @if !extra.is_empty() { th { (extra) } } }
+                @for task in tasks {
+                    @let message = task.message.as_ref();
+                    tr {
+                        td { @match message {
+                            Some(m) => a href={ "/tasks/" (encoded(&m.id)) } { (m.id) },
+                            None => span.bad { "unreadable entry " (task.entry_id) },
+                        } }
+                        td { (message.map_or("", |m| m.task.as_str())) }
+                        td { (time(message.map(|m| m.published_at))) }
+                        @if extra == "due" { td { (time(task.due_ms)) } }
+                        @if extra == "consumer" { td { (task.consumer.as_deref().unwrap_or("-")) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /queues/NAME/pause`.
+pub async fn pause(State(web): crate::State, Path(name): Path<String>) -> Answer<Redirect> {
+    paused(&web, &name, true).await
+}
+
+/// `POST /queues/NAME/resume`.
+pub async fn resume(State(web): crate::State, Path(name): Path<String>) -> Answer<Redirect> {
+    paused(&web, &name, false).await
+}
+
+async fn paused(web: &crate::Web, name: &str, paused: bool) -> Answer<Redirect> {
+    let queue = destination(name)?;
+    web.client.pause_queue(&queue, paused, TAKE_IN).await?;
+    back(&format!("/queues/{}", encoded(name)))
+}
+
+/// The confirmation box of dangerous actions.
+#[derive(Debug, serde::Deserialize)]
+pub struct Confirmed {
+    /// `yes` when ticked.
+    #[serde(default)]
+    confirm: String,
+}
+
+impl Confirmed {
+    /// 400 unless the box was ticked.
+    pub fn required(&self) -> Answer<()> {
+        match self.confirm.as_str() {
+            "yes" => Ok(()),
+            _ => Err(super::Failure(
+                axum::http::StatusCode::BAD_REQUEST,
+                "tick the confirmation box to do this".into(),
+            )),
+        }
+    }
+}
+
+/// `POST /queues/NAME/purge` (confirmed): deletes what waits and what is delayed.
+pub async fn purge(
+    State(web): crate::State,
+    Path(name): Path<String>,
+    Form(form): Form<Confirmed>,
+) -> Answer<Redirect> {
+    form.required()?;
+    let queue = destination(&name)?;
+    web.client.broker().purge_waiting(&queue, true).await?;
+    back(&format!("/queues/{}", encoded(&name)))
+}

@@ -1,0 +1,126 @@
+//! `/tasks/ID`: a task's record (its run, or each node's run of a broadcast; every attempt;
+//! late runs), with cancel and, once dead, requeue. `/tasks?id=ID` is the search box.
+
+use std::time::Duration;
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::Redirect;
+use maud::{html, Markup};
+use stevedore::control::CancelSelector;
+use stevedore::{RunRecord, TaskState};
+
+use super::{back, destination, encoded, not_found, Answer};
+use crate::guard::Csrf;
+use crate::layout::{action, page as shell, time};
+
+/// How long a cancel waits for the nodes' answers.
+const ANSWERS: Duration = Duration::from_secs(2);
+/// Dead letters looked at to find a task's (pages of 1,000).
+const DEAD_PAGES: usize = 100;
+
+/// The search box's query.
+#[derive(Debug, serde::Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    id: String,
+}
+
+/// `GET /tasks?id=ID`: to the task's page.
+pub async fn search(Query(search): Query<Search>) -> Redirect {
+    match search.id.trim() {
+        "" => Redirect::to("/"),
+        id => Redirect::to(&format!("/tasks/{}", encoded(id))),
+    }
+}
+
+/// `GET /tasks/ID`.
+pub async fn page(
+    State(web): crate::State,
+    Path(id): Path<String>,
+    Extension(csrf): Extension<Csrf>,
+) -> Answer {
+    let record = web.client.task(&id).await?;
+    if record.runs.is_empty() && record.attempts.is_empty() {
+        return Err(not_found(format!(
+            "no record of task {id}: it has not started, its record expired, or the id is wrong"
+        )));
+    }
+    let state = record.state();
+    let path = format!("/tasks/{}", encoded(&id));
+    let body = html! {
+        section #task data-live {
+            p { "state: " strong { (state.as_str()) } }
+            p {
+                @if !state.is_final() { (action(&csrf, &format!("{path}/cancel"), "Cancel", false)) }
+                @if state == TaskState::Dead { (action(&csrf, &format!("{path}/requeue"), "Requeue", false)) }
+            }
+            h2 { "Runs" } (runs(record.runs.values(), web.config.show_args))
+            @if !record.attempts.is_empty() {
+                h2 { "Attempts" } (runs(record.attempts.values(), web.config.show_args))
+            }
+            @if !record.late.is_empty() {
+                h2 { "Late runs (finished after their node was declared lost)" }
+                (runs(record.late.values(), web.config.show_args))
+            }
+        }
+    };
+    Ok(shell(&format!("Task {id}"), body))
+}
+
+fn runs<'a>(runs: impl Iterator<Item = &'a RunRecord>, show_results: bool) -> Markup {
+    html! {
+        table {
+            tr {
+                th { "attempt" } th { "task" } th { "queue" } th { "node" } th { "state" }
+                th { "published" } th { "started" } th { "finished" } th { "error" }
+                @if show_results { th { "result" } }
+            }
+            @for run in runs {
+                tr {
+                    td.n { (run.attempt) } td { (run.task) } td { (run.queue) } td { (run.node) }
+                    td { (run.state.as_str()) }
+                    td { (time(Some(run.published_at))) } td { (time(run.started_at)) }
+                    td { (time(run.finished_at)) }
+                    td.bad { (run.error.as_deref().unwrap_or("")) }
+                    @if show_results { td { (run.result.as_ref().map(ToString::to_string).unwrap_or_default()) } }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /tasks/ID/cancel`.
+pub async fn cancel(State(web): crate::State, Path(id): Path<String>) -> Answer<Redirect> {
+    let selector = CancelSelector::ids([id.clone()]);
+    web.client.cancel(selector, ANSWERS).await?;
+    back(&format!("/tasks/{}", encoded(&id)))
+}
+
+/// `POST /tasks/ID/requeue`: its dead letter goes back to its queue.
+pub async fn requeue(State(web): crate::State, Path(id): Path<String>) -> Answer<Redirect> {
+    let record = web.client.task(&id).await?;
+    let queue = record
+        .task_run()
+        .map(|run| run.queue.clone())
+        .ok_or_else(|| not_found(format!("no record of task {id}")))?;
+    let queue = destination(&queue)?;
+    let broker = web.client.broker();
+    let mut after: Option<String> = None;
+    for _ in 0..DEAD_PAGES {
+        let letters = broker
+            .dead_letters_after(&queue, after.as_deref(), 1000)
+            .await?;
+        if let Some(letter) = letters.iter().find(|l| l.id.as_deref() == Some(&id)) {
+            broker.requeue_dead(&queue, &letter.entry_id).await?;
+            return back(&format!("/tasks/{}", encoded(&id)));
+        }
+        match letters.last() {
+            Some(last) => after = Some(last.entry_id.clone()),
+            None => break,
+        }
+    }
+    Err(not_found(format!(
+        "task {id} is not in the dead letters of {}",
+        queue.wire_name()
+    )))
+}
