@@ -6,8 +6,9 @@ use std::time::Duration;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::Redirect;
 use maud::{html, Markup};
+use stevedore::broker::Whereabouts;
 use stevedore::control::CancelSelector;
-use stevedore::{RunRecord, TaskState};
+use stevedore::{Destination, RunRecord, TaskState};
 
 use super::{back, destination, encoded, not_found, Answer};
 use crate::guard::Csrf;
@@ -41,9 +42,7 @@ pub async fn page(
 ) -> Answer {
     let record = web.client.task(&id).await?;
     if record.runs.is_empty() && record.attempts.is_empty() {
-        return Err(not_found(format!(
-            "no record of task {id}: it has not started, its record expired, or the id is wrong"
-        )));
+        return unstarted(&web, &id).await;
     }
     let state = record.state();
     let path = format!("/tasks/{}", encoded(&id));
@@ -62,6 +61,30 @@ pub async fn page(
                 h2 { "Late runs (finished after their node was declared lost)" }
                 (runs(record.late.values(), web.config.show_args))
             }
+        }
+    };
+    Ok(shell(&format!("Task {id}"), body))
+}
+
+/// The page of a task without a record: where it waits, or 404.
+async fn unstarted(web: &crate::Web, id: &str) -> Answer {
+    let found = web.client.broker().find_task(id).await?;
+    let link = |queue: &Destination| {
+        let name = queue.wire_name();
+        html! { a href={ "/queues/" (encoded(&name)) } { (name) } }
+    };
+    let body = match found {
+        Some(Whereabouts::Waiting(queue)) => html! { p { "waiting in " (link(&queue)) } },
+        Some(Whereabouts::Delayed(queue, due)) => {
+            html! { p { "delayed in " (link(&queue)) " until " (time(Some(due))) } }
+        }
+        Some(Whereabouts::Rejected(queue, reason)) => html! {
+            p { "rejected into the dead letters of " (link(&queue)) ": " span.bad { (reason) } }
+        },
+        None => {
+            return Err(not_found(format!(
+                "no task {id}: not queued, delayed or recorded (its record may have expired)"
+            )))
         }
     };
     Ok(shell(&format!("Task {id}"), body))
