@@ -94,6 +94,13 @@ async fn every_page_answers_and_shows_what_redis_holds() {
 
     let overview = get(&app, "/").await;
     assert_eq!(overview.status, StatusCode::OK);
+    let minutes = client.broker().throughput(2).await.unwrap();
+    let settled: u64 = minutes.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        settled, 3,
+        "add, and the failing task's two attempts: {minutes:?}"
+    );
+    assert!(overview.body.contains("<svg"), "the throughput chart");
     assert!(
         overview.body.contains("href=\"/queues/parked\""),
         "{}",

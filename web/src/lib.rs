@@ -12,6 +12,7 @@
 //! 4. Fast: each page is a bounded number of Redis round trips, whatever a queue holds (lists
 //!    are pages of [`WebConfig::page_size`]).
 
+mod chart;
 mod guard;
 mod layout;
 mod pages;

@@ -27,6 +27,7 @@
 //! | `NS:{s}:schedules`    | hash   | schedule name -> Schedule                               |
 //! | `NS:{s}:due`          | zset   | schedule name -> next fire time (ms)                    |
 //! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
+//! | `NS:{m}:done:MINUTE`  | string | runs settled in that minute (ms / 60,000); expires 2 h  |
 //! | `NS:{e}:events`       | stream | task events for monitors (off by default; capped)       |
 //! | `NS:{s}:runs`         | hash   | counts of schedule runs: `fired`, `missed`, `failed`    |
 //! | `NS:{q:NAME}:fired:RUN` | string | run RUN of a schedule was published (expires)         |
@@ -156,6 +157,11 @@ impl Keys {
     /// String: the beat leader lease.
     pub fn leader(&self) -> String {
         format!("{}:{{s}}:leader", self.ns)
+    }
+
+    /// String: how many runs were settled in `minute` (ms since the epoch / 60,000).
+    pub fn done_in_minute(&self, minute: u64) -> String {
+        format!("{}:{{m}}:done:{minute}", self.ns)
     }
 
     /// Stream: task events for outside monitors (published, started, outcomes, lost).

@@ -54,6 +54,7 @@ mod reply;
 mod schedules;
 mod scripts;
 mod shared;
+mod throughput;
 
 use std::sync::Arc;
 

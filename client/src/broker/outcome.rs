@@ -230,6 +230,9 @@ impl Broker {
         for write in batch.records() {
             self.add_record(pipe, &write, ttl_ms);
         }
+        if !batch.outcomes.is_empty() {
+            self.add_settled_count(pipe, batch.outcomes.len());
+        }
         if self.writes_events() {
             for (run, _) in &batch.started {
                 self.add_run_event(pipe, run);

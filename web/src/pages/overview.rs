@@ -1,4 +1,5 @@
-//! `/`: every queue with its counts, the nodes, and the beat leader; the tables refresh live.
+//! `/`: every queue with its counts, runs settled per minute over the last half hour (an SVG
+//! chart), the nodes, and the beat leader; all of it refreshes live.
 
 use axum::extract::State;
 use maud::{html, Markup};
@@ -7,15 +8,19 @@ use stevedore::QueueStats;
 use super::{encoded, Answer};
 use crate::layout::{age, page as shell};
 
+/// Minutes the throughput chart shows.
+const CHART_MINUTES: u64 = 30;
+
 /// `GET /`: the overview.
 pub async fn page(State(web): crate::State) -> Answer {
     let client = &web.client;
     let broker = client.broker();
-    let (queues, paused, nodes, leader) = tokio::try_join!(
+    let (queues, paused, nodes, leader, throughput) = tokio::try_join!(
         client.queues(),
         broker.paused_queues(),
         client.nodes(broker.config().lost_after),
         broker.beat_leader(),
+        broker.throughput(CHART_MINUTES),
     )?;
     let now = stevedore::now_ms();
     let live = nodes.iter().filter(|n| !n.lost).count();
@@ -23,6 +28,10 @@ pub async fn page(State(web): crate::State) -> Answer {
         section #queues data-live {
             h2 { "Queues" }
             (queue_table(&queues, &paused, now))
+        }
+        section #throughput data-live {
+            h2 { "Throughput (runs settled per minute)" }
+            (crate::chart::throughput(&throughput))
         }
         section #cluster data-live {
             h2 { "Nodes" }
