@@ -10,6 +10,7 @@ mod observing;
 mod raw;
 mod server;
 mod shards;
+mod web;
 
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ struct Args {
     /// Measure only what observing costs (metrics off and on, events), and print it as JSON.
     #[arg(long)]
     observing_only: bool,
+    /// Measure only how fast the dashboard's overview renders, and print it as JSON.
+    #[arg(long)]
+    web_only: bool,
 }
 
 /// How much work each measurement does.
@@ -101,6 +105,15 @@ fn main() -> std::process::ExitCode {
 async fn bench() -> anyhow::Result<()> {
     let args = Args::parse();
     let sizes = Sizes::new(args.quick);
+    if args.web_only {
+        let server = Server::start(false)?;
+        let records = if args.quick { 1_000 } else { 100_000 };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&web::overview(&server, records).await?)?
+        );
+        return Ok(());
+    }
     if args.observing_only {
         let server = Server::start(false)?;
         let observing =

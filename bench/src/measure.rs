@@ -164,7 +164,8 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(histogram: &Histogram<u64>) -> Self {
+    /// The percentiles of `histogram` (microseconds).
+    pub fn of(histogram: &Histogram<u64>) -> Self {
         let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
         Self {
             p50: ms(0.5),

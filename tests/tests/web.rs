@@ -328,3 +328,44 @@ async fn stevedore_web_serves_on_loopback_and_refuses_the_open_network_without_a
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("<h1>Overview</h1>"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_read_the_queue_registry_and_workers_register_older_queues() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let options = PublishOptions::new().queue("registered");
+    let message = Client::message(
+        "tests.add",
+        vec![1.into(), 2.into()],
+        Default::default(),
+        &options,
+    );
+    client.publish(message.unwrap()).await.unwrap();
+    // A queue written before the registry existed: its stream only.
+    let mut conn = redis.connection().await;
+    let older = stevedore_tests::keys().stream(&stevedore::Destination::queue("older").unwrap());
+    let _: String = redis::cmd("XADD")
+        .arg(&older)
+        .arg("*")
+        .arg("m")
+        .arg(stevedore_tests::GARBAGE)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let names = |queues: Vec<stevedore::QueueStats>| -> Vec<String> {
+        queues.iter().map(|q| q.destination.wire_name()).collect()
+    };
+    let listed = names(client.queues().await.unwrap());
+    assert_eq!(
+        listed,
+        ["registered"],
+        "read from the registry, not by walking every key"
+    );
+
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    stevedore_tests::eventually("the worker to register the older queue", WAIT, || async {
+        let listed = names(client.queues().await.ok()?);
+        listed.contains(&"older".to_owned()).then_some(listed)
+    })
+    .await;
+}

@@ -59,6 +59,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         return Ok(());
     };
     warn_if_evicting(&client).await;
+    register_queues(&client, &specs, &node);
     let Some(started) = Node::start(&args, table, specs, node.into(), client, hooks, &stop).await?
     else {
         return Ok(()); // stopped before Redis took the first heartbeat
@@ -209,6 +210,24 @@ impl Node {
         tracing::info!(node = %self.node, "worker stopped");
         Ok(())
     }
+}
+
+/// Registers the queues this node reads, and (in the background: it walks every key) the
+/// queues created before the registry existed, so listings find them all.
+fn register_queues(client: &Client, specs: &[QueueSpec], node: &str) {
+    let mut own: Vec<String> = specs.iter().map(|s| s.destination.wire_name()).collect();
+    own.extend(stevedore::Destination::node(node).map(|d| d.wire_name()));
+    own.push(stevedore::Destination::Broadcast.wire_name());
+    let broker = client.broker().clone();
+    tokio::spawn(async move {
+        let registered = match broker.register_queues(&own).await {
+            Ok(()) => broker.register_existing_queues().await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = registered {
+            tracing::warn!(%error, "could not register queues for listings");
+        }
+    });
 }
 
 async fn warn_if_evicting(client: &Client) {

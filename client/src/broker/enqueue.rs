@@ -56,6 +56,7 @@ impl Broker {
         if let Some(due) = earliest_delayed {
             self.add_wake(&mut pipe, due);
         }
+        self.add_registered(&mut pipe, messages.iter().map(|m| m.queue.as_str()));
         // One reply per message (the wake-up's is ignored), errors kept in place.
         pipe.ignore_errors();
         let config = self.config();

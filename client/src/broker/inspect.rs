@@ -1,6 +1,6 @@
 //! Reading task records and queue statistics, and waiting for a task to end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::streams::StreamInfoGroupsReply;
@@ -77,22 +77,19 @@ impl Broker {
     /// Every queue of the namespace (with a stream, delayed or dead-lettered messages) with its
     /// counts, sorted by destination.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
-        let keys = self.keys();
-        let mut destinations = std::collections::BTreeSet::new();
-        for (pattern, kind, suffix) in [
-            (keys.stream_pattern(), "stream", "stream"),
-            (keys.delayed_pattern(), "zset", "delayed"),
-            (keys.dead_pattern(), "stream", "dead"),
-        ] {
-            for key in self.commands().scan(&pattern, kind).await? {
-                destinations.extend(keys.destination_of(&key, suffix));
-            }
-        }
-        let mut infos = Vec::with_capacity(destinations.len());
-        for destination in destinations {
-            infos.push(self.queue_info(destination).await?);
-        }
-        Ok(infos)
+        let registered: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys().queue_registry())
+            .query_async(&mut self.commands())
+            .await?;
+        let destinations: BTreeSet<Destination> = match registered.is_empty() {
+            true => self.register_existing_queues().await?,
+            false => (registered.iter())
+                .filter_map(|q| Destination::from_wire_name(q).ok())
+                .collect(),
+        };
+        // Concurrent on the multiplexed connection: their commands travel pipelined.
+        let infos = destinations.into_iter().map(|d| self.queue_info(d));
+        futures_util::future::try_join_all(infos).await
     }
 
     /// The counts of one queue.
@@ -172,4 +169,50 @@ fn group_counts(reply: StreamInfoGroupsReply) -> GroupCounts {
         counts.consumers += group.consumers as u64;
     }
     counts
+}
+
+impl Broker {
+    /// Adds to `pipe` the registration of `queues` (wire names; repeats are sent once).
+    pub(super) fn add_registered<'q>(
+        &self,
+        pipe: &mut redis::Pipeline,
+        queues: impl Iterator<Item = &'q str>,
+    ) {
+        let queues: BTreeSet<&str> = queues.collect();
+        if !queues.is_empty() {
+            let cmd = pipe.cmd("SADD").arg(self.keys().queue_registry());
+            cmd.arg(queues.into_iter().collect::<Vec<_>>()).ignore();
+        }
+    }
+
+    /// Registers `queues` (wire names): a worker's own queues when it starts.
+    pub async fn register_queues(&self, queues: &[String]) -> Result<()> {
+        if queues.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        self.add_registered(&mut pipe, queues.iter().map(String::as_str));
+        pipe.query_async::<()>(&mut self.commands()).await?;
+        Ok(())
+    }
+
+    /// Finds every queue by walking the keyspace (streams, delayed sets, dead letters) and
+    /// registers them: for queues created before the registry existed. Workers do it when
+    /// they start, and listings when the registry is empty; it costs a SCAN of every key.
+    pub async fn register_existing_queues(&self) -> Result<BTreeSet<Destination>> {
+        let keys = self.keys();
+        let mut destinations = BTreeSet::new();
+        for (pattern, kind, suffix) in [
+            (keys.stream_pattern(), "stream", "stream"),
+            (keys.delayed_pattern(), "zset", "delayed"),
+            (keys.dead_pattern(), "stream", "dead"),
+        ] {
+            for key in self.commands().scan(&pattern, kind).await? {
+                destinations.extend(keys.destination_of(&key, suffix));
+            }
+        }
+        let names: Vec<String> = destinations.iter().map(Destination::wire_name).collect();
+        self.register_queues(&names).await?;
+        Ok(destinations)
+    }
 }

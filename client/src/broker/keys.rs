@@ -27,6 +27,7 @@
 //! | `NS:{s}:schedules`    | hash   | schedule name -> Schedule                               |
 //! | `NS:{s}:due`          | zset   | schedule name -> next fire time (ms)                    |
 //! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
+//! | `NS:{r}:queues`       | set    | wire names of every queue published to or read          |
 //! | `NS:{m}:done:MINUTE`  | string | runs settled in that minute (ms / 60,000); expires 2 h  |
 //! | `NS:{e}:events`       | stream | task events for monitors (off by default; capped)       |
 //! | `NS:{s}:runs`         | hash   | counts of schedule runs: `fired`, `missed`, `failed`    |
@@ -193,6 +194,12 @@ impl Keys {
     /// Hash: paused queues.
     pub fn paused(&self) -> String {
         format!("{}:{{x}}:paused", self.ns)
+    }
+
+    /// Set: the wire name of every queue published to (or read by a worker): how listings
+    /// find queues without walking the keyspace.
+    pub fn queue_registry(&self) -> String {
+        format!("{}:{{r}}:queues", self.ns)
     }
 
     /// The pattern that matches every queue stream, for listings.

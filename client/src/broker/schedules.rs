@@ -367,6 +367,7 @@ impl Broker {
             }
             cmd.ignore();
         }
+        self.add_registered(&mut pipe, firings.iter().map(|(_, o)| o.queue.as_str()));
         // With replicas_to_ack, the outbox is cleared only once replicas have the runs.
         self.query_replicated::<()>(&pipe).await?;
         let fields: Vec<String> = firings.iter().map(|(field, _)| field.clone()).collect();
