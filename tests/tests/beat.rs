@@ -42,6 +42,23 @@ impl Drop for Beat {
     }
 }
 
+/// Stores schedule `broken`, due at once, as bytes that do not decode.
+async fn store_a_broken_schedule(conn: &mut redis::aio::MultiplexedConnection) {
+    let keys = stevedore_tests::keys();
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(keys.schedules())
+        .arg("broken")
+        .arg(b"\xc1 not a schedule".as_slice())
+        .cmd("ZADD")
+        .arg(keys.schedules_due())
+        .arg(0)
+        .arg("broken")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
 fn cli(redis: &RedisServer, args: &[&str]) -> std::process::Output {
     let out = run_cli(test_admin_bin!(), &redis.url(), args);
     assert!(
@@ -398,18 +415,7 @@ async fn one_undecodable_schedule_never_silences_the_others() {
     let redis = RedisServer::start();
     let keys = stevedore_tests::keys();
     let mut conn = redis.connection().await;
-    let _: () = redis::pipe()
-        .cmd("HSET")
-        .arg(keys.schedules())
-        .arg("broken")
-        .arg(b"\xc1 not a schedule".as_slice())
-        .cmd("ZADD")
-        .arg(keys.schedules_due())
-        .arg(0)
-        .arg("broken")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    store_a_broken_schedule(&mut conn).await;
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     let _beat = Beat::start(&redis, &[]);
     cli(
@@ -566,22 +572,14 @@ async fn beat_counts_the_runs_it_fired_skipped_as_missed_and_could_not_fire() {
     late.created_at -= 10 * HOUR;
     client.put_schedule(&late).await.unwrap();
     let due = late.created_at + 5 * HOUR;
-    let _: () = redis::pipe()
-        .cmd("ZADD")
+    let _: () = redis::cmd("ZADD")
         .arg(keys.schedules_due())
         .arg(due)
         .arg("late")
-        .cmd("HSET")
-        .arg(keys.schedules())
-        .arg("broken")
-        .arg(b"\xc1 not a schedule".as_slice())
-        .cmd("ZADD")
-        .arg(keys.schedules_due())
-        .arg(0)
-        .arg("broken")
         .query_async(&mut conn)
         .await
         .unwrap();
+    store_a_broken_schedule(&mut conn).await;
     let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     cli(
         &redis,

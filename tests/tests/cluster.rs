@@ -406,3 +406,36 @@ async fn a_worker_follows_its_queue_to_another_master_after_a_resharding() {
         "a task after the move did not run once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_over_a_cluster_shows_every_queue_of_every_master() {
+    let cluster = RedisCluster::start();
+    let masters: HashSet<u16> = QUEUES
+        .iter()
+        .map(|q| cluster.master_port_of(&stevedore_tests::stream_of(q)))
+        .collect();
+    assert!(masters.len() > 1, "the queues live on several masters");
+    let client = cluster.stevedore().await;
+    let messages = QUEUES
+        .iter()
+        .map(|q| tasks::count_run::message((), &PublishOptions::new().queue(*q)).unwrap())
+        .collect();
+    client.publish_many(messages).await.unwrap();
+
+    let app = stevedore_web::router(client, stevedore_web::WebConfig::default());
+    let request = axum::http::Request::get("/")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let page = String::from_utf8_lossy(&body);
+    for queue in QUEUES {
+        assert!(
+            page.contains(&format!("href=\"/queues/{queue}\"")),
+            "{queue}: {page}"
+        );
+    }
+}

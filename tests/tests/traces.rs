@@ -99,12 +99,24 @@ fn wire_attribute(attributes: &[KeyValue], key: &str) -> String {
     }
 }
 
-/// The environment that makes a stevedore binary export to `endpoint` at once.
-fn exporting_to(endpoint: &str) -> [(&'static str, String); 2] {
-    [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
+/// The environment that makes a stevedore binary export at once to a receiver.
+struct ExportEnv([(&'static str, String); 2]);
+
+impl ExportEnv {
+    fn borrowed(&self) -> Vec<(&str, &str)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
+/// A receiver, a redis-server, and the environment that exports to the receiver.
+async fn exporting() -> (Receiver, RedisServer, ExportEnv) {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let env = ExportEnv([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
-    ]
+    ]);
+    (receiver, RedisServer::start(), env)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -125,12 +137,8 @@ fn send_span_of(id: &str) -> SpanData {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_run_is_a_child_of_the_producers_span_across_a_retry() {
     producer_spans();
-    let receiver = Receiver::default();
-    let endpoint = receiver.start().await;
-    let redis = RedisServer::start();
-    let env = exporting_to(&endpoint);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let _w = WorkerProcess::start_with_env(test_worker_bin!(), &redis, "w", &[], &env);
+    let (receiver, redis, env) = exporting().await;
+    let _w = WorkerProcess::start_with_env(test_worker_bin!(), &redis, "w", &[], &env.borrowed());
     let client = redis.stevedore().await;
 
     let request = tracing::info_span!("request");
@@ -184,11 +192,8 @@ async fn each_run_is_a_child_of_the_producers_span_across_a_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_beat_fired_run_is_a_child_of_the_beats_send_span() {
-    let receiver = Receiver::default();
-    let endpoint = receiver.start().await;
-    let redis = RedisServer::start();
-    let env = exporting_to(&endpoint);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (receiver, redis, env) = exporting().await;
+    let env = env.borrowed();
     let _w = WorkerProcess::start_with_env(test_worker_bin!(), &redis, "w", &[], &env);
     let _beat = KillOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_test-beat"))

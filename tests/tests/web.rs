@@ -369,3 +369,45 @@ async fn listings_read_the_queue_registry_and_workers_register_older_queues() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_page_shows_what_runs_and_its_buttons_cancel_and_reload() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let blocked = stevedore_tests::tasks::block::delay(&client).await.unwrap();
+    stevedore_tests::running(&client, blocked.id()).await;
+
+    let nodes = get(&app, "/nodes").await;
+    assert_eq!(nodes.status, StatusCode::OK);
+    let running = nodes.body.split("Running now").nth(1).unwrap();
+    assert!(running.contains(blocked.id()), "{running}");
+    assert!(
+        running.contains("tests.block("),
+        "its call's shape: {running}"
+    );
+    let cancel = format!("/tasks/{}/cancel", blocked.id());
+    assert!(running.contains(&cancel), "a cancel button: {running}");
+    assert!(nodes.body.contains("/nodes/w1/reload"), "a reload button");
+
+    let token = csrf_cookie(&app).await;
+    let form = format!("csrf={token}");
+    assert_eq!(
+        post(&app, &cancel, Some(&token), &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(blocked.get(WAIT).await.is_err(), "cancelled");
+    let record = client.task(blocked.id()).await.unwrap();
+    assert_eq!(record.state(), stevedore::TaskState::Cancelled);
+    let reload = post(&app, "/nodes/w1/reload", Some(&token), &form).await;
+    assert_eq!(reload.status, StatusCode::SEE_OTHER);
+    assert_eq!(reload.headers[header::LOCATION], "/nodes");
+
+    let metrics = get(&app, "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics.body.contains("stevedore_nodes{state=\"live\"} 1"),
+        "{}",
+        metrics.body
+    );
+}

@@ -1,7 +1,7 @@
 //! `stevedore-web`: a dashboard of the whole cluster, answered from Redis state alone.
 //!
 //! 1. [`router`] serves the pages (`/`, `/queues/NAME`, `/tasks/ID`, `/nodes`, `/dead`,
-//!    `/schedules`) and the actions (POSTs under the same paths) over one [`Client`]; apps
+//!    `/schedules`), the cluster gauges for Prometheus (`/metrics`, [`scrape`]), and the actions (POSTs under the same paths) over one [`Client`]; apps
 //!    embed it, `stevedore web --bind ADDR` serves it.
 //! 2. Pages are server-rendered (maud: checked at compile time, everything from Redis escaped)
 //!    and work without JavaScript: actions are forms that POST then redirect. A few lines of
@@ -15,6 +15,7 @@
 mod chart;
 mod guard;
 mod layout;
+mod metrics;
 mod pages;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use axum::Router;
 use stevedore::Client;
 
 pub use guard::Auth;
+pub use metrics::scrape;
 
 /// How the dashboard behaves.
 #[derive(Debug, Clone)]
@@ -72,6 +74,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/tasks/{id}/cancel", post(pages::task::cancel))
         .route("/tasks/{id}/requeue", post(pages::task::requeue))
         .route("/nodes", get(pages::nodes::page))
+        .route("/nodes/{node}/reload", post(pages::nodes::reload))
         .route("/dead", get(pages::dead::page))
         .route("/dead/{queue}/{entry}/requeue", post(pages::dead::requeue))
         .route("/dead/{queue}/{entry}/delete", post(pages::dead::delete))
@@ -81,6 +84,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/schedules/{name}/resume", post(pages::schedules::resume))
         .route("/schedules/{name}/remove", post(pages::schedules::remove))
         .route("/live.js", get(layout::live_script))
+        .route("/metrics", get(metrics::serve))
         .layer(axum::middleware::from_fn_with_state(
             web.clone(),
             guard::check,

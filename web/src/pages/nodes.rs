@@ -1,43 +1,96 @@
-//! `/nodes`: every worker process by its heartbeat: node, state, pool use, version, queues,
-//! last work; refreshed live.
+//! `/nodes`: every worker process by its heartbeat (state, pool use, version, queues, last
+//! work) with a reload button per node, and what each pool runs now (asked of the nodes with
+//! a `status` control request, answered within a second) with a cancel button per task.
 
-use axum::extract::State;
-use maud::html;
+use std::time::Duration;
 
-use super::Answer;
-use crate::layout::{age, page as shell};
+use axum::extract::{Extension, Path, State};
+use axum::response::Redirect;
+use maud::{html, Markup};
+use stevedore::control::{Answer as Said, Command, NodeAnswer, Target};
+use stevedore::nodes::NodeHealth;
+
+use super::{back, encoded, Answer};
+use crate::guard::Csrf;
+use crate::layout::{action, age, page as shell};
+
+/// How long the page waits for the nodes' status answers.
+const ANSWERS: Duration = Duration::from_secs(1);
 
 /// `GET /nodes`.
-pub async fn page(State(web): crate::State) -> Answer {
+pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
     let lost_after = web.client.broker().config().lost_after;
-    let nodes = web.client.nodes(lost_after).await?;
+    let (nodes, answers) = tokio::try_join!(
+        web.client.nodes(lost_after),
+        web.client.control(Target::All, Command::Status, ANSWERS),
+    )?;
     let now = stevedore::now_ms();
     let body = html! {
-        section #nodes data-live {
-            table {
+        section #nodes data-live { (heartbeats(&nodes, &csrf, now)) }
+        h2 { "Running now" }
+        section #running data-live { (running(&answers, &csrf, now)) }
+    };
+    Ok(shell("Nodes", body))
+}
+
+fn heartbeats(nodes: &[NodeHealth], csrf: &Csrf, now: u64) -> Markup {
+    html! {
+        table {
+            tr {
+                th { "node" } th { "process" } th { "state" } th { "busy / slots" } th { "pool" }
+                th { "version" } th { "queues" } th { "last heartbeat" } th { "last work" } th {}
+            }
+            @for node in nodes {
+                @let beat = &node.beat;
                 tr {
-                    th { "node" } th { "process" } th { "state" } th { "busy / slots" }
-                    th { "pool" } th { "version" } th { "queues" } th { "last heartbeat" }
-                    th { "last work" }
-                }
-                @for node in &nodes {
-                    @let beat = &node.beat;
-                    tr {
-                        td { (beat.node) } td { (beat.pid) }
-                        td {
-                            @if node.lost { span.bad { "lost" } }
-                            @else if !beat.consuming { span.bad { "not consuming" } }
-                            @else { span.ok { "live" } }
-                        }
-                        td.n { (beat.busy) " / " (beat.max_workers) }
-                        td { (beat.pool) } td { (beat.version) }
-                        td { (beat.queues.join(", ")) }
-                        td { (age(Some(node.beat_at), now)) " ago" }
-                        td { (age(beat.last_work_at, now)) }
+                    td { (beat.node) } td { (beat.pid) }
+                    td {
+                        @if node.lost { span.bad { "lost" } }
+                        @else if !beat.consuming { span.bad { "not consuming" } }
+                        @else { span.ok { "live" } }
                     }
+                    td.n { (beat.busy) " / " (beat.max_workers) }
+                    td { (beat.pool) } td { (beat.version) } td { (beat.queues.join(", ")) }
+                    td { (age(Some(node.beat_at), now)) " ago" }
+                    td { (age(beat.last_work_at, now)) }
+                    td { (action(csrf, &format!("/nodes/{}/reload", encoded(&beat.node)), "Reload", false)) }
                 }
             }
         }
-    };
-    Ok(shell("Nodes", body))
+    }
+}
+
+fn running(answers: &[NodeAnswer], csrf: &Csrf, now: u64) -> Markup {
+    html! {
+        table {
+            tr { th { "node" } th { "worker" } th { "task" } th { "call" } th { "running for" } th {} }
+            @for answer in answers {
+                @match answer {
+                    NodeAnswer::Answered(reply) => @if let Said::Status(status) = &reply.answer {
+                        @for worker in &status.workers {
+                            @if let Some(task) = &worker.current {
+                                tr {
+                                    td { (reply.node) } td.n { (worker.id) }
+                                    td { a href={ "/tasks/" (encoded(&task.id)) } { (task.id) } }
+                                    td { (task.shape) }
+                                    td { (age(Some(task.since_ms), now)) }
+                                    td { (action(csrf, &format!("/tasks/{}/cancel", encoded(&task.id)), "Cancel", false)) }
+                                }
+                            }
+                        }
+                    },
+                    NodeAnswer::NotAnswering(node) => tr { td { (node) } td.bad colspan="5" { "did not answer in time" } },
+                    NodeAnswer::Lost(node) => tr { td { (node) } td.muted colspan="5" { "lost: not asked" } },
+                }
+            }
+        }
+    }
+}
+
+/// `POST /nodes/NODE/reload`: recycles the node's workers (each finishes its task first).
+pub async fn reload(State(web): crate::State, Path(node): Path<String>) -> Answer<Redirect> {
+    web.client
+        .control(Target::Node(node), Command::Reload, ANSWERS)
+        .await?;
+    back("/nodes")
 }
