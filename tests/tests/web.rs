@@ -411,3 +411,42 @@ async fn the_nodes_page_shows_what_runs_and_its_buttons_cancel_and_reload() {
         metrics.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_stay_hidden_unless_asked_for_on_a_server_that_allows_it() {
+    let redis = RedisServer::start();
+    let (client, hidden) = dashboard(&redis, WebConfig::default()).await;
+    let options = PublishOptions::new().queue("argued");
+    let call = vec!["<b>secret</b>".into(), 7.into()];
+    let message = Client::message("tests.join", call, Default::default(), &options);
+    client.publish(message.unwrap()).await.unwrap();
+
+    let page = get(&hidden, "/queues/argued").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("secret"), "hidden by default");
+    assert!(
+        !page.body.contains("show arguments"),
+        "no toggle where it is refused"
+    );
+    let refused = get(&hidden, "/queues/argued?args=1").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(!refused.body.contains("secret"));
+
+    let allowed = WebConfig {
+        show_args: true,
+        ..WebConfig::default()
+    };
+    let (_, app) = dashboard(&redis, allowed).await;
+    let page = get(&app, "/queues/argued").await;
+    assert!(!page.body.contains("secret"), "still hidden until asked");
+    assert!(
+        page.body.contains("href=\"/queues/argued?args=1\""),
+        "the toggle"
+    );
+    let shown = get(&app, "/queues/argued?args=1").await;
+    assert!(
+        shown.body.contains("&lt;b&gt;secret&lt;/b&gt;"),
+        "{}",
+        shown.body
+    );
+}

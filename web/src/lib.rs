@@ -8,7 +8,8 @@
 //!    script refresh the parts marked live every few seconds.
 //! 3. Safe to expose (`guard.rs`, [`Auth`]): authentication (bearer token or basic auth) when configured,
 //!    required by `stevedore web` off loopback; a CSRF token on every action; `read_only`
-//!    refuses every action with 403; arguments are hidden unless `show_args`.
+//!    refuses every action with 403; arguments and results are hidden, shown per page
+//!    (`?args=1`) only where `show_args` allows it.
 //! 4. Fast: each page is a bounded number of Redis round trips, whatever a queue holds (lists
 //!    are pages of [`WebConfig::page_size`]).
 
@@ -32,7 +33,9 @@ pub use metrics::scrape;
 pub struct WebConfig {
     /// Refuse every action (403): a dashboard to look at only.
     pub read_only: bool,
-    /// Show task arguments (hidden by default: they may hold what operators should not see).
+    /// Let operators show task arguments and results on a page (its `?args=1` toggle);
+    /// without it the toggle is refused with 403. Off by default: arguments may hold what
+    /// operators should not see.
     pub show_args: bool,
     /// Who may see it; `None`: anyone who can reach it (loopback only, in `stevedore web`).
     pub auth: Option<Auth>,

@@ -23,7 +23,8 @@ pub struct WebArgs {
     /// Refuse every action: a dashboard to look at only.
     #[arg(long)]
     read_only: bool,
-    /// Show task arguments and results (hidden by default).
+    /// Let operators show task arguments and results on a page ("show arguments"); without
+    /// it they stay hidden and the toggle is refused.
     #[arg(long)]
     show_args: bool,
 }

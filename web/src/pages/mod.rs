@@ -43,6 +43,40 @@ pub fn destination(name: &str) -> Answer<Destination> {
     Destination::from_wire_name(name).map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
+/// `?args=1`: the operator asks to see task arguments (and results) on this page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ArgsToggle {
+    #[serde(default)]
+    args: Option<String>,
+}
+
+impl ArgsToggle {
+    /// Whether to show them: asked for and allowed (`--show-args`); asked for on a server that
+    /// does not allow it is refused with 403.
+    pub fn shown(&self, web: &crate::Web) -> Answer<bool> {
+        match (self.args.as_deref() == Some("1"), web.config.show_args) {
+            (false, _) => Ok(false),
+            (true, true) => Ok(true),
+            (true, false) => Err(Failure(
+                StatusCode::FORBIDDEN,
+                "this server hides task arguments and results (start it with --show-args)".into(),
+            )),
+        }
+    }
+}
+
+/// The link that shows (or hides) arguments on `path`, when the server allows it.
+pub fn args_link(web: &crate::Web, path: &str, shown: bool) -> maud::Markup {
+    html! {
+        @if web.config.show_args {
+            p {
+                @if shown { a href=(path) { "hide arguments" } }
+                @else { a href={ (path) "?args=1" } { "show arguments" } }
+            }
+        }
+    }
+}
+
 /// After an action: back to `path` (303, so a reload does not post again).
 pub fn back(path: &str) -> Answer<Redirect> {
     Ok(Redirect::to(path))

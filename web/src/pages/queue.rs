@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::Redirect;
 use axum::Form;
 use maud::{html, Markup};
 use stevedore::broker::Listed;
 
-use super::{back, destination, encoded, Answer};
+use super::{args_link, back, destination, encoded, Answer, ArgsToggle};
 use crate::guard::Csrf;
 use crate::layout::{action, page as shell, time};
 
@@ -20,8 +20,10 @@ const TAKE_IN: Duration = Duration::from_secs(2);
 pub async fn page(
     State(web): crate::State,
     Path(name): Path<String>,
+    Query(toggle): Query<ArgsToggle>,
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
+    let shown = toggle.shown(&web)?;
     let queue = destination(&name)?;
     let broker = web.client.broker();
     let rows = web.config.page_size;
@@ -47,21 +49,27 @@ pub async fn page(
             @else { (action(&csrf, &format!("{path}/pause"), "Pause", false)) }
             " " (action(&csrf, &format!("{path}/purge"), "Purge waiting and delayed", true))
         }
+        (args_link(&web, &path, shown))
         section #lists data-live {
-            h2 { "Running" } (listed(&running, "consumer"))
-            h2 { "Waiting (oldest first)" } (listed(&waiting, ""))
-            h2 { "Delayed (soonest first)" } (listed(&delayed, "due"))
+            h2 { "Running" } (listed(&running, "consumer", shown))
+            h2 { "Waiting (oldest first)" } (listed(&waiting, "", shown))
+            h2 { "Delayed (soonest first)" } (listed(&delayed, "due", shown))
         }
     };
     Ok(shell(&format!("Queue {name}"), body))
 }
 
-/// A table of listed tasks; `extra`: the column beside id and task (`due`, `consumer`).
-fn listed(tasks: &[Listed], extra: &str) -> Markup {
+/// A table of listed tasks; `extra`: the column beside id and task (`due`, `consumer`);
+/// `args`: with their arguments.
+fn listed(tasks: &[Listed], extra: &str, args: bool) -> Markup {
     html! {
         @if tasks.is_empty() { p.muted { "none" } } @else {
             table {
-                tr { th { "id" } th { "task" } th { "published" } @if !extra.is_empty() { th { (extra) } } }
+                tr {
+                    th { "id" } th { "task" } th { "published" }
+                    @if !extra.is_empty() { th { (extra) } }
+                    @if args { th { "arguments" } }
+                }
                 @for task in tasks {
                     @let message = task.message.as_ref();
                     tr {
@@ -73,11 +81,25 @@ fn listed(tasks: &[Listed], extra: &str) -> Markup {
                         td { (time(message.map(|m| m.published_at))) }
                         @if extra == "due" { td { (time(task.due_ms)) } }
                         @if extra == "consumer" { td { (task.consumer.as_deref().unwrap_or("-")) } }
+                        @if args { td { code { (message.map(arguments).unwrap_or_default()) } } }
                     }
                 }
             }
         }
     }
+}
+
+/// A call's arguments as JSON-like text: `[1, 2] {"n": 3}`.
+fn arguments(message: &stevedore::Message) -> String {
+    let args: Vec<String> = message.args.iter().map(ToString::to_string).collect();
+    let mut text = format!("[{}]", args.join(", "));
+    if !message.kwargs.is_empty() {
+        let kwargs: Vec<String> = (message.kwargs.iter())
+            .map(|(k, v)| format!("{k:?}: {v}"))
+            .collect();
+        text += &format!(" {{{}}}", kwargs.join(", "));
+    }
+    text
 }
 
 /// `POST /queues/NAME/pause`.

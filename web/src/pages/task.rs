@@ -10,7 +10,7 @@ use stevedore::broker::Whereabouts;
 use stevedore::control::CancelSelector;
 use stevedore::{Destination, RunRecord, TaskState};
 
-use super::{back, destination, encoded, not_found, Answer};
+use super::{args_link, back, destination, encoded, not_found, Answer, ArgsToggle};
 use crate::guard::Csrf;
 use crate::layout::{action, page as shell, time};
 
@@ -38,8 +38,10 @@ pub async fn search(Query(search): Query<Search>) -> Redirect {
 pub async fn page(
     State(web): crate::State,
     Path(id): Path<String>,
+    Query(toggle): Query<ArgsToggle>,
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
+    let shown = toggle.shown(&web)?;
     let record = web.client.task(&id).await?;
     if record.runs.is_empty() && record.attempts.is_empty() {
         return unstarted(&web, &id).await;
@@ -47,19 +49,20 @@ pub async fn page(
     let state = record.state();
     let path = format!("/tasks/{}", encoded(&id));
     let body = html! {
+        (args_link(&web, &path, shown))
         section #task data-live {
             p { "state: " strong { (state.as_str()) } }
             p {
                 @if !state.is_final() { (action(&csrf, &format!("{path}/cancel"), "Cancel", false)) }
                 @if state == TaskState::Dead { (action(&csrf, &format!("{path}/requeue"), "Requeue", false)) }
             }
-            h2 { "Runs" } (runs(record.runs.values(), web.config.show_args))
+            h2 { "Runs" } (runs(record.runs.values(), shown))
             @if !record.attempts.is_empty() {
-                h2 { "Attempts" } (runs(record.attempts.values(), web.config.show_args))
+                h2 { "Attempts" } (runs(record.attempts.values(), shown))
             }
             @if !record.late.is_empty() {
                 h2 { "Late runs (finished after their node was declared lost)" }
-                (runs(record.late.values(), web.config.show_args))
+                (runs(record.late.values(), shown))
             }
         }
     };
