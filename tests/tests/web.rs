@@ -450,3 +450,100 @@ async fn arguments_stay_hidden_unless_asked_for_on_a_server_that_allows_it() {
         shown.body
     );
 }
+
+/// The `href` of the link labelled `label` in `page`.
+fn link(page: &str, label: &str) -> Option<String> {
+    let end = page.find(&format!(">{label}</a>"))?;
+    let start = page[..end].rfind("href=\"")? + "href=\"".len();
+    Some(page[start..end].trim_end_matches('"').replace("&amp;", "&"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lists_are_paged_without_repeating_or_skipping_a_task() {
+    let redis = RedisServer::start();
+    let config = WebConfig {
+        page_size: 2,
+        ..WebConfig::default()
+    };
+    let (client, app) = dashboard(&redis, config).await;
+    let mut published = Vec::new();
+    for (n, delay) in [(5, None), (3, Some(Duration::from_secs(3600)))] {
+        let mut options = PublishOptions::new().queue("paged");
+        if let Some(delay) = delay {
+            options = options.delay(delay);
+        }
+        let messages = (0..n)
+            .map(|i: i64| {
+                Client::message(
+                    "tests.add",
+                    vec![i.into(), 0.into()],
+                    Default::default(),
+                    &options,
+                )
+                .unwrap()
+            })
+            .collect();
+        published.push(client.publish_many(messages).await.unwrap());
+    }
+    let mut conn = redis.connection().await;
+    let dead = stevedore_tests::dead_of("paged");
+    for i in 0..3 {
+        let _: String = redis::cmd("XADD")
+            .arg(&dead)
+            .arg("*")
+            .arg(&[
+                ("reason", format!("letter {i}")),
+                ("raw", "x".into()),
+                ("source_id", "0-1".into()),
+                ("dead_at", "1".into()),
+            ])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    // Every waiting task once, across three pages of two, then the delayed ones.
+    let (mut seen_waiting, mut seen_delayed) = (Vec::new(), Vec::new());
+    let mut path = Some("/queues/paged".to_owned());
+    for _ in 0..10 {
+        let Some(at) = path else { break };
+        let page = get(&app, &at).await;
+        assert_eq!(page.status, StatusCode::OK, "{at}");
+        let waiting = page.body.split("Waiting (oldest first)").nth(1).unwrap();
+        let (waiting, delayed) = waiting.split_once("Delayed (soonest first)").unwrap();
+        for (list, seen) in [(waiting, &mut seen_waiting), (delayed, &mut seen_delayed)] {
+            let rows = published.iter().flatten().filter(|h| list.contains(h.id()));
+            seen.extend(rows.map(|h| h.id().to_owned()));
+        }
+        path = link(&page.body, "next page");
+    }
+    assert_eq!(path, None, "the pages end");
+    seen_waiting.dedup();
+    let ids = |handles: &[stevedore::TaskHandle]| {
+        handles
+            .iter()
+            .map(|h| h.id().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seen_waiting,
+        ids(&published[0]),
+        "in order, none twice, none missed"
+    );
+    seen_delayed.sort();
+    seen_delayed.dedup();
+    let mut delayed = ids(&published[1]);
+    delayed.sort();
+    assert_eq!(seen_delayed, delayed);
+
+    let first = get(&app, "/dead").await;
+    assert!(first.body.contains("letter 0") && first.body.contains("letter 1"));
+    assert!(!first.body.contains("letter 2"));
+    let next = get(&app, &link(&first.body, "next page").unwrap()).await;
+    assert!(
+        next.body.contains("letter 2") && !next.body.contains("letter 1"),
+        "{}",
+        next.body
+    );
+    assert_eq!(link(&next.body, "next page"), None);
+}

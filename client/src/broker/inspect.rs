@@ -132,7 +132,7 @@ impl Broker {
         stream: &str,
         groups: &StreamInfoGroupsReply,
     ) -> Result<Option<u64>> {
-        let oldest = self.unread(stream, groups, 1).await?;
+        let oldest = self.unread(stream, groups, None, 1).await?;
         Ok((oldest.first()).and_then(|entry| entry.id.split('-').next()?.parse().ok()))
     }
 
@@ -146,7 +146,7 @@ impl Broker {
     ) -> Result<(Vec<String>, u64)> {
         let stream = self.keys().stream(destination);
         let groups = self.queue_groups(&stream).await?;
-        let unread = self.unread(&stream, &groups, limit).await?;
+        let unread = self.unread(&stream, &groups, None, limit).await?;
         let group = (groups.groups.into_iter()).find(|g| g.name == super::keys::QUEUE_GROUP);
         let ids: Vec<String> = (unread.into_iter())
             .map(|entry| {

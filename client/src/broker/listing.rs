@@ -40,15 +40,25 @@ impl Broker {
     }
 
     /// The oldest `limit` entries of `stream` the queue group has not read (`groups`: the
-    /// stream's groups).
+    /// stream's groups), after entry `after` when given (the next page of a listing).
     pub(super) async fn unread(
         &self,
         stream: &str,
         groups: &StreamInfoGroupsReply,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<reply::StreamEntry>> {
         let group = groups.groups.iter().find(|g| g.name == QUEUE_GROUP);
-        let start = group.map_or("-".to_owned(), |g| format!("({}", g.last_delivered_id));
+        let delivered = group.map(|g| g.last_delivered_id.as_str());
+        let start = match (delivered, after) {
+            (Some(d), Some(a)) => Some(if entry_order(a) > entry_order(d) {
+                a
+            } else {
+                d
+            }),
+            (d, a) => a.or(d),
+        };
+        let start = start.map_or("-".to_owned(), |id| format!("({id}"));
         let found: Value = redis::cmd("XRANGE")
             .arg(stream)
             .arg(start)
@@ -66,9 +76,19 @@ impl Broker {
         destination: &Destination,
         limit: usize,
     ) -> Result<Vec<Listed>> {
+        self.list_waiting_after(destination, None, limit).await
+    }
+
+    /// As [`Broker::list_waiting`], after entry `after` (the last one of the previous page).
+    pub async fn list_waiting_after(
+        &self,
+        destination: &Destination,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Listed>> {
         let stream = self.keys().stream(destination);
         let groups = self.queue_groups(&stream).await?;
-        let unread = self.unread(&stream, &groups, limit).await?;
+        let unread = self.unread(&stream, &groups, after, limit).await?;
         Ok(unread.into_iter().map(listed).collect())
     }
 
@@ -111,10 +131,23 @@ impl Broker {
         destination: &Destination,
         limit: usize,
     ) -> Result<Vec<Listed>> {
+        self.list_delayed_from(destination, 0, limit).await
+    }
+
+    /// As [`Broker::list_delayed`], skipping the `skip` due first (the next page of a listing).
+    pub async fn list_delayed_from(
+        &self,
+        destination: &Destination,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Listed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let found: Vec<(Vec<u8>, u64)> = redis::cmd("ZRANGE")
             .arg(self.keys().delayed(destination))
-            .arg(0)
-            .arg(limit.saturating_sub(1))
+            .arg(skip)
+            .arg(skip + limit - 1)
             .arg("WITHSCORES")
             .query_async(&mut self.commands())
             .await?;
@@ -170,4 +203,10 @@ fn listed(entry: reply::StreamEntry) -> Listed {
 fn open_for_showing(payload: &[u8]) -> Option<Message> {
     let bytes = crate::signing::unwrap_unchecked(payload).ok()?;
     Message::decode(&bytes).ok()
+}
+
+/// A stream entry id (`MS-SEQ`) as numbers, to compare two ids.
+fn entry_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }

@@ -1,7 +1,7 @@
 //! `/dead`: the dead letters of every queue that has some (one page each), with requeue and
 //! delete per letter and purge per queue (confirmed).
 
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Redirect;
 use axum::Form;
@@ -13,13 +13,26 @@ use crate::guard::Csrf;
 use crate::layout::{action, page as shell, time};
 
 /// `GET /dead`.
-pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
+pub async fn page(
+    State(web): crate::State,
+    Query(cursor): Query<Cursor>,
+    Extension(csrf): Extension<Csrf>,
+) -> Answer {
     let broker = web.client.broker();
+    let rows = web.config.page_size;
     let queues = web.client.queues().await?;
+    let shown = |q: &stevedore::QueueStats| {
+        q.dead > 0
+            && cursor
+                .queue
+                .as_ref()
+                .is_none_or(|name| *name == q.destination.wire_name())
+    };
     let mut sections = Vec::new();
-    for queue in queues.into_iter().filter(|q| q.dead > 0) {
+    for queue in queues.into_iter().filter(shown) {
+        let after = cursor.after.as_deref().filter(|_| cursor.queue.is_some());
         let letters = broker
-            .dead_letters(&queue.destination, web.config.page_size)
+            .dead_letters_after(&queue.destination, after, rows)
             .await?;
         sections.push((queue, letters));
     }
@@ -50,9 +63,25 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
                     }
                 }
             }
+            p {
+                @if cursor.after.is_some() { a href={ "/dead?queue=" (encoded(&name)) } { "first page" } " " }
+                @if letters.len() == rows {
+                    @let last = letters.last().map_or("", |l| l.entry_id.as_str());
+                    a href={ "/dead?queue=" (encoded(&name)) "&after=" (last) } { "next page" }
+                }
+            }
         }
     };
     Ok(shell("Dead letters", body))
+}
+
+/// Which dead letters a page shows: one queue's, after an entry (its next page).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Cursor {
+    /// Only this queue's letters.
+    queue: Option<String>,
+    /// Its letters after this entry.
+    after: Option<String>,
 }
 
 /// `POST /dead/QUEUE/ENTRY/requeue`.

@@ -21,18 +21,20 @@ pub async fn page(
     State(web): crate::State,
     Path(name): Path<String>,
     Query(toggle): Query<ArgsToggle>,
+    Query(cursor): Query<Cursor>,
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
     let shown = toggle.shown(&web)?;
     let queue = destination(&name)?;
     let broker = web.client.broker();
     let rows = web.config.page_size;
+    let from = cursor.delayed_from.unwrap_or(0);
     let (info, paused, waiting, running, delayed) = tokio::try_join!(
         broker.queue_info(queue.clone()),
         broker.paused_queues(),
-        broker.list_waiting(&queue, rows),
+        broker.list_waiting_after(&queue, cursor.waiting_after.as_deref(), rows),
         broker.list_running(&queue, rows),
-        broker.list_delayed(&queue, rows),
+        broker.list_delayed_from(&queue, from, rows),
     )?;
     let path = format!("/queues/{}", encoded(&name));
     let is_paused = paused.contains(&name);
@@ -53,7 +55,11 @@ pub async fn page(
         section #lists data-live {
             h2 { "Running" } (listed(&running, "consumer", shown))
             h2 { "Waiting (oldest first)" } (listed(&waiting, "", shown))
+            (pages(&path, shown, cursor.waiting_after.is_some(), (waiting.len() == rows)
+                .then(|| cursor.with_waiting_after(waiting.last().map(|t| t.entry_id.as_str())))))
             h2 { "Delayed (soonest first)" } (listed(&delayed, "due", shown))
+            (pages(&path, shown, from > 0, (delayed.len() == rows)
+                .then(|| cursor.with_delayed_from(from + rows))))
         }
     };
     Ok(shell(&format!("Queue {name}"), body))
@@ -84,6 +90,45 @@ fn listed(tasks: &[Listed], extra: &str, args: bool) -> Markup {
                         @if args { td { code { (message.map(arguments).unwrap_or_default()) } } }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Where a queue page's lists start (the next pages of waiting and delayed tasks).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Cursor {
+    /// Waiting tasks after this entry.
+    waiting_after: Option<String>,
+    /// Delayed tasks from this position (0: the one due first).
+    delayed_from: Option<usize>,
+}
+
+impl Cursor {
+    /// The query of the next page of waiting tasks (the delayed list stays where it is).
+    fn with_waiting_after(&self, last: Option<&str>) -> String {
+        let from = self.delayed_from.unwrap_or(0);
+        format!("waiting_after={}&delayed_from={from}", last.unwrap_or(""))
+    }
+
+    /// The query of the next page of delayed tasks (the waiting list stays where it is).
+    fn with_delayed_from(&self, from: usize) -> String {
+        match &self.waiting_after {
+            Some(after) => format!("delayed_from={from}&waiting_after={after}"),
+            None => format!("delayed_from={from}"),
+        }
+    }
+}
+
+/// The "first page" and "next page" links of a list on `path`: `next` is the query of the
+/// next page, when the list was full.
+fn pages(path: &str, args: bool, paged: bool, next: Option<String>) -> Markup {
+    let keep = if args { "args=1&" } else { "" };
+    html! {
+        @if paged || next.is_some() {
+            p {
+                @if paged { a href={ (path) "?" (keep) } { "first page" } " " }
+                @if let Some(next) = next { a href={ (path) "?" (keep) (next) } { "next page" } }
             }
         }
     }
