@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use stevedore::Client;
+use stevedore::{Client, QueueStats};
 
 /// `GET /metrics`: the scrape, or 503 with why Redis could not be read.
 pub async fn serve(State(web): crate::State) -> (StatusCode, String) {
@@ -25,22 +25,46 @@ pub async fn serve(State(web): crate::State) -> (StatusCode, String) {
     }
 }
 
-/// The gauges in the Prometheus text format, read now.
+/// The gauges in the Prometheus text format, read now (the reads run concurrently: their
+/// commands travel pipelined on the shared connection).
 pub async fn scrape(client: &Client) -> stevedore::Result<String> {
-    let queues = client.queues().await?;
-    let paused = client.broker().paused_queues().await?;
-    let nodes = client.nodes(client.broker().config().lost_after).await?;
-    let leader = client.broker().beat_leader().await?;
-    let schedule_runs = client.broker().schedule_run_counts().await?;
-    let now = stevedore::now_ms();
+    let broker = client.broker();
+    let (queues, paused, nodes, leader, schedule_runs) = tokio::try_join!(
+        client.queues(),
+        broker.paused_queues(),
+        client.nodes(broker.config().lost_after),
+        broker.beat_leader(),
+        broker.schedule_run_counts(),
+    )?;
     let mut out = String::new();
-    let mut family = |kind: &str, name: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let per_queue = |f: &dyn Fn(&stevedore::QueueStats) -> Vec<(&'static str, f64)>| {
+    queue_families(&mut out, &queues, &paused, stevedore::now_ms());
+    let lost = nodes.iter().filter(|n| n.lost).count() as f64;
+    let by_state = vec![
+        ("{state=\"live\"}".to_owned(), nodes.len() as f64 - lost),
+        ("{state=\"lost\"}".to_owned(), lost),
+    ];
+    let help = "Worker processes by heartbeat.";
+    family(&mut out, "gauge", "stevedore_nodes", help, by_state);
+    let leading = vec![(String::new(), f64::from(u8::from(leader.is_some())))];
+    let help = "Whether a beat holds the leader lease.";
+    family(&mut out, "gauge", "stevedore_beat_leader", help, leading);
+    let results = (schedule_runs.iter())
+        .map(|(result, n)| (format!("{{result=\"{result}\"}}"), *n as f64))
+        .collect();
+    let help = "Schedule runs beat fired, skipped as missed, or could not fire.";
+    family(
+        &mut out,
+        "counter",
+        "stevedore_schedule_runs_total",
+        help,
+        results,
+    );
+    Ok(out)
+}
+
+/// The per-queue families: tasks by state, latency, paused.
+fn queue_families(out: &mut String, queues: &[QueueStats], paused: &[String], now: u64) {
+    let per_queue = |f: &dyn Fn(&QueueStats) -> Vec<(&'static str, f64)>| {
         (queues.iter())
             .flat_map(|q| {
                 let name = q.destination.wire_name();
@@ -49,7 +73,7 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
             })
             .collect::<Vec<_>>()
     };
-    let states = |q: &stevedore::QueueStats| {
+    let states = |q: &QueueStats| {
         let count = |n: u64| n as f64;
         vec![
             ("waiting", count(q.waiting)),
@@ -58,63 +82,46 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
             ("dead", count(q.dead)),
         ]
     };
+    let help = "Tasks of a queue, by state.";
     family(
+        out,
         "gauge",
         "stevedore_queue_tasks",
-        "Tasks of a queue, by state.",
+        help,
         per_queue(&states),
     );
-    let latency = |q: &stevedore::QueueStats| {
+    let latency = |q: &QueueStats| {
         let age = q.oldest_waiting_at.map_or(0, |at| now.saturating_sub(at));
         vec![("", age as f64 / 1000.0)]
     };
+    let help = "Age of the oldest waiting task of a queue.";
     family(
+        out,
         "gauge",
         "stevedore_queue_latency_seconds",
-        "Age of the oldest waiting task of a queue.",
+        help,
         per_queue(&latency),
     );
-    let is_paused = |q: &stevedore::QueueStats| {
-        vec![(
-            "",
-            f64::from(u8::from(paused.contains(&q.destination.wire_name()))),
-        )]
+    let is_paused = |q: &QueueStats| {
+        let paused = paused.contains(&q.destination.wire_name());
+        vec![("", f64::from(u8::from(paused)))]
     };
+    let help = "Whether a queue is paused.";
     family(
+        out,
         "gauge",
         "stevedore_queue_paused",
-        "Whether a queue is paused.",
+        help,
         per_queue(&is_paused),
     );
-    let lost = nodes.iter().filter(|n| n.lost).count() as f64;
-    let live = nodes.len() as f64 - lost;
-    let by_state = vec![
-        ("{state=\"live\"}".to_owned(), live),
-        ("{state=\"lost\"}".to_owned(), lost),
-    ];
-    family(
-        "gauge",
-        "stevedore_nodes",
-        "Worker processes by heartbeat.",
-        by_state,
-    );
-    let leading = vec![(String::new(), f64::from(u8::from(leader.is_some())))];
-    family(
-        "gauge",
-        "stevedore_beat_leader",
-        "Whether a beat holds the leader lease.",
-        leading,
-    );
-    let results = (schedule_runs.iter())
-        .map(|(result, n)| (format!("{{result=\"{result}\"}}"), *n as f64))
-        .collect();
-    family(
-        "counter",
-        "stevedore_schedule_runs_total",
-        "Schedule runs beat fired, skipped as missed, or could not fire.",
-        results,
-    );
-    Ok(out)
+}
+
+/// Writes one metric family: its help, its type, and its samples (`labels`, value).
+fn family(out: &mut String, kind: &str, name: &str, help: &str, samples: Vec<(String, f64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
 }
 
 /// `{queue="NAME"}`, or `{queue="NAME",state="STATE"}`. Queue names are `[A-Za-z0-9_.:-]`:
