@@ -107,6 +107,10 @@ async fn every_page_answers_and_shows_what_redis_holds() {
         overview.body
     );
     assert!(
+        overview.body.contains("/nodes/w1/reload"),
+        "the nodes' table"
+    );
+    assert!(
         overview.body.contains("1 live, 0 lost"),
         "{}",
         overview.body
@@ -487,15 +491,23 @@ async fn long_lists_are_paged_without_repeating_or_skipping_a_task() {
     }
     let mut conn = redis.connection().await;
     let dead = stevedore_tests::dead_of("paged");
+    let options = PublishOptions::new().queue("paged");
     for i in 0..3 {
+        let raw = Client::message(
+            "tests.add",
+            vec![i.into(), 0.into()],
+            Default::default(),
+            &options,
+        );
+        let raw = raw.unwrap().encode().unwrap();
         let _: String = redis::cmd("XADD")
             .arg(&dead)
             .arg("*")
             .arg(&[
-                ("reason", format!("letter {i}")),
-                ("raw", "x".into()),
-                ("source_id", "0-1".into()),
-                ("dead_at", "1".into()),
+                ("reason", format!("letter {i}").into_bytes()),
+                ("raw", raw),
+                ("source_id", b"0-1".to_vec()),
+                ("dead_at", b"1".to_vec()),
             ])
             .query_async(&mut conn)
             .await
@@ -546,4 +558,21 @@ async fn long_lists_are_paged_without_repeating_or_skipping_a_task() {
         next.body
     );
     assert_eq!(link(&next.body, "next page"), None);
+
+    let token = csrf_cookie(&app).await;
+    let form = format!("csrf={token}");
+    let unconfirmed = post(&app, "/dead/paged/requeue-all", Some(&token), &form).await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    let confirmed = format!("{form}&confirm=yes");
+    let all = post(&app, "/dead/paged/requeue-all", Some(&token), &confirmed).await;
+    assert_eq!(all.status, StatusCode::SEE_OTHER, "{}", all.body);
+    let queue = stevedore::Destination::queue("paged").unwrap();
+    assert!(client
+        .broker()
+        .dead_letters(&queue, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let waiting = client.broker().queue_info(queue).await.unwrap().waiting;
+    assert_eq!(waiting, 5 + 3, "the three letters wait again");
 }

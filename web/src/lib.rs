@@ -82,6 +82,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/dead/{queue}/{entry}/requeue", post(pages::dead::requeue))
         .route("/dead/{queue}/{entry}/delete", post(pages::dead::delete))
         .route("/dead/{queue}/purge", post(pages::dead::purge))
+        .route("/dead/{queue}/requeue-all", post(pages::dead::requeue_all))
         .route("/schedules", get(pages::schedules::page))
         .route("/schedules/{name}/pause", post(pages::schedules::pause))
         .route("/schedules/{name}/resume", post(pages::schedules::resume))

@@ -42,7 +42,10 @@ pub async fn page(
             @let name = queue.destination.wire_name();
             @let base = format!("/dead/{}", encoded(&name));
             h2 { (name) " · " (queue.dead) " dead" }
-            p { (action(&csrf, &format!("{base}/purge"), "Delete all", true)) }
+            p {
+                (action(&csrf, &format!("{base}/requeue-all"), "Requeue all", true)) " "
+                (action(&csrf, &format!("{base}/purge"), "Delete all", true))
+            }
             table {
                 tr { th { "task id" } th { "task" } th { "attempts" } th { "died" } th { "reason" } th {} }
                 @for letter in letters {
@@ -114,6 +117,58 @@ pub async fn delete(
         .delete_dead(&destination(&queue)?, &entry)
         .await?;
     back("/dead")
+}
+
+/// Dead letters requeued per page of `POST /dead/QUEUE/requeue-all`.
+const REQUEUE_PAGE: usize = 1000;
+
+/// `POST /dead/QUEUE/requeue-all` (confirmed): every dead letter of the queue goes back to it;
+/// those that cannot (unreadable, or signed and this server has no keys) stay, and are
+/// counted in the answer (409).
+pub async fn requeue_all(
+    State(web): crate::State,
+    Path(queue): Path<String>,
+    Form(form): Form<Confirmed>,
+) -> Answer<Redirect> {
+    form.required()?;
+    let destination = destination(&queue)?;
+    let broker = web.client.broker();
+    // Only the letters there now: a requeued task that dies again comes back with a newer
+    // entry, which this loop must not requeue again.
+    let Some(newest) = broker.newest_dead_letter(&destination).await? else {
+        return back("/dead");
+    };
+    let (mut after, mut stayed) = (None::<String>, 0);
+    'pages: loop {
+        let letters = broker
+            .dead_letters_after(&destination, after.as_deref(), REQUEUE_PAGE)
+            .await?;
+        let Some(last) = letters.last() else { break };
+        after = Some(last.entry_id.clone());
+        for letter in &letters {
+            match broker.requeue_dead(&destination, &letter.entry_id).await {
+                Ok(true) => {}
+                // Unreadable, or signed and this server has no keys: it stays, counted.
+                Ok(false)
+                | Err(stevedore::Error::Decode { .. } | stevedore::Error::Signature(_)) => {
+                    stayed += 1
+                }
+                Err(error) => return Err(error.into()),
+            }
+            if letter.entry_id == newest {
+                break 'pages;
+            }
+        }
+    }
+    match stayed {
+        0 => back("/dead"),
+        n => Err(Failure(
+            StatusCode::CONFLICT,
+            format!(
+                "{n} dead letters were not requeued: signed, and this server has no signing keys"
+            ),
+        )),
+    }
 }
 
 /// `POST /dead/QUEUE/purge` (confirmed).

@@ -33,7 +33,8 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
     Ok(shell("Nodes", body))
 }
 
-fn heartbeats(nodes: &[NodeHealth], csrf: &Csrf, now: u64) -> Markup {
+/// The table of worker processes by heartbeat, with a reload button per node.
+pub fn heartbeats(nodes: &[NodeHealth], csrf: &Csrf, now: u64) -> Markup {
     html! {
         table {
             tr {

@@ -1,18 +1,19 @@
 //! `/`: every queue with its counts, runs settled per minute over the last half hour (an SVG
 //! chart), the nodes, and the beat leader; all of it refreshes live.
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use maud::{html, Markup};
 use stevedore::QueueStats;
 
 use super::{encoded, Answer};
+use crate::guard::Csrf;
 use crate::layout::{age, page as shell};
 
 /// Minutes the throughput chart shows.
 const CHART_MINUTES: u64 = 30;
 
 /// `GET /`: the overview.
-pub async fn page(State(web): crate::State) -> Answer {
+pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
     let client = &web.client;
     let broker = client.broker();
     let (queues, paused, nodes, leader, throughput) = tokio::try_join!(
@@ -35,7 +36,8 @@ pub async fn page(State(web): crate::State) -> Answer {
         }
         section #cluster data-live {
             h2 { "Nodes" }
-            p { (live) " live, " (nodes.len() - live) " lost · " a href="/nodes" { "details" } }
+            p { (live) " live, " (nodes.len() - live) " lost · " a href="/nodes" { "what they run" } }
+            (super::nodes::heartbeats(&nodes, &csrf, now))
             h2 { "Beat" }
             p {
                 @match &leader {

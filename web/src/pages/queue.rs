@@ -42,7 +42,7 @@ pub async fn page(
         section #counts data-live {
             p {
                 (info.waiting) " waiting · " (info.running) " running · " (info.delayed)
-                " delayed · " a href="/dead" { (info.dead) " dead" }
+                " delayed · " a href={ "/dead?queue=" (encoded(&name)) } { (info.dead) " dead" }
                 @if is_paused { " · " span.bad { "paused" } }
             }
         }
