@@ -32,16 +32,30 @@ fn dashboard(redis: &RedisServer) -> (KillOnDrop, String) {
     (KillOnDrop(child), format!("http://{bind}"))
 }
 
+/// chromedriver and the Chromium it starts, in a process group of their own: killed together
+/// when dropped, also when the test fails before its session is closed.
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
 /// chromedriver on a free port and a headless Chromium session through it.
-async fn browser() -> (KillOnDrop, Browser) {
+async fn browser() -> (Driver, Browser) {
+    use std::os::unix::process::CommandExt as _;
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("chromedriver (scripts/ensure-chromium installs it)");
-    let driver = KillOnDrop(driver);
+    let driver = Driver(driver);
     let options = serde_json::json!({
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
     });
