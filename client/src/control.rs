@@ -153,6 +153,23 @@ pub struct NodeStatus {
     pub workers: Vec<WorkerStatus>,
     /// The queues it reads, with `paused` ones marked.
     pub queues: BTreeMap<String, bool>,
+    /// Units of its capacity (`max_workers`) held by runs now.
+    #[serde(default)]
+    pub units_in_use: u32,
+    /// The exclusive run it drains for or runs alone, if any.
+    #[serde(default)]
+    pub exclusive: Option<ExclusiveRun>,
+}
+
+/// A run that has (or waits to have) its node to itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExclusiveRun {
+    /// The task id.
+    pub id: String,
+    /// The task name.
+    pub task: String,
+    /// Whether it runs (else its node drains for it).
+    pub running: bool,
 }
 
 /// One worker of a pool.

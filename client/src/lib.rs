@@ -33,6 +33,7 @@ pub mod control;
 mod dedup;
 mod error;
 mod handle;
+pub mod limits;
 mod message;
 pub mod nodes;
 mod options;

@@ -55,6 +55,15 @@ pub struct Message {
     /// Not started by this time (ms since the epoch): recorded `expired`, never run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// Units of a node's capacity the run takes; `None`: the task's own (1 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<u32>,
+    /// Whether the run has its node to itself; `None`: the task's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<bool>,
+    /// The named limit the run is under (`stevedore limit`); `None`: the task's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 impl Message {
@@ -122,6 +131,9 @@ mod tests {
             max_backoff: None,
             headers: BTreeMap::new(),
             expires: None,
+            impact: None,
+            exclusive: None,
+            limit: None,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct PublishOptions {
     expires: Option<Start>,
     on_duplicate: Option<OnDuplicate>,
     headers: BTreeMap<String, String>,
+    impact: Option<u32>,
+    exclusive: Option<bool>,
+    limit: Option<String>,
 }
 
 /// When a delayed task becomes due.
@@ -252,7 +255,11 @@ impl PublishOptions {
                 Start::After(after) => now.saturating_add(ms(after)),
                 Start::At(at) => at,
             }),
+            impact: self.impact,
+            exclusive: self.exclusive,
+            limit: self.limit.clone(),
         };
+        self.check_placement()?;
         let policy = self.on_duplicate.unwrap_or(task_on_duplicate);
         if policy != OnDuplicate::Parallel {
             if message.is_broadcast() {
@@ -267,6 +274,44 @@ impl PublishOptions {
             message.headers.insert(crate::dedup::KEY_HEADER.into(), key);
         }
         Ok(message)
+    }
+
+    /// Units of a node's capacity the run takes (at least 1): a node runs it only where that
+    /// many of its `--max-workers` units are free.
+    pub fn impact(mut self, units: u32) -> Self {
+        self.impact = Some(units);
+        self
+    }
+
+    /// Whether the run has its node to itself: the node lets its running tasks finish, takes
+    /// nothing else, runs this one alone, then resumes.
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = Some(exclusive);
+        self
+    }
+
+    /// Runs it under the named limit (`stevedore limit set NAME ...`) instead of the task's
+    /// own.
+    pub fn limit(mut self, name: impl Into<String>) -> Self {
+        self.limit = Some(name.into());
+        self
+    }
+
+    /// The impact chosen for the call, if any.
+    pub fn impact_units(&self) -> Option<u32> {
+        self.impact
+    }
+
+    fn check_placement(&self) -> Result<()> {
+        if self.impact == Some(0) {
+            return Err(Error::InvalidOptions(
+                "an impact of 0 units is not allowed: every run takes at least 1".into(),
+            ));
+        }
+        if let Some(name) = &self.limit {
+            crate::limits::validate_limit_name(name)?;
+        }
+        Ok(())
     }
 
     /// The headers to put on the message, `notify` included when asked for.

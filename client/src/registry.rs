@@ -66,6 +66,13 @@ pub struct TaskOptions {
     /// Other names a worker runs this task under: names it had before a rename, so that
     /// messages already queued under them still run.
     pub aliases: &'static [&'static str],
+    /// Units of a node's capacity one run takes (`impact = 5`); `None`: 1.
+    pub impact: Option<u32>,
+    /// Whether a run has its node to itself (`exclusive`): the node takes nothing else until
+    /// it ends.
+    pub exclusive: bool,
+    /// The cluster-wide limit its runs are under (`rate_limit`, `concurrency`, `limit`).
+    pub limit: Option<crate::limits::TaskLimit>,
 }
 
 impl TaskOptions {
@@ -81,6 +88,9 @@ impl TaskOptions {
             max_backoff_ms: None,
             on_duplicate: crate::OnDuplicate::Parallel,
             aliases: &[],
+            impact: None,
+            exclusive: false,
+            limit: None,
         }
     }
 }

@@ -199,6 +199,9 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
     let on_duplicate = on_duplicate(task);
     let max_backoff = optional(task.options.max_backoff_ms);
     let aliases = &task.options.aliases;
+    let placement = (task.options.placement)
+        .expand(&task.body.params)
+        .unwrap_or_default();
     quote! {
         ::stevedore::TaskOptions {
             default_queue: #queue,
@@ -210,6 +213,7 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
             max_backoff_ms: #max_backoff,
             on_duplicate: #on_duplicate,
             aliases: &[#(#aliases),*],
+            #placement
         }
     }
 }

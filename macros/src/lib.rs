@@ -6,6 +6,7 @@
 
 mod expand;
 mod parse;
+mod placement;
 
 use proc_macro::TokenStream;
 

@@ -37,6 +37,8 @@ pub struct Options {
     pub on_duplicate: Option<syn::Ident>,
     /// `aliases = ["old.name"]`: names a worker also runs this task under.
     pub aliases: Vec<LitStr>,
+    /// `impact`, `exclusive` and the limit options.
+    pub placement: crate::placement::Placement,
 }
 
 /// The signature of the function (or `run` method) that runs.
@@ -95,6 +97,12 @@ pub enum Param {
 /// Parses `#[task(attr)] item`.
 pub fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<TaskDef> {
     let options = parse_options(attr)?;
+    let def = parse_item(item, options)?;
+    def.options.placement.check_key(&def.body.params)?;
+    Ok(def)
+}
+
+fn parse_item(item: TokenStream, options: Options) -> syn::Result<TaskDef> {
     match syn::parse2::<Item>(item.clone())? {
         Item::Fn(f) => {
             let body = check_signature(&f.sig, false)?;
@@ -176,14 +184,16 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             options.on_duplicate = Some(on_duplicate(meta.value()?.parse()?)?);
         } else if meta.path.is_ident("aliases") {
             options.aliases = aliases(meta.value()?.parse()?)?;
-        } else {
-            return Err(meta.error(
-                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`, `on_duplicate`, `aliases`",
-            ));
+        } else if !options.placement.parse_meta(&meta)? {
+            return Err(meta.error(format!(
+                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`, `on_duplicate`, `aliases`, {}",
+                crate::placement::NAMES
+            )));
         }
         Ok(())
     });
     syn::parse::Parser::parse2(parser, attr)?;
+    options.placement.check()?;
     if let (Some(soft), Some(hard)) = (options.timeout_ms, options.hard_timeout_ms) {
         if hard < soft {
             return Err(syn::Error::new(

@@ -210,3 +210,123 @@ pub async fn gate(ctx: TaskContext, name: String) -> Result<(), TaskError> {
 pub async fn renamed() -> String {
     "renamed".to_owned()
 }
+
+/// Counts what [`occupy`] runs: at once under a key and on a node, the most seen, the starts.
+static OCCUPY: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = redis.call('INCR', KEYS[1])
+          local m = redis.call('INCR', KEYS[2])
+          if n > tonumber(redis.call('GET', KEYS[3]) or '0') then redis.call('SET', KEYS[3], n) end
+          if m > tonumber(redis.call('GET', KEYS[4]) or '0') then redis.call('SET', KEYS[4], m) end
+          redis.call('RPUSH', KEYS[5], ARGV[1])
+          redis.call('INCR', KEYS[6])
+          return n",
+    )
+});
+
+/// Occupies its node for `milliseconds` under `key`, counting itself: runs at once under the
+/// key (`tests:now:KEY`, most seen `tests:max:KEY`) and under the key on its node
+/// (`tests:now:KEY:NODE`, `tests:max:KEY:NODE`), its start time in ms (`tests:starts:KEY`)
+/// and every start on its node (`tests:started-on:NODE`). Returns the runs under the key at
+/// its start.
+async fn occupy_for(ctx: &TaskContext, key: &str, milliseconds: u64) -> Result<u64, TaskError> {
+    let mut conn = test_redis().await?;
+    let node = ctx.node();
+    let (now, now_here) = (
+        format!("tests:now:{key}"),
+        format!("tests:now:{key}:{node}"),
+    );
+    let at_start: u64 = OCCUPY
+        .key(&now)
+        .key(&now_here)
+        .key(format!("tests:max:{key}"))
+        .key(format!("tests:max:{key}:{node}"))
+        .key(format!("tests:starts:{key}"))
+        .key(format!("tests:started-on:{node}"))
+        .arg(stevedore::now_ms())
+        .invoke_async(&mut conn)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(milliseconds)).await;
+    redis::pipe()
+        .decr(&now, 1)
+        .decr(&now_here, 1)
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(at_start)
+}
+
+/// Occupies one unit (or the impact its call asks for) for `milliseconds`; see [`occupy_for`].
+#[task(name = "tests.occupy")]
+pub async fn occupy(ctx: TaskContext, key: String, milliseconds: u64) -> Result<u64, TaskError> {
+    occupy_for(&ctx, &key, milliseconds).await
+}
+
+/// [`occupy`] with an impact of 2 units.
+#[task(name = "tests.occupy_double", impact = 2)]
+pub async fn occupy_double(
+    ctx: TaskContext,
+    key: String,
+    milliseconds: u64,
+) -> Result<u64, TaskError> {
+    occupy_for(&ctx, &key, milliseconds).await
+}
+
+/// An exclusive task: returns the starts on its node counted when it started and when it
+/// ended (equal when nothing else started there meanwhile), and the runs under `key` on its
+/// node at its start.
+#[task(name = "tests.alone", exclusive)]
+pub async fn alone(
+    ctx: TaskContext,
+    key: String,
+    milliseconds: u64,
+) -> Result<(u64, u64), TaskError> {
+    let started_on = format!("tests:started-on:{}", ctx.node());
+    occupy_for(&ctx, &key, 0).await?;
+    let mut conn = test_redis().await?;
+    let before: u64 = redis::cmd("GET")
+        .arg(&started_on)
+        .query_async(&mut conn)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(milliseconds)).await;
+    let after: u64 = redis::cmd("GET")
+        .arg(&started_on)
+        .query_async(&mut conn)
+        .await?;
+    Ok((before, after))
+}
+
+/// [`occupy`] under a concurrency of its own: at most 2 at once across the cluster.
+#[task(name = "tests.two_at_once", concurrency = 2)]
+pub async fn two_at_once(
+    ctx: TaskContext,
+    key: String,
+    milliseconds: u64,
+) -> Result<u64, TaskError> {
+    occupy_for(&ctx, &key, milliseconds).await
+}
+
+/// [`occupy`] under a concurrency of its own of 1, and no retry (a lost run stays lost).
+#[task(name = "tests.one_at_once", concurrency = 1, retries = 0)]
+pub async fn one_at_once(
+    ctx: TaskContext,
+    key: String,
+    milliseconds: u64,
+) -> Result<u64, TaskError> {
+    occupy_for(&ctx, &key, milliseconds).await
+}
+
+/// [`occupy`] under the named limit `per_customer`, keyed by `customer`.
+#[task(name = "tests.tenant", limit = "per_customer", limit_key = "customer")]
+pub async fn tenant(
+    ctx: TaskContext,
+    customer: String,
+    milliseconds: u64,
+) -> Result<u64, TaskError> {
+    occupy_for(&ctx, &customer, milliseconds).await
+}
+
+/// [`occupy`] at a rate of its own: 10 starts a second, 2 at once.
+#[task(name = "tests.paced", rate_limit = "10/s", burst = 2)]
+pub async fn paced(ctx: TaskContext, key: String) -> Result<u64, TaskError> {
+    occupy_for(&ctx, &key, 0).await
+}

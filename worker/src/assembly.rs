@@ -9,13 +9,14 @@ use anyhow::Context as _;
 use stevedore::broker::{keys::QUEUE_GROUP, Broker, GroupStart, Keys};
 use stevedore::nodes::NodeBeat;
 use stevedore::{Client, Destination};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::activity::Activity;
 use crate::cancels::CancelBook;
+use crate::capacity::Capacity;
 use crate::controller::Controller;
 use crate::executor::{Executor, ExecutorParts};
 use crate::fetcher::{FetchMode, Fetcher, FetcherConfig};
@@ -23,6 +24,7 @@ use crate::forwarder::Forwarder;
 use crate::heartbeat::Heartbeat;
 use crate::hooks::Hooks;
 use crate::in_flight::InFlight;
+use crate::limiter::Limiter;
 use crate::pause::PauseGate;
 use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
 use crate::priority::QueueSpec;
@@ -43,16 +45,21 @@ pub struct Shared {
     pub gate: Arc<PauseGate>,
     pub running: RunningTasks,
     pub cancels: CancelBook,
+    pub capacity: Arc<Capacity>,
+    pub limiter: Arc<Limiter>,
 }
 
 impl Shared {
-    /// Fresh shared state, with the cancel records read from Redis.
-    pub async fn new(broker: &Broker) -> stevedore::Result<Self> {
+    /// Fresh shared state for a node of `units` capacity whose limit permits lapse after
+    /// `lease`, with the cancel records read from Redis.
+    pub async fn new(broker: &Broker, units: usize, lease: Duration) -> stevedore::Result<Self> {
         let shared = Self {
             activity: Arc::new(Activity::default()),
             gate: Arc::new(PauseGate::default()),
             running: RunningTasks::default(),
             cancels: CancelBook::default(),
+            capacity: Arc::new(Capacity::new(units)),
+            limiter: Arc::new(Limiter::new(lease)),
         };
         shared.cancels.refresh(broker).await?;
         Ok(shared)
@@ -137,6 +144,8 @@ impl Parts<'_> {
             cancels: self.shared.cancels.clone(),
             hooks,
             in_flight,
+            capacity: self.shared.capacity.clone(),
+            limiter: self.shared.limiter.clone(),
         }))
     }
 
@@ -153,14 +162,13 @@ impl Parts<'_> {
             self.own_queue()?,
             specs,
         );
-        let slots = Arc::new(Semaphore::new(self.pool.config().max_workers));
         Ok(configs
             .into_iter()
             .map(|config| {
                 let fetcher = Fetcher::new(
                     config,
                     self.client.broker().clone(),
-                    slots.clone(),
+                    self.shared.capacity.clone(),
                     executor.clone(),
                     self.shared.gate.clone(),
                     self.shared.activity.clone(),
@@ -185,6 +193,7 @@ impl Parts<'_> {
             running: self.shared.running.clone(),
             cancels: self.shared.cancels.clone(),
             paused: self.shared.gate.clone(),
+            capacity: self.shared.capacity.clone(),
             queues: queues.iter().map(Destination::wire_name).collect(),
             tasks: self.registered_names(),
             block: self.args.block,
@@ -213,8 +222,9 @@ impl Parts<'_> {
         let heartbeat = Heartbeat {
             broker: self.client.broker().clone(),
             template,
-            pool: self.pool.clone(),
             activity: self.shared.activity.clone(),
+            capacity: self.shared.capacity.clone(),
+            limiter: self.shared.limiter.clone(),
             fetchers: FETCHERS,
             every: self.args.heartbeat,
             lost_after: self.args.lost_after,

@@ -19,6 +19,7 @@ use stevedore_cli::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::cancels::CancelBook;
+use crate::capacity::Capacity;
 use crate::pause::PauseGate;
 use crate::pool::{Pool, PoolKind};
 use crate::running::{Phase, RunningTasks};
@@ -41,6 +42,8 @@ pub struct Controller {
     pub cancels: CancelBook,
     /// Paused queues (wire names), shared with the fetchers.
     pub paused: Arc<PauseGate>,
+    /// The node's capacity, for units in use and its exclusive run.
+    pub capacity: Arc<Capacity>,
     /// The queues this node reads (wire names).
     pub queues: Vec<String>,
     /// The tasks this node links, sorted.
@@ -192,6 +195,8 @@ impl Controller {
                 .iter()
                 .map(|q| (q.clone(), paused.contains(q)))
                 .collect::<BTreeMap<_, _>>(),
+            units_in_use: self.capacity.in_use(),
+            exclusive: self.capacity.exclusive(),
         })
     }
 }

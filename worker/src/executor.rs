@@ -1,8 +1,11 @@
 //! The executor: takes one delivered message to its outcome.
 //!
-//! 1. Decodes the message; bytes that do not decode go to the queue's dead letters with the
-//!    reason and the raw bytes.
-//! 2. Skips a cancelled message (recorded `cancelled`, never run).
+//! 1. Decodes the message when the fetcher hands it over, so the fetcher knows how many units
+//!    of the node's capacity it takes (its impact, or all of them when it is exclusive);
+//!    bytes that do not decode go to the queue's dead letters with the reason and the raw
+//!    bytes. A message heavier than the whole node waits in the delayed set for a bigger one.
+//! 2. Asks the message's cluster-wide limit whether it may start (see `limiter`); skips a
+//!    cancelled message (recorded `cancelled`, never run).
 //! 3. Looks the task up; an unknown name fails the task with `unknown task NAME`.
 //! 4. Records the run as started and hands it to the pool with its stop signal and time limits;
 //!    maps how it ended to a state (`succeeded`, `failed`, `cancelled`, `timed_out`).
@@ -28,8 +31,10 @@ use stevedore_cli::Backoff;
 
 use crate::activity::Activity;
 use crate::cancels::CancelBook;
+use crate::capacity::Capacity;
 use crate::hooks::{Hooks, RunInfo};
 use crate::in_flight::InFlight;
+use crate::limiter::{Admission, Limiter};
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
 use crate::retry;
@@ -67,7 +72,36 @@ pub struct ExecutorParts {
     pub in_flight: Arc<InFlight>,
     /// The app's hooks around each task.
     pub hooks: Hooks,
+    /// The node's capacity in units (exclusive runs report their state to it).
+    pub capacity: Arc<Capacity>,
+    /// The cluster-wide limits' permits this process holds.
+    pub limiter: Arc<Limiter>,
 }
+
+/// A message read and decoded, with the units of capacity it needs.
+pub struct Prepared {
+    /// As read.
+    pub delivery: Delivery,
+    opened: Result<Message, String>,
+    /// Units to hold while it runs (all of the node's when exclusive; 1 when it cannot run
+    /// here at all, until it is sent on).
+    pub units: u32,
+    /// Whether it runs alone on its node.
+    pub exclusive: bool,
+    oversize: bool,
+}
+
+impl Prepared {
+    /// The task id and name of an exclusive run.
+    pub fn exclusive_run(&self) -> Option<(&str, &str)> {
+        let message = self.opened.as_ref().ok().filter(|_| self.exclusive)?;
+        Some((&message.id, &message.task))
+    }
+}
+
+/// How long a message heavier than its node's whole capacity waits in the delayed set before
+/// a node takes it again (one with capacity enough, it is hoped).
+const OVERSIZE_WAIT_MS: u64 = 5_000;
 
 /// Starts runs; cheap to clone.
 #[derive(Clone)]
@@ -83,9 +117,35 @@ impl Executor {
         }
     }
 
-    /// Runs `delivery` (read through `group`) in the background, holding `slot` until the run
+    /// Decodes `delivery` and says how many units it needs.
+    pub fn prepare(&self, delivery: Delivery) -> Prepared {
+        let opened = match delivery.payload.as_deref() {
+            Some(payload) => self
+                .shared
+                .broker()
+                .open(payload)
+                .map_err(|e| e.to_string()),
+            None => {
+                Err("stream entry has no message field `m` (or was trimmed while pending)".into())
+            }
+        };
+        let (units, exclusive, oversize) = match &opened {
+            Ok(message) => self.shared.units_of(message),
+            Err(_) => (1, false, false),
+        };
+        Prepared {
+            delivery,
+            opened,
+            units,
+            exclusive,
+            oversize,
+        }
+    }
+
+    /// Runs `prepared` (read through `group`) in the background, holding `slot` until the run
     /// ends.
-    pub fn start(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
+    pub fn start(&self, prepared: Prepared, group: String, slot: OwnedSemaphorePermit) {
+        let delivery = &prepared.delivery;
         if !self
             .shared
             .in_flight
@@ -100,7 +160,7 @@ impl Executor {
             tokio::select! {
                 biased;
                 () = abandon.cancelled() => {}
-                () = shared.run(delivery, group, slot) => {}
+                () = shared.run(prepared, group, slot) => {}
             }
             // Abandoned runs stay marked: their entries are pending on purpose.
         });
@@ -113,12 +173,48 @@ impl Executor {
 }
 
 impl ExecutorParts {
-    fn broker(&self) -> &Broker {
+    pub(crate) fn broker(&self) -> &Broker {
         self.client.broker()
     }
 
-    async fn run(&self, delivery: Delivery, group: String, slot: OwnedSemaphorePermit) {
-        if !self.run_or_settle(&delivery, &group, slot).await {
+    /// Units `message` takes, whether it is exclusive, and whether it is too heavy for this
+    /// node.
+    fn units_of(&self, message: &Message) -> (u32, bool, bool) {
+        let task = self.table.get(&message.task).map(|t| &t.options);
+        let total = self.capacity.total();
+        let exclusive = message
+            .exclusive
+            .unwrap_or_else(|| task.is_some_and(|t| t.exclusive));
+        if exclusive {
+            return (total, true, false);
+        }
+        let impact = message
+            .impact
+            .or_else(|| task.and_then(|t| t.impact))
+            .unwrap_or(1)
+            .max(1);
+        if impact > total {
+            (1, false, true)
+        } else {
+            (impact, false, false)
+        }
+    }
+
+    async fn run(&self, prepared: Prepared, group: String, slot: OwnedSemaphorePermit) {
+        let delivery = &prepared.delivery;
+        let exclusive = prepared
+            .exclusive_run()
+            .map(|(id, task)| (id.to_owned(), task.to_owned()));
+        if let Some((id, task)) = &exclusive {
+            self.capacity.running_alone(id, task);
+        }
+        let outcome_sent = self
+            .run_or_settle(prepared.opened, delivery, &group, prepared.oversize, slot)
+            .await;
+        if let Some((id, _)) = &exclusive {
+            self.capacity.alone_no_more(id);
+        }
+        if !outcome_sent {
             self.in_flight
                 .settled(&delivery.destination, &delivery.entry_id);
         }
@@ -128,27 +224,40 @@ impl ExecutorParts {
     /// the entry), false when it was settled here or left pending for a later reread.
     async fn run_or_settle(
         &self,
+        opened: Result<Message, String>,
         delivery: &Delivery,
         group: &str,
+        oversize: bool,
         slot: OwnedSemaphorePermit,
     ) -> bool {
-        let mut message = match delivery.payload.as_deref().map(|p| self.broker().open(p)) {
-            Some(Ok(message)) => message,
-            Some(Err(error)) => {
-                self.dead_letter(delivery, group, &error.to_string()).await;
-                return false;
-            }
-            None => {
-                let reason = "stream entry has no message field `m` (or was trimmed while pending)";
-                self.dead_letter(delivery, group, reason).await;
+        let mut message = match opened {
+            Ok(message) => message,
+            Err(reason) => {
+                self.dead_letter(delivery, group, &reason).await;
                 return false;
             }
         };
         let span = stevedore::trace::process_span(&message, group);
         if let Some(due) = early(&message, &delivery.destination) {
-            self.defer(delivery, group, due).instrument(span).await;
+            if self.defer(delivery, group, due).instrument(span).await {
+                tracing::info!(due_ms = due, "arrived before its eta: delayed until then");
+            }
             return false;
         }
+        if oversize {
+            self.send_on(delivery, group, &message)
+                .instrument(span)
+                .await;
+            return false;
+        }
+        let permit = match self
+            .admit(delivery, group, &message)
+            .instrument(span.clone())
+            .await
+        {
+            Admission::Run(permit) => permit,
+            Admission::Held => return false,
+        };
         if !self
             .dedup_start(delivery, group, &message)
             .instrument(span.clone())
@@ -158,6 +267,9 @@ impl ExecutorParts {
         }
         let (mut run, error) = self.run_message(&mut message).instrument(span).await;
         drop(slot);
+        if let Some(permit) = permit {
+            self.release(permit).await;
+        }
         let attempt = retry::Attempt {
             message: &message,
             payload: delivery.payload.as_deref().unwrap_or_default(),
@@ -234,7 +346,7 @@ impl ExecutorParts {
 
     /// Runs `step` until it succeeds (`Some`), retrying with backoff and logging once per
     /// state change; `None` when the run is abandoned at shutdown first.
-    async fn until_written<T, F, Fut>(&self, what: &str, mut step: F) -> Option<T>
+    pub(crate) async fn until_written<T, F, Fut>(&self, what: &str, mut step: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = stevedore::Result<T>>,
@@ -380,18 +492,24 @@ impl ExecutorParts {
         Limits { soft, hard }
     }
 
-    /// Moves a message that arrived before its eta to the delayed set, retrying while Redis
-    /// refuses.
-    async fn defer(&self, delivery: &Delivery, group: &str, due: u64) {
+    /// Moves a message to the delayed set until `due` (ms), retrying while Redis refuses;
+    /// returns whether it moved (else it stays pending, at shutdown).
+    pub(crate) async fn defer(&self, delivery: &Delivery, group: &str, due: u64) -> bool {
         let payload = delivery.payload.as_deref().unwrap_or_default();
-        let moved = self
-            .until_written("delay a message that came before its eta", || {
-                let destination = &delivery.destination;
-                (self.broker()).defer(destination, group, &delivery.entry_id, due, payload)
-            })
-            .await;
-        if moved.is_some() {
-            tracing::info!(due_ms = due, "arrived before its eta: delayed until then");
+        self.until_written("move a message to the delayed set", || {
+            let destination = &delivery.destination;
+            (self.broker()).defer(destination, group, &delivery.entry_id, due, payload)
+        })
+        .await
+        .is_some()
+    }
+
+    /// Sends a message heavier than this whole node back to wait (delayed, not an attempt)
+    /// for a node with capacity enough.
+    async fn send_on(&self, delivery: &Delivery, group: &str, message: &Message) {
+        let due = stevedore::now_ms() + OVERSIZE_WAIT_MS;
+        if self.defer(delivery, group, due).await {
+            tracing::warn!(task = %message.task, capacity = self.capacity.total(), "impact above this node's whole capacity: left waiting for a node with capacity enough");
         }
     }
 

@@ -3,29 +3,33 @@
 //! 1. Owns dedicated connections, so its blocking read never stalls other commands: one on a
 //!    single server; on a cluster one per slot its streams live in ("lanes"), blocking on all
 //!    at once and waking the others when one answers.
-//! 2. Queue mode: reads only as many messages as the node has free slots, trying the streams
-//!    in priority order without blocking first, then blocking on all of them at once.
+//! 2. Queue mode: reads only as many messages as the node has free units (divided by the
+//!    heaviest impact of the last read), trying the streams in priority order without
+//!    blocking first, then blocking on all of them at once.
 //! 3. Broadcast mode: reads the broadcast log through the node's own group; each broadcast waits
 //!    for a free slot here, since no other node can run it for this one.
-//! 4. Hands every message to the executor with a slot; never drops one it read; reads nothing
-//!    more while too many entries wait for their outcome to be written (backpressure).
+//! 4. Hands every message to the executor with its units of the node's capacity (waiting for
+//!    them in line: see `capacity`); never drops one it read; reads nothing more while too
+//!    many entries wait for their outcome to be written (backpressure).
 //! 5. Survives Redis errors: drops the connection, backs off (capped), reconnects, re-creates
 //!    its groups; logs once per state change.
 //! 6. Stops at once when shut down: `CLIENT UNBLOCK` ends the block as a timeout, so a
 //!    stop never strands a message that Redis handed out.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use stevedore::broker::{Broker, ClientId, Connection, Delivery, GroupStart};
 use stevedore::Destination;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use stevedore_cli::Backoff;
 
 use crate::activity::Activity;
+use crate::capacity::Capacity;
 use crate::executor::Executor;
 use crate::pause::PauseGate;
 use crate::priority::{Priorities, QueueSpec};
@@ -65,7 +69,9 @@ pub struct Fetcher {
     config: FetcherConfig,
     priorities: Mutex<Priorities>,
     broker: Broker,
-    slots: Arc<Semaphore>,
+    capacity: Arc<Capacity>,
+    /// The heaviest impact in the last read: the next read asks for that many fewer.
+    heaviest: AtomicU32,
     executor: Executor,
     gate: Arc<PauseGate>,
     activity: Arc<Activity>,
@@ -90,12 +96,12 @@ fn lane_of(lanes: &[Lane], stream: &Destination) -> usize {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Fetcher {
-    /// A fetcher sharing the node's `slots` with the other fetchers, reading only queues the
-    /// `gate` does not hold paused.
+    /// A fetcher sharing the node's `capacity` with the other fetchers, reading only queues
+    /// the `gate` does not hold paused.
     pub fn new(
         config: FetcherConfig,
         broker: Broker,
-        slots: Arc<Semaphore>,
+        capacity: Arc<Capacity>,
         executor: Executor,
         gate: Arc<PauseGate>,
         activity: Arc<Activity>,
@@ -104,7 +110,8 @@ impl Fetcher {
             priorities: Mutex::new(Priorities::new(&config.shared)),
             config,
             broker,
-            slots,
+            capacity,
+            heaviest: AtomicU32::new(1),
             executor,
             gate,
             activity,
@@ -282,9 +289,7 @@ impl Fetcher {
     /// stopped.
     async fn first_slot(&self, stop: &CancellationToken) -> Option<OwnedSemaphorePermit> {
         tokio::select! {
-            permit = self.slots.clone().acquire_owned() => {
-                Some(permit.expect("the slot semaphore is never closed"))
-            }
+            permit = self.capacity.take(1) => Some(permit),
             () = stop.cancelled() => None,
         }
     }
@@ -299,7 +304,11 @@ impl Fetcher {
         stop: &CancellationToken,
     ) -> stevedore::Result<Option<Vec<Delivery>>> {
         let count = match self.config.mode {
-            FetchMode::FreeSlots => self.slots.available_permits() + usize::from(holds_slot),
+            FetchMode::FreeSlots => {
+                let free = self.capacity.free() + usize::from(holds_slot);
+                let heaviest = self.heaviest.load(Ordering::Relaxed).max(1) as usize;
+                (free / heaviest).max(1)
+            }
             FetchMode::Batch(n) => n,
         };
         let (group, consumer) = (&self.config.group, &self.config.consumer);
@@ -383,20 +392,27 @@ impl Fetcher {
         }
     }
 
-    /// Gives each delivery a slot and starts it; waits for slots beyond those free at the read.
+    /// Gives each delivery its units and starts it; waits in line for units beyond those free
+    /// at the read. A run needing more than one unit never holds one while it waits for the
+    /// rest (two such waits would each hold what the other needs).
     async fn dispatch(&self, deliveries: Vec<Delivery>, mut first: Option<OwnedSemaphorePermit>) {
+        let mut heaviest = 1;
         for delivery in deliveries {
+            let prepared = self.executor.prepare(delivery);
+            heaviest = heaviest.max(prepared.units);
             let permit = match first.take() {
-                Some(permit) => permit,
-                None => self
-                    .slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the slot semaphore is never closed"),
+                Some(permit) if prepared.units == 1 => permit,
+                held => {
+                    drop(held);
+                    if let Some((id, task)) = prepared.exclusive_run() {
+                        self.capacity.draining_for(id, task);
+                    }
+                    self.capacity.take(prepared.units).await
+                }
             };
             self.executor
-                .start(delivery, self.config.group.clone(), permit);
+                .start(prepared, self.config.group.clone(), permit);
         }
+        self.heaviest.store(heaviest, Ordering::Relaxed);
     }
 }

@@ -1,6 +1,6 @@
 //! The heartbeat: tells the cluster this process is alive, and what it can take.
 //!
-//! 1. Every `--heartbeat` records the node's beat (version, queues, pool size and busy workers,
+//! 1. Every `--heartbeat` records the node's beat (version, queues, capacity and units in use,
 //!    pid, start time, whether it is consuming, the last time it worked), stamped with Redis's
 //!    clock.
 //! 2. Notices when peers declared it lost and reaped its work (its beat had been removed): the
@@ -18,7 +18,8 @@ use stevedore::nodes::NodeBeat;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::Activity;
-use crate::pool::Pool;
+use crate::capacity::Capacity;
+use crate::limiter::Limiter;
 
 /// Records this process's heartbeat.
 pub struct Heartbeat {
@@ -26,10 +27,12 @@ pub struct Heartbeat {
     pub broker: Broker,
     /// What stays the same between beats.
     pub template: NodeBeat,
-    /// The pool, for busy workers.
-    pub pool: Pool,
     /// Activity counters.
     pub activity: Arc<Activity>,
+    /// The node's capacity: busy means units in use.
+    pub capacity: Arc<Capacity>,
+    /// The limit permits this process holds, renewed at every beat.
+    pub limiter: Arc<Limiter>,
     /// Fetchers the node runs (consuming means all are up).
     pub fetchers: usize,
     /// How often to beat.
@@ -76,8 +79,10 @@ impl Heartbeat {
     }
 
     async fn beat(&self, last_beat: &mut Option<u64>) -> stevedore::Result<()> {
-        let status = self.pool.status();
-        let busy = status.iter().filter(|w| w.current.is_some()).count();
+        let busy = self.capacity.in_use() as usize;
+        if let Err(error) = self.limiter.renew(&self.broker).await {
+            tracing::warn!(%error, "cannot renew the leases of the limit permits held here");
+        }
         if crate::observe::enabled() {
             crate::observe::pool(busy, self.template.max_workers);
         }

@@ -129,7 +129,8 @@ impl Node {
         );
         let recorder = tokio::spawn(recorder.run(give_up.clone()));
         let position = client.broker().control_position().await?;
-        let shared = Shared::new(client.broker()).await?;
+        let units = pool.config().max_workers;
+        let shared = Shared::new(client.broker(), units, args.lost_after).await?;
         let runs = Runs::default();
         let parts = Parts {
             args,

@@ -265,6 +265,16 @@ fn print_status(status: &NodeStatus) -> std::io::Result<()> {
     if !paused.is_empty() {
         say!("  paused queues: {}", paused.join(", "));
     }
+    say!(
+        "  capacity: {}/{} units in use",
+        status.units_in_use,
+        status.max_workers
+    );
+    match &status.exclusive {
+        Some(run) if run.running => say!("  exclusive: running {} {}", run.task, run.id),
+        Some(run) => say!("  exclusive: draining for {} {}", run.task, run.id),
+        None => {}
+    }
     for worker in &status.workers {
         let who = match worker.pid {
             Some(pid) => format!("pid:{pid}"),

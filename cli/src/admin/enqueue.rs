@@ -1,6 +1,7 @@
 //! `stevedore enqueue TASK [--args JSON] [--kwargs JSON] [--queue Q | --node N | --broadcast]
 //! [--count N] [--id UUID] [--retries N] [--backoff DUR] [--max-backoff DUR] [--time-limit DUR]
-//! [--hard-time-limit DUR] [--expires DUR|TIME] [--wait [--wait-timeout DUR]]`.
+//! [--hard-time-limit DUR] [--expires DUR|TIME] [--impact N] [--exclusive] [--limit NAME]
+//! [--wait [--wait-timeout DUR]]`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +21,8 @@ pub struct EnqueueArgs {
     /// The task, its arguments and where it goes.
     #[command(flatten)]
     call: CallArgs,
+    #[command(flatten)]
+    placement: super::limit::PlacementArgs,
     /// Run it no sooner than this from now (e.g. 30s, 5m).
     #[arg(long, value_parser = parse_duration, conflicts_with = "eta")]
     delay: Option<Duration>,
@@ -183,11 +186,7 @@ fn not_published(
 async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishOptions> {
     let mut target = args.call.target.clone();
     if target.node.as_deref() == Some("auto") {
-        let node = client
-            .least_busy_node(Duration::from_secs(15))
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("--node auto: no live node has free capacity"))?;
-        target.node = Some(node);
+        target.node = Some(auto_node(client, &args.placement).await?);
     }
     if let Some(node) = target.node.as_deref() {
         warn_if_never_seen(client, node).await?;
@@ -226,7 +225,41 @@ async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishO
         Some(Expiry::At(at)) => options.expires_at(at),
         None => options,
     };
-    Ok(options)
+    args.placement.apply(client, options).await
+}
+
+/// `--node auto`: the live node with the most free units where the run fits now (all of a
+/// node's units when it is exclusive); refused when it fits on no live node at all.
+async fn auto_node(
+    client: &Client,
+    placement: &super::limit::PlacementArgs,
+) -> anyhow::Result<String> {
+    let nodes = client.nodes(client.broker().config().lost_after).await?;
+    let live: Vec<_> = nodes
+        .iter()
+        .filter(|n| !n.lost && n.beat.consuming)
+        .collect();
+    let units = |capacity: usize| match placement.exclusive {
+        true => capacity,
+        false => placement.impact.unwrap_or(1) as usize,
+    };
+    let largest = live.iter().map(|n| n.beat.max_workers).max();
+    if let (Some(largest), Some(impact)) = (largest, placement.impact) {
+        anyhow::ensure!(
+            impact as usize <= largest,
+            "--node auto: an impact of {impact} units exceeds every live node's capacity (the largest has {largest}); lower --impact or start a node with --max-workers {impact} or more"
+        );
+    }
+    live.iter()
+        .filter(|n| n.free() >= units(n.beat.max_workers))
+        .max_by_key(|n| (n.free(), std::cmp::Reverse(n.beat.node.clone())))
+        .map(|n| n.beat.node.clone())
+        .ok_or_else(|| match placement.impact {
+            Some(units) if !live.is_empty() => {
+                anyhow::anyhow!("--node auto: no live node has {units} units free now")
+            }
+            _ => anyhow::anyhow!("--node auto: no live node has free capacity"),
+        })
 }
 
 /// Warns on stderr when no process of `node` beats or was seen within the lost retention: a

@@ -1,7 +1,8 @@
 //! The `stevedore` admin command line: a thin layer over the client API.
 //!
 //! Commands: `enqueue`, `task`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
-//! pause|resume`, `schedule add|list|show|remove|pause|resume`, `nodes`, `dead
+//! pause|resume`, `schedule add|list|show|remove|pause|resume`, `limit set|list|show|remove`,
+//! `nodes`, `dead
 //! list|show|requeue|purge`, `metrics`, `events`, `web`; `control_from_worker` serves `worker --status|--running|--reload|
 //! --cancel`. Output for people is aligned and short; `--json` output is for programs.
 
@@ -18,6 +19,7 @@ mod dead;
 mod enqueue;
 mod events;
 mod format;
+mod limit;
 mod metrics;
 mod nodes;
 mod queue_tasks;
@@ -77,6 +79,9 @@ enum Command {
     /// Adds, lists, shows, removes, pauses or resumes schedules (fired by `beat`).
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// Defines, lists, shows or removes cluster-wide limits (rate, concurrency).
+    #[command(subcommand)]
+    Limit(limit::LimitCommand),
     /// Lists worker processes with their heartbeat and capacity; lost ones are marked.
     Nodes(nodes::NodesArgs),
     /// Lists, shows, requeues or purges dead letters.
@@ -114,6 +119,7 @@ pub fn main() -> ExitCode {
             Command::Dead(command) => dead::run(&client, command).await,
             Command::Nodes(args) => nodes::run(&client, args).await,
             Command::Schedule(command) => schedule::run(&client, command).await,
+            Command::Limit(command) => limit::run(&client, command).await,
             Command::Metrics(args) => metrics::run(&client, args).await,
             Command::Events(args) => events::run(&client, args).await,
             Command::Web(args) => web::run(&client, args).await,

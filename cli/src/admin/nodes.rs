@@ -41,7 +41,7 @@ pub async fn run(client: &Client, args: NodesArgs) -> anyhow::Result<ExitCode> {
         "STATE",
         "PID",
         "VERSION",
-        "BUSY/MAX",
+        "UNITS",
         "FREE",
         "CONSUMING",
         "LAST BEAT",
@@ -88,7 +88,8 @@ fn beat_json(beat: &NodeBeat, state: &str, free: usize, beat_at: Option<u64>) ->
         "node": beat.node, "consumer": beat.consumer, "state": state,
         "pid": beat.pid, "version": beat.version, "protocol": beat.protocol,
         "queues": beat.queues, "pool": beat.pool, "max_workers": beat.max_workers,
-        "busy": beat.busy, "free": free, "consuming": beat.consuming,
+        "busy": beat.busy, "free": free, "capacity": beat.max_workers, "units_busy": beat.busy,
+        "consuming": beat.consuming,
         "started_at": beat.started_at, "beat_at": beat_at, "last_work_at": beat.last_work_at,
     })
 }

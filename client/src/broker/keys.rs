@@ -35,6 +35,12 @@
 //! | `NS:{s}:leader`       | string | the beat leader lease, `BEAT_ID:TOKEN` (expires)        |
 //! | `NS:{s}:fence`        | string | the fencing counter of the lease                        |
 //! | `NS:{h}:beats`        | hash   | consumer -> time of its last heartbeat (Redis clock, ms) |
+//! | `NS:{l:NAME}:def`     | hash   | limit NAME: `count`, `per_ms`, `burst`, `concurrency`   |
+//! | `NS:{l:NAME}:tat[:KEY]` | string | the rate's clock (GCRA theoretical arrival, ms; expires) |
+//! | `NS:{l:NAME}:held[:KEY]` | zset | permits held: task id -> lease end (ms)               |
+//! | `NS:{l:NAME}:waiting[:KEY]` | list | runs waiting for a permit: `QUEUE\nPAYLOAD`      |
+//! | `NS:{l:NAME}:passes`  | zset   | runs given a later start by the rate: task id -> ms     |
+//! | `NS:{r}:limits`       | set    | names of the limits defined with `stevedore limit set`  |
 //! | `NS:{h}:gone`         | hash   | consumer -> GoneProcess: lost (reaped) or stopped, kept for the retention |
 
 use crate::Destination;
@@ -200,6 +206,25 @@ impl Keys {
     /// find queues without walking the keyspace.
     pub fn queue_registry(&self) -> String {
         format!("{}:{{r}}:queues", self.ns)
+    }
+
+    /// Hash: the definition of named limit `name`.
+    pub fn limit_def(&self, name: &str) -> String {
+        format!("{}:{{l:{name}}}:def", self.ns)
+    }
+
+    /// One of limit `name`'s keys: `part` (`tat`, `held`, `waiting`) of the bucket of `key`
+    /// (the whole limit's when it is not keyed).
+    pub fn limit_part(&self, name: &str, part: &str, key: Option<&str>) -> String {
+        match key {
+            Some(key) => format!("{}:{{l:{name}}}:{part}:{key}", self.ns),
+            None => format!("{}:{{l:{name}}}:{part}", self.ns),
+        }
+    }
+
+    /// Set: the names of the named limits.
+    pub fn limit_registry(&self) -> String {
+        format!("{}:{{r}}:limits", self.ns)
     }
 
     /// The pattern that matches every queue stream, for listings.

@@ -23,6 +23,7 @@
 //! | `delayed.rs` | delayed and retrying messages: moving them when due, the wake-up channel |
 //! | `fetch.rs` | reading streams through consumer groups; blocking lanes per hash slot |
 //! | `outcome.rs` | [`Outcome`] and [`OutcomeBatch`]: records, retries, dead letters, acks |
+//! | `limits.rs` | cluster-wide limits: definitions, taking and giving back a start |
 //! | `dead_letters.rs` | writing, reading, requeueing and purging dead letters |
 //! | `health.rs` | heartbeats, pending entries, reaping, the reaper's verdicts |
 //! | `control.rs` | control requests and replies, cancel records, paused queues |
@@ -46,6 +47,7 @@ mod find;
 mod health;
 mod inspect;
 pub mod keys;
+mod limits;
 mod listing;
 mod open;
 mod outcome;
@@ -71,6 +73,7 @@ pub use find::Whereabouts;
 pub use health::{Fate, PendingEntry};
 pub use inspect::QueueInfo;
 pub use keys::Keys;
+pub use limits::{Bucket, LimitInfo, Take};
 pub use listing::Listed;
 pub use open::ClientId;
 pub use outcome::{Entry, Outcome, OutcomeBatch, Settle};

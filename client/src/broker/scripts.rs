@@ -82,6 +82,12 @@ pub(super) static DUP_PUBLISH: Lua = Lua::new(include_str!("scripts/dup_publish.
 pub(super) static DUP_START: Lua = Lua::new(include_str!("scripts/dup_start.lua"));
 /// Takes or renews beat's leader lease (schedules).
 pub(super) static LEASE: Lua = Lua::new(include_str!("scripts/lease.lua"));
+/// Gives back a concurrency permit and hands over the next waiter (limits).
+pub(super) static LIMIT_RELEASE: Lua = Lua::new(include_str!("scripts/limit_release.lua"));
+/// Asks a limit whether a run may start now (limits).
+pub(super) static LIMIT_TAKE: Lua = Lua::new(include_str!("scripts/limit_take.lua"));
+/// Lists a run as waiting for a permit (limits).
+pub(super) static LIMIT_WAIT: Lua = Lua::new(include_str!("scripts/limit_wait.lua"));
 /// Moves due delayed messages to their stream (delayed).
 pub(super) static MOVE_DUE: Lua = Lua::new(include_str!("scripts/move_due.lua"));
 /// Deletes a batch of a queue's unread entries (listing).
@@ -118,6 +124,9 @@ mod tests {
             &DUP_PUBLISH,
             &DUP_START,
             &LEASE,
+            &LIMIT_RELEASE,
+            &LIMIT_TAKE,
+            &LIMIT_WAIT,
             &MOVE_DUE,
             &PUBLISH_FIRED,
             &PURGE_WAITING,

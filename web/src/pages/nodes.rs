@@ -38,7 +38,7 @@ pub fn heartbeats(nodes: &[NodeHealth], csrf: &Csrf, now: u64) -> Markup {
     html! {
         table {
             tr {
-                th { "node" } th { "process" } th { "state" } th { "busy / slots" } th { "pool" }
+                th { "node" } th { "process" } th { "state" } th { "units busy / capacity" } th { "pool" }
                 th { "version" } th { "queues" } th { "last heartbeat" } th { "last work" } th {}
             }
             @for node in nodes {

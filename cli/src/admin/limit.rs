@@ -1,0 +1,193 @@
+//! `stevedore limit set|list|show|remove`: the named cluster-wide limits (see
+//! `stevedore::limits`), and the placement options of `enqueue`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use stevedore::broker::LimitInfo;
+use stevedore::limits::{LimitSpec, Rate};
+use stevedore::{Client, PublishOptions};
+
+/// `stevedore limit ...`.
+#[derive(Debug, Subcommand)]
+pub enum LimitCommand {
+    /// Defines (or redefines) a limit: a rate (`100/s`, `20/m`, `5/h`), a concurrency, or both.
+    Set(SetArgs),
+    /// Lists the limits with their permits held and runs waiting.
+    List(JsonArg),
+    /// Shows one limit.
+    Show(NameArgs),
+    /// Removes a limit; tasks that name it then run unlimited.
+    Remove(NameArgs),
+}
+
+/// `stevedore limit set NAME [RATE] [--burst N] [--concurrency N]`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The limit's name (ASCII letters, digits, `_`, `-`, `.`).
+    name: String,
+    /// Starts allowed across the cluster: COUNT/UNIT, as in 100/s, 20/m or 5/h.
+    rate: Option<String>,
+    /// Starts allowed at once after a quiet spell (with a rate; default 1).
+    #[arg(long, requires = "rate", value_parser = clap::value_parser!(u32).range(1..))]
+    burst: Option<u32>,
+    /// Runs allowed at once across the cluster.
+    #[arg(long)]
+    concurrency: Option<u32>,
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A limit's name, and `--json`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The limit's name.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a `limit` command.
+pub async fn run(client: &Client, command: LimitCommand) -> anyhow::Result<ExitCode> {
+    let broker = client.broker();
+    match command {
+        LimitCommand::Set(args) => {
+            let rate = args.rate.as_deref().map(Rate::parse).transpose()?;
+            let spec = LimitSpec {
+                rate: rate.map(|r| r.with_burst(args.burst.unwrap_or(1))),
+                concurrency: args.concurrency,
+            };
+            broker.set_limit(&args.name, &spec).await?;
+            say!("limit {}: {spec}", args.name);
+        }
+        LimitCommand::List(args) => {
+            let limits = broker.limits().await?;
+            if args.json {
+                let rows: Vec<_> = limits.iter().map(info_json).collect();
+                say!("{}", serde_json::Value::Array(rows));
+            } else if limits.is_empty() {
+                say!("no limits (define one with `stevedore limit set NAME 100/s`)");
+            } else {
+                say!(
+                    "{:<24} {:<12} {:>5} {:>11} {:>5} {:>7}",
+                    "LIMIT",
+                    "RATE",
+                    "BURST",
+                    "CONCURRENCY",
+                    "HELD",
+                    "WAITING"
+                );
+                for info in &limits {
+                    say!("{}", row(info));
+                }
+            }
+        }
+        LimitCommand::Show(args) => {
+            let info = broker
+                .limit(&args.name)
+                .await?
+                .ok_or_else(|| not_defined(&args.name))?;
+            if args.json {
+                say!("{}", info_json(&info));
+            } else {
+                say!("limit {}: {}", info.name, info.spec);
+                say!(
+                    "permits held: {}, runs waiting for one: {}",
+                    info.held,
+                    info.waiting
+                );
+            }
+        }
+        LimitCommand::Remove(args) => {
+            anyhow::ensure!(
+                broker.remove_limit(&args.name).await?,
+                "{}",
+                not_defined(&args.name)
+            );
+            if args.json {
+                say!("{}", serde_json::json!({"removed": args.name}));
+            } else {
+                say!(
+                    "limit {} removed; tasks naming it now run unlimited",
+                    args.name
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn not_defined(name: &str) -> anyhow::Error {
+    anyhow::anyhow!("no limit named {name} (`stevedore limit list` shows the defined ones)")
+}
+
+fn row(info: &LimitInfo) -> String {
+    let rate = info.spec.rate;
+    let dash = || "-".to_owned();
+    format!(
+        "{:<24} {:<12} {:>5} {:>11} {:>5} {:>7}",
+        info.name,
+        rate.map_or_else(dash, |r| r.to_string()),
+        rate.map_or_else(dash, |r| r.burst.to_string()),
+        info.spec.concurrency.map_or_else(dash, |c| c.to_string()),
+        info.held,
+        info.waiting
+    )
+}
+
+/// One documented row of `limit list --json`.
+fn info_json(info: &LimitInfo) -> serde_json::Value {
+    let rate = info.spec.rate;
+    serde_json::json!({
+        "name": info.name,
+        "rate": rate.map(|r| r.to_string()),
+        "count": rate.map(|r| r.count), "per_ms": rate.map(|r| r.per_ms),
+        "burst": rate.map(|r| r.burst),
+        "concurrency": info.spec.concurrency,
+        "held": info.held, "waiting": info.waiting,
+    })
+}
+
+/// `enqueue`'s placement options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlacementArgs {
+    /// Units of a node's capacity (its --max-workers) one run takes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub impact: Option<u32>,
+    /// Run it alone on its node: the node lets its running tasks finish first.
+    #[arg(long)]
+    pub exclusive: bool,
+    /// Run it under this named limit (`stevedore limit set`).
+    #[arg(long)]
+    pub limit: Option<String>,
+}
+
+impl PlacementArgs {
+    /// Adds the options to `options`; refuses a limit that is not defined.
+    pub async fn apply(
+        &self,
+        client: &Client,
+        mut options: PublishOptions,
+    ) -> anyhow::Result<PublishOptions> {
+        if let Some(units) = self.impact {
+            options = options.impact(units);
+        }
+        if self.exclusive {
+            options = options.exclusive(true);
+        }
+        if let Some(name) = &self.limit {
+            if client.broker().limit(name).await?.is_none() {
+                return Err(not_defined(name));
+            }
+            options = options.limit(name);
+        }
+        Ok(options)
+    }
+}
