@@ -228,7 +228,9 @@ fn control_commands_answer_in_awx_layout_and_as_json() {
     assert!(status.status.success(), "{}", stderr(&status));
     let lines = stdout_lines(&status);
     assert!(
-        lines[0].starts_with("w1[pid:") && lines[0].contains("workers total=1 min=1 max=3"),
+        lines[0].starts_with("w1[pid:")
+            && lines[0].contains("workers total=1 min=1 max=3")
+            && lines[0].ends_with("units=1/3"),
         "{lines:?}"
     );
     assert!(

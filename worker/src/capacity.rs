@@ -15,6 +15,7 @@
 //!     └──(waits: later askers queue behind)─┘
 //! ```
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use stevedore::control::ExclusiveRun;
@@ -25,7 +26,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Capacity {
     units: Arc<Semaphore>,
     total: u32,
+    /// Units held by runs (not by a read that holds one while it waits for messages).
+    running: Arc<AtomicU32>,
     exclusive: Mutex<Option<ExclusiveRun>>,
+}
+
+/// Units handed to one run, given back when it is dropped (when the run ends).
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    units: u32,
+    running: Arc<AtomicU32>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.fetch_sub(self.units, Ordering::Relaxed);
+    }
 }
 
 impl Capacity {
@@ -35,6 +52,7 @@ impl Capacity {
         Self {
             units: Arc::new(Semaphore::new(total as usize)),
             total,
+            running: Arc::new(AtomicU32::new(0)),
             exclusive: Mutex::new(None),
         }
     }
@@ -44,10 +62,20 @@ impl Capacity {
         self.total
     }
 
-    /// Units held by runs (or by a read waiting to hand its messages out) now.
+    /// Units held by runs now.
     pub fn in_use(&self) -> u32 {
-        self.total
-            .saturating_sub(u32::try_from(self.units.available_permits()).unwrap_or(u32::MAX))
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Hands `permit` (the units of one run) to the run.
+    pub fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
+        let units = permit.num_permits() as u32;
+        self.running.fetch_add(units, Ordering::Relaxed);
+        Slot {
+            _permit: permit,
+            units,
+            running: self.running.clone(),
+        }
     }
 
     /// Units free now.
@@ -107,7 +135,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_heavy_run_is_served_before_lighter_ones_asked_later() {
         let capacity = Arc::new(Capacity::new(4));
-        let running = capacity.take(3).await;
+        let running = capacity.slot(capacity.take(3).await);
         let heavy = tokio::spawn({
             let capacity = capacity.clone();
             async move { capacity.take(4).await }
@@ -120,10 +148,10 @@ mod tests {
             .await
             .is_err());
         drop(running);
-        let heavy = heavy.await.unwrap();
+        let heavy = capacity.slot(heavy.await.unwrap());
         assert_eq!(capacity.in_use(), 4);
         drop(heavy);
-        let _light = light.await;
+        let _light = capacity.slot(light.await);
         assert_eq!(capacity.in_use(), 1);
     }
 }

@@ -22,7 +22,7 @@ use stevedore::{
     dedup_policy, Client, Destination, Invocation, Message, RecordField, RunRecord, TaskContext,
     TaskError, TaskRegistration, TaskState,
 };
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -31,7 +31,7 @@ use stevedore_cli::Backoff;
 
 use crate::activity::Activity;
 use crate::cancels::CancelBook;
-use crate::capacity::Capacity;
+use crate::capacity::{Capacity, Slot};
 use crate::hooks::{Hooks, RunInfo};
 use crate::in_flight::InFlight;
 use crate::limiter::{Admission, Limiter};
@@ -144,7 +144,7 @@ impl Executor {
 
     /// Runs `prepared` (read through `group`) in the background, holding `slot` until the run
     /// ends.
-    pub fn start(&self, prepared: Prepared, group: String, slot: OwnedSemaphorePermit) {
+    pub fn start(&self, prepared: Prepared, group: String, slot: Slot) {
         let delivery = &prepared.delivery;
         if !self
             .shared
@@ -200,7 +200,7 @@ impl ExecutorParts {
         }
     }
 
-    async fn run(&self, prepared: Prepared, group: String, slot: OwnedSemaphorePermit) {
+    async fn run(&self, prepared: Prepared, group: String, slot: Slot) {
         let delivery = &prepared.delivery;
         let exclusive = prepared
             .exclusive_run()
@@ -228,7 +228,7 @@ impl ExecutorParts {
         delivery: &Delivery,
         group: &str,
         oversize: bool,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> bool {
         let mut message = match opened {
             Ok(message) => message,

@@ -410,8 +410,9 @@ impl Fetcher {
                     self.capacity.take(prepared.units).await
                 }
             };
+            let slot = self.capacity.slot(permit);
             self.executor
-                .start(prepared, self.config.group.clone(), permit);
+                .start(prepared, self.config.group.clone(), slot);
         }
         self.heaviest.store(heaviest, Ordering::Relaxed);
     }

@@ -247,14 +247,16 @@ fn print_answer(answer: &NodeAnswer) -> std::io::Result<()> {
 /// AWX's layout: a header per node, then a line per worker.
 fn print_status(status: &NodeStatus) -> std::io::Result<()> {
     say!(
-        "{}[pid:{}] workers total={} min={} max={} queued={} pool={}",
+        "{}[pid:{}] workers total={} min={} max={} queued={} pool={} units={}/{}",
         status.node,
         status.pid,
         status.workers.len(),
         status.min_workers,
         status.max_workers,
         status.queued,
-        status.pool
+        status.pool,
+        status.units_in_use,
+        status.max_workers
     );
     let paused: Vec<&str> = status
         .queues
@@ -265,11 +267,6 @@ fn print_status(status: &NodeStatus) -> std::io::Result<()> {
     if !paused.is_empty() {
         say!("  paused queues: {}", paused.join(", "));
     }
-    say!(
-        "  capacity: {}/{} units in use",
-        status.units_in_use,
-        status.max_workers
-    );
     match &status.exclusive {
         Some(run) if run.running => say!("  exclusive: running {} {}", run.task, run.id),
         Some(run) => say!("  exclusive: draining for {} {}", run.task, run.id),
