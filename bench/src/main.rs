@@ -5,6 +5,7 @@
 //! end-to-end throughput with one and two worker processes, latency idle and under load,
 //! worker memory, and Redis memory per task; prints a table and optionally writes JSON.
 
+mod limits;
 mod measure;
 mod observing;
 mod raw;
@@ -28,6 +29,9 @@ struct Args {
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Measure only what limits cost a task (none, a rate, a concurrency), and print it as JSON.
+    #[arg(long)]
+    limits_only: bool,
     /// Measure only what observing costs (metrics off and on, events), and print it as JSON.
     #[arg(long)]
     observing_only: bool,
@@ -114,6 +118,12 @@ async fn bench() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if args.limits_only {
+        let server = Server::start(false)?;
+        let limits = limits::cost(&server, sizes.e2e, sizes.observe_rounds).await?;
+        println!("{}", serde_json::to_string_pretty(&limits)?);
+        return Ok(());
+    }
     if args.observing_only {
         let server = Server::start(false)?;
         let observing =
@@ -189,6 +199,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
     );
     let observing =
         observing::cost(&server, sizes.e2e, sizes.latency, sizes.observe_rounds).await?;
+    let limits = limits::cost(&server, sizes.e2e, sizes.observe_rounds).await?;
     let per_task = measure::bytes_per_queued_task(&server, &client, sizes.queued).await?;
     let flat = memory_flat(&server, &client, sizes.flat).await?;
     Ok(serde_json::json!({
@@ -204,6 +215,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "beat_cpu_share": beat_cpu,
         "memory_flat": flat,
         "observing": observing,
+        "limits": limits,
         "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
     }))
 }
@@ -353,6 +365,17 @@ fn print_table(json: &serde_json::Value) {
             f(&m["redis_cpu_us_per_task"]),
             f(&m["start_p50_ms"]),
             f(&m["start_p99_ms"])
+        );
+    }
+    let limits = &json["limits"];
+    for mode in ["unlimited", "rate", "concurrency"] {
+        let m = &limits[mode];
+        println!(
+            "{:<44} {:>8.0} /s, {:.1} + {:.1} us CPU",
+            format!("limits {mode}: e2e 2 workers"),
+            f(&m["e2e_two_workers_per_s"]),
+            f(&m["worker_cpu_us_per_task"]),
+            f(&m["redis_cpu_us_per_task"])
         );
     }
     let flat = &json["memory_flat"];

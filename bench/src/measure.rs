@@ -106,9 +106,17 @@ pub async fn end_to_end(
     workers: usize,
 ) -> anyhow::Result<f64> {
     let prefix = format!("e2e-{workers}");
-    Ok(end_to_end_with(server, client, n, workers, &prefix, &[])
-        .await?
-        .per_s)
+    Ok(end_to_end_with(
+        server,
+        client,
+        n,
+        workers,
+        &prefix,
+        &[],
+        &PublishOptions::new(),
+    )
+    .await?
+    .per_s)
 }
 
 /// One drain: its rate and what it cost per task.
@@ -131,6 +139,7 @@ pub async fn end_to_end_with(
     workers: usize,
     prefix: &str,
     extra: &[&str],
+    options: &PublishOptions,
 ) -> anyhow::Result<Drain> {
     let fleet: Vec<Worker> = (0..workers)
         .map(|i| Worker::start(&server.url(), &format!("{prefix}-{i}"), extra))
@@ -139,7 +148,7 @@ pub async fn end_to_end_with(
     let worker_cpu = || fleet.iter().filter_map(Worker::cpu_seconds).sum::<f64>();
     let (workers_before, redis_before) = (worker_cpu(), server.cpu_seconds().await?);
     let started = Instant::now();
-    publish_noops(client, n, &PublishOptions::new()).await?;
+    publish_noops(client, n, options).await?;
     wait_drained(server).await?;
     let per_s = n as f64 / started.elapsed().as_secs_f64();
     let per_task = |seconds: f64| seconds * 1e6 / n as f64;
@@ -295,4 +304,15 @@ pub async fn beat_lateness(
         lateness.record((message.published_at.saturating_sub(fire_at) * 1000).max(1))?;
     }
     Ok((Percentiles::of(&lateness), cpu / window.as_secs_f64()))
+}
+
+/// The median of `values` (0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }

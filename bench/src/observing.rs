@@ -31,7 +31,10 @@ pub async fn cost(
             config.events = *events;
             let client = Client::with_config(config).await?;
             let prefix = format!("observe-{mode}-{round}");
-            let drain = measure::end_to_end_with(server, &client, tasks, 2, &prefix, extra).await?;
+            let options = stevedore::PublishOptions::new();
+            let drain =
+                measure::end_to_end_with(server, &client, tasks, 2, &prefix, extra, &options)
+                    .await?;
             drains[at].push(drain);
             let worker = Worker::start(&server.url(), &format!("{prefix}-latency"), extra)?;
             measure::wait_for_workers(&client, 1).await?;
@@ -41,8 +44,9 @@ pub async fn cost(
         }
     }
     let mut json = serde_json::json!({"rounds": rounds, "tasks": tasks, "samples": samples});
-    let of =
-        |at: usize, f: fn(&Drain) -> f64| median(&drains[at].iter().map(f).collect::<Vec<_>>());
+    let of = |at: usize, f: fn(&Drain) -> f64| {
+        measure::median(&drains[at].iter().map(f).collect::<Vec<_>>())
+    };
     for (at, (mode, _, _)) in MODES.iter().enumerate() {
         let p50s: Vec<f64> = starts[at].iter().map(|p: &Percentiles| p.p50).collect();
         let p99s: Vec<f64> = starts[at].iter().map(|p| p.p99).collect();
@@ -51,8 +55,8 @@ pub async fn cost(
             "e2e_runs_per_s": drains[at].iter().map(|d| d.per_s).collect::<Vec<_>>(),
             "worker_cpu_us_per_task": of(at, |d| d.worker_cpu_us),
             "redis_cpu_us_per_task": of(at, |d| d.redis_cpu_us),
-            "start_p50_ms": median(&p50s),
-            "start_p99_ms": median(&p99s),
+            "start_p50_ms": measure::median(&p50s),
+            "start_p99_ms": measure::median(&p99s),
         });
     }
     let cost = |at: usize, f: fn(&Drain) -> f64| of(at, f) / of(0, f) - 1.0;
@@ -77,14 +81,4 @@ pub async fn cost(
         of(2, |d| d.worker_cpu_us),
     );
     Ok(json)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }

@@ -227,6 +227,11 @@ async fn the_producer_user_may_run_every_admin_command() {
     let (_, id) = admin(&["enqueue", "tests.add", "--args", "[1, 2]", "--wait"]);
     let id = id.lines().next().unwrap().to_owned();
     admin(&["enqueue", "tests.count_run", "--node", "auto"]);
+    // A limited task: the worker's user takes and gives back its permit and its rate's turn.
+    admin(&["limit", "set", "api", "5/s", "--concurrency", "2"]);
+    let limited = ["tests.add", "--args", "[1, 2]", "--limit", "api"];
+    let (ran, text) = admin(&[&["enqueue"][..], &limited, &["--wait"]].concat());
+    assert!(ran, "{text}");
     let client = stevedore::Client::with_config(config(&redis, "stevedore-producer"))
         .await
         .unwrap();
@@ -254,6 +259,9 @@ async fn the_producer_user_may_run_every_admin_command() {
         vec!["dead", "list"],
         vec!["dead", "requeue", "--all"],
         vec!["dead", "purge"],
+        vec!["limit", "list"],
+        vec!["limit", "show", "api"],
+        vec!["limit", "remove", "api"],
     ] {
         admin(&args);
     }

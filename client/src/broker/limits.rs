@@ -50,7 +50,11 @@ impl Broker {
         let def = self.keys().limit_def(name);
         let mut pipe = redis::pipe();
         pipe.atomic().del(&def).ignore();
-        pipe.hset_multiple(&def, &spec.to_fields()).ignore();
+        let hset = pipe.cmd("HSET").arg(&def);
+        for (field, value) in spec.to_fields() {
+            hset.arg(field).arg(value);
+        }
+        hset.ignore();
         pipe.query_async::<()>(&mut self.commands()).await?;
         redis::cmd("SADD")
             .arg(self.keys().limit_registry())
