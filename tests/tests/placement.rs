@@ -513,3 +513,35 @@ fn limits_are_set_listed_shown_and_removed_from_the_shell() {
     let out = run(&["limit", "show", "api"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no limit named api"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_parked_behind_its_duplicate_gives_its_permit_back() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "4"]);
+    let client = redis.stevedore().await;
+    let serial = || notify().on_duplicate(stevedore::OnDuplicate::Serial);
+    let args = || ("dup".to_owned(), 1_500);
+    let first = tasks::two_at_once::apply_async(&client, args(), serial())
+        .await
+        .unwrap();
+    running(&client, first.id()).await;
+    let copy = tasks::two_at_once::apply_async(&client, args(), serial())
+        .await
+        .unwrap();
+    // The copy takes the second permit, then parks behind the first: it must give it back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = tasks::two_at_once::apply_async(&client, ("other".to_owned(), 0), notify())
+        .await
+        .unwrap();
+    let other = finished(&client, other.id(), WAIT).await;
+    let first = finished(&client, first.id(), WAIT).await;
+    assert!(
+        other.task_run().unwrap().started_at.unwrap()
+            < first.task_run().unwrap().finished_at.unwrap(),
+        "the parked copy kept its permit"
+    );
+    assert_eq!(
+        finished(&client, copy.id(), WAIT).await.state(),
+        TaskState::Succeeded
+    );
+}

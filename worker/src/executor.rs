@@ -263,6 +263,9 @@ impl ExecutorParts {
             .instrument(span.clone())
             .await
         {
+            if let Some(permit) = permit {
+                self.release(permit).await;
+            }
             return false;
         }
         let (mut run, error) = self.run_message(&mut message).instrument(span).await;

@@ -165,12 +165,8 @@ impl ExecutorParts {
                 limiter.warn_undefined(&bucket.name);
                 Admission::Run(None)
             }
-            Some(Take::Run) => {
-                let concurrent = match &own {
-                    Some(spec) => spec.concurrency.is_some(),
-                    None => true,
-                };
-                Admission::Run(concurrent.then(|| limiter.hold(&bucket, &message.id)))
+            Some(Take::Run(held)) => {
+                Admission::Run(held.then(|| limiter.hold(&bucket, &message.id)))
             }
             Some(Take::Later(at)) => {
                 tracing::debug!(limit = %bucket.name, due_ms = at, "over its rate: delayed until its turn");

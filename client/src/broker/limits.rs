@@ -19,8 +19,8 @@ pub struct Bucket {
 /// What a limit says about a run that asks to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
-    /// It may start now (holding a permit, when the limit has a concurrency).
-    Run,
+    /// It may start now; `true` when it holds a permit (the limit has a concurrency).
+    Run(bool),
     /// Over the rate: it may start at this time (ms); its start is reserved.
     Later(u64),
     /// Every permit is held; the limit allows this many at once.
@@ -147,7 +147,7 @@ impl Broker {
             "later" => Take::Later(number),
             "wait" => Take::Wait(u32::try_from(number).unwrap_or(u32::MAX)),
             "undefined" => Take::Undefined,
-            _ => Take::Run,
+            _ => Take::Run(number == 1),
         })
     }
 

@@ -13,7 +13,7 @@
 --          a named limit, read from KEYS[1]
 -- ARGV[4]  the lease end of a permit taken now (ms)
 --
--- Returns: {'run', 0}; {'later', MS}: over the rate, may start at MS (a pass is kept for it);
+-- Returns: {'run', 1} holding a permit, {'run', 0} without one (no concurrency); {'later', MS}: over the rate, may start at MS (a pass is kept for it);
 -- {'wait', N}: none of the N permits is free (the caller parks the message, then lists it as
 -- a waiter with limit_wait.lua);
 -- {'undefined', 0}: the named limit does not exist.
@@ -60,5 +60,6 @@ if count > 0 and per > 0 then
 end
 if conc > 0 then
   redis.call('ZADD', KEYS[3], ARGV[4], id)
+  return {'run', 1}
 end
 return {'run', 0}
