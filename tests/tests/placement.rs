@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stevedore::{Client, PublishOptions, TaskHandle, TaskState};
 use stevedore_tests::{
@@ -315,7 +315,11 @@ async fn a_rate_limit_holds_across_four_workers_within_five_percent_even_through
         starts(&redis, "rate").await.first().copied()
     })
     .await;
-    tokio::time::sleep_until((Instant::now() + Duration::from_secs(3)).into()).await;
+    // A worker dies a third of the way through the window.
+    eventually("60 starts", WAIT, || async {
+        (starts(&redis, "rate").await.len() >= 60).then_some(())
+    })
+    .await;
     workers[1].kill_hard();
     let window_end = first + 11_000;
     eventually("the measured window to pass", WAIT, || async {
@@ -402,7 +406,25 @@ async fn a_permit_held_by_a_lost_node_comes_back_when_it_is_reaped() {
     let waiter = tasks::one_at_once::apply_async(&client, ("solo".to_owned(), 0), notify())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = stevedore_tests::keys().limit_part("task.tests.one_at_once", "waiting", None);
+    eventually(
+        "the second run listed as waiting for the permit",
+        WAIT,
+        || {
+            let redis = &redis;
+            let waiting = waiting.clone();
+            async move {
+                let mut conn = redis.connection().await;
+                let n: u64 = redis::cmd("LLEN")
+                    .arg(&waiting)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
     assert_eq!(
         client.task(waiter.id()).await.map(|r| r.state()).ok(),
         Some(TaskState::Pending),
@@ -517,7 +539,7 @@ fn limits_are_set_listed_shown_and_removed_from_the_shell() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_parked_behind_its_duplicate_gives_its_permit_back() {
     let redis = RedisServer::start();
-    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "4"]);
+    let w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "4"]);
     let client = redis.stevedore().await;
     let serial = || notify().on_duplicate(stevedore::OnDuplicate::Serial);
     let args = || ("dup".to_owned(), 1_500);
@@ -529,7 +551,7 @@ async fn a_run_parked_behind_its_duplicate_gives_its_permit_back() {
         .await
         .unwrap();
     // The copy takes the second permit, then parks behind the first: it must give it back.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.wait_for_log("parked behind a running duplicate", 1, WAIT);
     let other = tasks::two_at_once::apply_async(&client, ("other".to_owned(), 0), notify())
         .await
         .unwrap();

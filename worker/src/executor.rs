@@ -34,7 +34,8 @@ use crate::cancels::CancelBook;
 use crate::capacity::{Capacity, Slot};
 use crate::hooks::{Hooks, RunInfo};
 use crate::in_flight::InFlight;
-use crate::limiter::{Admission, Limiter};
+use crate::limiter::Limiter;
+use crate::placement::Prepared;
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
 use crate::retry;
@@ -78,35 +79,10 @@ pub struct ExecutorParts {
     pub limiter: Arc<Limiter>,
 }
 
-/// A message read and decoded, with the units of capacity it needs.
-pub struct Prepared {
-    /// As read.
-    pub delivery: Delivery,
-    opened: Result<Message, String>,
-    /// Units to hold while it runs (all of the node's when exclusive; 1 when it cannot run
-    /// here at all, until it is sent on).
-    pub units: u32,
-    /// Whether it runs alone on its node.
-    pub exclusive: bool,
-    oversize: bool,
-}
-
-impl Prepared {
-    /// The task id and name of an exclusive run.
-    pub fn exclusive_run(&self) -> Option<(&str, &str)> {
-        let message = self.opened.as_ref().ok().filter(|_| self.exclusive)?;
-        Some((&message.id, &message.task))
-    }
-}
-
-/// How long a message heavier than its node's whole capacity waits in the delayed set before
-/// a node takes it again (one with capacity enough, it is hoped).
-const OVERSIZE_WAIT_MS: u64 = 5_000;
-
 /// Starts runs; cheap to clone.
 #[derive(Clone)]
 pub struct Executor {
-    shared: Arc<ExecutorParts>,
+    pub(crate) shared: Arc<ExecutorParts>,
 }
 
 impl Executor {
@@ -114,31 +90,6 @@ impl Executor {
     pub fn new(parts: ExecutorParts) -> Self {
         Self {
             shared: Arc::new(parts),
-        }
-    }
-
-    /// Decodes `delivery` and says how many units it needs.
-    pub fn prepare(&self, delivery: Delivery) -> Prepared {
-        let opened = match delivery.payload.as_deref() {
-            Some(payload) => self
-                .shared
-                .broker()
-                .open(payload)
-                .map_err(|e| e.to_string()),
-            None => {
-                Err("stream entry has no message field `m` (or was trimmed while pending)".into())
-            }
-        };
-        let (units, exclusive, oversize) = match &opened {
-            Ok(message) => self.shared.units_of(message),
-            Err(_) => (1, false, false),
-        };
-        Prepared {
-            delivery,
-            opened,
-            units,
-            exclusive,
-            oversize,
         }
     }
 
@@ -175,29 +126,6 @@ impl Executor {
 impl ExecutorParts {
     pub(crate) fn broker(&self) -> &Broker {
         self.client.broker()
-    }
-
-    /// Units `message` takes, whether it is exclusive, and whether it is too heavy for this
-    /// node.
-    fn units_of(&self, message: &Message) -> (u32, bool, bool) {
-        let task = self.table.get(&message.task).map(|t| &t.options);
-        let total = self.capacity.total();
-        let exclusive = message
-            .exclusive
-            .unwrap_or_else(|| task.is_some_and(|t| t.exclusive));
-        if exclusive {
-            return (total, true, false);
-        }
-        let impact = message
-            .impact
-            .or_else(|| task.and_then(|t| t.impact))
-            .unwrap_or(1)
-            .max(1);
-        if impact > total {
-            (1, false, true)
-        } else {
-            (impact, false, false)
-        }
     }
 
     async fn run(&self, prepared: Prepared, group: String, slot: Slot) {
@@ -238,43 +166,31 @@ impl ExecutorParts {
             }
         };
         let span = stevedore::trace::process_span(&message, group);
-        if let Some(due) = early(&message, &delivery.destination) {
-            if self.defer(delivery, group, due).instrument(span).await {
-                tracing::info!(due_ms = due, "arrived before its eta: delayed until then");
-            }
+        let gate = self.may_start(delivery, group, &message, oversize);
+        let Some(permit) = gate.instrument(span.clone()).await else {
             return false;
-        }
-        if oversize {
-            self.send_on(delivery, group, &message)
-                .instrument(span)
-                .await;
-            return false;
-        }
-        let permit = match self
-            .admit(delivery, group, &message)
-            .instrument(span.clone())
-            .await
-        {
-            Admission::Run(permit) => permit,
-            Admission::Held => return false,
         };
-        if !self
-            .dedup_start(delivery, group, &message)
-            .instrument(span.clone())
-            .await
-        {
-            if let Some(permit) = permit {
-                self.release(permit).await;
-            }
-            return false;
-        }
-        let (mut run, error) = self.run_message(&mut message).instrument(span).await;
+        let (run, error) = self.run_message(&mut message).instrument(span).await;
         drop(slot);
         if let Some(permit) = permit {
             self.release(permit).await;
         }
+        self.finish(delivery, group, &message, run, error);
+        true
+    }
+
+    /// Settles a finished run (retry, dead letter or done) and hands its outcome to the
+    /// recorder.
+    fn finish(
+        &self,
+        delivery: &Delivery,
+        group: &str,
+        message: &Message,
+        mut run: RunRecord,
+        error: Option<TaskError>,
+    ) {
         let attempt = retry::Attempt {
-            message: &message,
+            message,
             payload: delivery.payload.as_deref().unwrap_or_default(),
             options: self.table.get(&message.task).map(|t| &t.options),
             from: &delivery.destination,
@@ -287,11 +203,11 @@ impl ExecutorParts {
         }
         let release = match settle {
             Settle::Retry { .. } => None,
-            _ => dedup_policy(&message).map(|(_, key)| key.to_owned()),
+            _ => dedup_policy(message).map(|(_, key)| key.to_owned()),
         };
         self.activity.worked();
         let outcome = Outcome {
-            field: self.finished_field(&message, &run),
+            field: self.finished_field(message, &run),
             notify: message.wants_notify(),
             entry: Entry {
                 destination: delivery.destination.clone(),
@@ -303,7 +219,6 @@ impl ExecutorParts {
             run,
         };
         let _ = self.events.send(Event::Finished(outcome));
-        true
     }
 
     /// Where the outcome of `run` goes: as usual, or apart when this process was declared lost
@@ -325,7 +240,12 @@ impl ExecutorParts {
     /// run holding it; returns whether to run it now. While Redis refuses the step (a write
     /// outage, a dropped connection) it is retried with backoff, holding the slot, until it is
     /// done or the run is abandoned at shutdown (then the message stays pending, recoverable).
-    async fn dedup_start(&self, delivery: &Delivery, group: &str, message: &Message) -> bool {
+    pub(crate) async fn dedup_start(
+        &self,
+        delivery: &Delivery,
+        group: &str,
+        message: &Message,
+    ) -> bool {
         if dedup_policy(message).is_none() {
             return true;
         }
@@ -507,15 +427,6 @@ impl ExecutorParts {
         .is_some()
     }
 
-    /// Sends a message heavier than this whole node back to wait (delayed, not an attempt)
-    /// for a node with capacity enough.
-    async fn send_on(&self, delivery: &Delivery, group: &str, message: &Message) {
-        let due = stevedore::now_ms() + OVERSIZE_WAIT_MS;
-        if self.defer(delivery, group, due).await {
-            tracing::warn!(task = %message.task, capacity = self.capacity.total(), "impact above this node's whole capacity: left waiting for a node with capacity enough");
-        }
-    }
-
     /// Moves a message that cannot run to the dead letters, retrying while Redis refuses.
     async fn dead_letter(&self, delivery: &Delivery, group: &str, reason: &str) {
         let queue = delivery.destination.to_string();
@@ -538,7 +449,7 @@ const ETA_SLACK_MS: u64 = 1_000;
 /// The eta of `message` when it arrived on a stream well before it (a producer that wrote to
 /// the stream directly): it must wait in the delayed set. Broadcast entries are shared by every
 /// node's group and cannot be moved by one node: they run.
-fn early(message: &Message, from: &Destination) -> Option<u64> {
+pub(crate) fn early(message: &Message, from: &Destination) -> Option<u64> {
     let eta = message.eta?;
     let early = eta > stevedore::now_ms() + ETA_SLACK_MS && *from != Destination::Broadcast;
     early.then_some(eta)

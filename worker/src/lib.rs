@@ -26,6 +26,7 @@ mod in_flight;
 mod limiter;
 mod observe;
 mod pause;
+mod placement;
 mod pool;
 mod priority;
 mod reaper;
