@@ -119,6 +119,13 @@ pub fn build_message(
     message.retries = message.retries.or(defaults.retries);
     message.backoff = message.backoff.or(defaults.backoff_ms);
     message.max_backoff = message.max_backoff.or(defaults.max_backoff_ms);
+    if defaults.exclusive && options.exclusive_unset() {
+        // An exclusive task is taken ahead of the others of its queue: its first lane.
+        let lane = crate::Destination::from_wire_name(&message.queue)?.first_lane();
+        if let Some(lane) = lane {
+            message.queue = lane.wire_name();
+        }
+    }
     Ok(message)
 }
 

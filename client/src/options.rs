@@ -241,7 +241,9 @@ impl PublishOptions {
             task: task.to_owned(),
             args,
             kwargs,
-            queue: self.destination(task_default_queue)?.wire_name(),
+            queue: self
+                .placed(self.destination(task_default_queue)?)
+                .wire_name(),
             published_at: now,
             eta,
             retries: self.retries,
@@ -300,6 +302,20 @@ impl PublishOptions {
     /// The impact chosen for the call, if any.
     pub fn impact_units(&self) -> Option<u32> {
         self.impact
+    }
+
+    /// Where an exclusive call goes: its shared queue's first lane (taken before the queue's
+    /// other tasks); any other call, where it was sent.
+    fn placed(&self, destination: Destination) -> Destination {
+        match (self.exclusive, destination.first_lane()) {
+            (Some(true), Some(lane)) => lane,
+            _ => destination,
+        }
+    }
+
+    /// Whether the call says nothing about exclusivity (the task's own then holds).
+    pub(crate) fn exclusive_unset(&self) -> bool {
+        self.exclusive.is_none()
     }
 
     fn check_placement(&self) -> Result<()> {

@@ -79,7 +79,39 @@ impl Destination {
                 reason: "it is reserved for broadcasts (use --broadcast to reach every node)",
             });
         }
-        QueueName::new("queue", name).map(Self::Queue)
+        let base = name.strip_suffix(Self::FIRST_LANE_SUFFIX).unwrap_or(name);
+        QueueName::new("queue", base)?;
+        Ok(Self::Queue(QueueName(name.to_owned())))
+    }
+
+    /// The suffix of a shared queue's first lane (`NAME+first`).
+    pub const FIRST_LANE_SUFFIX: &'static str = "+first";
+
+    /// The first lane of a shared queue: `NAME+first`, read before the queue itself by every
+    /// node that reads the queue (exclusive tasks go there, as AWX's system jobs run first).
+    /// `None` for a node's queue, the broadcasts and a lane itself.
+    pub fn first_lane(&self) -> Option<Self> {
+        match self {
+            Self::Queue(q) if !q.0.ends_with(Self::FIRST_LANE_SUFFIX) => Some(Self::Queue(
+                QueueName(format!("{}{}", q.0, Self::FIRST_LANE_SUFFIX)),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether it is a shared queue's first lane.
+    pub fn is_first_lane(&self) -> bool {
+        matches!(self, Self::Queue(q) if q.0.ends_with(Self::FIRST_LANE_SUFFIX))
+    }
+
+    /// The queue whose pause and listing a destination belongs to: a lane's queue, else its
+    /// own wire name.
+    pub fn base_wire_name(&self) -> String {
+        let wire = self.wire_name();
+        match wire.strip_suffix(Self::FIRST_LANE_SUFFIX) {
+            Some(base) if matches!(self, Self::Queue(_)) => base.to_owned(),
+            _ => wire,
+        }
     }
 
     /// A node's own queue by node name.
@@ -166,6 +198,20 @@ mod tests {
                 Destination::from_wire_name(&dest.wire_name()).unwrap(),
                 dest
             );
+        }
+    }
+
+    #[test]
+    fn a_queue_has_one_first_lane_and_plus_signs_stay_out_of_names() {
+        let default = Destination::queue("default").unwrap();
+        let lane = default.first_lane().unwrap();
+        assert_eq!(lane.wire_name(), "default+first");
+        assert!(lane.is_first_lane() && lane.first_lane().is_none());
+        assert_eq!(lane.base_wire_name(), "default");
+        assert_eq!(Destination::from_wire_name("default+first").unwrap(), lane);
+        assert!(Destination::node("n").unwrap().first_lane().is_none());
+        for bad in ["a+b", "+first", "a+first+first"] {
+            assert!(Destination::queue(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -211,7 +211,7 @@ pub async fn renamed() -> String {
     "renamed".to_owned()
 }
 
-/// Counts what [`occupy`] runs: at once under a key and on a node, the most seen, the starts.
+/// Counts what `tests.occupy` runs: at once under a key and on a node, the most seen, the starts.
 static OCCUPY: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"local n = redis.call('INCR', KEYS[1])
@@ -255,13 +255,13 @@ async fn occupy_for(ctx: &TaskContext, key: &str, milliseconds: u64) -> Result<u
     Ok(at_start)
 }
 
-/// Occupies one unit (or the impact its call asks for) for `milliseconds`; see [`occupy_for`].
+/// Occupies one unit (or the impact its call asks for) for `milliseconds`; see `occupy_for`.
 #[task(name = "tests.occupy")]
 pub async fn occupy(ctx: TaskContext, key: String, milliseconds: u64) -> Result<u64, TaskError> {
     occupy_for(&ctx, &key, milliseconds).await
 }
 
-/// [`occupy`] with an impact of 2 units.
+/// `tests.occupy` with an impact of 2 units.
 #[task(name = "tests.occupy_double", impact = 2)]
 pub async fn occupy_double(
     ctx: TaskContext,
@@ -295,7 +295,7 @@ pub async fn alone(
     Ok((before, after))
 }
 
-/// [`occupy`] under a concurrency of its own: at most 2 at once across the cluster.
+/// `tests.occupy` under a concurrency of its own: at most 2 at once across the cluster.
 #[task(name = "tests.two_at_once", concurrency = 2)]
 pub async fn two_at_once(
     ctx: TaskContext,
@@ -305,7 +305,7 @@ pub async fn two_at_once(
     occupy_for(&ctx, &key, milliseconds).await
 }
 
-/// [`occupy`] under a concurrency of its own of 1, and no retry (a lost run stays lost).
+/// `tests.occupy` under a concurrency of its own of 1, and no retry (a lost run stays lost).
 #[task(name = "tests.one_at_once", concurrency = 1, retries = 0)]
 pub async fn one_at_once(
     ctx: TaskContext,
@@ -315,7 +315,7 @@ pub async fn one_at_once(
     occupy_for(&ctx, &key, milliseconds).await
 }
 
-/// [`occupy`] under the named limit `per_customer`, keyed by `customer`.
+/// `tests.occupy` under the named limit `per_customer`, keyed by `customer`.
 #[task(name = "tests.tenant", limit = "per_customer", limit_key = "customer")]
 pub async fn tenant(
     ctx: TaskContext,
@@ -325,7 +325,7 @@ pub async fn tenant(
     occupy_for(&ctx, &customer, milliseconds).await
 }
 
-/// [`occupy`] at a rate of its own: 10 starts a second, 2 at once.
+/// `tests.occupy` at a rate of its own: 10 starts a second, 2 at once.
 #[task(name = "tests.paced", rate_limit = "10/s", burst = 2)]
 pub async fn paced(ctx: TaskContext, key: String) -> Result<u64, TaskError> {
     occupy_for(&ctx, &key, 0).await

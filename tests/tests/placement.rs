@@ -567,3 +567,44 @@ async fn a_run_parked_behind_its_duplicate_gives_its_permit_back() {
         TaskState::Succeeded
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_tasks_are_taken_ahead_of_the_others_waiting_in_their_queue() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--max-workers", "1"]);
+    let client = redis.stevedore().await;
+    let blocker = tasks::occupy::apply_async(&client, ("first".to_owned(), 500), notify())
+        .await
+        .unwrap();
+    running(&client, blocker.id()).await;
+    let mut light = Vec::new();
+    for _ in 0..5 {
+        let args = ("light".to_owned(), 0);
+        light.push(
+            tasks::occupy::apply_async(&client, args, notify())
+                .await
+                .unwrap(),
+        );
+    }
+    let exclusive = tasks::alone::apply_async(&client, ("ahead".to_owned(), 0), notify())
+        .await
+        .unwrap();
+    let record = finished(&client, exclusive.id(), WAIT).await;
+    let started = record.task_run().unwrap().started_at.unwrap();
+    for handle in &light {
+        let run = finished(&client, handle.id(), WAIT).await;
+        assert!(
+            run.task_run().unwrap().started_at.unwrap() > started,
+            "a task published before the exclusive one started first"
+        );
+    }
+    // So does an exclusive call of an ordinary task.
+    let options = notify().exclusive(true);
+    let call = tasks::occupy::apply_async(&client, ("lane".to_owned(), 0), options)
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&client, call.id(), WAIT).await.state(),
+        TaskState::Succeeded
+    );
+}

@@ -200,6 +200,7 @@ impl Parts<'_> {
             position,
         };
         let mut delayed = vec![self.own_queue()?];
+        delayed.extend(queues.iter().filter_map(Destination::first_lane));
         delayed.extend(queues);
         delayed.push(Destination::Broadcast);
         let forwarder = Forwarder {
@@ -271,7 +272,10 @@ fn fetcher_configs(
         FetcherConfig {
             group: QUEUE_GROUP.to_owned(),
             consumer: consumer.to_owned(),
-            first: vec![own_queue],
+            // The node's queue, then the first lanes of its queues (exclusive tasks).
+            first: std::iter::once(own_queue)
+                .chain(specs.iter().filter_map(|q| q.destination.first_lane()))
+                .collect(),
             shared: specs.to_vec(),
             start: GroupStart::Beginning,
             mode: FetchMode::FreeSlots,

@@ -224,7 +224,7 @@ impl Fetcher {
             let streams: Vec<Destination> = self
                 .read_order()
                 .into_iter()
-                .filter(|s| !paused.contains(&s.wire_name()))
+                .filter(|s| !paused.contains(&s.base_wire_name()))
                 .collect();
             if streams.is_empty() {
                 let mut resumed = std::pin::pin!(self.gate.on_change());
@@ -313,15 +313,16 @@ impl Fetcher {
         };
         let (group, consumer) = (&self.config.group, &self.config.consumer);
         if streams.len() > 1 {
-            for stream in streams {
-                let lane = lane_of(lanes, stream);
+            let mut at = 0;
+            while at < streams.len() {
+                let (lane, end) = self.first_run(lanes, streams, at);
                 let found = self
                     .broker
                     .read_group(
                         &mut lanes[lane].conn,
                         group,
                         consumer,
-                        std::slice::from_ref(stream),
+                        &streams[at..end],
                         count,
                         None,
                     )
@@ -329,6 +330,7 @@ impl Fetcher {
                 if !found.is_empty() {
                     return Ok(Some(found));
                 }
+                at = end;
             }
         }
         let mut parts: Vec<Vec<Destination>> = vec![Vec::new(); lanes.len()];
@@ -340,6 +342,21 @@ impl Fetcher {
             return Ok(None);
         }
         Ok(Some(found))
+    }
+
+    /// The streams from `at` read in one non-blocking read, and their lane: the first streams
+    /// (the node's queue and the queues' first lanes) that share a connection go together, so
+    /// they cost one round trip; any other stream alone, in priority order.
+    fn first_run(&self, lanes: &[Lane], streams: &[Destination], at: usize) -> (usize, usize) {
+        let lane = lane_of(lanes, &streams[at]);
+        let first = |s: &Destination| self.config.first.contains(s) && lane_of(lanes, s) == lane;
+        let mut end = at + 1;
+        if first(&streams[at]) {
+            while end < streams.len() && first(&streams[end]) {
+                end += 1;
+            }
+        }
+        (lane, end)
     }
 
     /// Blocks on every lane with streams to read at once; as soon as one lane answers with

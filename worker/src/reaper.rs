@@ -322,14 +322,15 @@ impl Reaper {
     }
 }
 
-/// Every (stream, group) a process read: its node's queue and its shared queues through the
-/// queue group, and the broadcasts through its node's group.
+/// Every (stream, group) a process read: its node's queue and its shared queues (with their
+/// first lanes) through the queue group, and the broadcasts through its node's group.
 pub(crate) fn streams_of(beat: &NodeBeat) -> Vec<(Destination, String)> {
     let own = Destination::node(&beat.node).ok();
     let shared = beat
         .queues
         .iter()
-        .filter_map(|q| Destination::queue(q).ok());
+        .filter_map(|q| Destination::queue(q).ok())
+        .flat_map(|q| q.first_lane().into_iter().chain([q]));
     own.into_iter()
         .chain(shared)
         .chain([Destination::Broadcast])

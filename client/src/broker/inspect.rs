@@ -75,7 +75,7 @@ impl Broker {
     }
 
     /// Every queue of the namespace (with a stream, delayed or dead-lettered messages) with its
-    /// counts, sorted by destination.
+    /// counts, sorted by destination; a first lane (`NAME+first`) only when it is not empty.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
         let registered: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys().queue_registry())
@@ -89,7 +89,10 @@ impl Broker {
         };
         // Concurrent on the multiplexed connection: their commands travel pipelined.
         let infos = destinations.into_iter().map(|d| self.queue_info(d));
-        futures_util::future::try_join_all(infos).await
+        let mut infos = futures_util::future::try_join_all(infos).await?;
+        // A queue's first lane is listed only while it holds something (an exclusive task).
+        infos.retain(|i| !i.destination.is_first_lane() || i.length + i.dead + i.delayed > 0);
+        Ok(infos)
     }
 
     /// The counts of one queue.
