@@ -271,7 +271,7 @@ async fn memory_flat(
 
 fn machine() -> serde_json::Value {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let redis = std::process::Command::new("redis-server")
+    let redis = std::process::Command::new(stevedore_harness::server_binary())
         .arg("--version")
         .output()
         .ok()

@@ -189,7 +189,7 @@ pub fn exit_within(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 /// Starts a bare `redis-server` on unix socket `socket`, its files in `dir`, killed when
 /// dropped: for tests that start a process before its Redis exists.
 pub fn redis_server_on(socket: &std::path::Path, dir: &std::path::Path) -> KillOnDrop {
-    let child = Command::new("redis-server")
+    let child = Command::new(stevedore_harness::server_binary())
         .args([
             "--port",
             "0",

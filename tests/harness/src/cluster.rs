@@ -93,7 +93,7 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let mut create = Command::new("redis-cli");
+        let mut create = Command::new(crate::cli_binary());
         if let Some((cert, _)) = &ca {
             create.arg("--tls").arg("--cacert").arg(cert);
         }

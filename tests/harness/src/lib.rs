@@ -19,6 +19,29 @@ pub mod tls;
 
 pub use redis_server::RedisServer;
 
+/// The server the tests and the benchmark start: `STEVEDORE_TEST_SERVER` (a name on the PATH
+/// or a path), `redis-server` when unset, so the whole suite runs unchanged on another
+/// wire-compatible server (`valkey-server`).
+pub fn server_binary() -> String {
+    std::env::var("STEVEDORE_TEST_SERVER")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "redis-server".to_owned())
+}
+
+/// The command-line client beside [`server_binary`]: `NAME-server` gives `NAME-cli` (in the
+/// same directory when it is a path); any other server name, `redis-cli`.
+pub fn cli_binary() -> String {
+    cli_beside(&server_binary())
+}
+
+fn cli_beside(server: &str) -> String {
+    match server.strip_suffix("-server") {
+        Some(prefix) => format!("{prefix}-cli"),
+        None => "redis-cli".to_owned(),
+    }
+}
+
 use std::time::Duration;
 
 /// A connection for the caller's own commands to any deployment stevedore accepts (a cluster
@@ -38,4 +61,19 @@ pub async fn connection_with(
         .dedicated_connection(Duration::from_secs(60), "test")
         .await
         .expect("open a test connection")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_found_beside_the_server() {
+        assert_eq!(cli_beside("redis-server"), "redis-cli");
+        assert_eq!(
+            cli_beside("/opt/venv/bin/valkey-server"),
+            "/opt/venv/bin/valkey-cli"
+        );
+        assert_eq!(cli_beside("my-build"), "redis-cli");
+    }
 }

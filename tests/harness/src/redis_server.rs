@@ -119,7 +119,7 @@ impl RedisServer {
 }
 
 fn spawn(dir: PathBuf, aof: bool, port: Option<u16>) -> Child {
-    let mut command = Command::new("redis-server");
+    let mut command = Command::new(crate::server_binary());
     match port {
         Some(port) => command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]),
         None => command
@@ -135,7 +135,10 @@ fn spawn(dir: PathBuf, aof: bool, port: Option<u16>) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start redis-server (is it installed? scripts/test installs it)")
+        .unwrap_or_else(|e| {
+            let server = crate::server_binary();
+            panic!("cannot start {server} ({e}); is it installed? scripts/test installs redis-server, and STEVEDORE_TEST_SERVER names another")
+        })
 }
 
 impl Drop for RedisServer {

@@ -74,7 +74,7 @@ impl TcpNode {
             true => ["--port", "0", "--tls-port", &port],
             false => ["--port", &port, "--bind", "127.0.0.1"],
         };
-        let child = Command::new("redis-server")
+        let child = Command::new(crate::server_binary())
             .args(&self.args)
             .args(ports)
             .args(["--save", "", "--dir"])
