@@ -129,6 +129,19 @@ pub fn build_message(
     Ok(message)
 }
 
+/// The stub's workflow step: the call's encoded arguments, or why they could not be encoded
+/// (reported when the workflow is submitted).
+pub fn signature(
+    task: &str,
+    defaults: crate::TaskOptions,
+    args: Result<Vec<rmpv::Value>>,
+) -> crate::Signature {
+    match args {
+        Ok(args) => crate::Signature::of_task(task.to_owned(), defaults, args, BTreeMap::new()),
+        Err(error) => crate::Signature::invalid(task, error.to_string()),
+    }
+}
+
 /// Publishes the stub's message.
 pub async fn publish<T>(client: &Client, message: Message) -> Result<TaskHandle<T>> {
     Ok(client.publish(message).await?.typed())

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use crate::broker::{Broker, BrokerConfig, QueueInfo};
 use crate::control::{CancelRecord, CancelSelector, Command, NodeAnswer, Request, Target};
 use crate::handle::TaskHandle;
+use crate::signing::Purpose;
+use crate::workflow::{Plan, Workflow, WorkflowHandle, DEFAULT_TTL};
 use crate::{Destination, Error, Message, PublishOptions, Result, TaskRecord};
 
 /// How to reach Redis: URL, namespace and timeouts.
@@ -109,6 +111,25 @@ impl Client {
                 TaskHandle::new(self, m.id, Some(notify), !published)
             })
             .collect())
+    }
+
+    /// Submits a workflow: stores it and publishes its first steps; the workers publish each
+    /// next step when the steps before it are recorded (see [`crate::workflow`]).
+    pub async fn submit(&self, workflow: impl Into<Workflow>) -> Result<WorkflowHandle> {
+        let broker = &self.broker;
+        let seal = |bytes| broker.seal_as(Purpose::WorkflowStep, bytes);
+        let plan = Plan::compile(&seal, &workflow.into())?;
+        broker
+            .store_workflow(&plan.id, &plan.fields, DEFAULT_TTL)
+            .await?;
+        let joined = broker.start_workflow(&plan.id, DEFAULT_TTL).await?;
+        broker.publish_joined(&[joined], DEFAULT_TTL).await?;
+        Ok(WorkflowHandle::new(self.clone(), plan.id))
+    }
+
+    /// A handle on workflow `id`, submitted before (by this process or another).
+    pub fn workflow(&self, id: impl Into<String>) -> WorkflowHandle {
+        WorkflowHandle::new(self.clone(), id.into())
     }
 
     /// What is recorded about task `id`.

@@ -76,6 +76,27 @@ pub enum Error {
     /// The task ended without succeeding (from [`crate::TaskHandle::get`]).
     #[error(transparent)]
     Task(#[from] crate::TaskFailure),
+    /// A workflow description or call cannot be submitted as it is.
+    #[error("invalid workflow: {0}")]
+    InvalidWorkflow(String),
+    /// The workflow ended without succeeding (from [`crate::WorkflowHandle::wait`]).
+    #[error("workflow {id} {status}: {error}")]
+    WorkflowFailed {
+        /// The workflow's id.
+        id: String,
+        /// `failed` or `cancelled`.
+        status: String,
+        /// What failed: the first failing step's task, id and error.
+        error: String,
+    },
+    /// Waiting for a workflow to end ran out of time.
+    #[error("workflow {id} did not finish within {waited_ms} ms")]
+    WorkflowTimeout {
+        /// The workflow's id.
+        id: String,
+        /// How long we waited.
+        waited_ms: u64,
+    },
     /// Waiting for a task's outcome ran out of time.
     #[error("task {id} did not finish within {waited_ms} ms")]
     Timeout {

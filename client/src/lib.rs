@@ -45,6 +45,7 @@ pub mod signing;
 mod task_error;
 mod time;
 pub mod trace;
+pub mod workflow;
 
 #[doc(hidden)]
 pub mod __private;
@@ -65,3 +66,4 @@ pub use stevedore_macros::task;
 pub use task_error::{TaskError, TaskErrorKind};
 pub use time::now_ms;
 pub use tokio_util::sync::CancellationToken;
+pub use workflow::{Signature, Workflow, WorkflowHandle};

@@ -50,6 +50,8 @@ pub enum Purpose {
     Cancel,
     /// A paused queue's entry.
     Pause,
+    /// A workflow step's message, stored with its workflow until the step is ready.
+    WorkflowStep,
 }
 
 impl Purpose {
@@ -63,6 +65,7 @@ impl Purpose {
             Self::Control => b"control\0",
             Self::Cancel => b"cancel\0",
             Self::Pause => b"pause\0",
+            Self::WorkflowStep => b"workflow-step\0",
         }
     }
 }
@@ -75,6 +78,7 @@ impl std::fmt::Display for Purpose {
             Self::Control => "control request",
             Self::Cancel => "cancel record",
             Self::Pause => "pause",
+            Self::WorkflowStep => "workflow step",
         })
     }
 }

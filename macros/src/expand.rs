@@ -71,6 +71,15 @@ pub fn expand(task: &TaskDef) -> TokenStream {
 fn struct_forwards(task: &TaskDef, module: &syn::Ident) -> TokenStream {
     let (idents, types) = arguments(task);
     let success = task.body.success_type();
+    let partial = match types.get(1..) {
+        Some(rest) if !types.is_empty() => quote! {
+            /// This task as a chain's next step: every argument but the first.
+            pub fn partial(args: (#(#rest,)*)) -> ::stevedore::Signature {
+                #module::partial(args)
+            }
+        },
+        _ => quote!(),
+    };
     quote! {
         /// Publishes the task with these arguments and default options.
         pub async fn delay(
@@ -96,6 +105,13 @@ fn struct_forwards(task: &TaskDef, module: &syn::Ident) -> TokenStream {
         ) -> ::stevedore::Result<::stevedore::Message> {
             #module::message(args, options)
         }
+
+        /// This call as a workflow step (`Workflow::chain`, `group`, `chord`), not published.
+        pub fn sig(args: (#(#types,)*)) -> ::stevedore::Signature {
+            #module::sig(args)
+        }
+
+        #partial
     }
 }
 
@@ -115,17 +131,20 @@ fn arguments(task: &TaskDef) -> (Vec<&syn::Ident>, Vec<&syn::Type>) {
 fn shared_items(task: &TaskDef) -> TokenStream {
     let (idents, types) = arguments(task);
     let success = task.body.success_type();
-    let encodes = idents.iter().zip(&types).map(|(ident, ty)| {
-        let name = ident.to_string();
-        quote_spanned! {ty.span()=>
-            ::stevedore::__private::encode_arg::<#ty>(NAME, #name, &#ident)?
-        }
-    });
+    let encodes: Vec<TokenStream> = (idents.iter().zip(&types))
+        .map(|(ident, ty)| {
+            let name = ident.to_string();
+            quote_spanned! {ty.span()=>
+                ::stevedore::__private::encode_arg::<#ty>(NAME, #name, &#ident)?
+            }
+        })
+        .collect();
     let queue = match &task.options.queue {
         Some(q) => quote!(::core::option::Option::Some(#q)),
         None => quote!(::core::option::Option::None),
     };
     let options = task_options(task, &queue);
+    let signatures = signature_items(&idents, &types, &encodes, &options);
     let handler = handler(task);
     let kind = if task.body.is_async {
         quote!(::stevedore::TaskKind::Async)
@@ -160,6 +179,8 @@ fn shared_items(task: &TaskDef) -> TokenStream {
             ::stevedore::__private::build_message(NAME, &#options, values, options)
         }
 
+        #signatures
+
         #handler
 
         ::stevedore::__private::inventory::submit! {
@@ -170,6 +191,39 @@ fn shared_items(task: &TaskDef) -> TokenStream {
                 __stevedore_handler,
                 ::core::concat!(::core::file!(), ":", ::core::line!()),
             )
+        }
+    }
+}
+
+/// `sig` (a call as a workflow step) and, for a task with arguments, `partial` (every
+/// argument but the first, which the step before fills).
+fn signature_items(
+    idents: &[&syn::Ident],
+    types: &[&syn::Type],
+    encodes: &[TokenStream],
+    options: &TokenStream,
+) -> TokenStream {
+    let sig = quote! {
+        /// This call as a workflow step (`Workflow::chain`, `group`, `chord`), not published.
+        pub fn sig(args: (#(#types,)*)) -> ::stevedore::Signature {
+            let (#(#idents,)*) = args;
+            let values = (|| ::stevedore::Result::Ok(::std::vec![#(#encodes),*]))();
+            ::stevedore::__private::signature(NAME, #options, values)
+        }
+    };
+    if idents.is_empty() {
+        return sig;
+    }
+    let (rest_idents, rest_types, rest_encodes) = (&idents[1..], &types[1..], &encodes[1..]);
+    quote! {
+        #sig
+
+        /// This task as a chain's next step: every argument but the first, which the result
+        /// of the step before fills.
+        pub fn partial(args: (#(#rest_types,)*)) -> ::stevedore::Signature {
+            let (#(#rest_idents,)*) = args;
+            let values = (|| ::stevedore::Result::Ok(::std::vec![#(#rest_encodes),*]))();
+            ::stevedore::__private::signature(NAME, #options, values)
         }
     }
 }

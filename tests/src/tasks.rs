@@ -330,3 +330,35 @@ pub async fn tenant(
 pub async fn paced(ctx: TaskContext, key: String) -> Result<u64, TaskError> {
     occupy_for(&ctx, &key, 0).await
 }
+
+/// Sums a list (a chord's callback, a chain's last step) and counts its run in `tests:runs`
+/// under its id and in `tests:totals` (every run of it, whatever the id).
+#[task(name = "tests.total")]
+pub async fn total(ctx: TaskContext, values: Vec<i64>) -> Result<i64, TaskError> {
+    let mut conn = test_redis().await?;
+    redis::pipe()
+        .hincr("tests:runs", ctx.id(), 1)
+        .incr("tests:totals", 1)
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(values.iter().sum())
+}
+
+/// Returns `n` after `milliseconds` (a chord member still running when its worker is killed).
+#[task(name = "tests.echo_after")]
+pub async fn echo_after(n: i64, milliseconds: u64) -> i64 {
+    tokio::time::sleep(Duration::from_millis(milliseconds)).await;
+    n
+}
+
+/// Keeps what it was given first, as JSON, in `tests:input:KEY` (a link's handler).
+#[task(name = "tests.keep_input")]
+pub async fn keep_input(input: serde_json::Value, key: String) -> Result<(), TaskError> {
+    let mut conn = test_redis().await?;
+    redis::cmd("RPUSH")
+        .arg(format!("tests:input:{key}"))
+        .arg(input.to_string())
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(())
+}

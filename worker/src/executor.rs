@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Delivery, Entry, Outcome, Settle};
+use stevedore::broker::{Broker, Delivery, Entry, Outcome, Settle, StepRef};
 use stevedore::{
     dedup_policy, Client, Destination, Invocation, Message, RecordField, RunRecord, TaskContext,
     TaskError, TaskRegistration, TaskState,
@@ -216,6 +216,7 @@ impl ExecutorParts {
             },
             settle,
             release,
+            workflow: StepRef::of(message).map(Box::new),
             run,
         };
         let _ = self.events.send(Event::Finished(outcome));

@@ -32,11 +32,14 @@
 //!    cancelled or timed out (only its acknowledgement was lost) is dropped, but one recorded
 //!    `retrying` or `dead` is treated as started, since its retry or dead letter is written
 //!    after the record; bytes that do not open go to the dead letters with the reason.
+//! 7. A reaped workflow step whose run ended for good is joined here (its process may have
+//!    died between its record and its join; the join is idempotent), and every pass sweeps
+//!    the outboxes of idle workflows, publishing what a dead process left ready.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use stevedore::broker::{Broker, Fate, Keys, NewDeadLetter, PendingEntry};
+use stevedore::broker::{Broker, Fate, Keys, NewDeadLetter, PendingEntry, StepRef};
 use stevedore::nodes::{GoneProcess, GoneState, NodeBeat};
 use stevedore::{Destination, Message, RecordField, RunRecord, TaskState};
 use tokio_util::sync::CancellationToken;
@@ -124,6 +127,7 @@ impl Reaper {
         for node in self.broker.expire_gone(self.lost_retention, &live).await? {
             tracing::info!(node = %node, "node gone longer than --lost-retention: its broadcast group is deleted");
         }
+        self.broker.sweep_workflows(self.record_ttl).await?;
         Ok(reaped)
     }
 
@@ -234,7 +238,22 @@ impl Reaper {
                 self.broker.release_limit(&bucket, &message.id).await?;
             }
         }
+        if let (true, Some(Ok(message))) = (reaped, &opened) {
+            self.join_workflow_step(message).await?;
+        }
         Ok(reaped)
+    }
+
+    /// Joins a reaped workflow step whose run ended for good, as its record now says (rule 7).
+    async fn join_workflow_step(&self, message: &Message) -> stevedore::Result<()> {
+        let Some(step) = StepRef::of(message) else {
+            return Ok(());
+        };
+        let record = self.broker.task_record(&message.id).await?;
+        if let Some(run) = record.task_run().filter(|run| run.state.is_final()) {
+            self.broker.join_step(&step, run, self.record_ttl).await?;
+        }
+        Ok(())
     }
 
     /// What becomes of `message` (as `payload`) held by `lost`, and the verdict to record:

@@ -54,14 +54,18 @@ impl Broker {
     /// passes; returns whether it ended. Several waiters may wait for one task: the token is
     /// rotated, not taken.
     pub async fn wait_done(&self, id: &str, timeout: Duration) -> Result<bool> {
-        let key = self.keys().done(id);
+        self.wait_list(&self.keys().done(id), timeout).await
+    }
+
+    /// Waits until list `key` holds a token (left in place) or `timeout` passes.
+    pub(crate) async fn wait_list(&self, key: &str, timeout: Duration) -> Result<bool> {
         let mut conn = self.blocking_connection().await?;
         let secs = format!("{:.3}", timeout.as_secs_f64().max(0.001));
         let reply = tokio::time::timeout(
             timeout + self.config().response_timeout,
             redis::cmd("BLMOVE")
-                .arg(&key)
-                .arg(&key)
+                .arg(key)
+                .arg(key)
                 .arg("LEFT")
                 .arg("RIGHT")
                 .arg(secs)

@@ -42,6 +42,11 @@
 //! | `NS:{l:NAME}:passes`  | zset   | runs given a later start by the rate: task id -> ms     |
 //! | `NS:{r}:limits`       | set    | names of the limits defined with `stevedore limit set`  |
 //! | `NS:{h}:gone`         | hash   | consumer -> GoneProcess: lost (reaped) or stopped, kept for the retention |
+//! | `NS:{w:ID}:graph`     | hash   | workflow ID's steps: node JSON, group members, sealed step messages |
+//! | `NS:{w:ID}:state`     | hash   | workflow ID's join state: step states, results, counters, status |
+//! | `NS:{w:ID}:outbox`    | hash   | workflow ID's steps ready and not yet published -> their input |
+//! | `NS:{w:ID}:done`      | list   | one token each time workflow ID ended, for waiters      |
+//! | `NS:{r}:workflows`    | zset   | workflows not ended -> last activity (ms), for the sweeper |
 
 use crate::Destination;
 
@@ -190,6 +195,31 @@ impl Keys {
     /// String: set once run `run_id` of a schedule was published to `destination`.
     pub fn fired(&self, destination: &Destination, run_id: &str) -> String {
         format!("{}:fired:{run_id}", self.tag(destination))
+    }
+
+    /// Hash: the steps of workflow `id` (see `scripts/workflow.lua`).
+    pub fn workflow_graph(&self, id: &str) -> String {
+        format!("{}:{{w:{id}}}:graph", self.ns)
+    }
+
+    /// Hash: the join state of workflow `id`.
+    pub fn workflow_state(&self, id: &str) -> String {
+        format!("{}:{{w:{id}}}:state", self.ns)
+    }
+
+    /// Hash: the steps of workflow `id` that are ready and not yet published.
+    pub fn workflow_outbox(&self, id: &str) -> String {
+        format!("{}:{{w:{id}}}:outbox", self.ns)
+    }
+
+    /// List: a token each time workflow `id` ended, for waiters.
+    pub fn workflow_done(&self, id: &str) -> String {
+        format!("{}:{{w:{id}}}:done", self.ns)
+    }
+
+    /// Sorted set: workflows not ended, scored by their last activity (ms), for the sweeper.
+    pub fn workflows(&self) -> String {
+        format!("{}:{{r}}:workflows", self.ns)
     }
 
     /// String: the lease's fencing counter.

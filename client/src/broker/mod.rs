@@ -57,6 +57,7 @@ mod schedules;
 mod scripts;
 mod shared;
 mod throughput;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -79,6 +80,7 @@ pub use open::ClientId;
 pub use outcome::{Entry, Outcome, OutcomeBatch, Settle};
 pub use schedules::{Fired, Firing};
 pub use shared::SharedConnection;
+pub use workflows::{step_outcome, Joined, ReadyStep, StepRef, SWEEP_AFTER, WORKFLOW_HEADER};
 
 /// Talks to stevedore's Redis. Cheap to clone; clones share connections.
 #[derive(Clone)]

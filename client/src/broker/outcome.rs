@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::dead_letters::NewDeadLetter;
 use super::scripts::DUP_FINISH;
+use super::workflows::{Joined, StepRef};
 use super::{Broker, Connection};
 use crate::{Destination, RecordField, Result, RunRecord, TaskRecord};
 
@@ -29,6 +30,8 @@ pub struct Outcome {
     pub settle: Settle,
     /// The on_duplicate key the run held, released now that it ended for good.
     pub release: Option<String>,
+    /// The workflow step the run is, joined once it ended for good.
+    pub workflow: Option<Box<StepRef>>,
 }
 
 /// One stream entry as read by a consumer group.
@@ -77,6 +80,7 @@ pub struct OutcomeBatch {
     outcomes: Vec<Outcome>,
     ttl: Duration,
     stage: Stage,
+    joined: Vec<Joined>,
 }
 
 /// The next part of a batch to write (see [`Broker::write_outcomes`]).
@@ -85,6 +89,10 @@ enum Stage {
     /// Records, dead letters and releases.
     #[default]
     Records,
+    /// Workflow joins of the runs that ended for good (their replies are read).
+    Joins,
+    /// Workflow steps the joins made ready.
+    Publish,
     /// Retries.
     Retries,
     /// Acknowledgements.
@@ -124,6 +132,31 @@ impl OutcomeBatch {
 
     fn has_retries(&self) -> bool {
         (self.outcomes.iter()).any(|o| matches!(o.settle, Settle::Retry { .. }))
+    }
+
+    /// The workflow steps whose runs ended for good here (a late run's fate was the reaper's).
+    fn joins(&self) -> impl Iterator<Item = (&StepRef, &RunRecord)> {
+        self.outcomes.iter().filter_map(|o| {
+            let ended = o.run.state.is_final()
+                && !matches!(o.settle, Settle::Retry { .. })
+                && o.field != RecordField::Late;
+            o.workflow
+                .as_ref()
+                .filter(|_| ended)
+                .map(|s| (&**s, &o.run))
+        })
+    }
+
+    /// The stage after `stage` (Records, Joins or Publish) for this batch.
+    fn after(&self, stage: Stage) -> Stage {
+        let joins = stage == Stage::Records && self.joins().next().is_some();
+        let ready = stage == Stage::Joins && self.joined.iter().any(|j| !j.ready.is_empty());
+        match (joins, ready, self.has_retries()) {
+            (true, _, _) => Stage::Joins,
+            (_, true, _) => Stage::Publish,
+            (_, _, true) => Stage::Retries,
+            _ => Stage::Acks,
+        }
     }
 
     /// The record writes of the batch: every outcome, and every start whose outcome is not in
@@ -180,10 +213,16 @@ impl Broker {
             let next = match batch.stage {
                 Stage::Records => {
                     self.add_records(&mut pipe, batch);
-                    match batch.has_retries() {
-                        true => Stage::Retries,
-                        false => Stage::Acks,
-                    }
+                    batch.after(Stage::Records)
+                }
+                Stage::Joins => {
+                    self.send_joins(conn, batch).await?;
+                    batch.stage = batch.after(Stage::Joins);
+                    continue;
+                }
+                Stage::Publish => {
+                    self.add_ready(&mut pipe, &batch.joined, batch.ttl);
+                    batch.after(Stage::Publish)
                 }
                 Stage::Retries => {
                     self.add_retries(&mut pipe, batch);
@@ -208,6 +247,35 @@ impl Broker {
             }
             batch.stage = if acks_along { Stage::Done } else { next };
         }
+    }
+
+    /// Joins the batch's ended workflow steps and keeps what each join made ready. A join
+    /// Redis refuses (a workflow's state damaged by hand) is logged and skipped, so it never
+    /// holds back the acknowledgements of the others.
+    async fn send_joins(&self, conn: &mut Connection, batch: &mut OutcomeBatch) -> Result<()> {
+        let mut pipe = redis::pipe();
+        let steps: Vec<&StepRef> = batch.joins().map(|(step, _)| step).collect();
+        for (step, run) in batch.joins() {
+            self.add_step_join(&mut pipe, step, run, batch.ttl);
+        }
+        pipe.ignore_errors();
+        let config = self.config();
+        let replies: Vec<redis::RedisResult<redis::Value>> = conn
+            .query_replicated(&pipe, config.replicas_to_ack, config.replica_ack_timeout)
+            .await?;
+        let mut joined = Vec::new();
+        for (step, reply) in steps.into_iter().zip(replies) {
+            match reply
+                .map_err(crate::Error::from)
+                .and_then(|r| Joined::from_reply(&step.workflow, r))
+            {
+                Ok(j) => joined.push(j),
+                Err(error) => tracing::error!(workflow = %step.workflow, step = step.index,
+                    %error, "cannot join a workflow step; the workflow will not go on from it"),
+            }
+        }
+        batch.joined = joined;
+        Ok(())
     }
 
     /// Sends one stage; `confirm`: with `replicas_to_ack`, replicas must confirm its writes.
@@ -317,6 +385,7 @@ impl Broker {
     /// Adds to `pipe` the acknowledgement (and deletion, but for broadcasts) of every entry,
     /// one XACK (and XDEL) per stream and group.
     fn add_acks(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
+        self.add_outbox_clear(pipe, &batch.joined);
         let mut by_stream: BTreeMap<(&Destination, &str), Vec<&str>> = BTreeMap::new();
         for entry in batch.entries() {
             (by_stream

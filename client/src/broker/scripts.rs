@@ -100,6 +100,8 @@ pub(super) static REAP: Lua = Lua::new(include_str!("scripts/reap.lua"));
 pub(super) static RECORD_LOST: Lua = Lua::new(include_str!("scripts/record_lost.lua"));
 /// Moves a dead letter back to its stream (dead letters).
 pub(super) static REQUEUE_DEAD: Lua = Lua::new(include_str!("scripts/requeue_dead.lua"));
+/// Starts, joins, sweeps or cancels a workflow (workflows).
+pub(super) static WORKFLOW: Lua = Lua::new(include_str!("scripts/workflow.lua"));
 
 #[cfg(test)]
 mod tests {
@@ -133,6 +135,7 @@ mod tests {
             &REAP,
             &RECORD_LOST,
             &REQUEUE_DEAD,
+            &WORKFLOW,
         ] {
             let code = lua.body();
             assert!(code.contains("redis.call"), "{code}");
