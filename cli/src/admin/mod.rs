@@ -2,8 +2,8 @@
 //!
 //! Commands: `enqueue`, `task`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
 //! pause|resume`, `schedule add|list|show|remove|pause|resume`, `limit set|list|show|remove`,
-//! `nodes`, `dead
-//! list|show|requeue|purge`, `metrics`, `events`, `web`; `control_from_worker` serves `worker --status|--running|--reload|
+//! `nodes`, `dead list|show|requeue|purge`, `metrics`, `events`, `web`, `workflow
+//! submit|show|cancel`; `control_from_worker` serves `worker --status|--running|--reload|
 //! --cancel`. Output for people is aligned and short; `--json` output is for programs.
 
 /// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
@@ -29,6 +29,7 @@ mod schedule_json;
 mod task;
 mod waiting;
 mod web;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -96,6 +97,9 @@ enum Command {
     /// Serves the cluster-wide queue, node and beat gauges for Prometheus (read from Redis at
     /// each scrape).
     Metrics(metrics::MetricsArgs),
+    /// Submits, shows or cancels workflows (chains, groups, chords described in JSON).
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
 }
 
 pub use control::control_from_worker;
@@ -123,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Metrics(args) => metrics::run(&client, args).await,
             Command::Events(args) => events::run(&client, args).await,
             Command::Web(args) => web::run(&client, args).await,
+            Command::Workflow(command) => workflow::run(&client, command).await,
         }
     })
 }
