@@ -135,7 +135,7 @@ async fn links_run_on_success_on_failure_and_always_with_what_the_step_ended_wit
         "step": 1, "task": "tests.join", "id": failure_id(&handle).await,
         "state": "failed", "error": "nothing to join",
     });
-    assert_eq!(inputs(&redis, "bad").await, [failure.clone()]);
+    assert_eq!(inputs(&redis, "bad").await, std::slice::from_ref(&failure));
     assert_eq!(
         inputs(&redis, "bad-always").await,
         [serde_json::json!({"state": "failed", "error": failure})]
