@@ -93,6 +93,15 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
         record.task_run().unwrap().result,
         Some(rmpv::Value::from(42))
     );
+    // Workflows: the producer stores and starts one, the worker joins its steps (scripts run
+    // their commands under the caller's user).
+    let chord = stevedore::Workflow::chord(
+        [tasks::add::sig((1, 2)), tasks::add::sig((3, 4))],
+        tasks::total::partial(()),
+    );
+    let workflow = client.submit(chord).await.unwrap();
+    assert_eq!(workflow.wait(WAIT).await.unwrap().as_i64(), Some(10));
+    assert_eq!(workflow.show().await.unwrap().status, "succeeded");
     let delayed = tasks::count_run::apply_async(
         &client,
         (),
