@@ -334,3 +334,48 @@ async fn the_cli_submits_a_json_workflow_waits_for_it_and_shows_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_step_requeued_from_the_dead_letters_continues_its_failed_workflow() {
+    let redis = RedisServer::start();
+    let _workers = two_workers(&redis);
+    let client = redis.stevedore().await;
+    let fast = PublishOptions::new()
+        .retries(1)
+        .backoff(Duration::from_millis(1), Duration::from_millis(1));
+    let chain = Workflow::chain([tasks::fail_times::sig((2,)).options(fast), keep("requeued")]);
+    let handle = client.submit(chain).await.unwrap();
+    let error = handle.wait(WAIT).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::WorkflowFailed { status, .. } if status == "failed"),
+        "{error}"
+    );
+    assert!(inputs(&redis, "requeued").await.is_empty());
+
+    let output = run_cli(
+        test_admin_bin!(),
+        &redis.url(),
+        &["dead", "requeue", "--all", "--queue", "default"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Ended once already: wait would return that failure, so poll the status.
+    eventually("the workflow to succeed", WAIT, || async {
+        (handle.status().await.unwrap() == "succeeded").then_some(())
+    })
+    .await;
+    let result = handle.result().await.unwrap();
+    assert_eq!(
+        result,
+        Some(rmpv::Value::Nil),
+        "keep_input's result ends the chain"
+    );
+    assert_eq!(
+        inputs(&redis, "requeued").await.len(),
+        1,
+        "the chain went on once"
+    );
+}
