@@ -3,7 +3,10 @@
 //! The order of the writes is the at-least-once rule: every record is written, and every
 //! retry or dead letter stored, before any entry is acknowledged; so a crash in between runs a
 //! task again, never loses it or its outcome. Records are written before retries are stored,
-//! so a retry never runs before the record of the attempt that scheduled it is final.
+//! so a retry never runs before the record of the attempt that scheduled it is final. A
+//! workflow step's final outcome is joined right after the records and the steps it made
+//! ready are published before the acks (see `workflows.rs`), so a crash in between leaves
+//! the step pending for the reaper, whose join finds the outbox the dead process left.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

@@ -135,6 +135,9 @@ pub fn step_outcome(step: &StepRef, run: &RunRecord) -> (bool, Vec<u8>) {
     (run.state == TaskState::Succeeded, bytes)
 }
 
+/// A workflow's status, root result and root error, as stored.
+pub(crate) type WorkflowOutcome = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 impl Broker {
     /// Stores a workflow's graph (expiring after `ttl`) and lists it for the sweeper.
     pub(crate) async fn store_workflow(
@@ -381,6 +384,18 @@ impl Broker {
         pipe.cmd("HGETALL").arg(self.keys().workflow_graph(id));
         pipe.cmd("HGETALL").arg(self.keys().workflow_state(id));
         Ok(pipe.query_async(&mut self.commands()).await?)
+    }
+
+    /// Workflow `id`'s status, its root's result and its root's error map, as stored; no
+    /// status when it is unknown (never submitted, or expired).
+    pub(crate) async fn workflow_outcome(&self, id: &str) -> Result<WorkflowOutcome> {
+        Ok(redis::cmd("HMGET")
+            .arg(self.keys().workflow_state(id))
+            .arg("status")
+            .arg("r:0")
+            .arg("e:0")
+            .query_async(&mut self.commands())
+            .await?)
     }
 
     /// Waits until workflow `id` ends or `timeout` passes (woken by its done list, no

@@ -33,15 +33,7 @@ impl WorkflowHandle {
 
     /// The status, the root's result and the root's error as stored.
     async fn outcome(&self) -> Result<(String, Option<Vec<u8>>, Option<Vec<u8>>)> {
-        let key = self.client.broker().keys().workflow_state(&self.id);
-        let (status, result, error): (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>) =
-            redis::cmd("HMGET")
-                .arg(key)
-                .arg("status")
-                .arg("r:0")
-                .arg("e:0")
-                .query_async(&mut self.client.broker().commands())
-                .await?;
+        let (status, result, error) = self.client.broker().workflow_outcome(&self.id).await?;
         let status = status.ok_or_else(|| {
             Error::InvalidWorkflow(format!(
                 "workflow {} is unknown here (never submitted, or expired with its records)",
