@@ -12,6 +12,7 @@ mod raw;
 mod server;
 mod shards;
 mod web;
+mod workflows;
 
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ struct Args {
     /// Measure only how fast the dashboard's overview renders, and print it as JSON.
     #[arg(long)]
     web_only: bool,
+    /// Measure only what a chord costs next to plain tasks, and print it as JSON.
+    #[arg(long)]
+    workflows_only: bool,
 }
 
 /// How much work each measurement does.
@@ -116,6 +120,13 @@ async fn bench() -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&web::overview(&server, records).await?)?
         );
+        return Ok(());
+    }
+    if args.workflows_only {
+        let server = Server::start(false)?;
+        let members = if args.quick { 1_000 } else { 10_000 };
+        let workflows = workflows::cost(&server, members, sizes.observe_rounds).await?;
+        println!("{}", serde_json::to_string_pretty(&workflows)?);
         return Ok(());
     }
     if args.limits_only {
@@ -200,6 +211,8 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
     let observing =
         observing::cost(&server, sizes.e2e, sizes.latency, sizes.observe_rounds).await?;
     let limits = limits::cost(&server, sizes.e2e, sizes.observe_rounds).await?;
+    let members = sizes.e2e / 10;
+    let workflows = workflows::cost(&server, members, sizes.observe_rounds).await?;
     let per_task = measure::bytes_per_queued_task(&server, &client, sizes.queued).await?;
     let flat = memory_flat(&server, &client, sizes.flat).await?;
     Ok(serde_json::json!({
@@ -216,6 +229,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "memory_flat": flat,
         "observing": observing,
         "limits": limits,
+        "workflows": workflows,
         "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
     }))
 }

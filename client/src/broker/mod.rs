@@ -73,6 +73,7 @@ pub use fetch::{Delivery, GroupStart};
 pub use find::Whereabouts;
 pub use health::{Fate, PendingEntry};
 pub use inspect::QueueInfo;
+pub use scripts::Sending;
 pub use keys::Keys;
 pub use limits::{Bucket, LimitInfo, Take};
 pub use listing::Listed;

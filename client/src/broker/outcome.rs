@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use super::dead_letters::NewDeadLetter;
-use super::scripts::DUP_FINISH;
+use super::scripts::{is_noscript, Sending, DUP_FINISH};
 use super::workflows::{Joined, StepRef};
 use super::{Broker, Connection};
 use crate::{Destination, RecordField, Result, RunRecord, TaskRecord};
@@ -252,33 +252,61 @@ impl Broker {
         }
     }
 
-    /// Joins the batch's ended workflow steps and keeps what each join made ready. A join
-    /// Redis refuses (a workflow's state damaged by hand) is logged and skipped, so it never
-    /// holds back the acknowledgements of the others.
+    /// Joins the batch's ended workflow steps, one script run per workflow, and keeps what
+    /// each made ready. The joins go by the script's SHA (sending its 4 KB body per join was
+    /// most of a join's cost); those Redis refuses as NOSCRIPT did not run and go again by
+    /// body. A join Redis refuses otherwise (a workflow's state damaged by hand) is logged and
+    /// skipped, so it never holds back the acknowledgements of the others.
     async fn send_joins(&self, conn: &mut Connection, batch: &mut OutcomeBatch) -> Result<()> {
-        let mut pipe = redis::pipe();
-        let steps: Vec<&StepRef> = batch.joins().map(|(step, _)| step).collect();
+        let mut by_workflow: BTreeMap<&str, Vec<(&StepRef, &RunRecord)>> = BTreeMap::new();
         for (step, run) in batch.joins() {
-            self.add_step_join(&mut pipe, step, run, batch.ttl);
+            by_workflow.entry(&step.workflow).or_default().push((step, run));
         }
-        pipe.ignore_errors();
-        let config = self.config();
-        let replies: Vec<redis::RedisResult<redis::Value>> = conn
-            .query_replicated(&pipe, config.replicas_to_ack, config.replica_ack_timeout)
-            .await?;
+        let joins: Vec<_> = by_workflow.into_iter().collect();
+        let mut replies = self.join_pipeline(conn, &joins, batch.ttl, Sending::Sha).await?;
+        let refused: Vec<usize> = (replies.iter().enumerate())
+            .filter(|(_, reply)| matches!(reply, Err(e) if is_noscript(e)))
+            .map(|(at, _)| at)
+            .collect();
+        if !refused.is_empty() {
+            let again: Vec<_> = refused.iter().map(|&at| joins[at].clone()).collect();
+            let sent = self.join_pipeline(conn, &again, batch.ttl, Sending::Body).await?;
+            for (at, reply) in refused.into_iter().zip(sent) {
+                replies[at] = reply;
+            }
+        }
         let mut joined = Vec::new();
-        for (step, reply) in steps.into_iter().zip(replies) {
+        for ((workflow, _), reply) in joins.into_iter().zip(replies) {
             match reply
                 .map_err(crate::Error::from)
-                .and_then(|r| Joined::from_reply(&step.workflow, r))
+                .and_then(|r| Joined::from_reply(workflow, r))
             {
                 Ok(j) => joined.push(j),
-                Err(error) => tracing::error!(workflow = %step.workflow, step = step.index,
-                    %error, "cannot join a workflow step; the workflow will not go on from it"),
+                Err(error) => tracing::error!(workflow, %error,
+                    "cannot join workflow steps; the workflow will not go on from them"),
             }
         }
         batch.joined = joined;
         Ok(())
+    }
+
+    /// Sends the joins of each workflow in one pipeline and returns each workflow's reply.
+    async fn join_pipeline(
+        &self,
+        conn: &mut Connection,
+        joins: &[(&str, Vec<(&StepRef, &RunRecord)>)],
+        ttl: Duration,
+        sending: Sending,
+    ) -> Result<Vec<redis::RedisResult<redis::Value>>> {
+        let mut pipe = redis::pipe();
+        for (workflow, runs) in joins {
+            self.add_step_joins(&mut pipe, workflow, runs, (ttl, sending));
+        }
+        pipe.ignore_errors();
+        let config = self.config();
+        Ok(conn
+            .query_replicated(&pipe, config.replicas_to_ack, config.replica_ack_timeout)
+            .await?)
     }
 
     /// Sends one stage; `confirm`: with `replicas_to_ack`, replicas must confirm its writes.

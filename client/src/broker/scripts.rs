@@ -52,6 +52,37 @@ impl Lua {
     ) -> &'p mut redis::Pipeline {
         pipe.cmd("EVAL").arg(self.body()).arg(keys.len()).arg(keys)
     }
+
+    /// Adds the script to `pipe` as `sending` says; the caller adds the arguments.
+    pub fn send_in<'p>(
+        &self,
+        pipe: &'p mut redis::Pipeline,
+        keys: &[&str],
+        sending: Sending,
+    ) -> &'p mut redis::Pipeline {
+        match sending {
+            Sending::Body => self.eval_in(pipe, keys),
+            Sending::Sha => (pipe.cmd("EVALSHA").arg(self.loaded().1.get_hash()))
+                .arg(keys.len())
+                .arg(keys),
+        }
+    }
+}
+
+/// How a pipelined script is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    /// `EVAL body`: always runs (the default in pipelines).
+    Body,
+    /// `EVALSHA sha`: no body on the wire, but Redis answers NOSCRIPT when it does not know the
+    /// script (after a restart or `SCRIPT FLUSH`); only for idempotent scripts whose caller
+    /// sends the refused ones again as [`Sending::Body`] (see [`is_noscript`]).
+    Sha,
+}
+
+/// Whether Redis refused a script it does not know (its call did not run).
+pub fn is_noscript(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 /// The script without its full-line comments and blank lines.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::scripts::{PUBLISH_FIRED, WORKFLOW};
+use super::scripts::{Sending, PUBLISH_FIRED, WORKFLOW};
 use super::Broker;
 use crate::signing::Purpose;
 use crate::{Destination, Error, Message, Result, RunRecord, TaskState};
@@ -172,7 +172,7 @@ impl Broker {
         &self,
         pipe: &'p mut redis::Pipeline,
         id: &str,
-        mode: &str,
+        (mode, sending): (&str, Sending),
         ttl: Duration,
     ) -> &'p mut redis::Pipeline {
         let keys = self.keys();
@@ -183,30 +183,32 @@ impl Broker {
             keys.workflow_done(id),
         ];
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        (WORKFLOW.eval_in(pipe, &names))
+        (WORKFLOW.send_in(pipe, &names, sending))
             .arg(mode)
             .arg(ttl.as_millis() as u64)
     }
 
-    /// Adds to `pipe` the join of `run` (final) as step `step`'s outcome.
-    pub fn add_step_join(
+    /// Adds to `pipe` the joins of `runs` (final) as their steps' outcomes, every step of
+    /// workflow `workflow`, in one run of the script (joins are idempotent, so one refused as
+    /// NOSCRIPT may be sent again by its body).
+    pub fn add_step_joins(
         &self,
         pipe: &mut redis::Pipeline,
-        step: &StepRef,
-        run: &RunRecord,
-        ttl: Duration,
+        workflow: &str,
+        runs: &[(&StepRef, &RunRecord)],
+        (ttl, sending): (Duration, Sending),
     ) {
-        let (ok, bytes) = step_outcome(step, run);
-        (self.add_workflow_script(pipe, &step.workflow, "step", ttl))
-            .arg(step.index)
-            .arg(if ok { "1" } else { "0" })
-            .arg(bytes);
+        let cmd = self.add_workflow_script(pipe, workflow, ("step", sending), ttl);
+        for (step, run) in runs {
+            let (ok, bytes) = step_outcome(step, run);
+            cmd.arg(step.index).arg(if ok { "1" } else { "0" }).arg(bytes);
+        }
     }
 
     /// Runs the workflow script once on the shared connection.
     async fn workflow_script(&self, id: &str, mode: &str, ttl: Duration) -> Result<Joined> {
         let mut pipe = redis::pipe();
-        self.add_workflow_script(&mut pipe, id, mode, ttl);
+        self.add_workflow_script(&mut pipe, id, (mode, Sending::Body), ttl);
         let (reply,): (Value,) = self.query_replicated(&pipe).await?;
         Joined::from_reply(id, reply)
     }
@@ -220,7 +222,8 @@ impl Broker {
     /// ready (the reaper's path: a run recorded by a process that died before its join).
     pub async fn join_step(&self, step: &StepRef, run: &RunRecord, ttl: Duration) -> Result<()> {
         let mut pipe = redis::pipe();
-        self.add_step_join(&mut pipe, step, run, ttl);
+        let body = (ttl, Sending::Body);
+        self.add_step_joins(&mut pipe, &step.workflow, &[(step, run)], body);
         let (reply,): (Value,) = self.query_replicated(&pipe).await?;
         let joined = Joined::from_reply(&step.workflow, reply)?;
         self.publish_joined(&[joined], ttl).await
@@ -368,7 +371,8 @@ impl Broker {
     /// the task ids of its steps started and not ended (for the caller to cancel).
     pub(crate) async fn cancel_workflow(&self, id: &str) -> Result<(String, Vec<String>)> {
         let mut pipe = redis::pipe();
-        self.add_workflow_script(&mut pipe, id, "cancel", crate::workflow::DEFAULT_TTL);
+        let cancel = ("cancel", Sending::Body);
+        self.add_workflow_script(&mut pipe, id, cancel, crate::workflow::DEFAULT_TTL);
         let (reply,): (Vec<String>,) = self.query_replicated(&pipe).await?;
         let mut reply = reply.into_iter();
         let status = reply.next().unwrap_or_default();

@@ -21,9 +21,9 @@
 -- KEYS[4]  the done list           (NS:{w:ID}:done, one token per time the workflow ended)
 -- ARGV[1]  what to do: start | step | sweep | cancel
 -- ARGV[2]  how long the workflow's keys live from now (ms)
--- ARGV[3]  step: the step's IDX
--- ARGV[4]  step: 1 succeeded, 0 ended otherwise
--- ARGV[5]  step: its result, or its error map (MessagePack)
+-- ARGV[3]  step: a step's IDX         } repeated for every step of this workflow ended in
+-- ARGV[4]  step: 1 succeeded, 0 not   } the caller's batch, joined in order in this one
+-- ARGV[5]  step: its result, or its error map (MessagePack)   run
 --
 -- Returns {status, IDX, message, input, IDX, message, input, ...}: the steps to publish (the
 -- new ones; every one in the outbox for a sweep or a step joined before). cancel returns
@@ -35,10 +35,20 @@ if redis.call('EXISTS', graph) == 0 then
   return {'gone'}
 end
 local cancelled = redis.call('HEXISTS', state, 'cancelled') == 1
+-- The steps to publish: {IDX, input}; the change of the count of task steps running.
 local ready = {}
+local delta = 0
+local nodes = {}
 
+-- Node i, decoded once per run (a batch's members share their group).
 local function node(i)
-  return cjson.decode(redis.call('HGET', graph, tostring(i)))
+  i = tostring(i)
+  local n = nodes[i]
+  if not n then
+    n = cjson.decode(redis.call('HGET', graph, i))
+    nodes[i] = n
+  end
+  return n
 end
 
 -- A MessagePack array header for n elements.
@@ -74,8 +84,8 @@ start = function(i, input)
   redis.call('HSET', state, 's:' .. i, 'q')
   if n.k == 't' then
     redis.call('HSET', outbox, tostring(i), input)
-    redis.call('HINCRBY', state, 'o', 1)
-    ready[#ready + 1] = i
+    delta = delta + 1
+    ready[#ready + 1] = {i, input}
   elseif n.k == 'g' then
     local members = cjson.decode(redis.call('HGET', graph, 'm:' .. i))
     for _, m in ipairs(members) do
@@ -86,7 +96,8 @@ start = function(i, input)
   end
 end
 
--- Node i ended (ok, with bytes its result or its error). Returns false when that was known.
+-- Node i ended (ok, with bytes its result or its error). Returns false when that was known,
+-- else true and the node's state before.
 complete = function(i, n, ok, bytes)
   local before = redis.call('HGET', state, 's:' .. i)
   if before == 'ok' or (not ok and before == 'failed') then
@@ -102,7 +113,7 @@ complete = function(i, n, ok, bytes)
     start(n.a, outcome_map(ok, bytes))
   end
   if n.p < 0 then
-    return true
+    return true, before
   end
   local parent = node(n.p)
   if parent.k == 'g' and ok then
@@ -119,12 +130,17 @@ complete = function(i, n, ok, bytes)
   else
     complete(n.p, parent, ok, bytes)
   end
-  return true
+  return true, before
 end
 
--- Sets the status once no task step is left running, and wakes the waiters.
+-- Counts the task steps running, sets the status once none is left, and wakes the waiters.
 local function settle_status()
-  local left = tonumber(redis.call('HGET', state, 'o') or '0')
+  local left
+  if delta ~= 0 then
+    left = redis.call('HINCRBY', state, 'o', delta)
+  else
+    left = tonumber(redis.call('HGET', state, 'o') or '0')
+  end
   local status = 'running'
   if left <= 0 then
     if cancelled then
@@ -139,19 +155,32 @@ local function settle_status()
     redis.call('HSET', state, 'status', status)
     if status ~= 'running' then
       redis.call('RPUSH', done, '1')
+      redis.call('PEXPIRE', done, ARGV[2])
     end
   end
   return status
 end
 
+-- What the outbox holds becomes the reply (the steps started here are in it too).
 local function everything_in_outbox()
-  local fields = redis.call('HKEYS', outbox)
-  for _, f in ipairs(fields) do
-    ready[#ready + 1] = f
+  ready = {}
+  local fields = redis.call('HGETALL', outbox)
+  for k = 1, #fields, 2 do
+    ready[#ready + 1] = {fields[k], fields[k + 1]}
   end
 end
 
+-- Every key lives ARGV[2] ms from now; refreshed at most once a minute (half the TTL if
+-- shorter: a join of a big group would otherwise pay four PEXPIREs), except the outbox,
+-- given its TTL whenever a step is put in it, and the done list, whenever it is pushed.
 local function expire_all()
+  local ttl = tonumber(ARGV[2])
+  if redis.call('PTTL', state) > ttl - math.min(60000, ttl / 2) then
+    if #ready > 0 then
+      redis.call('PEXPIRE', outbox, ARGV[2])
+    end
+    return
+  end
   for _, key in ipairs(KEYS) do
     redis.call('PEXPIRE', key, ARGV[2])
   end
@@ -162,12 +191,16 @@ if mode == 'start' then
     start(0, '')
   end
 elseif mode == 'step' then
-  local i = ARGV[3]
-  local before = redis.call('HGET', state, 's:' .. i)
-  local joined = complete(i, node(i), ARGV[4] == '1', ARGV[5])
-  if joined and before == 'q' then
-    redis.call('HINCRBY', state, 'o', -1)
-  elseif not joined then
+  local known = false
+  for a = 3, #ARGV, 3 do
+    local joined, before = complete(ARGV[a], node(ARGV[a]), ARGV[a + 1] == '1', ARGV[a + 2])
+    if joined and before == 'q' then
+      delta = delta - 1
+    elseif not joined then
+      known = true
+    end
+  end
+  if known then
     everything_in_outbox()
   end
 elseif mode == 'sweep' then
@@ -193,7 +226,7 @@ elseif mode == 'cancel' then
   -- Steps not published yet never will be: they end here, cancelled.
   for _, f in ipairs(redis.call('HKEYS', outbox)) do
     redis.call('HSET', state, 's:' .. f, 'cancelled')
-    redis.call('HINCRBY', state, 'o', -1)
+    delta = delta - 1
   end
   redis.call('DEL', outbox)
   local reply = {settle_status()}
@@ -206,12 +239,9 @@ end
 
 local reply = {settle_status()}
 expire_all()
-for _, i in ipairs(ready) do
-  local input = redis.call('HGET', outbox, tostring(i))
-  if input then
-    reply[#reply + 1] = tostring(i)
-    reply[#reply + 1] = redis.call('HGET', graph, 't:' .. i)
-    reply[#reply + 1] = input
-  end
+for _, step in ipairs(ready) do
+  reply[#reply + 1] = tostring(step[1])
+  reply[#reply + 1] = redis.call('HGET', graph, 't:' .. step[1])
+  reply[#reply + 1] = step[2]
 end
 return reply
