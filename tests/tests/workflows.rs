@@ -227,6 +227,8 @@ async fn a_chord_of_a_thousand_runs_its_callback_exactly_once_while_workers_are_
     let mut run_again = 0;
     for member in members {
         let record = client.task(member.id.as_deref().unwrap()).await.unwrap();
+        assert_eq!(record.state(), stevedore::TaskState::Succeeded);
+        assert_eq!(member.state, "succeeded");
         run_again += usize::from(!record.attempts.is_empty());
     }
     assert!(run_again > 0, "a SIGKILL hit members while they ran");
@@ -377,5 +379,76 @@ async fn a_dead_step_requeued_from_the_dead_letters_continues_its_failed_workflo
         inputs(&redis, "requeued").await.len(),
         1,
         "the chain went on once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chord_with_a_failed_member_runs_its_error_handler_with_that_member_not_its_callback() {
+    let redis = RedisServer::start();
+    let _workers = two_workers(&redis);
+    let client = redis.stevedore().await;
+    let chord = Workflow::chord(
+        [
+            tasks::add::sig((1, 2)),
+            tasks::join::sig((vec![], "-".to_owned())),
+        ],
+        tasks::total::partial(()),
+    )
+    .on_failure(keep("chord"));
+    let handle = client.submit(chord).await.unwrap();
+    let error = handle.wait(WAIT).await.unwrap_err();
+    assert!(matches!(&error, Error::WorkflowFailed { .. }), "{error}");
+    let view = handle.show().await.unwrap();
+    let failed = &view.root.children[0].children[1];
+    let handled = inputs(&redis, "chord").await;
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert_eq!(handled[0]["task"], "tests.join");
+    assert_eq!(handled[0]["id"], failed.id.clone().unwrap().as_str());
+    assert_eq!(view.root.children[1].state, "not started", "no callback");
+    let mut conn = redis.connection().await;
+    let totals: Option<i64> = redis::cmd("GET")
+        .arg("tests:totals")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(totals, None, "the callback never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_no_worker_takes_shows_waiting_and_an_unknown_task_fails_its_step() {
+    let redis = RedisServer::start();
+    let _workers = two_workers(&redis);
+    let client = redis.stevedore().await;
+    let nowhere = stevedore::PublishOptions::new().queue("nobody-reads-this");
+    let stuck = Workflow::chain([
+        tasks::add::sig((1, 2)),
+        tasks::add::partial((3,)).options(nowhere),
+    ]);
+    let handle = client.submit(stuck).await.unwrap();
+    let view = eventually("the second step to be published", WAIT, || async {
+        let view = handle.show().await.unwrap();
+        (view.root.children[1].state == "waiting").then_some(view)
+    })
+    .await;
+    assert_eq!(view.status, "running");
+    assert_eq!(view.root.children[0].state, "succeeded");
+    assert!(view.render().contains("[waiting]"), "{}", view.render());
+
+    let unknown = Workflow::chain([
+        tasks::add::sig((1, 2)),
+        stevedore::Signature::new("tests.no_such_task", vec![], Default::default()),
+    ]);
+    let error = client
+        .submit(unknown)
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("unknown task tests.no_such_task"),
+        "{error}"
     );
 }

@@ -73,13 +73,13 @@ pub use fetch::{Delivery, GroupStart};
 pub use find::Whereabouts;
 pub use health::{Fate, PendingEntry};
 pub use inspect::QueueInfo;
-pub use scripts::Sending;
 pub use keys::Keys;
 pub use limits::{Bucket, LimitInfo, Take};
 pub use listing::Listed;
 pub use open::ClientId;
 pub use outcome::{Entry, Outcome, OutcomeBatch, Settle};
 pub use schedules::{Fired, Firing};
+pub use scripts::Sending;
 pub use shared::SharedConnection;
 pub use workflows::{step_outcome, Joined, ReadyStep, StepRef, SWEEP_AFTER, WORKFLOW_HEADER};
 

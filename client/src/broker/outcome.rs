@@ -260,17 +260,24 @@ impl Broker {
     async fn send_joins(&self, conn: &mut Connection, batch: &mut OutcomeBatch) -> Result<()> {
         let mut by_workflow: BTreeMap<&str, Vec<(&StepRef, &RunRecord)>> = BTreeMap::new();
         for (step, run) in batch.joins() {
-            by_workflow.entry(&step.workflow).or_default().push((step, run));
+            by_workflow
+                .entry(&step.workflow)
+                .or_default()
+                .push((step, run));
         }
         let joins: Vec<_> = by_workflow.into_iter().collect();
-        let mut replies = self.join_pipeline(conn, &joins, batch.ttl, Sending::Sha).await?;
+        let mut replies = self
+            .join_pipeline(conn, &joins, batch.ttl, Sending::Sha)
+            .await?;
         let refused: Vec<usize> = (replies.iter().enumerate())
             .filter(|(_, reply)| matches!(reply, Err(e) if is_noscript(e)))
             .map(|(at, _)| at)
             .collect();
         if !refused.is_empty() {
             let again: Vec<_> = refused.iter().map(|&at| joins[at].clone()).collect();
-            let sent = self.join_pipeline(conn, &again, batch.ttl, Sending::Body).await?;
+            let sent = self
+                .join_pipeline(conn, &again, batch.ttl, Sending::Body)
+                .await?;
             for (at, reply) in refused.into_iter().zip(sent) {
                 replies[at] = reply;
             }

@@ -201,7 +201,9 @@ impl Broker {
         let cmd = self.add_workflow_script(pipe, workflow, ("step", sending), ttl);
         for (step, run) in runs {
             let (ok, bytes) = step_outcome(step, run);
-            cmd.arg(step.index).arg(if ok { "1" } else { "0" }).arg(bytes);
+            cmd.arg(step.index)
+                .arg(if ok { "1" } else { "0" })
+                .arg(bytes);
         }
     }
 
