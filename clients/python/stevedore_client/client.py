@@ -1,0 +1,203 @@
+"""The client: publish tasks, wait for them, read their records.
+
+1. `publish` and `publish_many` build each message as the Rust client does (`message.py`),
+   sign it when keys are set, and write a whole batch in one pipeline: XADD to the queue's
+   stream (broadcasts capped), ZADD to its delayed set for a future `eta` (and the wake-up
+   hint), the `dup_publish.lua` script for an `on_duplicate` policy, and the queue registry.
+2. A copy dropped by its `on_duplicate` policy gets a `discarded` record, as from Rust.
+3. `TaskHandle.wait` blocks on the task's done list when it was published with `notify`
+   (woken at once, no polling), else reads the record with a growing pause (10 ms doubling to
+   500 ms), as the Rust handle does.
+"""
+
+import os
+import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import msgpack
+import redis
+
+from . import keys as k
+from . import message as m
+from .connect import open_redis
+from .errors import PayloadTooLarge, RedisUnreachable, TaskFailed, WaitTimeout
+from .signing import KeySpec, SigningKeys
+
+MAX_PAYLOAD = 1024 * 1024
+BROADCAST_CAP = 10_000
+DEDUP_TTL_MS = 3_600_000
+DISCARDED_TTL_MS = 86_400_000
+FINAL = {"succeeded", "failed", "cancelled", "timed_out", "dead", "expired", "discarded"}
+PRECEDENCE = ["running", "retrying", "dead", "failed", "timed_out", "cancelled", "expired",
+              "discarded", "succeeded"]
+_DUP_PUBLISH = open(os.path.join(os.path.dirname(__file__), "dup_publish.lua"),
+                    encoding="utf-8").read()
+
+
+class Client:
+    """Publishes to one stevedore namespace on one Redis deployment."""
+
+    def __init__(self, connection, namespace: str = "stevedore",
+                 signing_keys: Optional[KeySpec] = None, max_payload: int = MAX_PAYLOAD):
+        self.redis = connection
+        self.keys = k.Keys(namespace)
+        if signing_keys is None:
+            self._signing = SigningKeys.from_env()
+        else:
+            self._signing = SigningKeys.parse(signing_keys) if signing_keys else None
+        self.max_payload = max_payload
+        self._dup_publish = connection.register_script(_DUP_PUBLISH)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "stevedore",
+                 signing_keys: Optional[KeySpec] = None, **redis_options: Any) -> "Client":
+        """A client for `url` (the Rust client's URL forms). `signing_keys` (`ID:SECRET,...`
+        or pairs) defaults to `STEVEDORE_SIGNING_KEYS`; pass `""` to sign nothing."""
+        return cls(open_redis(url, **redis_options), namespace, signing_keys)
+
+    def publish(self, task: str, args: Sequence[Any] = (),
+                kwargs: Optional[Mapping[str, Any]] = None, **options: Any) -> "TaskHandle":
+        """Publishes one call of `task` and returns its handle.
+
+        Options: `queue`, `node`, `broadcast`, `delay` (seconds or timedelta), `eta`
+        (aware datetime or epoch seconds), `retries`, `backoff` (a duration, or a (first,
+        longest) pair), `time_limit`, `hard_time_limit`, `on_duplicate` (`discard`,
+        `serial`, `queue_one`), `id`, `notify`, `expires` (a duration from now or an aware
+        datetime), `headers` (strings; a W3C `traceparent` is passed on)."""
+        return self.publish_many([dict(options, task=task, args=args, kwargs=kwargs)])[0]
+
+    def publish_many(self, calls: Iterable[Mapping[str, Any]]) -> List["TaskHandle"]:
+        """Publishes every call (a dict of `publish`'s parameters) in one pipeline."""
+        messages = []
+        for call in calls:
+            call = dict(call)
+            messages.append(m.build(call.pop("task", None), call.pop("args", ()) or (),
+                                    call.pop("kwargs", None), **call))
+        payloads = [self._payload(message) for message in messages]
+        published = self._send(messages, payloads)
+        discarded = [msg for msg, ok in zip(messages, published) if not ok]
+        if discarded:
+            self._record_discarded(discarded)
+        return [TaskHandle(self, msg["id"], bool(msg["headers"].get(m.NOTIFY_HEADER)), not ok)
+                for msg, ok in zip(messages, published)]
+
+    def _payload(self, message: Dict[str, Any]) -> bytes:
+        payload = m.encode(message)
+        if self._signing is not None:
+            payload = self._signing.sign(payload)
+        if len(payload) > self.max_payload:
+            raise PayloadTooLarge(message["task"], len(payload), self.max_payload)
+        return payload
+
+    def _send(self, messages: List[Dict[str, Any]], payloads: List[bytes]) -> List[bool]:
+        """Writes the batch; returns for each message whether it was published."""
+        now, wake, checked = m.now_ms(), None, set()
+        pipe = self.redis.pipeline(transaction=False)
+        for at, (message, payload) in enumerate(zip(messages, payloads)):
+            queue, headers = message["queue"], message["headers"]
+            if message["eta"] is not None and message["eta"] > now:
+                pipe.zadd(self.keys.delayed(queue), {payload: message["eta"]})
+                wake = message["eta"] if wake is None else min(wake, message["eta"])
+            elif m.POLICY_HEADER in headers:
+                stream, state = self.keys.stream(queue), self.keys.dup(queue, headers[m.KEY_HEADER])
+                self._dup_publish(keys=[stream, state],
+                                  args=[headers[m.POLICY_HEADER], payload, DEDUP_TTL_MS],
+                                  client=pipe)
+                checked.add(at)
+            elif queue == m.BROADCAST:
+                pipe.xadd(self.keys.stream(queue), {"m": payload}, maxlen=BROADCAST_CAP,
+                          approximate=True)
+            else:
+                pipe.xadd(self.keys.stream(queue), {"m": payload})
+        if wake is not None:
+            pipe.publish(self.keys.delayed_wake(), wake)
+        pipe.sadd(self.keys.queue_registry(), *sorted({msg["queue"] for msg in messages}))
+        try:
+            replies = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise RedisUnreachable(
+                f"cannot reach Redis, nothing of the batch was published for sure: {error}"
+            ) from None
+        return [reply == 1 if at in checked else True
+                for at, reply in enumerate(replies[:len(messages)])]
+
+    def _record_discarded(self, messages: List[Dict[str, Any]]) -> None:
+        """Each copy dropped by its policy gets a `discarded` record (HSETNX, a day)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for message in messages:
+            run = _run(message, "", "discarded")
+            run["finished_at"] = m.now_ms()
+            run["error"] = "discarded: a copy with the same arguments was queued or running"
+            key = self.keys.record(message["id"])
+            pipe.hsetnx(key, "task", msgpack.packb(run, use_bin_type=True))
+            pipe.pexpire(key, DISCARDED_TTL_MS)
+        pipe.execute()
+
+    def task(self, task_id: str) -> Dict[str, Any]:
+        """What is recorded about task `task_id`, in the shape of `stevedore task ID --json`
+        (`where` is always null here: a task with no run yet reads `pending`)."""
+        task_id = m.task_id(task_id)
+        fields = self.redis.hgetall(self.keys.record(task_id))
+        runs, attempts, late = {}, {}, {}
+        for field, raw in fields.items():
+            field = field.decode() if isinstance(field, bytes) else field
+            run = msgpack.unpackb(raw, raw=False)
+            if field.startswith("attempt:") and field[8:].isdigit():
+                attempts[int(field[8:])] = run
+            elif field.startswith("late:"):
+                late[field] = run
+            else:
+                runs[field] = run
+        states = {run["state"] for run in runs.values()}
+        state = next((s for s in PRECEDENCE if s in states), "pending")
+        ordered = lambda table: [table[key] for key in sorted(table)]  # noqa: E731
+        return {"id": task_id, "state": state, "runs": ordered(runs),
+                "attempts": ordered(attempts), "late": ordered(late), "where": None}
+
+    def handle(self, task_id: str, notify: bool = False) -> "TaskHandle":
+        """A handle on a task published before (`notify`: it was published with `notify`)."""
+        return TaskHandle(self, m.task_id(task_id), notify, False)
+
+
+def _run(message: Dict[str, Any], node: str, state: str) -> Dict[str, Any]:
+    """A run record of `message`, in the Rust record's field order."""
+    return {"id": message["id"], "task": message["task"], "queue": message["queue"],
+            "node": node, "state": state, "attempt": message["tried"] + 1,
+            "published_at": message["published_at"], "started_at": None, "finished_at": None,
+            "result": None, "error": None, "retry_at": None}
+
+
+class TaskHandle:
+    """A published task: its id, and a way to wait for its result."""
+
+    def __init__(self, client: Client, task_id: str, notify: bool, discarded: bool):
+        self.client, self.id, self.notify, self.discarded = client, task_id, notify, discarded
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.id!r}, discarded={self.discarded})"
+
+    def record(self) -> Dict[str, Any]:
+        """The task's record, as `Client.task` gives it."""
+        return self.client.task(self.id)
+
+    def wait(self, timeout: float) -> Any:
+        """The task's result once it succeeded; `TaskFailed` if it ended otherwise,
+        `WaitTimeout` after `timeout` seconds."""
+        deadline, pause = time.monotonic() + timeout, 0.01
+        done = self.client.keys.done(self.id)
+        while True:
+            record = self.record()
+            if record["state"] in FINAL:
+                run = record["runs"][0] if record["runs"] else {}
+                if record["state"] == "succeeded":
+                    return run.get("result")
+                raise TaskFailed(self.id, record["state"], run.get("error"))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(self.id, timeout)
+            if self.notify:
+                # Rotated, not taken: every waiter of the task is woken by the one token.
+                self.client.redis.blmove(done, done, max(left, 0.01), "LEFT", "RIGHT")
+            else:
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.5)
