@@ -172,6 +172,19 @@ pub async fn stream_len(conn: &mut (impl redis::aio::ConnectionLike + Send), str
         .expect("XLEN")
 }
 
+/// As [`runs`], for polls that outlive server restarts: an error (a connection reset, a
+/// reply late on a busy machine) is printed and reads as no answer yet.
+pub async fn try_runs(
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+) -> Option<std::collections::HashMap<String, u64>> {
+    let read = redis::cmd("HGETALL")
+        .arg("tests:runs")
+        .query_async(conn)
+        .await;
+    read.map_err(|e| eprintln!("HGETALL tests:runs failed, polling again: {e}"))
+        .ok()
+}
+
 /// Test-task runs counted per task id (`tests:runs`).
 pub async fn runs(
     conn: &mut (impl redis::aio::ConnectionLike + Send),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use stevedore::{PublishOptions, RunRecord, TaskState};
 use stevedore_tests::{
-    eventually, pending, ran_on, runs, stream_len, tasks, test_worker_bin, RedisServer,
+    eventually, pending, ran_on, stream_len, tasks, test_worker_bin, try_runs, RedisServer,
     WorkerProcess,
 };
 
@@ -112,7 +112,7 @@ async fn twenty_thousand_tasks_survive_sigkills_and_redis_restarts() {
     let mut conn = redis.connection().await;
     let counted = eventually("every task to run", Duration::from_secs(240), || {
         let mut conn = conn.clone();
-        async move { Some(runs(&mut conn).await).filter(|r| r.len() == TASKS) }
+        async move { try_runs(&mut conn).await.filter(|r| r.len() == TASKS) }
     })
     .await;
     eventually(

@@ -104,11 +104,16 @@ impl RedisServer {
             .expect("stevedore connects to the test server")
     }
 
+    /// Waits until it serves data. PING answers while a restarted server still loads its AOF
+    /// (other commands get LOADING then), so a key lookup is the test.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(mut conn) = self.client().get_connection() {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                if (redis::cmd("EXISTS").arg("harness:ready"))
+                    .query::<i64>(&mut conn)
+                    .is_ok()
+                {
                     return;
                 }
             }

@@ -110,14 +110,19 @@ impl TcpNode {
         self
     }
 
-    /// Waits until it answers PING over plain TCP.
+    /// Waits until it serves data over plain TCP (PING answers while a restarted node still
+    /// loads its AOF; a key lookup gets LOADING then).
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(mut conn) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
-                match redis::cmd("PING").query::<String>(&mut conn) {
-                    // An error with a code (NOAUTH: ACLs are on) is the server answering too.
+                match redis::cmd("EXISTS")
+                    .arg("harness:ready")
+                    .query::<i64>(&mut conn)
+                {
                     Ok(_) => return,
+                    Err(e) if e.code() == Some("LOADING") => {}
+                    // Another error with a code (NOAUTH: ACLs are on) is the server answering.
                     Err(e) if e.code().is_some() => return,
                     Err(_) => {}
                 }
