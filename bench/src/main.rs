@@ -42,6 +42,10 @@ struct Args {
     /// Measure only what a chord costs next to plain tasks, and print it as JSON.
     #[arg(long)]
     workflows_only: bool,
+    /// The server to start and measure (a name on the PATH or a path): redis-server, or
+    /// valkey-server (its `-cli` beside it). Same as STEVEDORE_TEST_SERVER.
+    #[arg(long, env = "STEVEDORE_TEST_SERVER")]
+    server: Option<String>,
 }
 
 /// How much work each measurement does.
@@ -112,6 +116,10 @@ fn main() -> std::process::ExitCode {
 
 async fn bench() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(server) = &args.server {
+        // Read by the harness when it starts each server, and by the workers' test tasks.
+        std::env::set_var("STEVEDORE_TEST_SERVER", server);
+    }
     let sizes = Sizes::new(args.quick);
     if args.web_only {
         let server = Server::start(false)?;

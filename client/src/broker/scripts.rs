@@ -76,7 +76,7 @@ pub enum Sending {
     Body,
     /// `EVALSHA sha`: no body on the wire, but Redis answers NOSCRIPT when it does not know the
     /// script (after a restart or `SCRIPT FLUSH`); only for idempotent scripts whose caller
-    /// sends the refused ones again as [`Sending::Body`] (see [`is_noscript`]).
+    /// sends the refused ones again as [`Sending::Body`] (see `is_noscript`).
     Sha,
 }
 
