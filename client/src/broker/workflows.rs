@@ -353,17 +353,26 @@ impl Broker {
             .query_async(&mut self.commands())
             .await?;
         for id in &idle {
-            let joined = self.workflow_script(id, "sweep", ttl).await?;
-            if !joined.ready.is_empty() {
-                tracing::warn!(workflow = %id, steps = joined.ready.len(),
-                    "publishing workflow steps left ready by a process that stopped");
-            }
+            // Touched first: a workflow Redis refuses to sweep waits its turn behind the others.
             let mut touched = redis::pipe();
             (touched.cmd("ZADD").arg(self.keys().workflows()).arg("XX"))
                 .arg(crate::now_ms())
                 .arg(id)
                 .ignore();
             touched.query_async::<()>(&mut self.commands()).await?;
+            let joined = match self.workflow_script(id, "sweep", ttl).await {
+                Ok(joined) => joined,
+                Err(Error::Redis(e)) if e.code().is_some() => {
+                    tracing::error!(workflow = %id, error = %e,
+                        "cannot sweep a workflow (its state damaged by hand?); skipped");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            if !joined.ready.is_empty() {
+                tracing::warn!(workflow = %id, steps = joined.ready.len(),
+                    "publishing workflow steps left ready by a process that stopped");
+            }
             self.publish_joined(&[joined], ttl).await?;
         }
         Ok(idle.len())
