@@ -42,6 +42,10 @@ struct Args {
     /// Measure only what a chord costs next to plain tasks, and print it as JSON.
     #[arg(long)]
     workflows_only: bool,
+    /// Measure only the core figures (raw cycle, publish, end to end, latency) without
+    /// persistence and print them as JSON: the side-by-side of servers.
+    #[arg(long)]
+    core_only: bool,
     /// The server to start and measure (a name on the PATH or a path): redis-server, or
     /// valkey-server (its `-cli` beside it). Same as STEVEDORE_TEST_SERVER.
     #[arg(long, env = "STEVEDORE_TEST_SERVER")]
@@ -128,6 +132,12 @@ async fn bench() -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&web::overview(&server, records).await?)?
         );
+        return Ok(());
+    }
+    if args.core_only {
+        let mut json = core(&sizes).await?;
+        json["machine"] = machine();
+        println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
     if args.workflows_only {
@@ -239,6 +249,30 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "limits": limits,
         "workflows": workflows,
         "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
+    }))
+}
+
+/// The core figures on one server without persistence: raw cycle, publish, end to end with
+/// one and two workers, publish-to-start latency idle.
+async fn core(sizes: &Sizes) -> anyhow::Result<serde_json::Value> {
+    let server = Server::start(false)?;
+    let client = Client::connect(&server.url(), "stevedore").await?;
+    let raw = raw::raw_cycle(&server.url(), sizes.raw, &payload()?).await?;
+    let batched = measure::publish_batched(&client, sizes.publish_batched).await?;
+    let one = measure::end_to_end(&server, &client, sizes.e2e, 1).await?;
+    let two = measure::end_to_end(&server, &client, sizes.e2e, 2).await?;
+    let worker = Worker::start(&server.url(), "latency", &[])?;
+    measure::wait_for_workers(&client, 1).await?;
+    let (start_idle, done_idle) = measure::latency(&client, sizes.latency, None).await?;
+    drop(worker);
+    let per_task = measure::bytes_per_queued_task(&server, &client, sizes.queued).await?;
+    Ok(serde_json::json!({
+        "raw_cycle_per_s": raw,
+        "publish_batched_per_s": batched,
+        "e2e_per_s": {"one_worker": one, "two_workers": two},
+        "e2e_vs_raw": one.max(two) / raw,
+        "latency_idle_ms": {"start": start_idle.json(), "done": done_idle.json()},
+        "redis_bytes_per_queued_task": per_task,
     }))
 }
 
