@@ -8,6 +8,7 @@
 mod limits;
 mod measure;
 mod observing;
+mod per_task;
 mod raw;
 mod server;
 mod shards;
@@ -42,6 +43,10 @@ struct Args {
     /// Measure only what a chord costs next to plain tasks, and print it as JSON.
     #[arg(long)]
     workflows_only: bool,
+    /// Measure only what one task costs (Redis CPU and commands against the raw cycle, worker
+    /// and publisher CPU, the stock worker's backlog drain), and print it as JSON.
+    #[arg(long)]
+    per_task_only: bool,
     /// Measure only the core figures (raw cycle, publish, end to end, latency) without
     /// persistence and print them as JSON: the side-by-side of servers.
     #[arg(long)]
@@ -132,6 +137,12 @@ async fn bench() -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&web::overview(&server, records).await?)?
         );
+        return Ok(());
+    }
+    if args.per_task_only {
+        let server = Server::start(false)?;
+        let costs = per_task::costs(&server, sizes.e2e, &payload()?).await?;
+        println!("{}", serde_json::to_string_pretty(&costs)?);
         return Ok(());
     }
     if args.core_only {
@@ -231,6 +242,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
     let limits = limits::cost(&server, sizes.e2e, sizes.observe_rounds).await?;
     let members = sizes.e2e / 10;
     let workflows = workflows::cost(&server, members, sizes.observe_rounds).await?;
+    let costs = per_task::costs(&server, sizes.e2e, &payload()?).await?;
     let per_task = measure::bytes_per_queued_task(&server, &client, sizes.queued).await?;
     let flat = memory_flat(&server, &client, sizes.flat).await?;
     Ok(serde_json::json!({
@@ -248,6 +260,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "observing": observing,
         "limits": limits,
         "workflows": workflows,
+        "per_task": costs,
         "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
     }))
 }

@@ -46,6 +46,25 @@ impl Server {
         Ok(field("used_cpu_sys:")? + field("used_cpu_user:")?)
     }
 
+    /// Commands run so far: the sum of `calls` over INFO commandstats.
+    pub async fn commands_total(&self) -> anyhow::Result<u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.connection().await?)
+            .await?;
+        Ok(info
+            .lines()
+            .filter_map(|l| {
+                l.split_once("calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum())
+    }
+
     /// `used_memory` from INFO, in bytes.
     pub async fn used_memory(&self) -> anyhow::Result<u64> {
         let info: String = redis::cmd("INFO")
@@ -95,13 +114,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts a worker against `url` as `node` and waits until it reads its queues.
+    /// Starts a worker against `url` as `node` with `--max-workers 256` and `extra` flags.
     pub fn start(url: &str, node: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(url, node, &[&["--max-workers", "256"], extra].concat())
+    }
+
+    /// Starts a worker as users run it: default flags.
+    pub fn start_stock(url: &str, node: &str) -> anyhow::Result<Self> {
+        Self::spawn(url, node, &[])
+    }
+
+    fn spawn(url: &str, node: &str, extra: &[&str]) -> anyhow::Result<Self> {
         // The benchmark binary itself, run as the stock worker with `bench.stamp` linked in.
         let exe = std::env::current_exe()?;
         let child = Command::new(&exe)
             .env(stevedore_bench::WORKER_ENV, "1")
-            .args(["--redis-url", url, "--node", node, "--max-workers", "256"])
+            .args(["--redis-url", url, "--node", node])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -147,7 +175,8 @@ impl Drop for Worker {
 }
 
 /// CPU time process `pid` used so far (user + system), from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+/// CPU time (user + system, s) process `pid` used so far, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
