@@ -20,7 +20,7 @@ import redis
 from . import keys as k
 from . import message as m
 from .connect import open_redis
-from .errors import PayloadTooLarge, RedisUnreachable, TaskFailed, WaitTimeout
+from .errors import PartlyPublished, PayloadTooLarge, RedisUnreachable, TaskFailed, WaitTimeout
 from .signing import KeySpec, SigningKeys
 
 MAX_PAYLOAD = 1024 * 1024
@@ -113,13 +113,19 @@ class Client:
             pipe.publish(self.keys.delayed_wake(), wake)
         pipe.sadd(self.keys.queue_registry(), *sorted({msg["queue"] for msg in messages}))
         try:
-            replies = pipe.execute()
+            replies = pipe.execute(raise_on_error=False)[:len(messages)]
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise RedisUnreachable(
                 f"cannot reach Redis, nothing of the batch was published for sure: {error}"
             ) from None
-        return [reply == 1 if at in checked else True
-                for at, reply in enumerate(replies[:len(messages)])]
+        refused = [msg["id"] for msg, reply in zip(messages, replies)
+                   if isinstance(reply, Exception)]
+        if refused:
+            cause = next(str(r) for r in replies if isinstance(r, Exception)).splitlines()[0]
+            taken = [msg["id"] for msg, reply in zip(messages, replies)
+                     if not isinstance(reply, Exception)]
+            raise PartlyPublished(taken, refused, cause)
+        return [reply == 1 if at in checked else True for at, reply in enumerate(replies)]
 
     def _record_discarded(self, messages: List[Dict[str, Any]]) -> None:
         """Each copy dropped by its policy gets a `discarded` record (HSETNX, a day)."""

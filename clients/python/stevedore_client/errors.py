@@ -28,6 +28,18 @@ class RedisUnreachable(StevedoreError, ConnectionError):
     """Redis could not be reached; nothing was published."""
 
 
+class PartlyPublished(StevedoreError):
+    """Redis refused part of a batch (out of memory, a read-only replica...): `published` went
+    in, `not_published` did not; publish those again once the cause is fixed."""
+
+    def __init__(self, published, not_published, cause: str):
+        super().__init__(
+            f"{len(not_published)} of {len(published) + len(not_published)} tasks were not "
+            f"published ({cause}); publish them again once Redis accepts writes"
+        )
+        self.published, self.not_published, self.cause = published, not_published, cause
+
+
 class TaskFailed(StevedoreError):
     """The task ended without succeeding (failed, dead, timed out, cancelled, expired...)."""
 

@@ -9,8 +9,8 @@ import msgpack
 import pytest
 
 from conftest import KEYS, ROOT, cli_json, eventually
-from stevedore_client import (Client, InvalidName, InvalidOptions, PayloadTooLarge,
-                              RedisUnreachable, TaskFailed, dedup_key)
+from stevedore_client import (Client, InvalidName, InvalidOptions, PartlyPublished,
+                              PayloadTooLarge, RedisUnreachable, TaskFailed, dedup_key)
 from stevedore_client.signing import SigningKeys
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -171,3 +171,16 @@ def test_the_packaged_dup_publish_script_is_the_rust_one():
     ours = Path(__file__).resolve().parents[1] / "stevedore_client" / "dup_publish.lua"
     theirs = ROOT / "client" / "src" / "broker" / "scripts" / "dup_publish.lua"
     assert ours.read_text() == theirs.read_text()
+
+
+def test_a_batch_redis_refuses_out_of_memory_names_what_was_not_published(server, client):
+    server.redis.config_set("maxmemory-policy", "noeviction")
+    server.redis.config_set("maxmemory", 1)
+    with pytest.raises(PartlyPublished) as refused:
+        client.publish_many([{"task": "tests.add", "args": (n, n)} for n in range(3)])
+    assert len(refused.value.not_published) == 3 and refused.value.published == []
+    assert "memory" in refused.value.cause and "\n" not in str(refused.value)
+    server.redis.config_set("maxmemory", 0)
+    assert server.redis.xlen("stevedore:{q:default}:stream") == 0
+    client.publish("tests.add", (1, 2))
+    assert server.redis.xlen("stevedore:{q:default}:stream") == 1
