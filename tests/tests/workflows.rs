@@ -168,6 +168,16 @@ async fn a_retried_step_continues_its_chain_once_with_the_retry_s_result() {
     assert_eq!(inputs(&redis, "retried").await, [serde_json::json!(2)]);
 }
 
+/// How many times `tests.total` ran, any id (`tests:totals`); `None`: never.
+async fn totals(redis: &RedisServer) -> Option<i64> {
+    let mut conn = redis.connection().await;
+    redis::cmd("GET")
+        .arg("tests:totals")
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
 async fn outstanding(redis: &RedisServer, workflow: &str) -> i64 {
     let mut conn = redis.connection().await;
     redis::cmd("HGET")
@@ -209,13 +219,11 @@ async fn a_chord_of_a_thousand_runs_its_callback_exactly_once_while_workers_are_
         Some(499_500),
         "every member's result, once"
     );
-    let mut conn = redis.connection().await;
-    let totals: i64 = redis::cmd("GET")
-        .arg("tests:totals")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(totals, 1, "the callback ran exactly once");
+    assert_eq!(
+        totals(&redis).await,
+        Some(1),
+        "the callback ran exactly once"
+    );
     let members = handle
         .show()
         .await
@@ -405,13 +413,7 @@ async fn a_chord_with_a_failed_member_runs_its_error_handler_with_that_member_no
     assert_eq!(handled[0]["task"], "tests.join");
     assert_eq!(handled[0]["id"], failed.id.clone().unwrap().as_str());
     assert_eq!(view.root.children[1].state, "not started", "no callback");
-    let mut conn = redis.connection().await;
-    let totals: Option<i64> = redis::cmd("GET")
-        .arg("tests:totals")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(totals, None, "the callback never ran");
+    assert_eq!(totals(&redis).await, None, "the callback never ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
