@@ -119,6 +119,9 @@ pub fn build_message(
     message.retries = message.retries.or(defaults.retries);
     message.backoff = message.backoff.or(defaults.backoff_ms);
     message.max_backoff = message.max_backoff.or(defaults.max_backoff_ms);
+    if options.record_policy().is_none() && defaults.record != crate::RecordPolicy::All {
+        message.record = Some(defaults.record);
+    }
     if defaults.exclusive && options.exclusive_unset() {
         // An exclusive task is taken ahead of the others of its queue: its first lane.
         let lane = crate::Destination::from_wire_name(&message.queue)?.first_lane();

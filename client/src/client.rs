@@ -94,6 +94,7 @@ impl Client {
     /// [`Error::PartlyPublished`], naming the ids taken and the ids refused; when the connection
     /// fails with the batch on its way, [`Error::PublishUnconfirmed`] (their fate is unknown).
     pub async fn publish_many(&self, mut messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
+        messages.iter().try_for_each(check_waitable)?;
         let _sending = crate::trace::sending(messages.iter_mut());
         let published = self.broker.enqueue(&messages).await?;
         count_published(&messages, &published);
@@ -108,7 +109,8 @@ impl Client {
             .zip(published)
             .map(|(m, published)| {
                 let notify = m.wants_notify();
-                TaskHandle::new(self, m.id, Some(notify), !published)
+                let policy = m.record_policy();
+                TaskHandle::new(self, m.id, Some(notify), !published).keeping(policy)
             })
             .collect())
     }
@@ -357,4 +359,18 @@ fn count_published(messages: &[Message], published: &[bool]) {
         (queue, count) = (&message.queue, 1);
     }
     metrics::counter!("stevedore_published_total", "queue" => queue.clone()).increment(count);
+}
+
+/// Refuses a message whose waiters would never be woken: `notify` on a task whose record
+/// policy keeps no record of a success.
+fn check_waitable(message: &Message) -> Result<()> {
+    let policy = message.record_policy();
+    if message.wants_notify() && !policy.records_success() {
+        return Err(Error::InvalidOptions(format!(
+            "task `{}` is published with notify but record `{}`: a waiter would never see its success; publish it with record `all`, or without notify",
+            message.task,
+            policy.as_str()
+        )));
+    }
+    Ok(())
 }

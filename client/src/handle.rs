@@ -72,12 +72,14 @@ pub struct TaskHandle<T = rmpv::Value> {
     /// Whether it was published with `notify`; `None` for a handle rebuilt from an id.
     notify: Option<bool>,
     discarded: bool,
+    /// The record policy it was published with (`All` for a handle rebuilt from an id).
+    policy: crate::RecordPolicy,
     result: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for TaskHandle<T> {
     fn clone(&self) -> Self {
-        Self::new(&self.client, self.id.clone(), self.notify, self.discarded)
+        Self::new(&self.client, self.id.clone(), self.notify, self.discarded).keeping(self.policy)
     }
 }
 
@@ -99,13 +101,20 @@ impl<T> TaskHandle<T> {
             client: client.clone(),
             notify,
             discarded,
+            policy: crate::RecordPolicy::All,
             result: PhantomData,
         }
     }
 
+    /// The same handle, for a task published with record `policy`.
+    pub(crate) fn keeping(mut self, policy: crate::RecordPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// The same handle, decoding results into `U`.
     pub fn typed<U>(self) -> TaskHandle<U> {
-        TaskHandle::new(&self.client, self.id, self.notify, self.discarded)
+        TaskHandle::new(&self.client, self.id, self.notify, self.discarded).keeping(self.policy)
     }
 
     /// The task id.
@@ -129,7 +138,17 @@ impl<T> TaskHandle<T> {
     /// at with a growing pause (10 ms, doubling, at most [`POLL_AT_MOST`]): one short read
     /// each time, so a handle that waits on a task that is not `notify` costs a few reads,
     /// not a failure.
+    ///
+    /// A task published with a record policy that keeps no record of its success (`none`,
+    /// `failures`) cannot be waited on: the error says so at once.
     pub async fn wait(&self, timeout: Duration) -> Result<TaskRecord> {
+        if !self.policy.records_success() {
+            return Err(Error::InvalidOptions(format!(
+                "task {} was published with record `{}`: no record of its success is kept, so it cannot be waited on; publish it with record `all` to wait",
+                self.id,
+                self.policy.as_str()
+            )));
+        }
         let started = Instant::now();
         let record = self.record().await?;
         if record.state().is_final() {

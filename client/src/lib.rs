@@ -58,7 +58,7 @@ pub use handle::{TaskFailure, TaskHandle, POLL_AT_MOST};
 pub use message::{Message, MESSAGE_VERSION};
 pub use options::PublishOptions;
 pub use queue::{Destination, QueueName};
-pub use record::{RecordField, RunRecord, TaskRecord, TaskState};
+pub use record::{RecordField, RecordPolicy, RunRecord, TaskRecord, TaskState};
 pub use registry::{
     registered_tasks, Handler, Invocation, TaskKind, TaskOptions, TaskRegistration,
 };

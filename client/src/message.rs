@@ -64,6 +64,9 @@ pub struct Message {
     /// The named limit the run is under (`stevedore limit`); `None`: the task's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+    /// Which runs leave a record; `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<crate::RecordPolicy>,
 }
 
 impl Message {
@@ -101,6 +104,11 @@ impl Message {
         Ok(message)
     }
 
+    /// Which of its runs leave a record.
+    pub fn record_policy(&self) -> crate::RecordPolicy {
+        self.record.unwrap_or_default()
+    }
+
     /// Whether the publisher asked to be woken when the task ends.
     pub fn wants_notify(&self) -> bool {
         self.headers
@@ -134,6 +142,7 @@ mod tests {
             impact: None,
             exclusive: None,
             limit: None,
+            record: None,
         }
     }
 

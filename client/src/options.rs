@@ -45,6 +45,7 @@ pub struct PublishOptions {
     impact: Option<u32>,
     exclusive: Option<bool>,
     limit: Option<String>,
+    record: Option<crate::RecordPolicy>,
 }
 
 /// When a delayed task becomes due.
@@ -260,6 +261,7 @@ impl PublishOptions {
             impact: self.impact,
             exclusive: self.exclusive,
             limit: self.limit.clone(),
+            record: self.record.filter(|&p| p != crate::RecordPolicy::All),
         };
         self.check_placement()?;
         let policy = self.on_duplicate.unwrap_or(task_on_duplicate);
@@ -297,6 +299,18 @@ impl PublishOptions {
     pub fn limit(mut self, name: impl Into<String>) -> Self {
         self.limit = Some(name.into());
         self
+    }
+
+    /// Which of the call's runs leave a record (the task's own policy otherwise; by default
+    /// all). A policy that keeps no record of a success cannot go with `notify`.
+    pub fn record(mut self, policy: crate::RecordPolicy) -> Self {
+        self.record = Some(policy);
+        self
+    }
+
+    /// The record policy chosen for the call, if any.
+    pub fn record_policy(&self) -> Option<crate::RecordPolicy> {
+        self.record
     }
 
     /// The impact chosen for the call, if any.

@@ -55,6 +55,69 @@ impl TaskState {
     }
 }
 
+/// Which of a task's runs leave a record in Redis (`#[task(record = "...")]`,
+/// [`PublishOptions::record`](crate::PublishOptions::record), message field `record`).
+///
+/// Like Celery's `ignore_result`: a task published by the million whose outcome nobody reads
+/// need not leave a key per run. A task that keeps no record of its success cannot be waited
+/// on; publishing it with `notify` is refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordPolicy {
+    /// Every run is recorded: running, then its outcome (the default).
+    #[default]
+    All,
+    /// Only runs that did not succeed (failed, retried, dead, timed out, cancelled, expired);
+    /// a success is recorded only after a recorded failed attempt, to close that record.
+    Failures,
+    /// Nothing is recorded; dead letters still keep failed messages.
+    None,
+}
+
+impl RecordPolicy {
+    /// The lowercase name used in messages, options and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Failures => "failures",
+            Self::None => "none",
+        }
+    }
+
+    /// Whether a success is recorded (what a waiter needs).
+    pub fn records_success(self) -> bool {
+        self == Self::All
+    }
+
+    /// Whether `run` (its start or its end) leaves a record under this policy.
+    pub fn records(self, run: &RunRecord) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Failures => match run.state {
+                TaskState::Running => false,
+                TaskState::Succeeded => run.attempt > 1,
+                _ => true,
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for RecordPolicy {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "all" => Ok(Self::All),
+            "failures" => Ok(Self::Failures),
+            "none" => Ok(Self::None),
+            _ => Err(crate::Error::InvalidOptions(format!(
+                "record policy `{s}` is not one of all, failures, none"
+            ))),
+        }
+    }
+}
+
 /// One run of a task on one node, stored MessagePack-encoded in the task's record hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {

@@ -66,6 +66,8 @@ pub struct TaskOptions {
     /// Other names a worker runs this task under: names it had before a rename, so that
     /// messages already queued under them still run.
     pub aliases: &'static [&'static str],
+    /// Which runs leave a record (`record = "failures"`; a call's options win).
+    pub record: crate::RecordPolicy,
     /// Units of a node's capacity one run takes (`impact = 5`); `None`: 1.
     pub impact: Option<u32>,
     /// Whether a run has its node to itself (`exclusive`): the node takes nothing else until
@@ -88,6 +90,7 @@ impl TaskOptions {
             max_backoff_ms: None,
             on_duplicate: crate::OnDuplicate::Parallel,
             aliases: &[],
+            record: crate::RecordPolicy::All,
             impact: None,
             exclusive: false,
             limit: None,

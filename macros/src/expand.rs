@@ -253,6 +253,10 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
     let on_duplicate = on_duplicate(task);
     let max_backoff = optional(task.options.max_backoff_ms);
     let aliases = &task.options.aliases;
+    let record = match &task.options.record {
+        Some(variant) => quote!(::stevedore::RecordPolicy::#variant),
+        None => quote!(::stevedore::RecordPolicy::All),
+    };
     let placement = (task.options.placement)
         .expand(&task.body.params)
         .unwrap_or_default();
@@ -267,6 +271,7 @@ fn task_options(task: &TaskDef, queue: &TokenStream) -> TokenStream {
             max_backoff_ms: #max_backoff,
             on_duplicate: #on_duplicate,
             aliases: &[#(#aliases),*],
+            record: #record,
             #placement
         }
     }

@@ -37,6 +37,8 @@ pub struct Options {
     pub on_duplicate: Option<syn::Ident>,
     /// `aliases = ["old.name"]`: names a worker also runs this task under.
     pub aliases: Vec<LitStr>,
+    /// `record = "failures"`: the variant name of `stevedore::RecordPolicy`.
+    pub record: Option<syn::Ident>,
     /// `impact`, `exclusive` and the limit options.
     pub placement: crate::placement::Placement,
 }
@@ -184,9 +186,11 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             options.on_duplicate = Some(on_duplicate(meta.value()?.parse()?)?);
         } else if meta.path.is_ident("aliases") {
             options.aliases = aliases(meta.value()?.parse()?)?;
+        } else if meta.path.is_ident("record") {
+            options.record = Some(record(meta.value()?.parse()?)?);
         } else if !options.placement.parse_meta(&meta)? {
             return Err(meta.error(format!(
-                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`, `on_duplicate`, `aliases`, {}",
+                "unknown #[task] option; expected one of `name`, `queue`, `timeout`, `hard_timeout`, `retries`, `backoff`, `max_backoff`, `on_duplicate`, `aliases`, `record`, {}",
                 crate::placement::NAMES
             )));
         }
@@ -233,6 +237,21 @@ fn on_duplicate(lit: LitStr) -> syn::Result<syn::Ident> {
             return Err(syn::Error::new(
                 lit.span(),
                 "expected \"parallel\", \"discard\", \"serial\" or \"queue_one\"",
+            ))
+        }
+    };
+    Ok(syn::Ident::new(variant, lit.span()))
+}
+
+fn record(lit: LitStr) -> syn::Result<syn::Ident> {
+    let variant = match lit.value().as_str() {
+        "all" => "All",
+        "failures" => "Failures",
+        "none" => "None",
+        _ => {
+            return Err(syn::Error::new(
+                lit.span(),
+                "expected \"all\", \"failures\" or \"none\"",
             ))
         }
     };

@@ -362,3 +362,12 @@ pub async fn keep_input(input: serde_json::Value, key: String) -> Result<(), Tas
         .await?;
     Ok(())
 }
+
+/// Keeps a record only of its failures (`record = "failures"`); fails when asked to.
+#[task(name = "tests.quiet", record = "failures")]
+pub async fn quiet(fail: bool) -> Result<(), TaskError> {
+    if fail {
+        return Err(TaskError::fatal("asked to fail"));
+    }
+    Ok(())
+}

@@ -88,9 +88,14 @@ pub struct WorkerArgs {
     /// How long a graceful stop waits for running tasks (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// How long task records and results are kept (e.g. 1d, 12h).
+    /// How long task records and results are kept (e.g. 1d, 12h): failures, and successes
+    /// someone waits for (`notify`, workflow steps).
     #[arg(long, default_value = "1d", value_parser = parse_period)]
     pub record_ttl: Duration,
+    /// How long the record of a success nobody waits for is kept (at most --record-ttl): short
+    /// by default, so that Redis holds minutes of successes, not a day (docs/deployment.md).
+    #[arg(long, default_value = "1m", value_parser = parse_period)]
+    pub succeeded_ttl: Duration,
     /// Longest block of one read on Redis; shorter means faster reconnects, more idle traffic.
     #[arg(long, default_value = "2s", value_parser = parse_period)]
     pub block: Duration,

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use stevedore::broker::{Broker, Delivery, Entry, Outcome, Settle, StepRef};
 use stevedore::{
-    dedup_policy, Client, Destination, Invocation, Message, RecordField, RunRecord, TaskContext,
-    TaskError, TaskRegistration, TaskState,
+    dedup_policy, Client, Destination, Invocation, Message, RecordField, RecordPolicy, RunRecord,
+    TaskContext, TaskError, TaskRegistration, TaskState,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -217,6 +217,7 @@ impl ExecutorParts {
             settle,
             release,
             workflow: StepRef::of(message).map(Box::new),
+            record: record_policy(message),
             run,
         };
         let _ = self.events.send(Event::Finished(outcome));
@@ -322,10 +323,12 @@ impl ExecutorParts {
             crate::observe::run_started(&message.queue, published, eta, stevedore::now_ms());
         }
         self.activity.worked();
-        let _ = self.events.send(Event::Started {
-            run: run.clone(),
-            field: RecordField::of(message),
-        });
+        if record_policy(message).records(&run) {
+            let _ = self.events.send(Event::Started {
+                run: run.clone(),
+                field: RecordField::of(message),
+            });
+        }
         let mut info = self.hooks.has_task_hooks().then(|| RunInfo {
             id: message.id.clone(),
             task: message.task.clone(),
@@ -472,4 +475,14 @@ fn shape(message: &Message) -> String {
         parts.push(plural(message.kwargs.len(), "kwarg"));
     }
     format!("{}(<{}>)", message.task, parts.join(", "))
+}
+
+/// Which runs of `message` leave a record: its policy, but every run of a workflow step
+/// (`workflow show` reads them).
+fn record_policy(message: &Message) -> RecordPolicy {
+    if StepRef::of(message).is_some() {
+        RecordPolicy::All
+    } else {
+        message.record_policy()
+    }
 }

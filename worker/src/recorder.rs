@@ -38,6 +38,15 @@ pub enum Event {
     Finished(Outcome),
 }
 
+/// How long records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Every record but those below.
+    pub records: Duration,
+    /// The record of a success nobody waits for (at most `records`).
+    pub successes: Duration,
+}
+
 /// Most events written in one round trip.
 const MAX_BATCH: usize = 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -47,22 +56,22 @@ pub struct Recorder {
     broker: Broker,
     in_flight: Arc<InFlight>,
     events: mpsc::UnboundedReceiver<Event>,
-    ttl: Duration,
+    retention: Retention,
 }
 
 impl Recorder {
-    /// A recorder keeping records for `ttl`.
+    /// A recorder keeping records as long as `retention` says.
     pub fn new(
         broker: Broker,
         events: mpsc::UnboundedReceiver<Event>,
-        ttl: Duration,
+        retention: Retention,
         in_flight: Arc<InFlight>,
     ) -> Self {
         Self {
             broker,
             in_flight,
             events,
-            ttl,
+            retention,
         }
     }
 
@@ -72,7 +81,8 @@ impl Recorder {
         let mut conn: Option<Connection> = None;
         let mut events = Vec::with_capacity(MAX_BATCH);
         while self.events.recv_many(&mut events, MAX_BATCH).await > 0 {
-            let mut batch = OutcomeBatch::new(self.ttl);
+            let Retention { records, successes } = self.retention;
+            let mut batch = OutcomeBatch::retaining(records, successes);
             for event in events.drain(..) {
                 match event {
                     Event::Started { run, field } => batch.started(run, field),

@@ -124,7 +124,10 @@ impl Node {
         let recorder = Recorder::new(
             client.broker().clone(),
             received,
-            args.record_ttl,
+            crate::recorder::Retention {
+                records: args.record_ttl,
+                successes: args.succeeded_ttl,
+            },
             in_flight.clone(),
         );
         let recorder = tokio::spawn(recorder.run(give_up.clone()));

@@ -1,7 +1,7 @@
 //! `stevedore enqueue TASK [--args JSON] [--kwargs JSON] [--queue Q | --node N | --broadcast]
 //! [--count N] [--id UUID] [--retries N] [--backoff DUR] [--max-backoff DUR] [--time-limit DUR]
 //! [--hard-time-limit DUR] [--expires DUR|TIME] [--impact N] [--exclusive] [--limit NAME]
-//! [--wait [--wait-timeout DUR]]`.
+//! [--record all|failures|none] [--wait [--wait-timeout DUR]]`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +58,10 @@ pub struct EnqueueArgs {
     /// or a time (2026-01-01T09:00:00Z): recorded expired, never run.
     #[arg(long, value_parser = parse_expiry)]
     expires: Option<Expiry>,
+    /// Which runs leave a record: all, failures (none of a success) or none (default: the
+    /// task's own); only `all` can go with --wait.
+    #[arg(long, value_parser = |s: &str| s.parse::<stevedore::RecordPolicy>().map_err(|e| e.to_string()))]
+    record: Option<stevedore::RecordPolicy>,
     /// Wait for each task to end and print its result as JSON; exit non-zero if one failed.
     #[arg(long)]
     wait: bool,
@@ -203,6 +207,14 @@ async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishO
     }
     if let Some(policy) = args.on_duplicate {
         options = options.on_duplicate(policy);
+    }
+    if let Some(policy) = args.record {
+        anyhow::ensure!(
+            !args.wait || policy.records_success(),
+            "--wait needs a record of the task's success, and --record {} keeps none: drop --wait or use --record all",
+            policy.as_str()
+        );
+        options = options.record(policy);
     }
     if let Some(id) = &args.id {
         anyhow::ensure!(

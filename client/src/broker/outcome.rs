@@ -15,7 +15,7 @@ use super::dead_letters::NewDeadLetter;
 use super::scripts::{is_noscript, Sending, DUP_FINISH};
 use super::workflows::{Joined, StepRef};
 use super::{Broker, Connection};
-use crate::{Destination, RecordField, Result, RunRecord, TaskRecord};
+use crate::{Destination, RecordField, RecordPolicy, Result, RunRecord, TaskRecord, TaskState};
 
 /// A finished run on its way from the executor to Redis: the one value that carries it, passed
 /// through the recorder unchanged.
@@ -35,6 +35,8 @@ pub struct Outcome {
     pub release: Option<String>,
     /// The workflow step the run is, joined once it ended for good.
     pub workflow: Option<Box<StepRef>>,
+    /// Which runs of the task leave a record (a workflow step's always do).
+    pub record: RecordPolicy,
 }
 
 /// One stream entry as read by a consumer group.
@@ -82,6 +84,7 @@ pub struct OutcomeBatch {
     started: Vec<(RunRecord, RecordField)>,
     outcomes: Vec<Outcome>,
     ttl: Duration,
+    succeeded_ttl: Duration,
     stage: Stage,
     joined: Vec<Joined>,
 }
@@ -109,7 +112,17 @@ impl OutcomeBatch {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
+            succeeded_ttl: ttl,
             ..Self::default()
+        }
+    }
+
+    /// An empty batch whose records expire after `ttl`, but the record of a success nobody
+    /// waits for (no `notify`, not a workflow step) after `succeeded_ttl` if that is shorter.
+    pub fn retaining(ttl: Duration, succeeded_ttl: Duration) -> Self {
+        Self {
+            succeeded_ttl: succeeded_ttl.min(ttl),
+            ..Self::new(ttl)
         }
     }
 
@@ -173,15 +186,30 @@ impl OutcomeBatch {
                 field: *field,
                 notify: false,
                 keep_attempt: false,
+                ttl: self.ttl,
             });
-        let ends = self.outcomes.iter().map(|o| RecordWrite {
-            run: &o.run,
-            field: o.field,
-            notify: o.notify,
-            // A retried task keeps each attempt as well as its current run.
-            keep_attempt: o.run.attempt > 1 || matches!(o.settle, Settle::Retry { .. }),
-        });
+        let ends = (self.outcomes.iter())
+            .filter(|o| o.record.records(&o.run))
+            .map(|o| RecordWrite {
+                run: &o.run,
+                field: o.field,
+                notify: o.notify,
+                // A retried task keeps each attempt as well as its current run.
+                keep_attempt: o.run.attempt > 1 || matches!(o.settle, Settle::Retry { .. }),
+                ttl: self.ttl_of(o),
+            });
         starts.chain(ends).collect()
+    }
+
+    /// How long the record of `outcome` is kept: a success nobody waits for (no `notify`,
+    /// not a workflow step) for the shorter retention of successes.
+    fn ttl_of(&self, outcome: &Outcome) -> Duration {
+        let waited_for = outcome.notify || outcome.workflow.is_some();
+        if outcome.run.state == TaskState::Succeeded && !waited_for {
+            self.succeeded_ttl
+        } else {
+            self.ttl
+        }
     }
 }
 
@@ -191,6 +219,7 @@ struct RecordWrite<'a> {
     field: RecordField,
     notify: bool,
     keep_attempt: bool,
+    ttl: Duration,
 }
 
 impl Broker {
@@ -332,9 +361,8 @@ impl Broker {
 
     /// Adds to `pipe` the batch's records, dead letters and on_duplicate releases.
     fn add_records(&self, pipe: &mut redis::Pipeline, batch: &OutcomeBatch) {
-        let ttl_ms = batch.ttl.as_millis() as u64;
         for write in batch.records() {
-            self.add_record(pipe, &write, ttl_ms);
+            self.add_record(pipe, &write);
         }
         if !batch.outcomes.is_empty() {
             self.add_settled_count(pipe, batch.outcomes.len());
@@ -377,8 +405,8 @@ impl Broker {
 
     /// Adds to `pipe` one run's record (and its attempt field), its expiry, and the waiters'
     /// wake-up when the run ended and they asked for it.
-    fn add_record(&self, pipe: &mut redis::Pipeline, write: &RecordWrite<'_>, ttl_ms: u64) {
-        let run = write.run;
+    fn add_record(&self, pipe: &mut redis::Pipeline, write: &RecordWrite<'_>) {
+        let (run, ttl_ms) = (write.run, write.ttl.as_millis() as u64);
         let bytes = match run.encode() {
             Ok(bytes) => bytes,
             Err(error) => {

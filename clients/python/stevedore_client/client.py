@@ -20,7 +20,8 @@ import redis
 from . import keys as k
 from . import message as m
 from .connect import open_redis
-from .errors import PartlyPublished, PayloadTooLarge, RedisUnreachable, TaskFailed, WaitTimeout
+from .errors import (InvalidOptions, PartlyPublished, PayloadTooLarge, RedisUnreachable,
+                     TaskFailed, WaitTimeout)
 from .signing import KeySpec, SigningKeys
 
 MAX_PAYLOAD = 1024 * 1024
@@ -63,7 +64,8 @@ class Client:
         (aware datetime or epoch seconds), `retries`, `backoff` (a duration, or a (first,
         longest) pair), `time_limit`, `hard_time_limit`, `on_duplicate` (`discard`,
         `serial`, `queue_one`), `id`, `notify`, `expires` (a duration from now or an aware
-        datetime), `headers` (strings; a W3C `traceparent` is passed on)."""
+        datetime), `headers` (strings; a W3C `traceparent` is passed on), `record` (`all`,
+        `failures` or `none`: which runs leave a record; only `all` can be waited on)."""
         return self.publish_many([dict(options, task=task, args=args, kwargs=kwargs)])[0]
 
     def publish_many(self, calls: Iterable[Mapping[str, Any]]) -> List["TaskHandle"]:
@@ -78,7 +80,8 @@ class Client:
         discarded = [msg for msg, ok in zip(messages, published) if not ok]
         if discarded:
             self._record_discarded(discarded)
-        return [TaskHandle(self, msg["id"], bool(msg["headers"].get(m.NOTIFY_HEADER)), not ok)
+        return [TaskHandle(self, msg["id"], bool(msg["headers"].get(m.NOTIFY_HEADER)), not ok,
+                           msg.get("record", "all"))
                 for msg, ok in zip(messages, published)]
 
     def _payload(self, message: Dict[str, Any]) -> bytes:
@@ -176,8 +179,10 @@ def _run(message: Dict[str, Any], node: str, state: str) -> Dict[str, Any]:
 class TaskHandle:
     """A published task: its id, and a way to wait for its result."""
 
-    def __init__(self, client: Client, task_id: str, notify: bool, discarded: bool):
+    def __init__(self, client: Client, task_id: str, notify: bool, discarded: bool,
+                 record: str = "all"):
         self.client, self.id, self.notify, self.discarded = client, task_id, notify, discarded
+        self.record_policy = record
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.id!r}, discarded={self.discarded})"
@@ -188,7 +193,11 @@ class TaskHandle:
 
     def wait(self, timeout: float) -> Any:
         """The task's result once it succeeded; `TaskFailed` if it ended otherwise,
-        `WaitTimeout` after `timeout` seconds."""
+        `WaitTimeout` after `timeout` seconds; `InvalidOptions` at once for a task published
+        with a record policy that keeps no record of a success."""
+        if self.record_policy != "all":
+            raise InvalidOptions(f"task {self.id} was published with record "
+                                 f"{self.record_policy!r}: it cannot be waited on")
         deadline, pause = time.monotonic() + timeout, 0.01
         done = self.client.keys.done(self.id)
         while True:

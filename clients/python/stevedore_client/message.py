@@ -23,6 +23,8 @@ from .errors import InvalidName, InvalidOptions
 
 VERSION = 1
 NOTIFY_HEADER = "notify"
+# Which runs leave a record (message field `record`, absent = "all").
+RECORD_POLICIES = ("all", "failures", "none")
 POLICY_HEADER = "on_duplicate"
 KEY_HEADER = "dedup"
 POLICIES = ("parallel", "discard", "serial", "queue_one")
@@ -193,6 +195,14 @@ def build(task: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any
     }
     if expires_at is not None:
         message["expires"] = expires_at
+    record = options.get("record", "all")
+    if record not in RECORD_POLICIES:
+        raise InvalidOptions(f"record policy {record!r} is not one of {RECORD_POLICIES}")
+    if record != "all":
+        if options.get("notify", False):
+            raise InvalidOptions(f"task {task!r} is published with notify but record {record!r}: "
+                                 "a waiter would never see its success; use record 'all'")
+        message["record"] = record
     policy = options.get("on_duplicate")
     if policy is not None and policy not in POLICIES:
         raise InvalidOptions(f"unknown on_duplicate policy {policy!r}; use one of {POLICIES}")

@@ -72,12 +72,13 @@ def raw_messages(server, queue):
 def test_a_python_message_is_the_rust_message_of_the_same_call(server, client, cli):
     args, kwargs = [1, "two", [3.5, True, None, -7, 300]], {"b": 1, "a": "x"}
     client.publish("tests.echo_any", args, kwargs, queue="from-python", retries=3,
-                   backoff=(1, 60), time_limit=5, hard_time_limit=6, on_duplicate="discard")
+                   backoff=(1, 60), time_limit=5, hard_time_limit=6, on_duplicate="discard",
+                   record="failures")
     code, _, err = cli(
         "enqueue", "tests.echo_any", "--args", '[1, "two", [3.5, true, null, -7, 300]]',
         "--kwargs", '{"b": 1, "a": "x"}', "--queue", "from-rust", "--retries", "3",
         "--backoff", "1s", "--max-backoff", "1m", "--time-limit", "5s",
-        "--hard-time-limit", "6s", "--on-duplicate", "discard")
+        "--hard-time-limit", "6s", "--on-duplicate", "discard", "--record", "failures")
     assert code == 0, err
     [ours], [theirs] = raw_messages(server, "from-python"), raw_messages(server, "from-rust")
     for message in (ours, theirs):
@@ -138,6 +139,8 @@ def test_wait_wakes_on_the_done_list_and_polls_only_without_notify(server, clien
     assert client.publish("tests.add", (2, 2)).wait(30) == 4
     with pytest.raises(TaskFailed, match="nothing to join"):
         client.publish("tests.join", ([], "-"), notify=True).wait(30)
+    with pytest.raises(InvalidOptions, match="cannot be waited on"):
+        client.publish("tests.add", (1, 1), record="none").wait(30)
 
 
 def test_bad_input_is_refused_in_one_line_and_nothing_is_written(server, client):
@@ -155,6 +158,8 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(server, client)
         (InvalidOptions, lambda: client.publish("tests.add", id="not-a-uuid")),
         (InvalidOptions, lambda: client.publish("tests.add", headers={"traceparent": "x"})),
         (InvalidOptions, lambda: client.publish("tests.add", (object(),))),
+        (InvalidOptions, lambda: client.publish("tests.add", record="some")),
+        (InvalidOptions, lambda: client.publish("tests.add", record="none", notify=True)),
         (PayloadTooLarge, lambda: client.publish("tests.add", ("x" * (1 << 20),))),
     ]
     for error, call in refusals:

@@ -1,0 +1,6 @@
+use stevedore::task;
+
+#[task(record = "successes")]
+async fn quiet() {}
+
+fn main() {}
