@@ -266,6 +266,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "redis_cpu_us_per_task": costs["redis_cpu_us_per_task"],
         "redis_cmds_per_task": costs["redis_cmds_per_task"],
         "publish_cpu_us_per_task": costs["publish_cpu_us_per_task"],
+        "redis_bytes_per_finished_task": costs["redis_bytes_per_finished_task"],
         "per_task": costs,
         "sizes": {"raw": sizes.raw, "e2e": sizes.e2e, "latency_samples": sizes.latency, "flat": sizes.flat},
     }))

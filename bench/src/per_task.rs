@@ -45,10 +45,11 @@ pub async fn costs(server: &Server, n: usize, payload: &[u8]) -> anyhow::Result<
     let cmds = (redis_spent(server).await?.1 - spent.1) as f64 / n as f64;
     let publish_cpu = per_task(own_cpu() - cpu);
 
-    let stock = stock_backlog(server, &client, n).await?;
+    let (stock, bytes) = stock_backlog(server, &client, n).await?;
     eprintln!(
         "per task: Redis {raw_cpu:.1} us / {raw_cmds:.2} cmds raw, {:.1} us / {cmds:.2} cmds \
-         stevedore; workers {:.1} us; stock workers drain a backlog at {stock:.0}/s",
+         stevedore; workers {:.1} us; stock workers drain a backlog at {stock:.0}/s and leave \
+         {bytes:.0} bytes per task in Redis",
         drain.redis_cpu_us, drain.worker_cpu_us
     );
     Ok(serde_json::json!({
@@ -59,15 +60,18 @@ pub async fn costs(server: &Server, n: usize, payload: &[u8]) -> anyhow::Result<
         "redis_cmds_per_task": {"raw": raw_cmds, "stevedore": cmds},
         "e2e_two_workers_per_s": drain.per_s,
         "e2e_stock_worker_per_s": stock,
+        "redis_bytes_per_finished_task": bytes,
     }))
 }
 
-/// Tasks per second when two stock workers (default flags) drain `n` no-ops published first:
-/// the queue is paused while they start, and timed from its resume.
-async fn stock_backlog(server: &Server, client: &Client, n: usize) -> anyhow::Result<f64> {
+/// Tasks per second when two stock workers (default flags) drain `n` no-ops published first
+/// (the queue is paused while they start, and timed from its resume), and the bytes of Redis
+/// memory each finished task leaves behind with the default retention (its record).
+async fn stock_backlog(server: &Server, client: &Client, n: usize) -> anyhow::Result<(f64, f64)> {
     let queue = stevedore::Destination::queue("default")?;
     let wait = std::time::Duration::from_secs(5);
     client.pause_queue(&queue, true, wait).await?;
+    let before = server.used_memory().await?;
     measure::publish_noops(client, n, &PublishOptions::new()).await?;
     let fleet = [
         Worker::start_stock(&server.url(), "stock-0")?,
@@ -78,6 +82,7 @@ async fn stock_backlog(server: &Server, client: &Client, n: usize) -> anyhow::Re
     client.pause_queue(&queue, false, wait).await?;
     measure::wait_drained(server).await?;
     let per_s = n as f64 / started.elapsed().as_secs_f64();
+    let left = server.used_memory().await?.saturating_sub(before);
     drop(fleet);
-    Ok(per_s)
+    Ok((per_s, left as f64 / n as f64))
 }

@@ -38,6 +38,23 @@ impl TaskState {
         !matches!(self, Self::Pending | Self::Running | Self::Retrying)
     }
 
+    /// The state named `name` (as [`TaskState::as_str`] names it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        const ALL: [TaskState; 10] = [
+            TaskState::Pending,
+            TaskState::Running,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Cancelled,
+            TaskState::TimedOut,
+            TaskState::Retrying,
+            TaskState::Dead,
+            TaskState::Expired,
+            TaskState::Discarded,
+        ];
+        ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
     /// The lowercase name used in records, logs and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,6 +70,16 @@ impl TaskState {
             Self::Discarded => "discarded",
         }
     }
+}
+
+/// One field of a run's stored (compact) form.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Stored<'a> {
+    Nil,
+    Str(&'a str),
+    Int(u64),
+    Value(&'a rmpv::Value),
 }
 
 /// Which of a task's runs leave a record in Redis (`#[task(record = "...")]`,
@@ -168,19 +195,89 @@ impl RunRecord {
         }
     }
 
-    /// Encodes the run for storage.
+    /// Encodes the run for storage in its compact form (docs/protocol.md, section 3): a
+    /// MessagePack array in field order without the id (the key holds it), start and end as
+    /// milliseconds after publication, trailing nils left out. A no-op success fits Redis's
+    /// small-hash encoding (values up to 64 bytes), half the memory of the named map.
     pub fn encode(&self) -> crate::Result<Vec<u8>> {
-        rmp_serde::to_vec_named(self).map_err(|e| crate::Error::Encode {
+        let after = |at: Option<u64>| {
+            at.map_or(Stored::Nil, |at| {
+                Stored::Int(at.saturating_sub(self.published_at))
+            })
+        };
+        let mut fields = vec![
+            Stored::Str(&self.task),
+            Stored::Str(&self.queue),
+            Stored::Str(&self.node),
+            Stored::Str(self.state.as_str()),
+            Stored::Int(u64::from(self.attempt)),
+            Stored::Int(self.published_at),
+            after(self.started_at),
+            after(self.finished_at),
+            self.result.as_ref().map_or(Stored::Nil, Stored::Value),
+            self.error.as_deref().map_or(Stored::Nil, Stored::Str),
+            self.retry_at.map_or(Stored::Nil, Stored::Int),
+        ];
+        while matches!(fields.last(), Some(Stored::Nil)) {
+            fields.pop();
+        }
+        rmp_serde::to_vec(&fields).map_err(|e| crate::Error::Encode {
             what: format!("record of task {}", self.id),
             reason: e.to_string(),
         })
     }
 
-    /// Decodes a stored run.
-    pub fn decode(bytes: &[u8]) -> crate::Result<Self> {
-        rmp_serde::from_slice(bytes).map_err(|e| crate::Error::Decode {
+    /// Decodes a stored run of task `id`: the compact array, or the named map records were
+    /// stored as before (still read, for records written by older workers).
+    pub fn decode(id: &str, bytes: &[u8]) -> crate::Result<Self> {
+        let bad = |reason: String| crate::Error::Decode {
             what: "task record".into(),
-            reason: e.to_string(),
+            reason,
+        };
+        let value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| bad(e.to_string()))?;
+        let rmpv::Value::Array(fields) = value else {
+            return rmp_serde::from_slice(bytes).map_err(|e| bad(e.to_string()));
+        };
+        let mut fields = fields.into_iter();
+        let mut next = || fields.next().unwrap_or(rmpv::Value::Nil);
+        let text = |v: rmpv::Value, what: &str| match v {
+            rmpv::Value::String(s) => s
+                .into_str()
+                .ok_or_else(|| bad(format!("{what} is not UTF-8"))),
+            _ => Err(bad(format!("{what} is not a string"))),
+        };
+        let int = |v: &rmpv::Value| v.as_u64();
+        let (task, queue, node) = (
+            text(next(), "task")?,
+            text(next(), "queue")?,
+            text(next(), "node")?,
+        );
+        let state = text(next(), "state")?;
+        let state = TaskState::from_name(&state)
+            .ok_or_else(|| bad(format!("`{state}` is not a task state")))?;
+        let attempt = int(&next()).and_then(|n| u32::try_from(n).ok());
+        let published_at =
+            int(&next()).ok_or_else(|| bad("published_at is not a number".into()))?;
+        let after = |v: rmpv::Value| int(&v).map(|ms| published_at.saturating_add(ms));
+        let (started_at, finished_at) = (after(next()), after(next()));
+        let result = Some(next()).filter(|v| !v.is_nil());
+        let error = Some(next())
+            .filter(|v| !v.is_nil())
+            .map(|v| text(v, "error"))
+            .transpose()?;
+        Ok(Self {
+            id: id.to_owned(),
+            task,
+            queue,
+            node,
+            state,
+            attempt: attempt.ok_or_else(|| bad("attempt is not a number".into()))?,
+            published_at,
+            started_at,
+            finished_at,
+            result,
+            error,
+            retry_at: int(&next()),
         })
     }
 }
@@ -289,5 +386,73 @@ impl TaskRecord {
     /// The run of a queued task (not a broadcast), if recorded.
     pub fn task_run(&self) -> Option<&RunRecord> {
         self.runs.get(Self::TASK_FIELD)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> RunRecord {
+        RunRecord {
+            id: "0b9e5f8a-3c1d-4e2f-9a7b-6c5d4e3f2a1b".into(),
+            task: "noop".into(),
+            queue: "default".into(),
+            node: "web-7f9c4".into(),
+            state: TaskState::Succeeded,
+            attempt: 1,
+            published_at: 1_790_000_000_000,
+            started_at: Some(1_790_000_000_003),
+            finished_at: Some(1_790_000_000_004),
+            result: None,
+            error: None,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn a_no_op_success_is_stored_in_at_most_64_bytes_and_read_back_whole() {
+        let bytes = run().encode().unwrap();
+        assert!(
+            bytes.len() <= 64,
+            "{} bytes: past Redis's small-hash limit",
+            bytes.len()
+        );
+        assert_eq!(RunRecord::decode(&run().id, &bytes).unwrap(), run());
+    }
+
+    #[test]
+    fn every_field_survives_the_compact_form_and_the_old_named_map_still_reads() {
+        let full = RunRecord {
+            state: TaskState::Retrying,
+            attempt: 3,
+            result: Some(rmpv::Value::from(vec![rmpv::Value::from(1), "two".into()])),
+            error: Some("it broke".into()),
+            retry_at: Some(1_790_000_009_000),
+            ..run()
+        };
+        let bytes = full.encode().unwrap();
+        assert_eq!(RunRecord::decode(&full.id, &bytes).unwrap(), full);
+        let named = rmp_serde::to_vec_named(&full).unwrap();
+        assert_eq!(RunRecord::decode("ignored", &named).unwrap(), full);
+        let started = RunRecord {
+            state: TaskState::Running,
+            finished_at: None,
+            ..run()
+        };
+        let bytes = started.encode().unwrap();
+        assert_eq!(RunRecord::decode(&started.id, &bytes).unwrap(), started);
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_not_a_panic() {
+        for bytes in [
+            &b""[..],
+            b"\x93\xa1a",
+            b"\x96\xa1a\xa1b\xa1c\xa2no\x01\x00",
+            b"\xc1",
+        ] {
+            assert!(RunRecord::decode("x", bytes).is_err(), "{bytes:?}");
+        }
     }
 }

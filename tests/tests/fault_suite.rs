@@ -192,7 +192,7 @@ async fn records(
         }
         let values: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.unwrap();
         for (id, bytes) in chunk.iter().zip(values) {
-            if let Some(run) = bytes.and_then(|b| RunRecord::decode(&b).ok()) {
+            if let Some(run) = bytes.and_then(|b| RunRecord::decode(id, &b).ok()) {
                 found.insert(id.clone(), run);
             }
         }

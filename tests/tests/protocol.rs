@@ -65,26 +65,29 @@ async fn hand_built_message_is_run_and_its_record_reads_as_documented() {
         .unwrap();
     assert_eq!(record.state(), TaskState::Succeeded);
 
-    // The record, read as another language would: a hash field `task` holding a map.
+    // The record, read as another language would: a hash field `task` holding the compact
+    // array of section 3 (task, queue, node, state, attempt, published_at, started and
+    // finished in ms after it, result).
     let raw: Vec<u8> = redis::cmd("HGET")
         .arg(format!("stevedore:{{t:{id}}}:record"))
         .arg("task")
         .query_async(&mut conn)
         .await
         .unwrap();
-    let Value::Map(fields) = rmpv::decode::read_value(&mut raw.as_slice()).unwrap() else {
-        panic!("a run record is a map");
+    let Value::Array(fields) = rmpv::decode::read_value(&mut raw.as_slice()).unwrap() else {
+        panic!("a run record is an array");
     };
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(name))
-            .map(|(_, v)| v.clone())
-    };
-    assert_eq!(field("state"), Some(Value::from("succeeded")));
-    assert_eq!(field("node"), Some(Value::from("w")));
+    assert_eq!(fields.len(), 9, "trailing nils (error, retry_at) left out: {fields:?}");
+    assert_eq!(fields[0], Value::from("stevedore.echo"));
+    assert_eq!(fields[1], Value::from("default"));
+    assert_eq!(fields[2], Value::from("w"));
+    assert_eq!(fields[3], Value::from("succeeded"));
+    assert_eq!(fields[4], Value::from(1));
+    assert_eq!(fields[5], Value::from(1_767_225_600_000u64));
+    let (started, finished) = (fields[6].as_u64().unwrap(), fields[7].as_u64().unwrap());
+    assert!(started <= finished, "offsets from published_at: {started} <= {finished}");
     assert_eq!(
-        field("result"),
-        Some(Value::Array(vec![Value::from(1), Value::from("two")]))
+        fields[8],
+        Value::Array(vec![Value::from(1), Value::from("two")])
     );
 }

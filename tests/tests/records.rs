@@ -1,5 +1,5 @@
 //! Task records in Redis: which runs leave one (the record policy) and how long each is kept
-//! (the retention of successes and of the rest).
+//! (the retention of successes and of the rest), and how small one is.
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 

@@ -45,7 +45,7 @@ impl Broker {
             .await?;
         let runs = fields
             .into_iter()
-            .map(|(field, bytes)| Ok((field, RunRecord::decode(&bytes)?)))
+            .map(|(field, bytes)| Ok((field, RunRecord::decode(id, &bytes)?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(TaskRecord::from_fields(runs))
     }

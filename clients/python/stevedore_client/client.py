@@ -138,7 +138,7 @@ class Client:
             run["finished_at"] = m.now_ms()
             run["error"] = "discarded: a copy with the same arguments was queued or running"
             key = self.keys.record(message["id"])
-            pipe.hsetnx(key, "task", msgpack.packb(run, use_bin_type=True))
+            pipe.hsetnx(key, "task", msgpack.packb(_stored(run), use_bin_type=True))
             pipe.pexpire(key, DISCARDED_TTL_MS)
         pipe.execute()
 
@@ -150,7 +150,7 @@ class Client:
         runs, attempts, late = {}, {}, {}
         for field, raw in fields.items():
             field = field.decode() if isinstance(field, bytes) else field
-            run = msgpack.unpackb(raw, raw=False)
+            run = _decoded(task_id, msgpack.unpackb(raw, raw=False))
             if field.startswith("attempt:") and field[8:].isdigit():
                 attempts[int(field[8:])] = run
             elif field.startswith("late:"):
@@ -166,6 +166,35 @@ class Client:
     def handle(self, task_id: str, notify: bool = False) -> "TaskHandle":
         """A handle on a task published before (`notify`: it was published with `notify`)."""
         return TaskHandle(self, m.task_id(task_id), notify, False)
+
+
+# A stored run's fields in order (docs/protocol.md, section 3): a compact run is an array of
+# these without the id, start and end in ms after publication, trailing nils left out.
+RUN_FIELDS = ("task", "queue", "node", "state", "attempt", "published_at", "started_at",
+              "finished_at", "result", "error", "retry_at")
+
+
+def _stored(run: Dict[str, Any]) -> List[Any]:
+    """`run` in its compact stored form."""
+    values = [run[name] for name in RUN_FIELDS]
+    for at in (6, 7):
+        if values[at] is not None:
+            values[at] = max(values[at] - run["published_at"], 0)
+    while values and values[-1] is None:
+        values.pop()
+    return values
+
+
+def _decoded(task_id: str, stored: Any) -> Dict[str, Any]:
+    """A stored run as a map: the compact array, or the map older workers wrote."""
+    if isinstance(stored, dict):
+        return stored
+    values = list(stored) + [None] * (len(RUN_FIELDS) - len(stored))
+    run = dict(zip(RUN_FIELDS, values), id=task_id)
+    for name in ("started_at", "finished_at"):
+        if run[name] is not None:
+            run[name] += run["published_at"]
+    return run
 
 
 def _run(message: Dict[str, Any], node: str, state: str) -> Dict[str, Any]:

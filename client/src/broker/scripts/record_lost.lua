@@ -14,9 +14,10 @@ local written = 0
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 local later = false
 if current then
+  -- A compact run is an array (attempt 5th); one written by an older worker, a map.
   local ok, run = pcall(cmsgpack.unpack, current)
-  later = ok and type(run) == 'table' and type(run.attempt) == 'number'
-    and run.attempt > tonumber(ARGV[3])
+  local attempt = ok and type(run) == 'table' and (run.attempt or run[5])
+  later = type(attempt) == 'number' and attempt > tonumber(ARGV[3])
 end
 if not later then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
