@@ -56,8 +56,18 @@ impl WorkerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        // Tests read success records long after their runs (fault runs last minutes): keep
+        // them as long as the others, unless the test sets a retention itself.
+        let sets_retention = (extra.iter())
+            .any(|a| a.starts_with("--record-ttl") || a.starts_with("--succeeded-ttl"));
+        let retention: &[&str] = if sets_retention {
+            &[]
+        } else {
+            &["--succeeded-ttl", "1d"]
+        };
         let mut child = Command::new(bin)
             .args(["--redis-url", redis_url, "--node", node, "--block", "1s"])
+            .args(retention)
             .args(extra)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")

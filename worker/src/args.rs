@@ -93,8 +93,8 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "1d", value_parser = parse_period)]
     pub record_ttl: Duration,
     /// How long the record of a success nobody waits for is kept (at most --record-ttl): short
-    /// by default, so that Redis holds minutes of successes, not a day (docs/deployment.md).
-    #[arg(long, default_value = "1m", value_parser = parse_period)]
+    /// by default, so that Redis holds seconds of successes, not a day (docs/deployment.md).
+    #[arg(long, default_value = "30s", value_parser = parse_period)]
     pub succeeded_ttl: Duration,
     /// Longest block of one read on Redis; shorter means faster reconnects, more idle traffic.
     #[arg(long, default_value = "2s", value_parser = parse_period)]
