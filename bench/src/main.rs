@@ -111,17 +111,42 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os(stevedore_bench::BEAT_ENV).is_some() {
         return stevedore_beat::main();
     }
-    let outcome = tokio::runtime::Runtime::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(bench()));
+    // A failure names its cause on the last line of output: a panic's message is kept and
+    // said again once the workers and servers are gone (their shutdown may print after it).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        let what = (info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        *PANICKED.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}{place}"));
+        default_hook(info);
+    }));
+    let outcome = std::panic::catch_unwind(|| {
+        tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(bench()))
+    });
     match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(_) => {
+            let panicked = PANICKED.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let what = panicked.unwrap_or_else(|| "a panic".into());
+            eprintln!("error: the benchmark panicked: {}", what.replace('\n', " "));
             std::process::ExitCode::FAILURE
         }
     }
 }
+
+/// The message of the panic that ended the benchmark, if one did.
+static PANICKED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 async fn bench() -> anyhow::Result<()> {
     let args = Args::parse();

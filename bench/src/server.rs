@@ -114,9 +114,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts a worker against `url` as `node` with `--max-workers 256` and `extra` flags.
+    /// Starts a worker against `url` as `node` with the default flags and `extra` ones (the
+    /// benchmark measures the defaults users run).
     pub fn start(url: &str, node: &str, extra: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(url, node, &[&["--max-workers", "256"], extra].concat())
+        Self::spawn(url, node, extra)
     }
 
     /// Starts a worker as users run it: default flags.

@@ -77,7 +77,11 @@ async fn hand_built_message_is_run_and_its_record_reads_as_documented() {
     let Value::Array(fields) = rmpv::decode::read_value(&mut raw.as_slice()).unwrap() else {
         panic!("a run record is an array");
     };
-    assert_eq!(fields.len(), 9, "trailing nils (error, retry_at) left out: {fields:?}");
+    assert_eq!(
+        fields.len(),
+        9,
+        "trailing nils (error, retry_at) left out: {fields:?}"
+    );
     assert_eq!(fields[0], Value::from("stevedore.echo"));
     assert_eq!(fields[1], Value::from("default"));
     assert_eq!(fields[2], Value::from("w"));
@@ -85,7 +89,10 @@ async fn hand_built_message_is_run_and_its_record_reads_as_documented() {
     assert_eq!(fields[4], Value::from(1));
     assert_eq!(fields[5], Value::from(1_767_225_600_000u64));
     let (started, finished) = (fields[6].as_u64().unwrap(), fields[7].as_u64().unwrap());
-    assert!(started <= finished, "offsets from published_at: {started} <= {finished}");
+    assert!(
+        started <= finished,
+        "offsets from published_at: {started} <= {finished}"
+    );
     assert_eq!(
         fields[8],
         Value::Array(vec![Value::from(1), Value::from("two")])

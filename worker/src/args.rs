@@ -125,14 +125,16 @@ pub enum WorkerCount {
 }
 
 impl WorkerCount {
-    /// The number of workers for a pool of `kind` on this machine. `auto`: 16 per CPU for the
-    /// async pool (tasks mostly wait on I/O); for the process pool 4 per CPU, but no more than
-    /// one per 256 MiB of memory above 1 GiB, and at least 2.
+    /// The number of workers for a pool of `kind` on this machine. `auto`: 128 per CPU for the
+    /// async pool (between 128 and 1,024: a slot costs nothing idle, and a node reads at most as
+    /// many messages as it has free slots, so short tasks need many to be read in large
+    /// batches; docs/decisions.md); for the process pool 4 per CPU, but no more than one per
+    /// 256 MiB of memory above 1 GiB, and at least 2.
     pub fn resolve(self, kind: PoolKind) -> usize {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         match (self, kind) {
             (Self::Fixed(n), _) => n,
-            (Self::Auto, PoolKind::Async) => (cpus * 16).max(16),
+            (Self::Auto, PoolKind::Async) => (cpus * 128).clamp(128, 1024),
             (Self::Auto, PoolKind::Process) => {
                 let by_memory = total_memory().map_or(usize::MAX, |bytes| {
                     (bytes.saturating_sub(1 << 30) / (256 << 20)) as usize
@@ -205,6 +207,6 @@ mod tests {
         assert_eq!(parse_worker_count("8").unwrap(), WorkerCount::Fixed(8));
         assert!(parse_worker_count("0").is_err());
         assert!(WorkerCount::Auto.resolve(PoolKind::Process) >= 2);
-        assert!(WorkerCount::Auto.resolve(PoolKind::Async) >= 16);
+        assert!((128..=1024).contains(&WorkerCount::Auto.resolve(PoolKind::Async)));
     }
 }

@@ -27,25 +27,36 @@ impl RedisServer {
     }
 
     /// Starts a server on a loopback TCP port (with AOF `everysec` when `aof`).
+    ///
+    /// A port free when it is chosen may be taken by another process before the server binds
+    /// it: the server then exits, and another port is tried. The server is known by its pid
+    /// (INFO `process_id`), so a stranger's server on the port is never taken for it.
     pub fn start_tcp(aof: bool) -> Self {
-        Self::launch(aof, Some(crate::tcp_node::free_port()))
+        const TRIES: usize = 5;
+        for _ in 0..TRIES {
+            let port = crate::tcp_node::free_port();
+            if let Some(server) = Self::launch(aof, Some(port)) {
+                return server;
+            }
+        }
+        panic!("redis-server could not bind a free loopback port {TRIES} times in a row");
     }
 
     fn start_with(aof: bool) -> Self {
-        Self::launch(aof, None)
+        Self::launch(aof, None).expect("redis-server on a unix socket in its own directory")
     }
 
-    fn launch(aof: bool, port: Option<u16>) -> Self {
+    /// Starts the server; `None` when it exited before serving (its port was taken).
+    fn launch(aof: bool, port: Option<u16>) -> Option<Self> {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let child = spawn(dir.path().to_path_buf(), aof, port);
-        let server = Self {
+        let mut server = Self {
             child,
             dir,
             aof,
             port,
         };
-        server.wait_ready();
-        server
+        server.wait_ready().then_some(server)
     }
 
     /// Stops the server (SIGTERM: it writes its AOF out) and starts it again on the same
@@ -68,7 +79,11 @@ impl RedisServer {
     /// Starts a stopped server again on the same socket and data directory.
     pub fn start_again(&mut self) {
         self.child = spawn(self.dir.path().to_path_buf(), self.aof, self.port);
-        self.wait_ready();
+        assert!(
+            self.wait_ready(),
+            "redis-server exited on restart: its port {:?} was taken meanwhile",
+            self.port
+        );
     }
 
     /// The socket path.
@@ -104,17 +119,29 @@ impl RedisServer {
             .expect("stevedore connects to the test server")
     }
 
-    /// Waits until it serves data. PING answers while a restarted server still loads its AOF
-    /// (other commands get LOADING then), so a key lookup is the test.
-    fn wait_ready(&self) {
+    /// Waits until it serves data; `false` when it exited first. PING answers while a
+    /// restarted server still loads its AOF (other commands get LOADING then), so a key lookup
+    /// is the test, and the answering server must be this one (its pid).
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = format!("process_id:{}", self.child.id());
         while Instant::now() < deadline {
-            if let Ok(mut conn) = self.client().get_connection() {
-                if (redis::cmd("EXISTS").arg("harness:ready"))
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            // Bounded: a stranger holding the port may accept and never answer.
+            let step = Duration::from_millis(500);
+            let conn = (self.client().get_connection_with_timeout(step))
+                .and_then(|conn| conn.set_read_timeout(Some(step)).map(|()| conn));
+            if let Ok(mut conn) = conn {
+                let serves = (redis::cmd("EXISTS").arg("harness:ready"))
                     .query::<i64>(&mut conn)
-                    .is_ok()
-                {
-                    return;
+                    .is_ok();
+                let info: String = (redis::cmd("INFO").arg("server"))
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if serves && info.lines().any(|line| line.trim() == pid) {
+                    return true;
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -150,5 +177,22 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_whose_port_was_taken_is_known_to_have_failed_not_taken_for_the_stranger() {
+        let taken = crate::tcp_node::free_port();
+        let _stranger = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+        assert!(
+            RedisServer::launch(false, Some(taken)).is_none(),
+            "a server that could not bind its port was reported started"
+        );
+        let server = RedisServer::start_tcp(false);
+        assert_ne!(server.port, Some(taken));
     }
 }
