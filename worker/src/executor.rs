@@ -107,11 +107,14 @@ impl Executor {
         let shared = self.shared.clone();
         self.shared.tracker.spawn(async move {
             let abandon = shared.abandon.clone();
+            // Boxed: the run's state machine is kilobytes, and a future held inline is copied
+            // whole each time the task is moved (spawned, polled the first time).
+            let run = Box::pin(shared.run(prepared, group, slot));
             // Biased: once abandoned, a run that ends because its token fired is not recorded.
             tokio::select! {
                 biased;
                 () = abandon.cancelled() => {}
-                () = shared.run(prepared, group, slot) => {}
+                () = run => {}
             }
             // Abandoned runs stay marked: their entries are pending on purpose.
         });

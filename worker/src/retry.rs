@@ -130,7 +130,11 @@ pub fn settle(
 ) -> Settle {
     let message = attempt.message;
     let policy = Policy::of(message, attempt.options);
-    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    // Jitter without a getrandom syscall per settled run (std's hasher keys are per thread).
+    let random = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        &message.id,
+    );
     let to = match attempt.from {
         Destination::Broadcast => Destination::Node(attempt.node_queue.clone()),
         other => other.clone(),
