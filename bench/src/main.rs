@@ -5,11 +5,13 @@
 //! end-to-end throughput with one and two worker processes, latency idle and under load,
 //! worker memory, and Redis memory per task; prints a table and optionally writes JSON.
 
+mod args;
 mod limits;
 mod measure;
 mod observing;
 mod per_task;
 mod raw;
+mod scale;
 mod server;
 mod shards;
 mod web;
@@ -20,88 +22,8 @@ use std::time::Duration;
 use clap::Parser;
 use stevedore::{Client, PublishOptions};
 
+use args::{Args, Sizes};
 use server::{Server, Worker};
-
-#[derive(Debug, Parser)]
-#[command(about = "Measures stevedore against the raw Redis limit")]
-struct Args {
-    /// A small, fast run (CI's smoke test): numbers are not meaningful.
-    #[arg(long)]
-    quick: bool,
-    /// Write the figures as JSON to this file.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
-    /// Measure only what limits cost a task (none, a rate, a concurrency), and print it as JSON.
-    #[arg(long)]
-    limits_only: bool,
-    /// Measure only what observing costs (metrics off and on, events), and print it as JSON.
-    #[arg(long)]
-    observing_only: bool,
-    /// Measure only how fast the dashboard's overview renders, and print it as JSON.
-    #[arg(long)]
-    web_only: bool,
-    /// Measure only what a chord costs next to plain tasks, and print it as JSON.
-    #[arg(long)]
-    workflows_only: bool,
-    /// Measure only what one task costs (Redis CPU and commands against the raw cycle, worker
-    /// and publisher CPU, the stock worker's backlog drain), and print it as JSON.
-    #[arg(long)]
-    per_task_only: bool,
-    /// Measure only the core figures (raw cycle, publish, end to end, latency) without
-    /// persistence and print them as JSON: the side-by-side of servers.
-    #[arg(long)]
-    core_only: bool,
-    /// The server to start and measure (a name on the PATH or a path): redis-server, or
-    /// valkey-server (its `-cli` beside it). Same as STEVEDORE_TEST_SERVER.
-    #[arg(long, env = "STEVEDORE_TEST_SERVER")]
-    server: Option<String>,
-}
-
-/// How much work each measurement does.
-struct Sizes {
-    raw: usize,
-    publish_batched: usize,
-    publish_single: usize,
-    e2e: usize,
-    latency: usize,
-    queued: usize,
-    flat: usize,
-    schedules: usize,
-    beat_window: Duration,
-    observe_rounds: usize,
-}
-
-impl Sizes {
-    fn new(quick: bool) -> Self {
-        if quick {
-            Self {
-                raw: 5_000,
-                publish_batched: 5_000,
-                publish_single: 500,
-                e2e: 5_000,
-                latency: 100,
-                queued: 5_000,
-                flat: 10_000,
-                schedules: 500,
-                beat_window: Duration::from_secs(3),
-                observe_rounds: 1,
-            }
-        } else {
-            Self {
-                raw: 200_000,
-                publish_batched: 200_000,
-                publish_single: 10_000,
-                e2e: 100_000,
-                latency: 2_000,
-                queued: 100_000,
-                flat: 1_000_000,
-                schedules: 10_000,
-                beat_window: Duration::from_secs(25),
-                observe_rounds: 5,
-            }
-        }
-    }
-}
 
 fn main() -> std::process::ExitCode {
     if std::env::var_os(stevedore_bench::WORKER_ENV).is_some() {
@@ -189,6 +111,12 @@ async fn bench() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&limits)?);
         return Ok(());
     }
+    if args.scale_only {
+        let scale =
+            scale::costs(&sizes.scale_nodes, &sizes.scale_queues, sizes.scale_tasks).await?;
+        println!("{}", serde_json::to_string_pretty(&scale)?);
+        return Ok(());
+    }
     if args.observing_only {
         let server = Server::start(false)?;
         let observing =
@@ -199,9 +127,11 @@ async fn bench() -> anyhow::Result<()> {
     let plain = run(&sizes, false).await?;
     let aof = run_aof(&sizes).await?;
     let shards = shards::throughput(sizes.e2e).await?;
+    let scale = scale::costs(&sizes.scale_nodes, &sizes.scale_queues, sizes.scale_tasks).await?;
     let mut json = plain;
     json["aof"] = aof;
     json["shards"] = shards;
+    json["scale"] = scale;
     json["machine"] = machine();
     print_table(&json);
     if let Some(path) = &args.json {

@@ -68,14 +68,19 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 
 /// Waits until the default queue is empty and nothing is pending, for up to [`DRAIN_LIMIT`].
 pub async fn wait_drained(server: &Server) -> anyhow::Result<()> {
+    wait_queue_drained(server, "default").await
+}
+
+/// Waits until `queue` is empty and nothing is pending, for up to [`DRAIN_LIMIT`].
+pub async fn wait_queue_drained(server: &Server, queue: &str) -> anyhow::Result<()> {
     let mut conn = server.connection().await?;
     let deadline = Instant::now() + DRAIN_LIMIT;
     loop {
         let (len, pending): (u64, redis::Value) = redis::pipe()
             .cmd("XLEN")
-            .arg(stevedore_bench::stream_of("default"))
+            .arg(stevedore_bench::stream_of(queue))
             .cmd("XPENDING")
-            .arg(stevedore_bench::stream_of("default"))
+            .arg(stevedore_bench::stream_of(queue))
             .arg("workers")
             .query_async(&mut conn)
             .await?;
