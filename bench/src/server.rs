@@ -65,6 +65,18 @@ impl Server {
             .sum())
     }
 
+    /// Keys expired so far (`expired_keys` from INFO stats).
+    pub async fn expired_keys(&self) -> anyhow::Result<u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut self.connection().await?)
+            .await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("expired_keys:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("INFO stats has no expired_keys")
+    }
+
     /// `used_memory` from INFO, in bytes.
     pub async fn used_memory(&self) -> anyhow::Result<u64> {
         let info: String = redis::cmd("INFO")

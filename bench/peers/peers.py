@@ -1,0 +1,56 @@
+"""Drains N no-op tasks queued first with two worker processes of Celery or dramatiq, on the
+Redis at URL, and prints tasks per second (issue 22, point 6; run by bench/peers/run.sh, not
+by CI).
+
+    python peers.py celery|dramatiq N URL
+
+Each task INCRs one counter, so the end is known without a result backend: one Redis command
+per task more than a bare no-op, as stevedore's run writes a record per task.
+"""
+import importlib
+import os
+import subprocess
+import sys
+import time
+
+import redis
+
+KIND, N, URL = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKERS = {
+    # One process each, the fastest pool for no-ops; two processes as stevedore's two workers.
+    "celery": ["-m", "celery", "-A", "peers_celery", "worker", "--pool", "solo",
+               "--loglevel", "WARNING"],
+    "dramatiq": ["-m", "dramatiq", "peers_dramatiq", "--processes", "1", "--threads", "8"],
+}
+
+
+def main():
+    if KIND not in WORKERS:
+        sys.exit(f"unknown peer {KIND!r}: celery or dramatiq")
+    os.environ["PEERS_URL"] = URL
+    sys.path.insert(0, HERE)
+    tasks = importlib.import_module(f"peers_{KIND}")
+    done = redis.Redis.from_url(URL)
+    done.delete("peers:done")
+    send = tasks.noop.delay if KIND == "celery" else tasks.noop.send
+    for _ in range(N):
+        send()
+    env = dict(os.environ, PYTHONPATH=HERE)
+    started = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, *WORKERS[KIND]], cwd=HERE, env=env,
+                              stdout=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        while int(done.get("peers:done") or 0) < N:
+            if time.monotonic() - started > 1800:
+                sys.exit(f"{KIND}: {done.get('peers:done')} of {N} done after 30 min")
+            time.sleep(0.05)
+        print(f"{KIND}: {N / (time.monotonic() - started):.0f} tasks/s")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()

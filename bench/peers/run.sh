@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's comparison, rerun on this machine (issue 22, point 6; not run by CI: it needs
+# PyPI): N no-op tasks (default 100,000) queued first, then drained by two worker processes of
+# each system on a fresh redis-server without persistence; stevedore's stock workers and the
+# raw Redis cycle come from the benchmark's per-task mode in the same session.
+#
+#   bench/peers/run.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+n="${1:-100000}"
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release --locked -q -p stevedore-bench
+"$target/release/stevedore-bench" --per-task-only 2>/dev/null \
+  | python3 -c 'import json,sys; j=json.load(sys.stdin); print(f"raw cycle: {j[\"raw_per_s\"]:.0f} tasks/s\nstevedore (two stock workers): {j[\"e2e_stock_worker_per_s\"]:.0f} tasks/s")'
+venv="$target/peers-venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check celery==5.4.0 dramatiq==1.17.1 redis==5.2.1
+port=26399
+for peer in celery dramatiq; do
+  dir="$(mktemp -d)"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >/dev/null &
+  server=$!
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+  "$venv/bin/python" bench/peers/peers.py "$peer" "$n" "redis://127.0.0.1:$port/0" || true
+  kill "$server"; wait "$server" 2>/dev/null || true
+  rm -rf "$dir"
+done
