@@ -39,7 +39,8 @@ def main():
     env = dict(os.environ, PYTHONPATH=HERE)
     started = time.monotonic()
     procs = [subprocess.Popen([sys.executable, *WORKERS[KIND]], cwd=HERE, env=env,
-                              stdout=subprocess.DEVNULL) for _ in range(2)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(2)]
     try:
         while int(done.get("peers:done") or 0) < N:
             if time.monotonic() - started > 1800:

@@ -11,10 +11,10 @@ n="${1:-100000}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release --locked -q -p stevedore-bench
 "$target/release/stevedore-bench" --per-task-only 2>/dev/null \
-  | python3 -c 'import json,sys; j=json.load(sys.stdin); print(f"raw cycle: {j[\"raw_per_s\"]:.0f} tasks/s\nstevedore (two stock workers): {j[\"e2e_stock_worker_per_s\"]:.0f} tasks/s")'
+  | python3 -c 'import json, sys; j = json.load(sys.stdin); print("raw cycle: %.0f tasks/s" % j["raw_per_s"]); print("stevedore (two stock workers): %.0f tasks/s" % j["e2e_stock_worker_per_s"])'
 venv="$target/peers-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check celery==5.4.0 dramatiq==1.17.1 redis==5.2.1
+"$venv/bin/pip" install -q --disable-pip-version-check celery==5.5.3 dramatiq==1.17.1 redis==6.2.0 packaging==24.2
 port=26399
 for peer in celery dramatiq; do
   dir="$(mktemp -d)"
