@@ -7,9 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use stevedore::{Client, Error, PublishOptions, RecordPolicy, TaskState};
-use stevedore_tests::{tasks, test_admin_bin, test_worker_bin, RedisServer, WorkerProcess};
+use stevedore_tests::{
+    eventually, tasks, test_admin_bin, test_worker_bin, RedisServer, WorkerProcess,
+};
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(30);
 
 async fn exists(redis: &RedisServer, id: &str) -> bool {
     let mut conn = redis.connection().await;
@@ -61,6 +63,64 @@ async fn a_task_recording_failures_leaves_no_key_for_a_success_and_a_record_of_a
         !exists(&redis, unrecorded_failure.id()).await,
         "record none leaves no key even for a failure"
     );
+}
+
+/// How many times each task said it started (`tests.block` pushes its id to `tests:started`).
+async fn starts(redis: &RedisServer, id: &str) -> usize {
+    let mut conn = redis.connection().await;
+    let started: Vec<String> = redis::cmd("LRANGE")
+        .arg("tests:started")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    started.iter().filter(|s| *s == id).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_run_that_left_no_record_is_run_again_like_one_that_never_started() {
+    let redis = RedisServer::start();
+    let fast = ["--heartbeat", "200ms", "--lost-after", "1s"];
+    let doomed = WorkerProcess::start(test_worker_bin!(), &redis, "doomed", &fast);
+    let client = redis.stevedore().await;
+    let mut ids = Vec::new();
+    for policy in [RecordPolicy::Failures, RecordPolicy::None] {
+        let options = PublishOptions::new().record(policy);
+        let handle = tasks::block::apply_async(&client, (), options)
+            .await
+            .unwrap();
+        ids.push(handle.id().to_owned());
+    }
+    let started_times = |times: usize| {
+        let (redis, ids) = (&redis, ids.clone());
+        move || {
+            let ids = ids.clone();
+            async move {
+                for id in &ids {
+                    if starts(redis, id).await < times {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        }
+    };
+    eventually("both to start on the doomed node", WAIT, started_times(1)).await;
+
+    let _alive = WorkerProcess::start(test_worker_bin!(), &redis, "alive", &fast);
+    doomed.signal(nix::sys::signal::Signal::SIGKILL);
+    // No record says they started (nor how they ended): the reaper cannot tell them from
+    // runs that never started, and queues them again (at-least-once), never failing them.
+    eventually(
+        "both to start again on the live node",
+        WAIT,
+        started_times(2),
+    )
+    .await;
+    for id in &ids {
+        assert!(!exists(&redis, id).await, "{id} left a record");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,6 +332,10 @@ impl Reaper {
             lost.node, lost.consumer, self.node
         ));
         run.retry_at = requeued.then_some(now);
+        if message.record_policy() == stevedore::RecordPolicy::None {
+            // It keeps no record, not even of a loss (the reap itself is logged).
+            return Ok(());
+        }
         let field = RecordField::of(message).name(&lost.node);
         // After the requeue: its next attempt may be recorded already, and wins.
         self.broker
