@@ -87,7 +87,9 @@ enum Stored<'a> {
 ///
 /// Like Celery's `ignore_result`: a task published by the million whose outcome nobody reads
 /// need not leave a key per run. A task that keeps no record of its success cannot be waited
-/// on; publishing it with `notify` is refused.
+/// on; publishing it with `notify` is refused. A run that left no record is, when its node is
+/// lost, queued again like one that never started (at-least-once): tasks that must not run
+/// twice keep `All`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordPolicy {
