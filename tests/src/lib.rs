@@ -291,3 +291,21 @@ pub fn eventually_blocking<T>(what: &str, mut check: impl FnMut() -> Option<T>) 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// How many times each task id said it started: `tests.block` (and others) push their id to
+/// the list `tests:started` when they start.
+pub async fn started_counts(redis: &RedisServer) -> std::collections::HashMap<String, usize> {
+    let mut conn = redis.connection().await;
+    let started: Vec<String> = redis::cmd("LRANGE")
+        .arg("tests:started")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("read tests:started");
+    let mut counts = std::collections::HashMap::new();
+    for id in started {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}

@@ -2,14 +2,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use stevedore::{Destination, PublishOptions, TaskState};
 use stevedore_tests::{
-    eventually, finished, run_cli, running, tasks, test_admin_bin, test_worker_bin, RedisServer,
-    WorkerProcess,
+    eventually, finished, run_cli, running, started_counts, tasks, test_admin_bin, test_worker_bin,
+    RedisServer, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -20,22 +19,6 @@ fn args(extra: &[&'static str]) -> Vec<&'static str> {
     let mut all = FAST.to_vec();
     all.extend_from_slice(extra);
     all
-}
-
-async fn started_counts(redis: &RedisServer) -> HashMap<String, usize> {
-    let mut conn = redis.connection().await;
-    let started: Vec<String> = redis::cmd("LRANGE")
-        .arg("tests:started")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut counts = HashMap::new();
-    for id in started {
-        *counts.entry(id).or_default() += 1;
-    }
-    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

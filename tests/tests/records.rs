@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stevedore::{Client, Error, PublishOptions, RecordPolicy, TaskState};
 use stevedore_tests::{
-    eventually, tasks, test_admin_bin, test_worker_bin, RedisServer, WorkerProcess,
+    eventually, started_counts, tasks, test_admin_bin, test_worker_bin, RedisServer, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -65,19 +65,6 @@ async fn a_task_recording_failures_leaves_no_key_for_a_success_and_a_record_of_a
     );
 }
 
-/// How many times each task said it started (`tests.block` pushes its id to `tests:started`).
-async fn starts(redis: &RedisServer, id: &str) -> usize {
-    let mut conn = redis.connection().await;
-    let started: Vec<String> = redis::cmd("LRANGE")
-        .arg("tests:started")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    started.iter().filter(|s| *s == id).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_run_that_left_no_record_is_run_again_like_one_that_never_started() {
     let redis = RedisServer::start();
@@ -97,12 +84,11 @@ async fn a_lost_run_that_left_no_record_is_run_again_like_one_that_never_started
         move || {
             let ids = ids.clone();
             async move {
-                for id in &ids {
-                    if starts(redis, id).await < times {
-                        return None;
-                    }
-                }
-                Some(())
+                let counts = started_counts(redis).await;
+                let all = ids
+                    .iter()
+                    .all(|id| counts.get(id).copied().unwrap_or(0) >= times);
+                all.then_some(())
             }
         }
     };
