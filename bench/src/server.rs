@@ -67,26 +67,25 @@ impl Server {
 
     /// Keys expired so far (`expired_keys` from INFO stats).
     pub async fn expired_keys(&self) -> anyhow::Result<u64> {
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query_async(&mut self.connection().await?)
-            .await?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("expired_keys:"))
-            .and_then(|v| v.trim().parse().ok())
-            .context("INFO stats has no expired_keys")
+        self.info_number("stats", "expired_keys").await
     }
 
     /// `used_memory` from INFO, in bytes.
     pub async fn used_memory(&self) -> anyhow::Result<u64> {
+        self.info_number("memory", "used_memory").await
+    }
+
+    /// The whole-number `field` of INFO `section`.
+    async fn info_number(&self, section: &str, field: &str) -> anyhow::Result<u64> {
         let info: String = redis::cmd("INFO")
-            .arg("memory")
+            .arg(section)
             .query_async(&mut self.connection().await?)
             .await?;
+        let prefix = format!("{field}:");
         info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
+            .find_map(|l| l.strip_prefix(&prefix))
             .and_then(|v| v.trim().parse().ok())
-            .context("INFO memory has no used_memory")
+            .with_context(|| format!("INFO {section} has no {field}"))
     }
 }
 

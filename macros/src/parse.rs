@@ -228,34 +228,37 @@ fn aliases(list: syn::ExprArray) -> syn::Result<Vec<LitStr>> {
 
 /// Parses an `on_duplicate` policy name into its `OnDuplicate` variant.
 fn on_duplicate(lit: LitStr) -> syn::Result<syn::Ident> {
-    let variant = match lit.value().as_str() {
-        "parallel" => "Parallel",
-        "discard" => "Discard",
-        "serial" => "Serial",
-        "queue_one" => "QueueOne",
-        _ => {
-            return Err(syn::Error::new(
-                lit.span(),
-                "expected \"parallel\", \"discard\", \"serial\" or \"queue_one\"",
-            ))
-        }
-    };
-    Ok(syn::Ident::new(variant, lit.span()))
+    variant(
+        lit,
+        &[
+            ("parallel", "Parallel"),
+            ("discard", "Discard"),
+            ("serial", "Serial"),
+            ("queue_one", "QueueOne"),
+        ],
+    )
 }
 
+/// Parses a record policy name into its `RecordPolicy` variant.
 fn record(lit: LitStr) -> syn::Result<syn::Ident> {
-    let variant = match lit.value().as_str() {
-        "all" => "All",
-        "failures" => "Failures",
-        "none" => "None",
-        _ => {
-            return Err(syn::Error::new(
-                lit.span(),
-                "expected \"all\", \"failures\" or \"none\"",
-            ))
+    variant(
+        lit,
+        &[("all", "All"), ("failures", "Failures"), ("none", "None")],
+    )
+}
+
+/// The variant `lit` names among `(name, variant)` pairs; the error lists the names.
+fn variant(lit: LitStr, names: &[(&str, &str)]) -> syn::Result<syn::Ident> {
+    let value = lit.value();
+    match names.iter().find(|(name, _)| *name == value) {
+        Some((_, variant)) => Ok(syn::Ident::new(variant, lit.span())),
+        None => {
+            let quoted: Vec<String> = names.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            let (last, rest) = quoted.split_last().expect("names are given");
+            let expected = format!("expected {} or {last}", rest.join(", "));
+            Err(syn::Error::new(lit.span(), expected))
         }
-    };
-    Ok(syn::Ident::new(variant, lit.span()))
+    }
 }
 
 /// Parses `"500ms"`, `"30s"`, `"5m"` or `"1h"` into milliseconds.
