@@ -58,6 +58,7 @@ pub struct Sizes {
     pub scale_nodes: Vec<usize>,
     pub scale_queues: Vec<usize>,
     pub scale_tasks: usize,
+    pub scale_delayed: usize,
 }
 
 impl Sizes {
@@ -78,6 +79,7 @@ impl Sizes {
                 scale_nodes: vec![10],
                 scale_queues: vec![10],
                 scale_tasks: 2_000,
+                scale_delayed: 10_000,
             }
         } else {
             Self {
@@ -94,6 +96,7 @@ impl Sizes {
                 scale_nodes: vec![10, 100, 1_000],
                 scale_queues: vec![10, 100, 1_000],
                 scale_tasks: 20_000,
+                scale_delayed: 1_000_000,
             }
         }
     }

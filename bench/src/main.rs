@@ -12,6 +12,7 @@ mod observing;
 mod per_task;
 mod raw;
 mod scale;
+mod scale_queues;
 mod server;
 mod shards;
 mod web;
@@ -112,8 +113,7 @@ async fn bench() -> anyhow::Result<()> {
         return Ok(());
     }
     if args.scale_only {
-        let scale =
-            scale::costs(&sizes.scale_nodes, &sizes.scale_queues, sizes.scale_tasks).await?;
+        let scale = scale::costs(&sizes).await?;
         println!("{}", serde_json::to_string_pretty(&scale)?);
         return Ok(());
     }
@@ -127,7 +127,7 @@ async fn bench() -> anyhow::Result<()> {
     let plain = run(&sizes, false).await?;
     let aof = run_aof(&sizes).await?;
     let shards = shards::throughput(sizes.e2e).await?;
-    let scale = scale::costs(&sizes.scale_nodes, &sizes.scale_queues, sizes.scale_tasks).await?;
+    let scale = scale::costs(&sizes).await?;
     let mut json = plain;
     json["aof"] = aof;
     json["shards"] = shards;
@@ -149,6 +149,19 @@ fn payload() -> anyhow::Result<Vec<u8>> {
         &PublishOptions::new(),
     )?
     .encode()?)
+}
+
+/// The idle RSS (MiB) of the stock `worker` binary beside this one, `None` without one.
+async fn stock_worker_rss(server: &Server, client: &Client) -> anyhow::Result<Option<f64>> {
+    let Some(worker) = Worker::start_stock_binary(&server.url(), "stock")? else {
+        eprintln!("no stock worker binary beside this one: build it to measure its RSS");
+        return Ok(None);
+    };
+    measure::wait_for_workers(client, 1).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = worker.memory_mb("VmRSS");
+    eprintln!("stock worker binary: {:.1} MB idle", rss.unwrap_or(0.0));
+    Ok(rss)
 }
 
 /// Every figure, without persistence.
@@ -178,6 +191,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
     );
 
     drop(worker);
+    let rss_stock = stock_worker_rss(&server, &client).await?;
     let (beat_lateness, beat_cpu) = measure::beat_lateness(
         &server,
         &client,
@@ -208,7 +222,7 @@ async fn run(sizes: &Sizes, aof: bool) -> anyhow::Result<serde_json::Value> {
         "e2e_vs_raw": one.max(two) / raw,
         "latency_start_ms": {"idle": start_idle.json(), "loaded": start_load.json()},
         "latency_done_ms": {"idle": done_idle.json(), "loaded": done_load.json()},
-        "worker_rss_mb": {"idle": rss_idle, "peak": rss_peak},
+        "worker_rss_mb": {"idle": rss_idle, "peak": rss_peak, "stock_worker_idle": rss_stock},
         "redis_bytes_per_queued_task": per_task,
         "beat_fire_lateness_ms": beat_lateness.json(),
         "beat_cpu_share": beat_cpu,

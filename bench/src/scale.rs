@@ -5,13 +5,10 @@
 //!    blocking read of the control stream on its own connection, answering requests as a
 //!    worker does; one real stock worker runs beside them (its heartbeat and reaper). Measured:
 //!    Redis CPU per second at rest (heartbeats, control reads, the reaper), `status --all`
-//!    (every node answers), and a durable cancel (stored, then every node answers).
-//! 2. Queues: a worker reading 10, 100 and 1,000 queues, tasks published to the last one
-//!    (the worst place: every read tries the others first): Redis CPU and commands per task,
-//!    and `stevedore queues` (the listing of every queue) with that many queues.
-//!
-//! Not simulated: broadcasts delivered to every simulated node, delayed-task forwarding with a
-//! million delayed tasks, and the metrics scrape (BENCHMARKS.md says so).
+//!    (every node answers), a durable cancel (stored, then every node answers), and a
+//!    broadcast: each simulated node reads the broadcast stream through its own group on its
+//!    own connection, as a worker's broadcast fetcher does; measured until every node has it.
+//! 2. Queues: [`crate::scale_queues`].
 
 use std::time::{Duration, Instant};
 
@@ -21,29 +18,26 @@ use stevedore::nodes::NodeBeat;
 use stevedore::CancellationToken;
 use stevedore::{Client, PublishOptions};
 
+use crate::args::Sizes;
 use crate::measure;
 use crate::server::{Server, Worker};
+use stevedore::broker::{GroupStart, Keys};
+use stevedore::Destination;
+use tokio::sync::mpsc;
+
+/// Broadcasts published one after another, each awaited at every node.
+const BROADCASTS: usize = 10;
 
 /// The figures for each cluster size and each queue count.
-pub async fn costs(
-    nodes: &[usize],
-    queues: &[usize],
-    tasks: usize,
-) -> anyhow::Result<serde_json::Value> {
+pub async fn costs(sizes: &Sizes) -> anyhow::Result<serde_json::Value> {
     let mut by_nodes = serde_json::Map::new();
-    for &n in nodes {
+    for &n in &sizes.scale_nodes {
         let server = Server::start(false)?;
         let figures = cluster_of(&server, n).await?;
         eprintln!("scale: {n} nodes: {figures}");
         by_nodes.insert(n.to_string(), figures);
     }
-    let mut by_queues = serde_json::Map::new();
-    for &q in queues {
-        let server = Server::start(false)?;
-        let figures = queues_of(&server, q, tasks).await?;
-        eprintln!("scale: {q} queues: {figures}");
-        by_queues.insert(q.to_string(), figures);
-    }
+    let by_queues = crate::scale_queues::costs(sizes).await?;
     Ok(serde_json::json!({"nodes": by_nodes, "queues": by_queues}))
 }
 
@@ -51,6 +45,7 @@ pub async fn costs(
 async fn cluster_of(server: &Server, n: usize) -> anyhow::Result<serde_json::Value> {
     let client = Client::connect(&server.url(), "stevedore").await?;
     let stop = CancellationToken::new();
+    let (delivered, mut deliveries) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     for i in 0..n {
         let node = format!("sim-{i:04}");
@@ -62,10 +57,21 @@ async fn cluster_of(server: &Server, n: usize) -> anyhow::Result<serde_json::Val
             offset,
             stop.clone(),
         )));
-        tasks.push(tokio::spawn(answer(broker, node, stop.clone())));
+        tasks.push(tokio::spawn(answer(
+            broker.clone(),
+            node.clone(),
+            stop.clone(),
+        )));
+        tasks.push(tokio::spawn(deliver(
+            broker,
+            node,
+            delivered.clone(),
+            stop.clone(),
+        )));
     }
     let _worker = Worker::start(&server.url(), "real", &[])?;
     measure::wait_for_workers(&client, n + 1).await?;
+    receive(&mut deliveries, n, "have their broadcast groups").await?;
     let window = Duration::from_secs(10);
     let cpu = server.cpu_seconds().await?;
     tokio::time::sleep(window).await;
@@ -80,6 +86,7 @@ async fn cluster_of(server: &Server, n: usize) -> anyhow::Result<serde_json::Val
     let started = Instant::now();
     let cancelled = client.cancel(selector, timeout).await?;
     let cancel_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (broadcast_ms, broadcast_us) = broadcasts(server, &client, n, &mut deliveries).await?;
     stop.cancel();
     for task in tasks {
         let _ = task.await;
@@ -95,6 +102,8 @@ async fn cluster_of(server: &Server, n: usize) -> anyhow::Result<serde_json::Val
         "status_all_answered": answered(&answers),
         "cancel_ms": cancel_ms,
         "cancel_answered": answered(&cancelled),
+        "broadcast_to_all_ms": broadcast_ms,
+        "broadcast_redis_cpu_us_per_node": broadcast_us,
     }))
 }
 
@@ -162,6 +171,81 @@ async fn answer(broker: Broker, node: String, stop: CancellationToken) {
     }
 }
 
+/// Publishes [`BROADCASTS`] no-op broadcasts one after another, each awaited until all `n`
+/// simulated nodes read it: the median time to the last node (ms) and Redis CPU per node
+/// delivery (us; the real worker's run of each is in it too).
+async fn broadcasts(
+    server: &Server,
+    client: &Client,
+    n: usize,
+    deliveries: &mut mpsc::UnboundedReceiver<String>,
+) -> anyhow::Result<(f64, f64)> {
+    let options = PublishOptions::new().broadcast();
+    let cpu = server.cpu_seconds().await?;
+    let mut times = Vec::new();
+    for _ in 0..BROADCASTS {
+        let started = Instant::now();
+        measure::publish_noops(client, 1, &options).await?;
+        receive(deliveries, n, "read a broadcast").await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let cpu_us = (server.cpu_seconds().await? - cpu) * 1e6;
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], cpu_us / (BROADCASTS * n) as f64))
+}
+
+/// Waits for `n` messages from the simulated nodes' broadcast readers, 30 s at most.
+async fn receive(
+    deliveries: &mut mpsc::UnboundedReceiver<String>,
+    n: usize,
+    what: &str,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for _ in 0..n {
+        tokio::time::timeout_at(deadline, deliveries.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("not all {n} simulated nodes {what} within 30 s"))?
+            .ok_or_else(|| anyhow::anyhow!("the simulated nodes stopped"))?;
+    }
+    Ok(())
+}
+
+/// One simulated node's broadcast reader: its own group on the broadcast stream (created from
+/// now on, as a worker's), a blocking read on its own connection; says so for each entry read.
+async fn deliver(
+    broker: Broker,
+    node: String,
+    delivered: mpsc::UnboundedSender<String>,
+    stop: CancellationToken,
+) {
+    let block = Duration::from_secs(2);
+    let group = Keys::group(&Destination::Broadcast, &node);
+    let streams = [Destination::Broadcast];
+    let ready = broker
+        .ensure_group(&Destination::Broadcast, &group, GroupStart::Now)
+        .await;
+    let Ok(mut conn) = broker.dedicated_connection(block, "broadcast").await else {
+        eprintln!("scale: {node} cannot open its broadcast connection");
+        return;
+    };
+    if let Err(error) = ready {
+        eprintln!("scale: {node} cannot create its broadcast group: {error}");
+        return;
+    }
+    // Once when its group exists (the node is ready), then once per broadcast read.
+    let _ = delivered.send(node.clone());
+    let consumer = format!("{node}-1");
+    while !stop.is_cancelled() {
+        let read = tokio::select! {
+            () = stop.cancelled() => break,
+            read = broker.read_group(&mut conn, &group, &consumer, &streams, 16, Some(block)) => read,
+        };
+        for _ in read.unwrap_or_default() {
+            let _ = delivered.send(node.clone());
+        }
+    }
+}
+
 /// What an idle simulated node says about itself.
 fn status_of(node: &str) -> NodeStatus {
     NodeStatus {
@@ -176,33 +260,4 @@ fn status_of(node: &str) -> NodeStatus {
         units_in_use: 0,
         exclusive: None,
     }
-}
-
-/// A worker reading `count` queues drains `tasks` no-ops published to the last of them.
-async fn queues_of(
-    server: &Server,
-    count: usize,
-    tasks: usize,
-) -> anyhow::Result<serde_json::Value> {
-    let client = Client::connect(&server.url(), "stevedore").await?;
-    let names: Vec<String> = (0..count).map(|i| format!("q{i:04}")).collect();
-    let last = names.last().cloned().unwrap_or_default();
-    let _worker = Worker::start(&server.url(), "many", &["--queues", &names.join(",")])?;
-    measure::wait_for_workers(&client, 1).await?;
-    let (cpu, cmds) = (server.cpu_seconds().await?, server.commands_total().await?);
-    let options = PublishOptions::new().queue(&last);
-    measure::publish_noops(&client, tasks, &options).await?;
-    measure::wait_queue_drained(server, &last).await?;
-    let per_task = |x: f64| x / tasks as f64;
-    let redis_us = per_task((server.cpu_seconds().await? - cpu) * 1e6);
-    let cmds_per_task = per_task((server.commands_total().await? - cmds) as f64);
-    let started = Instant::now();
-    let listed = client.queues().await?.len();
-    let queues_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(serde_json::json!({
-        "redis_cpu_us_per_task": redis_us,
-        "redis_cmds_per_task": cmds_per_task,
-        "queues_listing_ms": queues_ms,
-        "queues_listed": listed,
-    }))
 }

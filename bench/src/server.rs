@@ -136,6 +136,24 @@ impl Worker {
         Self::spawn(url, node, &[])
     }
 
+    /// Starts the stock `worker` binary built beside this one (`cargo build --release -p
+    /// stevedore-worker`), if there is one: what users run, for its idle RSS (this binary's
+    /// worker mode maps the benchmark's code too).
+    pub fn start_stock_binary(url: &str, node: &str) -> anyhow::Result<Option<Self>> {
+        let exe = std::env::current_exe()?.with_file_name("worker");
+        if !exe.is_file() {
+            return Ok(None);
+        }
+        let child = Command::new(&exe)
+            .args(["--redis-url", url, "--node", node])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {}", exe.display()))?;
+        Ok(Some(Self { child }))
+    }
+
     fn spawn(url: &str, node: &str, extra: &[&str]) -> anyhow::Result<Self> {
         // The benchmark binary itself, run as the stock worker with `bench.stamp` linked in.
         let exe = std::env::current_exe()?;
@@ -186,7 +204,6 @@ impl Drop for Worker {
     }
 }
 
-/// CPU time process `pid` used so far (user + system), from `/proc/PID/stat`.
 /// CPU time (user + system, s) process `pid` used so far, from `/proc/PID/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

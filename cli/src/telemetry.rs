@@ -10,9 +10,10 @@
 //!    warnings still traces its runs.
 //! 3. [`Telemetry`], the guard that flushes the spans not yet exported when it is dropped.
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
 use crate::LogFormat;
 
@@ -39,7 +40,7 @@ impl Drop for Telemetry {
 /// `RUST_LOG` says otherwise, as text or one JSON object per line; with the `otel` feature and
 /// an OTLP endpoint configured, also exports spans. Keep the returned guard until exit.
 pub fn init_logging(level: &str, format: LogFormat) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), level);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt: BoxedLayer = match format {
         LogFormat::Text => fmt
@@ -66,6 +67,21 @@ pub fn init_logging(level: &str, format: LogFormat) -> Telemetry {
     }
     let _ = tracing_subscriber::registry().with(layers).try_init();
     telemetry
+}
+
+/// What `RUST_LOG` lets through: a default level and `target=level` overrides, e.g.
+/// `warn,stevedore_worker=debug` (targets match by prefix); `level` when it is unset or not
+/// in that form (a warning says so). The full `EnvFilter` syntax (span and field filters) is
+/// not taken: its regex engine was a tenth of the worker's code (issue 22, idle RSS).
+fn log_filter(rust_log: Option<&str>, level: &str) -> Targets {
+    let fallback = || level.parse::<Targets>().unwrap_or_default();
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        None => fallback(),
+        Some(directives) => directives.parse().unwrap_or_else(|error| {
+            eprintln!("warning: RUST_LOG={directives:?} ignored ({error}); logging at {level}");
+            fallback()
+        }),
+    }
 }
 
 #[cfg(feature = "otel")]
@@ -127,3 +143,33 @@ mod otel {
 
 /// One layer of the subscriber.
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_the_default_level_and_overrides_by_target_prefix() {
+        let filter = log_filter(Some("warn,stevedore_worker=debug"), "info");
+        assert!(filter.would_enable("stevedore_worker::fetcher", &Level::DEBUG));
+        assert!(!filter.would_enable("stevedore_worker::fetcher", &Level::TRACE));
+        assert!(filter.would_enable("redis", &Level::WARN));
+        assert!(!filter.would_enable("redis", &Level::INFO));
+    }
+
+    #[test]
+    fn unset_empty_or_unreadable_rust_log_falls_back_to_the_binary_level() {
+        for rust_log in [None, Some(""), Some("stevedore=loud")] {
+            let filter = log_filter(rust_log, "info");
+            assert!(
+                filter.would_enable("stevedore", &Level::INFO),
+                "{rust_log:?}"
+            );
+            assert!(
+                !filter.would_enable("stevedore", &Level::DEBUG),
+                "{rust_log:?}"
+            );
+        }
+    }
+}
