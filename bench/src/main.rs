@@ -15,6 +15,7 @@ mod scale;
 mod scale_queues;
 mod server;
 mod shards;
+mod table;
 mod web;
 mod workflows;
 
@@ -133,7 +134,7 @@ async fn bench() -> anyhow::Result<()> {
     json["shards"] = shards;
     json["scale"] = scale;
     json["machine"] = machine();
-    print_table(&json);
+    table::print(&json);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
         println!("wrote {}", path.display());
@@ -323,113 +324,4 @@ fn machine() -> serde_json::Value {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     serde_json::json!({"cpus": cpus, "redis": redis})
-}
-
-fn print_table(json: &serde_json::Value) {
-    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-    println!(
-        "\n{:<44} {:>14} {:>14}",
-        "figure", "no persistence", "AOF everysec"
-    );
-    let row = |name: &str, a: f64, b: Option<f64>| {
-        let b = b.map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"));
-        println!("{name:<44} {a:>14.0} {b:>14}");
-    };
-    let aof = &json["aof"];
-    row(
-        "raw Redis cycle (tasks/s)",
-        f(&json["raw_cycle_per_s"]),
-        Some(f(&aof["raw_cycle_per_s"])),
-    );
-    row(
-        "publish, batched (tasks/s)",
-        f(&json["publish_per_s"]["batched"]),
-        Some(f(&aof["publish_per_s"]["batched"])),
-    );
-    row(
-        "publish, one by one (tasks/s)",
-        f(&json["publish_per_s"]["single"]),
-        None,
-    );
-    row(
-        "end to end, 1 worker (tasks/s)",
-        f(&json["e2e_per_s"]["one_worker"]),
-        Some(f(&aof["e2e_per_s"]["one_worker"])),
-    );
-    row(
-        "end to end, 2 workers (tasks/s)",
-        f(&json["e2e_per_s"]["two_workers"]),
-        Some(f(&aof["e2e_per_s"]["two_workers"])),
-    );
-    println!(
-        "{:<44} {:>14.2}",
-        "end to end / raw",
-        f(&json["e2e_vs_raw"])
-    );
-    for (name, key) in [
-        ("publish->start", "latency_start_ms"),
-        ("publish->recorded", "latency_done_ms"),
-    ] {
-        for load in ["idle", "loaded"] {
-            let p = &json[key][load];
-            println!(
-                "{:<44} {:>8.3} / {:.3} / {:.3} ms",
-                format!("{name} {load} p50/p99/p99.9"),
-                f(&p["p50"]),
-                f(&p["p99"]),
-                f(&p["p99.9"])
-            );
-        }
-    }
-    println!(
-        "{:<44} {:>8.1} / {:.1} MB",
-        "worker RSS idle / peak",
-        f(&json["worker_rss_mb"]["idle"]),
-        f(&json["worker_rss_mb"]["peak"])
-    );
-    println!(
-        "{:<44} {:>14.0}",
-        "Redis bytes per queued task",
-        f(&json["redis_bytes_per_queued_task"])
-    );
-    let shards = &json["shards"];
-    println!(
-        "{:<44} {:>8.0} / {:.0} / {:.0}",
-        "3 queues/s: 1 server, cluster of 1, of 3",
-        f(&shards["single_server_per_s"]),
-        f(&shards["cluster_1_master_per_s"]),
-        f(&shards["cluster_3_masters_per_s"])
-    );
-    let observing = &json["observing"];
-    for mode in ["off", "metrics", "events"] {
-        let m = &observing[mode];
-        println!(
-            "{:<44} {:>8.0} /s, {:.1} + {:.1} us CPU, start p50 {:.3} / p99 {:.3} ms",
-            format!("observing {mode}: e2e 2 workers"),
-            f(&m["e2e_two_workers_per_s"]),
-            f(&m["worker_cpu_us_per_task"]),
-            f(&m["redis_cpu_us_per_task"]),
-            f(&m["start_p50_ms"]),
-            f(&m["start_p99_ms"])
-        );
-    }
-    let limits = &json["limits"];
-    for mode in ["unlimited", "rate", "concurrency"] {
-        let m = &limits[mode];
-        println!(
-            "{:<44} {:>8.0} /s, {:.1} + {:.1} us CPU",
-            format!("limits {mode}: e2e 2 workers"),
-            f(&m["e2e_two_workers_per_s"]),
-            f(&m["worker_cpu_us_per_task"]),
-            f(&m["redis_cpu_us_per_task"])
-        );
-    }
-    let flat = &json["memory_flat"];
-    println!(
-        "{:<44} {:>8.0} -> {:.0} bytes, {} keys left",
-        format!("Redis memory over {} tasks", flat["tasks"]),
-        f(&flat["before_bytes"]),
-        f(&flat["after_expiry_bytes"]),
-        flat["keys_left"]
-    );
 }

@@ -314,6 +314,73 @@ async fn an_oversized_payload_is_refused_and_nothing_is_written() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reading_200_queues_looks_for_work_in_one_round_trip_not_one_per_queue() {
+    let redis = RedisServer::start();
+    let queues: Vec<String> = (0..200).map(|i| format!("q{i:04}")).collect();
+    let last = queues.last().unwrap().clone();
+    let _w = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "w",
+        &["--queues", &queues.join(",")],
+    );
+    let client = redis.stevedore().await;
+    let add = |client: Client| {
+        let options = PublishOptions::new().queue(&last).notify(true);
+        async move {
+            let handle = tasks::add::apply_async(&client, (1, 2), options)
+                .await
+                .unwrap();
+            handle.wait(WAIT).await.unwrap();
+        }
+    };
+    add(client.clone()).await;
+
+    // Every command the server runs from now on, one line each ("[0 lua]" from scripts).
+    let mut monitor = std::process::Command::new(stevedore_harness::cli_binary())
+        .arg("-s")
+        .arg(redis.socket())
+        .arg("monitor")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = monitor.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(seen.recv_timeout(WAIT).unwrap(), "OK");
+    add(client.clone()).await;
+
+    // The worker has run it and blocks on its queues again: count its reads in between.
+    let queue_key = format!("{{q:{last}}}");
+    let mut direct_reads = 0;
+    loop {
+        let line = seen
+            .recv_timeout(WAIT)
+            .expect("the worker blocks on its queues again");
+        if !line.contains("\"XREADGROUP\"") || line.contains(" lua]") {
+            continue;
+        }
+        if line.contains("\"BLOCK\"") {
+            if line.contains(&queue_key) {
+                break;
+            }
+            continue;
+        }
+        direct_reads += 1;
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    assert_eq!(direct_reads, 0, "non-blocking reads sent one per queue");
+}
+
 /// Publishes 6 `count_run` to each of `high`, `default`, `low` with no worker up, then runs
 /// them one at a time with `queues`, and returns the order they ran in (queue initials).
 async fn run_order(queues: &str) -> String {

@@ -5,7 +5,8 @@
 //!    at once and waking the others when one answers.
 //! 2. Queue mode: reads only as many messages as the node has free units (divided by the
 //!    heaviest impact of the last read), trying the streams in priority order without
-//!    blocking first, then blocking on all of them at once.
+//!    blocking first (one script per connection: the count in all, taken from the first
+//!    streams that have entries), then blocking on all of them at once.
 //! 3. Broadcast mode: reads the broadcast log through the node's own group; each broadcast waits
 //!    for a free slot here, since no other node can run it for this one.
 //! 4. Hands every message to the executor with its units of the node's capacity (waiting for
@@ -313,18 +314,21 @@ impl Fetcher {
         };
         let (group, consumer) = (&self.config.group, &self.config.consumer);
         if streams.len() > 1 {
+            // In priority order, `count` in all, one round trip per lane (one on a server).
             let mut at = 0;
             while at < streams.len() {
-                let (lane, end) = self.first_run(lanes, streams, at);
+                let lane = lane_of(lanes, &streams[at]);
+                let end = (at + 1..streams.len())
+                    .find(|&i| lane_of(lanes, &streams[i]) != lane)
+                    .unwrap_or(streams.len());
                 let found = self
                     .broker
-                    .read_group(
+                    .read_in_order(
                         &mut lanes[lane].conn,
                         group,
                         consumer,
                         &streams[at..end],
                         count,
-                        None,
                     )
                     .await?;
                 if !found.is_empty() {
@@ -342,21 +346,6 @@ impl Fetcher {
             return Ok(None);
         }
         Ok(Some(found))
-    }
-
-    /// The streams from `at` read in one non-blocking read, and their lane: the first streams
-    /// (the node's queue and the queues' first lanes) that share a connection go together, so
-    /// they cost one round trip; any other stream alone, in priority order.
-    fn first_run(&self, lanes: &[Lane], streams: &[Destination], at: usize) -> (usize, usize) {
-        let lane = lane_of(lanes, &streams[at]);
-        let first = |s: &Destination| self.config.first.contains(s) && lane_of(lanes, s) == lane;
-        let mut end = at + 1;
-        if first(&streams[at]) {
-            while end < streams.len() && first(&streams[end]) {
-                end += 1;
-            }
-        }
-        (lane, end)
     }
 
     /// Blocks on every lane with streams to read at once; as soon as one lane answers with

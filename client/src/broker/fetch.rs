@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::Value;
 
+use super::scripts::READ_IN_ORDER;
 use super::{reply, Broker, Connection};
 use crate::{Destination, Result};
 
@@ -116,6 +117,28 @@ impl Broker {
             cmd.arg(">");
         }
         let reply: Value = cmd.query_async(conn).await?;
+        self.parse_read_reply(reply)
+    }
+
+    /// Reads up to `count` new entries in all for `consumer` of `group`, from `streams` in the
+    /// order given (all in one slot), without blocking: the first streams with entries fill
+    /// the count, later ones are not read. One round trip (`read_in_order.lua`).
+    pub async fn read_in_order(
+        &self,
+        conn: &mut Connection,
+        group: &str,
+        consumer: &str,
+        streams: &[Destination],
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        let keys: Vec<String> = streams.iter().map(|s| self.keys().stream(s)).collect();
+        let reply: Value = READ_IN_ORDER
+            .key(keys)
+            .arg(group)
+            .arg(consumer)
+            .arg(count)
+            .invoke_async(conn)
+            .await?;
         self.parse_read_reply(reply)
     }
 

@@ -125,6 +125,8 @@ pub(super) static MOVE_DUE: Lua = Lua::new(include_str!("scripts/move_due.lua"))
 pub(super) static PURGE_WAITING: Lua = Lua::new(include_str!("scripts/purge_waiting.lua"));
 /// Publishes a claimed schedule run once (schedules).
 pub(super) static PUBLISH_FIRED: Lua = Lua::new(include_str!("scripts/publish_fired.lua"));
+/// A worker's non-blocking read of its streams by priority, `count` entries in all (fetch).
+pub(super) static READ_IN_ORDER: Lua = Lua::new(include_str!("scripts/read_in_order.lua"));
 /// Reaps one entry of a lost consumer (health).
 pub(super) static REAP: Lua = Lua::new(include_str!("scripts/reap.lua"));
 /// Writes a reaper's verdict unless a later attempt is recorded (health).
