@@ -5,8 +5,9 @@
 //!    at once and waking the others when one answers.
 //! 2. Queue mode: reads only as many messages as the node has free units (divided by the
 //!    heaviest impact of the last read), trying the streams in priority order without
-//!    blocking first (one script per connection: the count in all, taken from the first
-//!    streams that have entries), then blocking on all of them at once.
+//!    blocking first (a round trip per stream; more than a few streams on one connection in
+//!    one script that takes the count in all from the first streams with entries), then
+//!    blocking on all of them at once.
 //! 3. Broadcast mode: reads the broadcast log through the node's own group; each broadcast waits
 //!    for a free slot here, since no other node can run it for this one.
 //! 4. Hands every message to the executor with its units of the node's capacity (waiting for
@@ -95,6 +96,20 @@ fn lane_of(lanes: &[Lane], stream: &Destination) -> usize {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Up to this many streams in a row on one connection are read one round trip each in the
+/// non-blocking pass; more go in one script. A script hands every entry back through Lua,
+/// which costs Redis about 2 us per entry: more than the round trips save when the streams
+/// are few (BENCHMARKS.md, "Performance II").
+const FEW_STREAMS: usize = 4;
+
+/// How one read of the non-blocking pass goes.
+enum Pass {
+    /// One `XREADGROUP` of the streams (each may give up to the count).
+    Together,
+    /// `read_in_order.lua`: the count in all, from the first streams with entries.
+    InOrder,
+}
 
 impl Fetcher {
     /// A fetcher sharing the node's `capacity` with the other fetchers, reading only queues
@@ -314,23 +329,24 @@ impl Fetcher {
         };
         let (group, consumer) = (&self.config.group, &self.config.consumer);
         if streams.len() > 1 {
-            // In priority order, `count` in all, one round trip per lane (one on a server).
             let mut at = 0;
             while at < streams.len() {
-                let lane = lane_of(lanes, &streams[at]);
-                let end = (at + 1..streams.len())
-                    .find(|&i| lane_of(lanes, &streams[i]) != lane)
-                    .unwrap_or(streams.len());
-                let found = self
-                    .broker
-                    .read_in_order(
-                        &mut lanes[lane].conn,
-                        group,
-                        consumer,
-                        &streams[at..end],
-                        count,
-                    )
-                    .await?;
+                let (lane, end, pass) = self.next_read(lanes, streams, at);
+                let (conn, read) = (&mut lanes[lane].conn, &streams[at..end]);
+                let found = match pass {
+                    Pass::Together => {
+                        let broker = &self.broker;
+                        broker
+                            .read_group(conn, group, consumer, read, count, None)
+                            .await?
+                    }
+                    Pass::InOrder => {
+                        let broker = &self.broker;
+                        broker
+                            .read_in_order(conn, group, consumer, read, count)
+                            .await?
+                    }
+                };
                 if !found.is_empty() {
                     return Ok(Some(found));
                 }
@@ -346,6 +362,35 @@ impl Fetcher {
             return Ok(None);
         }
         Ok(Some(found))
+    }
+
+    /// The next non-blocking read of the pass from `streams[at]`: its lane, where it ends and
+    /// how. The first streams (the node's queue and the queues' first lanes) that share a
+    /// connection go together in one `XREADGROUP`; then each stream alone, in priority order,
+    /// unless more than [`FEW_STREAMS`] in a row share the connection: those go in one script.
+    fn next_read(
+        &self,
+        lanes: &[Lane],
+        streams: &[Destination],
+        at: usize,
+    ) -> (usize, usize, Pass) {
+        let lane = lane_of(lanes, &streams[at]);
+        let same_lane = |i: &usize| lane_of(lanes, &streams[*i]) == lane;
+        let first = |i: &usize| self.config.first.contains(&streams[*i]) && same_lane(i);
+        let end_of = |run: &dyn Fn(&usize) -> bool| {
+            (at + 1..streams.len())
+                .find(|i| !run(i))
+                .unwrap_or(streams.len())
+        };
+        if first(&at) {
+            return (lane, end_of(&first), Pass::Together);
+        }
+        let end = end_of(&same_lane);
+        if end - at > FEW_STREAMS {
+            (lane, end, Pass::InOrder)
+        } else {
+            (lane, at + 1, Pass::Together)
+        }
     }
 
     /// Blocks on every lane with streams to read at once; as soon as one lane answers with
