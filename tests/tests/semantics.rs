@@ -360,7 +360,7 @@ async fn a_worker_reading_200_queues_looks_for_work_in_one_round_trip_not_one_pe
 
     // The worker has run it and blocks on its queues again: count its reads in between.
     let queue_key = format!("{{q:{last}}}");
-    let mut direct_reads = 0;
+    let mut direct_reads = Vec::new();
     loop {
         let line = seen
             .recv_timeout(WAIT)
@@ -374,11 +374,16 @@ async fn a_worker_reading_200_queues_looks_for_work_in_one_round_trip_not_one_pe
             }
             continue;
         }
-        direct_reads += 1;
+        direct_reads.push(line);
     }
     let _ = monitor.kill();
     let _ = monitor.wait();
-    assert_eq!(direct_reads, 0, "non-blocking reads sent one per queue");
+    // At most one: the node's own queue and the queues' first lanes go together in one
+    // XREADGROUP (Valkey shows it; Redis 7.0 showed none), the queues then in one script.
+    assert!(
+        direct_reads.len() <= 1,
+        "non-blocking reads sent: {direct_reads:#?}"
+    );
 }
 
 /// Publishes 6 `count_run` to each of `high`, `default`, `low` with no worker up, then runs
