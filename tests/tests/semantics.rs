@@ -72,6 +72,63 @@ async fn delayed_tasks_start_within_100ms_of_their_time_and_none_runs_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_whose_delayed_set_is_damaged_holds_back_no_other_queues_delayed_tasks() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    // "broken" comes first in the worker's queues: its delayed set is a string, so its move
+    // script fails on every pass.
+    let broken = client
+        .broker()
+        .keys()
+        .delayed(&Destination::queue("broken").unwrap());
+    let mut conn = redis.connection().await;
+    redis::cmd("SET")
+        .arg(&broken)
+        .arg("not a sorted set")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let _w = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "w",
+        &["--queues", "broken,default"],
+    );
+    let options = PublishOptions::new().eta(stevedore::now_ms() + 300);
+    let handle = tasks::add::apply_async(&client, (1, 2), options)
+        .await
+        .unwrap();
+    let record = handle.wait(WAIT).await.unwrap();
+    assert_eq!(
+        record.state(),
+        TaskState::Succeeded,
+        "the delayed task in default ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_tasks_still_move_after_the_server_forgets_its_scripts() {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let mut conn = redis.connection().await;
+    for round in 0..2 {
+        let options = PublishOptions::new().eta(stevedore::now_ms() + 200);
+        let handle = tasks::add::apply_async(&client, (round, 1), options)
+            .await
+            .unwrap();
+        let record = handle.wait(WAIT).await.unwrap();
+        assert_eq!(record.state(), TaskState::Succeeded, "round {round}");
+        // As a restarted or failed-over server would: the forwarder's calls by SHA are refused.
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_delayed_task_is_never_run() {
     let redis = RedisServer::start();
     let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);

@@ -1,12 +1,15 @@
 //! The forwarder: moves delayed and retrying messages to their streams when they fall due.
 //!
-//! 1. For every queue this node reads, runs the atomic move script: every node may run it at
-//!    once and each message moves exactly once.
+//! 1. For every queue this node reads, runs the atomic move script, all queues in one round
+//!    trip per pass: every node may run it at once and each message moves exactly once. A
+//!    queue whose script fails (its delayed set damaged by hand) is reported once and holds
+//!    back none of the others.
 //! 2. Sleeps until the nearest due time it learned from the script, not on a fixed tick.
 //! 3. Wakes early when a publisher announces a new delayed message (pub/sub, a hint only), and
 //!    at least every few seconds, so a lost hint costs seconds, never a message.
 //! 4. Survives Redis errors with capped backoff, logging once per outage.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -37,8 +40,9 @@ impl Forwarder {
         let listener = tokio::spawn(listen(self.broker.clone(), hints, stop.clone()));
         let mut failing = false;
         let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
+        let mut failing_queues = HashSet::new();
         while !stop.is_cancelled() {
-            let sleep = match self.pass().await {
+            let sleep = match self.pass(&mut failing_queues).await {
                 Ok(next_due) => {
                     if failing {
                         tracing::info!("moving delayed tasks again");
@@ -67,15 +71,31 @@ impl Forwarder {
         listener.abort();
     }
 
-    /// Moves everything due; returns the nearest due time left.
-    async fn pass(&self) -> stevedore::Result<Option<u64>> {
+    /// Moves everything due, queues whose batch came back full going again; returns the
+    /// nearest due time left. `failing` holds the queues whose move failed last time, so each
+    /// failure is logged once, and its recovery too.
+    async fn pass(&self, failing: &mut HashSet<String>) -> stevedore::Result<Option<u64>> {
         let mut nearest: Option<u64> = None;
-        for destination in &self.destinations {
-            loop {
-                let moved = self
-                    .broker
-                    .move_due(destination, stevedore::now_ms(), BATCH)
-                    .await?;
+        let mut pending: Vec<&Destination> = self.destinations.iter().collect();
+        while !pending.is_empty() {
+            let replies = (self.broker)
+                .move_due_all(&pending, stevedore::now_ms(), BATCH)
+                .await?;
+            let mut full = Vec::new();
+            for (destination, reply) in pending.into_iter().zip(replies) {
+                let moved = match reply {
+                    Ok(moved) => moved,
+                    Err(error) => {
+                        if failing.insert(destination.to_string()) {
+                            tracing::error!(queue = %destination, %error,
+                                "cannot move this queue's delayed tasks; the other queues go on");
+                        }
+                        continue;
+                    }
+                };
+                if !failing.is_empty() && failing.remove(&destination.to_string()) {
+                    tracing::info!(queue = %destination, "moving this queue's delayed tasks again");
+                }
                 if moved.moved > 0 {
                     tracing::debug!(queue = %destination, moved = moved.moved, "moved due tasks");
                 }
@@ -84,9 +104,11 @@ impl Forwarder {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
-                    break;
+                } else {
+                    full.push(destination);
                 }
             }
+            pending = full;
         }
         Ok(nearest)
     }

@@ -2,11 +2,11 @@
 
 use futures_util::StreamExt;
 
-use super::scripts::{DEFER, MOVE_DUE};
+use super::scripts::{is_noscript, Sending, DEFER, MOVE_DUE};
 use super::Broker;
 use crate::{Destination, Result};
 
-/// What one pass of [`Broker::move_due`] did.
+/// What one queue's move in [`Broker::move_due_all`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoveDue {
     /// Messages moved to the stream.
@@ -16,29 +16,78 @@ pub struct MoveDue {
 }
 
 impl Broker {
-    /// Moves up to `limit` messages of `destination` that are due at `now_ms` to its stream.
-    pub async fn move_due(
+    /// Moves up to `limit` due messages of each of `destinations` to its stream, all in one
+    /// round trip (one pipeline; split per slot on a cluster), and returns each queue's result
+    /// in order. The calls go by the script's SHA; those Redis refuses as NOSCRIPT (a restarted
+    /// server) did not run and go again by body. A queue whose call fails (its delayed set
+    /// damaged by hand) has its error in its place and holds back none of the others.
+    pub async fn move_due_all(
         &self,
-        destination: &Destination,
+        destinations: &[&Destination],
         now_ms: u64,
         limit: usize,
-    ) -> Result<MoveDue> {
-        let cap = match destination {
+    ) -> Result<Vec<Result<MoveDue>>> {
+        let all: Vec<usize> = (0..destinations.len()).collect();
+        let mut replies = self
+            .move_due_pipeline(destinations, &all, (now_ms, limit), Sending::Sha)
+            .await?;
+        let refused: Vec<usize> = (replies.iter().enumerate())
+            .filter(|(_, reply)| matches!(reply, Err(e) if is_noscript(e)))
+            .map(|(at, _)| at)
+            .collect();
+        if !refused.is_empty() {
+            let sent = self
+                .move_due_pipeline(destinations, &refused, (now_ms, limit), Sending::Body)
+                .await?;
+            for (at, reply) in refused.into_iter().zip(sent) {
+                replies[at] = reply;
+            }
+        }
+        Ok(replies
+            .into_iter()
+            .map(|reply| {
+                let (moved, next): (u64, i64) =
+                    redis::from_redis_value(reply?).map_err(redis::RedisError::from)?;
+                Ok(MoveDue {
+                    moved,
+                    next_due_ms: u64::try_from(next).ok(),
+                })
+            })
+            .collect())
+    }
+
+    /// Sends the move script for `destinations[at]` of every `at` in `which`, in one pipeline.
+    async fn move_due_pipeline(
+        &self,
+        destinations: &[&Destination],
+        which: &[usize],
+        (now_ms, limit): (u64, usize),
+        sending: Sending,
+    ) -> Result<Vec<redis::RedisResult<redis::Value>>> {
+        let mut pipe = redis::pipe();
+        for &at in which {
+            let destination = destinations[at];
+            let keys = [
+                self.keys().delayed(destination),
+                self.keys().stream(destination),
+            ];
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            MOVE_DUE
+                .send_in(&mut pipe, &keys, sending)
+                .arg(now_ms)
+                .arg(limit)
+                .arg(self.stream_cap(destination));
+        }
+        pipe.ignore_errors();
+        Ok(pipe.query_async(&mut self.commands()).await?)
+    }
+
+    /// The approximate MAXLEN of `destination`'s stream, 0 for none (broadcasts are capped).
+    fn stream_cap(&self, destination: &Destination) -> u64 {
+        match destination {
             Destination::Broadcast => self.config().broadcast_cap,
             _ => 0,
-        };
-        let (moved, next): (u64, i64) = MOVE_DUE
-            .key(self.keys().delayed(destination))
-            .key(self.keys().stream(destination))
-            .arg(now_ms)
-            .arg(limit)
-            .arg(cap)
-            .invoke_async(&mut self.commands())
-            .await?;
-        Ok(MoveDue {
-            moved,
-            next_due_ms: u64::try_from(next).ok(),
-        })
+        }
     }
 
     /// Moves entry `entry_id` of `destination` (read by `group`, its bytes `payload`) to the
