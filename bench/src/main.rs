@@ -125,18 +125,29 @@ async fn bench() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&observing)?);
         return Ok(());
     }
-    let plain = run(&sizes, false).await?;
-    let aof = run_aof(&sizes).await?;
-    let shards = shards::throughput(sizes.e2e).await?;
-    let scale = scale::costs(&sizes).await?;
-    let mut json = plain;
-    json["aof"] = aof;
-    json["shards"] = shards;
-    json["scale"] = scale;
+    // Written after each part, marked partial until the end: a failure late in a long run
+    // keeps the figures of the parts before it.
+    let save = |json: &serde_json::Value| -> anyhow::Result<()> {
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(json)?)?;
+        }
+        Ok(())
+    };
+    let mut json = run(&sizes, false).await?;
     json["machine"] = machine();
+    json["partial"] = true.into();
+    save(&json)?;
+    json["aof"] = run_aof(&sizes).await?;
+    save(&json)?;
+    json["shards"] = shards::throughput(sizes.e2e).await?;
+    save(&json)?;
+    json["scale"] = scale::costs(&sizes).await?;
+    if let Some(figures) = json.as_object_mut() {
+        figures.remove("partial");
+    }
     table::print(&json);
+    save(&json)?;
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
         println!("wrote {}", path.display());
     }
     Ok(())
