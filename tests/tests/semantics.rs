@@ -129,6 +129,41 @@ async fn delayed_tasks_still_move_after_the_server_forgets_its_scripts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_publish_for_later_moves_nothing_until_its_time() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    tasks::add::apply_async(&client, (1, 1), PublishOptions::new())
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap();
+    let (mut monitor, seen) = monitor(&redis);
+    // Forty hints for a minute from now, then one for 300 ms from now.
+    for i in 0..40 {
+        let later = PublishOptions::new().eta(stevedore::now_ms() + 60_000);
+        tasks::add::apply_async(&client, (i, 1), later)
+            .await
+            .unwrap();
+    }
+    let soon = PublishOptions::new().eta(stevedore::now_ms() + 300);
+    let handle = tasks::add::apply_async(&client, (0, 0), soon)
+        .await
+        .unwrap();
+    handle.wait(WAIT).await.unwrap();
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let moves: Vec<String> = seen
+        .try_iter()
+        .filter(|line| line.contains("\"EVALSHA\"") && line.contains(":delayed\""))
+        .collect();
+    // A pass calls the move script once per queue the worker reads (its own, default and the
+    // broadcasts, four here): the soon one's pass, and at most one safety pass besides.
+    assert!(moves.len() <= 8, "move script calls: {moves:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_delayed_task_is_never_run() {
     let redis = RedisServer::start();
     let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
@@ -394,25 +429,7 @@ async fn a_worker_reading_200_queues_looks_for_work_in_one_round_trip_not_one_pe
     };
     add(client.clone()).await;
 
-    // Every command the server runs from now on, one line each ("[0 lua]" from scripts).
-    let mut monitor = std::process::Command::new(stevedore_harness::cli_binary())
-        .arg("-s")
-        .arg(redis.socket())
-        .arg("monitor")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, seen) = std::sync::mpsc::channel();
-    let stdout = monitor.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    assert_eq!(seen.recv_timeout(WAIT).unwrap(), "OK");
+    let (mut monitor, seen) = monitor(&redis);
     add(client.clone()).await;
 
     // The worker has run it and blocks on its queues again: count its reads in between.
@@ -441,6 +458,30 @@ async fn a_worker_reading_200_queues_looks_for_work_in_one_round_trip_not_one_pe
         direct_reads.len() <= 1,
         "non-blocking reads sent: {direct_reads:#?}"
     );
+}
+
+/// `MONITOR` on `redis`: every command the server runs from now on, one line each ("[0 lua]"
+/// from scripts), until the process is killed.
+fn monitor(redis: &RedisServer) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut monitor = std::process::Command::new(stevedore_harness::cli_binary())
+        .arg("-s")
+        .arg(redis.socket())
+        .arg("monitor")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = monitor.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(seen.recv_timeout(WAIT).unwrap(), "OK");
+    (monitor, seen)
 }
 
 /// Publishes 6 `count_run` to each of `high`, `default`, `low` with no worker up, then runs

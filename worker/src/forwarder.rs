@@ -5,8 +5,9 @@
 //!    queue whose script fails (its delayed set damaged by hand) is reported once and holds
 //!    back none of the others.
 //! 2. Sleeps until the nearest due time it learned from the script, not on a fixed tick.
-//! 3. Wakes early when a publisher announces a new delayed message (pub/sub, a hint only), and
-//!    at least every few seconds, so a lost hint costs seconds, never a message.
+//! 3. Wakes earlier when a publisher announces a delayed message due before then (pub/sub, a
+//!    hint only: at its due time, or at once when it is due already), and at least every few
+//!    seconds, so a lost hint costs seconds, never a message.
 //! 4. Survives Redis errors with capped backoff, logging once per outage.
 
 use std::collections::HashSet;
@@ -17,6 +18,7 @@ use stevedore::broker::Broker;
 use stevedore::Destination;
 use stevedore_cli::Backoff;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Messages moved per script call.
@@ -62,10 +64,8 @@ impl Forwarder {
                     backoff.next_delay()
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(sleep) => {}
-                Some(_) = hinted.recv() => while hinted.try_recv().is_ok() {},
-                () = stop.cancelled() => break,
+            if !wait(&mut hinted, sleep, &stop).await {
+                break;
             }
         }
         listener.abort();
@@ -111,6 +111,34 @@ impl Forwarder {
             pending = full;
         }
         Ok(nearest)
+    }
+}
+
+/// Waits `sleep`, or less when a hint names an earlier due time, or until a hint names one
+/// already due (a pass at once); `false` when stopped. A hint for later only brings the
+/// wake-up forward: every node passing over all its queues at each delayed publish, and
+/// again when it falls due, doubled the passes for nothing.
+async fn wait(
+    hinted: &mut mpsc::UnboundedReceiver<u64>,
+    sleep: Duration,
+    stop: &CancellationToken,
+) -> bool {
+    let mut deadline = Instant::now() + sleep;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return true,
+            Some(mut due) = hinted.recv() => {
+                while let Ok(next) = hinted.try_recv() {
+                    due = due.min(next);
+                }
+                let wait = Duration::from_millis(due.saturating_sub(stevedore::now_ms()));
+                if wait.is_zero() {
+                    return true;
+                }
+                deadline = deadline.min(Instant::now() + wait);
+            }
+            () = stop.cancelled() => return false,
+        }
     }
 }
 
