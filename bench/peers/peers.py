@@ -1,8 +1,9 @@
-"""Drains N no-op tasks queued first with two worker processes of Celery or dramatiq, on the
-Redis at URL, and prints tasks per second (issue 22, point 6; run by bench/peers/run.sh, not
-by CI).
+"""Drains N no-op tasks queued first with two worker processes of Celery, dramatiq or
+apalis-redis, on the Redis at URL, and prints tasks per second (issue 22, point 6; run by
+bench/peers/run.sh, not by CI).
 
     python peers.py celery|dramatiq N URL
+    python peers.py apalis N URL BINARY    # BINARY: bench/peers/apalis, built by run.sh
 
 Each task INCRs one counter, so the end is known without a result backend: one Redis command
 per task more than a bare no-op, as stevedore's run writes a record per task.
@@ -22,23 +23,30 @@ WORKERS = {
     "celery": ["-m", "celery", "-A", "peers_celery", "worker", "--pool", "solo",
                "--loglevel", "WARNING"],
     "dramatiq": ["-m", "dramatiq", "peers_dramatiq", "--processes", "1", "--threads", "8"],
+    "apalis": [],
 }
 
 
 def main():
     if KIND not in WORKERS:
-        sys.exit(f"unknown peer {KIND!r}: celery or dramatiq")
+        sys.exit(f"unknown peer {KIND!r}: celery, dramatiq or apalis")
     os.environ["PEERS_URL"] = URL
-    sys.path.insert(0, HERE)
-    tasks = importlib.import_module(f"peers_{KIND}")
     done = redis.Redis.from_url(URL)
     done.delete("peers:done")
-    send = tasks.noop.delay if KIND == "celery" else tasks.noop.send
-    for _ in range(N):
-        send()
+    if KIND == "apalis":
+        binary = sys.argv[4]
+        subprocess.run([binary, "push", URL, str(N)], check=True)
+        worker = [binary, "work", URL]
+    else:
+        sys.path.insert(0, HERE)
+        tasks = importlib.import_module(f"peers_{KIND}")
+        send = tasks.noop.delay if KIND == "celery" else tasks.noop.send
+        for _ in range(N):
+            send()
+        worker = [sys.executable, *WORKERS[KIND]]
     env = dict(os.environ, PYTHONPATH=HERE)
     started = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, *WORKERS[KIND]], cwd=HERE, env=env,
+    procs = [subprocess.Popen(worker, cwd=HERE, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(2)]
     try:
