@@ -50,15 +50,30 @@ def main():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(2)]
     try:
-        while int(done.get("peers:done") or 0) < N:
-            if time.monotonic() - started > 1800:
-                sys.exit(f"{KIND}: {done.get('peers:done')} of {N} done after 30 min")
-            time.sleep(0.05)
-        print(f"{KIND}: {N / (time.monotonic() - started):.0f} tasks/s")
+        wait_for(lambda: int(done.get("peers:done") or 0), started, "run")
+        ran = time.monotonic() - started
+        if KIND != "apalis":
+            print(f"{KIND}: {N / ran:.0f} tasks/s")
+            return
+        # apalis runs tasks ahead of its acknowledgements (a run's ack waits in a channel its
+        # poll loop serves between fetches): at the last run most are still in flight. Its
+        # figure is the time until every task is in its done set, as stevedore's is until
+        # every outcome is recorded and acknowledged.
+        wait_for(lambda: done.zcard("noop:done"), started, "acknowledged")
+        acked = time.monotonic() - started
+        print(f"{KIND}: {N / acked:.0f} tasks/s acknowledged ({N / ran:.0f} tasks/s run)")
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait()
+
+
+def wait_for(count, started, what):
+    """Polls `count()` until it reaches N, for 30 minutes at most."""
+    while count() < N:
+        if time.monotonic() - started > 1800:
+            sys.exit(f"{KIND}: {count()} of {N} {what} after 30 min")
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
