@@ -2,7 +2,7 @@
 
 use futures_util::StreamExt;
 
-use super::scripts::{is_noscript, Sending, DEFER, MOVE_DUE};
+use super::scripts::{resend_refused, Sending, DEFER, MOVE_DUE};
 use super::Broker;
 use crate::{Destination, Result};
 
@@ -28,21 +28,14 @@ impl Broker {
         limit: usize,
     ) -> Result<Vec<Result<MoveDue>>> {
         let all: Vec<usize> = (0..destinations.len()).collect();
-        let mut replies = self
+        let sent = self
             .move_due_pipeline(destinations, &all, (now_ms, limit), Sending::Sha)
             .await?;
-        let refused: Vec<usize> = (replies.iter().enumerate())
-            .filter(|(_, reply)| matches!(reply, Err(e) if is_noscript(e)))
-            .map(|(at, _)| at)
-            .collect();
-        if !refused.is_empty() {
-            let sent = self
-                .move_due_pipeline(destinations, &refused, (now_ms, limit), Sending::Body)
-                .await?;
-            for (at, reply) in refused.into_iter().zip(sent) {
-                replies[at] = reply;
-            }
-        }
+        let replies = resend_refused(sent, |refused| async move {
+            self.move_due_pipeline(destinations, &refused, (now_ms, limit), Sending::Body)
+                .await
+        })
+        .await?;
         Ok(replies
             .into_iter()
             .map(|reply| {

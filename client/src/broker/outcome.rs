@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use super::dead_letters::NewDeadLetter;
-use super::scripts::{is_noscript, Sending, DUP_FINISH};
+use super::scripts::{resend_refused, Sending, DUP_FINISH};
 use super::workflows::{Joined, StepRef};
 use super::{Broker, Connection};
 use crate::{Destination, RecordField, RecordPolicy, Result, RunRecord, TaskRecord, TaskState};
@@ -295,22 +295,14 @@ impl Broker {
                 .push((step, run));
         }
         let joins: Vec<_> = by_workflow.into_iter().collect();
-        let mut replies = self
-            .join_pipeline(conn, &joins, batch.ttl, Sending::Sha)
-            .await?;
-        let refused: Vec<usize> = (replies.iter().enumerate())
-            .filter(|(_, reply)| matches!(reply, Err(e) if is_noscript(e)))
-            .map(|(at, _)| at)
-            .collect();
-        if !refused.is_empty() {
-            let again: Vec<_> = refused.iter().map(|&at| joins[at].clone()).collect();
-            let sent = self
-                .join_pipeline(conn, &again, batch.ttl, Sending::Body)
-                .await?;
-            for (at, reply) in refused.into_iter().zip(sent) {
-                replies[at] = reply;
-            }
-        }
+        let ttl = batch.ttl;
+        let sent = self.join_pipeline(conn, &joins, ttl, Sending::Sha).await?;
+        let all = &joins;
+        let replies = resend_refused(sent, |refused| async move {
+            let again: Vec<_> = refused.iter().map(|&at| all[at].clone()).collect();
+            self.join_pipeline(conn, &again, ttl, Sending::Body).await
+        })
+        .await?;
         let mut joined = Vec::new();
         for ((workflow, _), reply) in joins.into_iter().zip(replies) {
             match reply

@@ -76,13 +76,38 @@ pub enum Sending {
     Body,
     /// `EVALSHA sha`: no body on the wire, but Redis answers NOSCRIPT when it does not know the
     /// script (after a restart or `SCRIPT FLUSH`); only for idempotent scripts whose caller
-    /// sends the refused ones again as [`Sending::Body`] (see `is_noscript`).
+    /// sends the refused ones again as [`Sending::Body`] (see `resend_refused`).
     Sha,
 }
 
 /// Whether Redis refused a script it does not know (its call did not run).
-pub fn is_noscript(error: &redis::RedisError) -> bool {
+fn is_noscript(error: &redis::RedisError) -> bool {
     error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// The replies of a pipeline of scripts sent by SHA ([`Sending::Sha`]), with those Redis refused
+/// as NOSCRIPT (they did not run) sent again through `again`, which gets their places and sends
+/// them by body, and their new replies put in those places.
+pub async fn resend_refused<F, Fut>(
+    mut replies: Vec<redis::RedisResult<redis::Value>>,
+    again: F,
+) -> crate::Result<Vec<redis::RedisResult<redis::Value>>>
+where
+    F: FnOnce(Vec<usize>) -> Fut,
+    Fut: std::future::Future<Output = crate::Result<Vec<redis::RedisResult<redis::Value>>>>,
+{
+    let refused: Vec<usize> = (replies.iter().enumerate())
+        .filter(|(_, reply)| matches!(reply, Err(e) if is_noscript(e)))
+        .map(|(at, _)| at)
+        .collect();
+    if refused.is_empty() {
+        return Ok(replies);
+    }
+    let sent = again(refused.clone()).await?;
+    for (at, reply) in refused.into_iter().zip(sent) {
+        replies[at] = reply;
+    }
+    Ok(replies)
 }
 
 /// The script without its full-line comments and blank lines.
