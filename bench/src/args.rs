@@ -66,20 +66,22 @@ impl Sizes {
     pub fn new(quick: bool) -> Self {
         if quick {
             Self {
-                raw: 5_000,
-                publish_batched: 5_000,
-                publish_single: 500,
-                e2e: 5_000,
-                latency: 100,
-                queued: 5_000,
-                flat: 10_000,
-                schedules: 500,
-                beat_window: Duration::from_secs(3),
+                // Every part runs, on a few thousand tasks at most: CI runs this in a debug
+                // build inside the test suite's time.
+                raw: 2_000,
+                publish_batched: 2_000,
+                publish_single: 200,
+                e2e: 2_000,
+                latency: 50,
+                queued: 2_000,
+                flat: 2_000,
+                schedules: 200,
+                beat_window: Duration::from_secs(2),
                 observe_rounds: 1,
                 scale_nodes: vec![10],
                 scale_queues: vec![10],
-                scale_tasks: 2_000,
-                scale_delayed: 10_000,
+                scale_tasks: 1_000,
+                scale_delayed: 2_000,
             }
         } else {
             Self {

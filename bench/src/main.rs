@@ -311,12 +311,24 @@ async fn memory_flat(
     measure::publish_noops(client, n, &PublishOptions::new()).await?;
     measure::wait_drained(server).await?;
     let drained = server.used_memory().await?;
-    // Records expire 2 s after they are written; Redis's active expiry then removes them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    let mut keys: u64 = u64::MAX;
-    while std::time::Instant::now() < deadline && keys > baseline_keys {
+    // Records expire 2 s after they are written; Redis's active expiry then removes them. Done
+    // when the count is back to the baseline, or holds still for a second after the expiry
+    // (what stays is left over: the figure below).
+    let start = std::time::Instant::now();
+    let (deadline, expired) = (
+        start + Duration::from_secs(180),
+        start + Duration::from_secs(3),
+    );
+    let (mut keys, mut still) = (u64::MAX, 0);
+    while std::time::Instant::now() < deadline && keys > baseline_keys && still < 2 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        keys = redis::cmd("DBSIZE").query_async(&mut conn).await?;
+        let now: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
+        still = if now == keys && std::time::Instant::now() > expired {
+            still + 1
+        } else {
+            0
+        };
+        keys = now;
     }
     let after = server.used_memory().await?;
     let records = keys.saturating_sub(baseline_keys);

@@ -1,4 +1,6 @@
-//! What #[task] generates, used as a user would (no Redis needed).
+//! What #[task] generates, used as a user would (no Redis needed), and its compile-fail cases:
+//! misuse of #[task] gets one readable error (tests/ui). One test target for the crate: each
+//! target is a binary of its own to link (docs/decisions.md, "The test suite").
 
 use stevedore::{task, PublishOptions, TaskContext, TaskError};
 
@@ -118,4 +120,12 @@ fn struct_arguments_travel_as_maps_with_field_names() {
             height: 3
         }
     );
+}
+
+// Builds the cases with cargo: under nextest one at a time with the other test that runs
+// cargo (.config/nextest.toml, group `cargo`).
+#[test]
+fn misuse_is_refused_with_a_readable_error() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
 }

@@ -18,7 +18,7 @@ use stevedore::broker::Keys;
 use stevedore::Destination;
 
 /// The key table of the namespace the tests use (`stevedore`, the default): tests name keys
-/// through it, never by hand (tests/tests/protocol.rs excepted: it checks the documented keys
+/// through it, never by hand (tests/tests/ops/protocol.rs excepted: it checks the documented keys
 /// as a foreign client would write them).
 pub fn keys() -> Keys {
     Keys::new("stevedore")

@@ -92,3 +92,103 @@ fn crates_depend_on_each_other_in_one_direction() {
         assert_eq!(found, deps, "{name} depends on the wrong stevedore crates");
     }
 }
+
+/// The targets of this workspace's own packages.
+fn our_targets(metadata: &Value) -> Vec<&Value> {
+    packages(metadata)
+        .iter()
+        .filter(|p| p["source"].is_null())
+        .flat_map(|p| p["targets"].as_array().expect("targets"))
+        .collect()
+}
+
+/// The Rust files of `target`: a binary's one file, or every file of a library's directory
+/// but its binaries (`bin/`, `main.rs`).
+fn sources_of(target: &Value) -> Vec<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(target["src_path"].as_str().expect("src_path"));
+    let is_lib = target["kind"]
+        .as_array()
+        .is_some_and(|k| k.iter().any(|k| k == "lib" || k == "proc-macro"));
+    if !is_lib {
+        return vec![root];
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![root.parent().expect("a library's directory").to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read a source directory") {
+            let path = entry.expect("a directory entry").path();
+            let name = path.file_name().unwrap_or_default();
+            if path.is_dir() && name != "bin" {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && name != "main.rs" {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Whether the doc comments in `text` open a code block rustdoc would compile.
+fn has_doctest(text: &str) -> bool {
+    let mut open = false;
+    for line in text.lines().map(str::trim_start) {
+        let Some(doc) = line
+            .strip_prefix("///")
+            .or_else(|| line.strip_prefix("//!"))
+        else {
+            continue;
+        };
+        let Some(info) = doc.trim().strip_prefix("```") else {
+            continue;
+        };
+        let rust = ["rust", "no_run", "compile_fail", "should_panic"];
+        if !open && (info.is_empty() || rust.iter().any(|r| info.starts_with(r))) {
+            return true;
+        }
+        open = !open;
+    }
+    false
+}
+
+#[test]
+fn no_test_is_written_where_no_harness_runs_it() {
+    let metadata = metadata();
+    let mut unrun = Vec::new();
+    for target in our_targets(&metadata) {
+        let (test, doctest) = (target["test"] == true, target["doctest"] == true);
+        for file in sources_of(target) {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            let tests = ["#[test]", "#[tokio::test", "#[cfg(test)]"];
+            if !test && tests.iter().any(|t| text.contains(t)) {
+                unrun.push(format!("{} (test = false)", file.display()));
+            }
+            if !doctest && has_doctest(&text) {
+                unrun.push(format!("{} (doctest = false)", file.display()));
+            }
+        }
+    }
+    assert!(
+        unrun.is_empty(),
+        "tests in targets whose tests never run (set test/doctest back to true in the \
+         package's Cargo.toml): {unrun:?}"
+    );
+}
+
+#[test]
+fn the_workspace_has_at_most_four_integration_test_targets() {
+    let metadata = metadata();
+    let tests: Vec<&str> = our_targets(&metadata)
+        .into_iter()
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"))
+        })
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        tests.len() <= 4,
+        "each test target is a binary that links the whole workspace; add a module to \
+         tests/tests/e2e or tests/tests/ops instead of a file beside them: {tests:?}"
+    );
+}

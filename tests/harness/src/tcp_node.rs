@@ -24,17 +24,31 @@ pub fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 /// killed node is down before its restart on the same port).
 const PORTS: std::ops::Range<u32> = 20_000..32_000;
 
-/// A free loopback port for a server of this test process, never handed out twice by it.
+/// A free loopback port for a server of this test process, never handed out twice on this
+/// machine while the process lives: tests run in processes of their own, many at once
+/// (cargo-nextest), and a port that is free now may be another test's killed node waiting for
+/// its restart. So each port handed out is claimed by an exclusive lock on a file of its own,
+/// held until the process exits (the kernel drops it then, even after a SIGKILL).
 pub fn free_port() -> u16 {
     static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    static CLAIMS: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
     let next = NEXT.get_or_init(|| {
-        // Test binaries run one after another; a start spread by pid keeps leftovers apart.
+        // Processes that start together begin their search apart.
         std::sync::atomic::AtomicU32::new(std::process::id() * 7919 % PORTS.len() as u32)
     });
+    let claims = std::env::temp_dir().join("stevedore-test-ports");
+    std::fs::create_dir_all(&claims).expect("create the directory of port claims");
     for _ in 0..PORTS.len() {
         let offset = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PORTS.len() as u32;
         let port = u16::try_from(PORTS.start + offset).expect("ports fit in u16");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let claim = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(claims.join(port.to_string()))
+            .expect("open a port claim");
+        if claim.try_lock().is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(claim);
             return port;
         }
     }

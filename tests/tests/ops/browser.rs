@@ -10,16 +10,12 @@ use std::time::Duration;
 
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use stevedore::{Client, PublishOptions};
+use stevedore_tests::tcp_node::free_port;
 use stevedore_tests::{
     dead_task, eventually, test_admin_bin, test_worker_bin, KillOnDrop, RedisServer, WorkerProcess,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// `stevedore web` on a free loopback port; its base URL.
 fn dashboard(redis: &RedisServer) -> (KillOnDrop, String) {

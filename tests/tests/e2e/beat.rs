@@ -81,6 +81,8 @@ async fn wait_runs(redis: &RedisServer, at_least: usize) -> HashMap<String, u64>
     .await
 }
 
+// Runs alone under nextest (.config/nextest.toml): it asserts on time, which a busy core
+// beside it would skew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_fires_on_time_with_one_task_id_per_fire_time() {
     let redis = RedisServer::start();

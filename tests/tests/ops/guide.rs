@@ -1,6 +1,11 @@
 //! docs/guide.md cannot rot: its files are written into a crate of their own, which is built
 //! against this workspace's `stevedore` and `stevedore-worker` and run against a real
 //! redis-server (with a beat for its schedule); the producer must print what the guide says.
+//!
+//! The crate builds in this workspace's target directory with this workspace's dev profile, so
+//! that it reuses every dependency the suite compiled (a target directory of its own rebuilt
+//! them all: about 2 GB and minutes more on a clean clone). Its binaries are renamed
+//! `guide-worker` and `guide-producer` there: `target/debug/worker` is the stock worker's.
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
@@ -37,6 +42,32 @@ fn guide_files(guide: &str) -> (Vec<(String, String)>, String) {
     (files, expected)
 }
 
+/// The guide's two binaries under names of their own (see the module docs).
+fn guide_bins() -> String {
+    ["worker", "producer"]
+        .map(|name| format!("\n[[bin]]\nname = \"guide-{name}\"\npath = \"src/bin/{name}.rs\"\n"))
+        .concat()
+}
+
+/// This workspace's `[profile.dev]` tables, for the guide's manifest: the same profile is what
+/// lets its build reuse the workspace's compiled dependencies.
+fn dev_profile() -> String {
+    let manifest = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = manifest.parse().unwrap();
+    let dev = manifest["profile"]["dev"].clone();
+    let profile = toml::Table::from_iter([("dev".to_owned(), dev)]);
+    let table = toml::Table::from_iter([("profile".to_owned(), toml::Value::Table(profile))]);
+    format!("\n{}", toml::to_string(&table).unwrap())
+}
+
+/// The target directory the suite was built in (`CARGO_TARGET_TMPDIR` is its `tmp`).
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
 /// Writes the guide's crate into `dir`, depending on this workspace by path.
 fn write_crate(dir: &Path) -> String {
     let guide = std::fs::read_to_string(workspace().join("docs/guide.md")).unwrap();
@@ -55,7 +86,10 @@ fn write_crate(dir: &Path) -> String {
                     "stevedore-worker = \"0.1\"",
                     &format!("stevedore-worker = {{ path = {worker:?} }}"),
                 );
+            body = body.replacen("[package]\n", "[package]\nautobins = false\n", 1);
+            body.push_str(&guide_bins());
             body.push_str("\n[workspace]\n");
+            body.push_str(&dev_profile());
         }
         let file = dir.join(&path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -66,13 +100,30 @@ fn write_crate(dir: &Path) -> String {
     expected
 }
 
+// Builds a crate: under nextest one at a time with the other test that runs cargo
+// (.config/nextest.toml, group `cargo`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
     let dir = tempfile::tempdir().unwrap();
     let expected = write_crate(dir.path());
-    // A target directory of its own that survives the run: the next build is quick.
-    let target = workspace().join("target/guide");
-    let built = Command::new(env!("CARGO"))
+    let target = target_dir();
+    let mut cargo = Command::new(env!("CARGO"));
+    // What cargo set for this test process (CARGO_MANIFEST_DIR, CARGO_PKG_*...) is not passed
+    // on: build scripts that read it (ring's) would run again and overwrite the workspace's
+    // compiled dependencies in place, and the next workspace build would redo them.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let configures_cargo = ["HOME", "INCREMENTAL", "BUILD_", "PROFILE_", "TERM_", "NET_"]
+            .iter()
+            .any(|kept| {
+                name.strip_prefix("CARGO_")
+                    .is_some_and(|n| n.starts_with(kept))
+            });
+        if name.starts_with("CARGO_") && !configures_cargo {
+            cargo.env_remove(&*name);
+        }
+    }
+    let built = cargo
         .args(["build", "--offline", "--quiet", "--bins"])
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(dir.path())
@@ -87,7 +138,7 @@ async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
     let redis = RedisServer::start();
     let bin = |name: &str| target.join("debug").join(name);
     let _worker = KillOnDrop(
-        Command::new(bin("worker"))
+        Command::new(bin("guide-worker"))
             .args(["--redis-url", &redis.url(), "--node", "billing-1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -102,7 +153,7 @@ async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
             .spawn()
             .unwrap(),
     );
-    let produced = Command::new(bin("producer"))
+    let produced = Command::new(bin("guide-producer"))
         .env("STEVEDORE_REDIS_URL", redis.url())
         .output()
         .unwrap();

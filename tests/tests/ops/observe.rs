@@ -9,18 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use stevedore::PublishOptions;
+use stevedore_tests::tcp_node::free_port;
 use stevedore_tests::{eventually, tasks, test_worker_bin, RedisServer, WorkerProcess};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `GET path` on `port`: the status code and the body (`None` when nothing answers).
 fn get(port: u16, path: &str) -> Option<(u16, String)> {

@@ -34,6 +34,8 @@ async fn a_long_task_never_delays_a_short_one_while_a_worker_is_free() {
     assert_eq!(long.record().await.unwrap().state(), TaskState::Running);
 }
 
+// Runs alone under nextest (.config/nextest.toml): it asserts on time, which a busy core
+// beside it would skew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_grows_when_busy_and_shrinks_when_idle() {
     let redis = RedisServer::start();

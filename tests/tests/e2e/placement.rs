@@ -286,6 +286,8 @@ async fn an_exclusive_task_runs_alone_on_its_node_while_the_other_node_keeps_wor
     assert!(node_status(&client, "a").await.exclusive.is_none());
 }
 
+// Runs alone under nextest (.config/nextest.toml): it asserts on time, which a busy core
+// beside it would skew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_across_four_workers_within_five_percent_even_through_a_sigkill() {
     let redis = RedisServer::start();
@@ -342,6 +344,8 @@ async fn a_rate_limit_holds_across_four_workers_within_five_percent_even_through
     assert_eq!(record.task_run().unwrap().attempt, 1, "{record:?}");
 }
 
+// Runs alone under nextest (.config/nextest.toml): it asserts on time, which a busy core
+// beside it would skew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_of_the_tasks_own_paces_its_runs() {
     let redis = RedisServer::start();

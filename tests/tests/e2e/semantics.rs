@@ -14,6 +14,8 @@ use stevedore_tests::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
+// Runs alone under nextest (.config/nextest.toml): it asserts on time, which a busy core
+// beside it would skew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_tasks_start_within_100ms_of_their_time_and_none_runs_twice() {
     let redis = RedisServer::start();
