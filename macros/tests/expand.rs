@@ -122,8 +122,8 @@ fn struct_arguments_travel_as_maps_with_field_names() {
     );
 }
 
-// Builds the cases with cargo: under nextest one at a time with the other test that runs
-// cargo (.config/nextest.toml, group `cargo`).
+// Runs cargo: among the first under nextest, being among the longest on a clean clone
+// (.config/nextest.toml).
 #[test]
 fn misuse_is_refused_with_a_readable_error() {
     let cases = trybuild::TestCases::new();

@@ -100,8 +100,8 @@ fn write_crate(dir: &Path) -> String {
     expected
 }
 
-// Builds a crate: under nextest one at a time with the other test that runs cargo
-// (.config/nextest.toml, group `cargo`).
+// Runs cargo: among the first under nextest, being among the longest on a clean clone
+// (.config/nextest.toml).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
     let dir = tempfile::tempdir().unwrap();

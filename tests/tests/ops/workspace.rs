@@ -189,6 +189,6 @@ fn the_workspace_has_at_most_four_integration_test_targets() {
     assert!(
         tests.len() <= 4,
         "each test target is a binary that links the whole workspace; add a module to \
-         tests/tests/e2e or tests/tests/ops instead of a file beside them: {tests:?}"
+         tests/tests/e2e or tests/tests/ops instead of a new target: {tests:?}"
     );
 }
