@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -60,6 +61,104 @@ fn dev_profile() -> String {
     format!("\n{}", toml::to_string(&table).unwrap())
 }
 
+/// `cargo tree` of `manifest` over `edges`: each registry package (`name vX.Y.Z`) with the
+/// features it is built with (a package built with two sets, for the host and the target, is
+/// listed twice).
+fn tree(manifest: &Path, edges: &str, workspace: bool) -> Vec<(String, BTreeSet<String>)> {
+    let mut cargo = cargo();
+    cargo.args(["tree", "--offline", "--prefix", "none", "-e", edges]);
+    cargo
+        .args(["--format", "{p}|{f}", "--manifest-path"])
+        .arg(manifest);
+    if workspace {
+        cargo.arg("--workspace");
+    }
+    let out = cargo.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines: Vec<(String, BTreeSet<String>)> = (text.lines())
+        .filter_map(|l| l.trim_end_matches(" (*)").split_once('|'))
+        .filter(|(package, _)| !package.contains('('))
+        .map(|(p, f)| {
+            let features = f.split(',').filter(|f| !f.is_empty()).map(Into::into);
+            (p.to_owned(), features.collect())
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+/// Gives the registry crates of the guide's crate the features they have in the workspace's
+/// build, so that cargo reuses what the workspace compiled instead of compiling them again
+/// (with syn's features alone differing, every proc macro and all that depends on one did).
+/// Only the stevedore crates, at their default features, are then the guide's own to build.
+fn align_features(dir: &Path) {
+    let ours = tree(&workspace().join("Cargo.toml"), "normal,build,dev", true);
+    let manifest = dir.join("Cargo.toml");
+    let theirs = tree(&manifest, "normal,build", false);
+    let target_side = tree(&manifest, "normal,no-proc-macro", false);
+    let mut extra = String::from("\n# As the workspace builds them (tests/tests/ops/guide.rs).\n");
+    let direct: toml::Table = std::fs::read_to_string(&manifest).unwrap().parse().unwrap();
+    for (package, features) in &theirs {
+        let (name, version) = package.split_once(" v").unwrap();
+        // Built as the workspace builds it already, or named by the guide (cargo refuses a
+        // crate under two names): left as it is.
+        if ours.contains(&(package.clone(), features.clone()))
+            || direct["dependencies"].get(name).is_some()
+        {
+            continue;
+        }
+        // The workspace's smallest set that holds the guide's.
+        let Some((_, wanted)) = (ours.iter())
+            .filter(|(p, f)| p == package && f.is_superset(features) && f != features)
+            .min_by_key(|(_, f)| f.len())
+        else {
+            continue;
+        };
+        let table = match target_side.iter().any(|(p, _)| p == package) {
+            true => "dependencies",
+            false => "build-dependencies",
+        };
+        let listed: Vec<&String> = wanted.iter().filter(|f| *f != "default").collect();
+        extra.push_str(&format!(
+            "[{table}.aligned-{name}-{}]\npackage = {name:?}\nversion = \"={version}\"\n\
+             default-features = {}\nfeatures = {listed:?}\n",
+            version.replace('.', "-"),
+            wanted.contains("default"),
+        ));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(manifest)
+        .unwrap();
+    std::io::Write::write_all(&mut file, extra.as_bytes()).unwrap();
+}
+
+/// `cargo`, without what cargo set for this test process (CARGO_MANIFEST_DIR, CARGO_PKG_*...):
+/// build scripts that read it (ring's) would run again and overwrite the workspace's compiled
+/// dependencies in place, and the next workspace build would redo them.
+fn cargo() -> Command {
+    let mut cargo = Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let configures_cargo = ["HOME", "INCREMENTAL", "BUILD_", "PROFILE_", "TERM_", "NET_"]
+            .iter()
+            .any(|kept| {
+                name.strip_prefix("CARGO_")
+                    .is_some_and(|n| n.starts_with(kept))
+            });
+        if name.starts_with("CARGO_") && !configures_cargo {
+            cargo.env_remove(&*name);
+        }
+    }
+    cargo
+}
+
 /// The target directory the suite was built in (`CARGO_TARGET_TMPDIR` is its `tmp`).
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -107,23 +206,8 @@ async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
     let dir = tempfile::tempdir().unwrap();
     let expected = write_crate(dir.path());
     let target = target_dir();
-    let mut cargo = Command::new(env!("CARGO"));
-    // What cargo set for this test process (CARGO_MANIFEST_DIR, CARGO_PKG_*...) is not passed
-    // on: build scripts that read it (ring's) would run again and overwrite the workspace's
-    // compiled dependencies in place, and the next workspace build would redo them.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let configures_cargo = ["HOME", "INCREMENTAL", "BUILD_", "PROFILE_", "TERM_", "NET_"]
-            .iter()
-            .any(|kept| {
-                name.strip_prefix("CARGO_")
-                    .is_some_and(|n| n.starts_with(kept))
-            });
-        if name.starts_with("CARGO_") && !configures_cargo {
-            cargo.env_remove(&*name);
-        }
-    }
-    let built = cargo
+    align_features(dir.path());
+    let built = cargo()
         .args(["build", "--offline", "--quiet", "--bins"])
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(dir.path())
