@@ -63,7 +63,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<Vec<Schedule>> {
 fn schedule(entry: Entry) -> anyhow::Result<Schedule> {
     let timing = match (&entry.every, &entry.cron, &entry.rrule) {
         (Some(every), None, None) => Timing::Every {
-            ms: stevedore_cli::parse_duration(every)
+            ms: stevedore_runtime::parse_duration(every)
                 .map_err(anyhow::Error::msg)?
                 .as_millis() as u64,
         },

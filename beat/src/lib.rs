@@ -33,13 +33,13 @@ pub use config::load_config;
 pub struct BeatArgs {
     /// Redis and namespace.
     #[command(flatten)]
-    pub global: stevedore_cli::GlobalArgs,
+    pub global: stevedore_runtime::GlobalArgs,
     /// Static schedules to keep in Redis (TOML), besides the user-defined ones.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// How long the leader's lease lasts without renewal: a standby takes over about this long
     /// after the leader dies.
-    #[arg(long, default_value = "3s", value_parser = stevedore_cli::parse_period)]
+    #[arg(long, default_value = "3s", value_parser = stevedore_runtime::parse_period)]
     pub lease: Duration,
 }
 
@@ -57,14 +57,14 @@ struct BeatCli {
 /// The `beat` command line: runs until SIGINT/SIGTERM (a second signal exits at once).
 pub fn main() -> ExitCode {
     let cli = BeatCli::parse();
-    let _telemetry = stevedore_cli::init_logging("info", cli.args.global.log_format);
-    stevedore_cli::run_until_signalled(|stop| run(cli.args, stop))
+    let _telemetry = stevedore_runtime::init_logging("info", cli.args.global.log_format);
+    stevedore_runtime::run_until_signalled(|stop| run(cli.args, stop))
 }
 
 /// Runs a beat until `stop`.
 pub async fn run(args: BeatArgs, stop: CancellationToken) -> anyhow::Result<()> {
     let config = ClientConfig::new(&args.global.redis_url, &args.global.namespace);
-    let Some(client) = stevedore_cli::connect_waiting(config, &stop).await? else {
+    let Some(client) = stevedore_runtime::connect_waiting(config, &stop).await? else {
         return Ok(());
     };
     if let Some(path) = &args.config {

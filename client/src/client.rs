@@ -204,19 +204,12 @@ impl Client {
         Ok(self.live_and_lost_nodes().await?.0)
     }
 
-    /// The nodes with a live process, and those whose every process is lost (not yet reaped).
+    /// The nodes with a live process, and those whose every process is lost (reaped within the
+    /// retention, or not yet): the same list as [`crate::admin::Admin::nodes`].
     async fn live_and_lost_nodes(&self) -> Result<(Vec<String>, Vec<String>)> {
-        let nodes = self.nodes(self.broker.config().lost_after).await?;
-        let (mut live, mut lost) = (Vec::new(), Vec::new());
-        for health in &nodes {
-            let node = &health.beat.node;
-            let set = if health.lost { &mut lost } else { &mut live };
-            if !set.contains(node) {
-                set.push(node.clone());
-            }
-        }
-        lost.retain(|node| !live.contains(node));
-        Ok((live, lost))
+        let lost_after = self.broker.config().lost_after;
+        let nodes = crate::admin::nodes_view(&self.broker, lost_after).await?;
+        Ok(crate::admin::split_nodes(&nodes))
     }
 
     /// Cancels tasks: stored durably (queued and delayed ones are skipped when reached), and

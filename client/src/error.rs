@@ -121,6 +121,18 @@ pub enum Error {
         /// The first refusal, one line.
         cause: String,
     },
+    /// An operator named something that does not exist: a queue, node, task, schedule,
+    /// limit, workflow or dead letter (the command line exits non-zero, the dashboard answers
+    /// 404).
+    #[error("no {kind} `{name}`: {hint}")]
+    NotFound {
+        /// What kind of thing (`queue`, `task`, ...).
+        kind: &'static str,
+        /// The name given (escaped).
+        name: String,
+        /// Why there is none, and where to look.
+        hint: String,
+    },
     /// The connection failed while a batch was on its way: its tasks may or may not be queued.
     #[error(
         "{} task(s) may or may not be queued (the connection failed with the batch on its way; \

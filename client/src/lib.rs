@@ -26,6 +26,7 @@
 //! # fn main() {}
 //! ```
 
+pub mod admin;
 pub mod broker;
 mod client;
 mod context;

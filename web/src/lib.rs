@@ -1,7 +1,8 @@
 //! `stevedore-web`: a dashboard of the whole cluster, answered from Redis state alone.
 //!
 //! 1. [`router`] serves the pages (`/`, `/queues/NAME`, `/tasks/ID`, `/nodes`, `/dead`,
-//!    `/schedules`), the cluster gauges for Prometheus (`/metrics`, [`scrape`]), and the actions (POSTs under the same paths) over one [`Client`]; apps
+//!    `/schedules`), the cluster gauges for Prometheus (`/metrics`, [`scrape`]), and the
+//!    actions (POSTs under the same paths) over the operator API (`stevedore::admin`); apps
 //!    embed it, `stevedore web --bind ADDR` serves it.
 //! 2. Pages are server-rendered (maud: checked at compile time, everything from Redis escaped)
 //!    and work without JavaScript: actions are forms that POST then redirect. A few lines of
@@ -56,7 +57,8 @@ impl Default for WebConfig {
 
 /// What every handler shares.
 pub(crate) struct Web {
-    pub client: Client,
+    /// The operator API: the only way the pages read or change anything.
+    pub admin: stevedore::admin::Admin,
     pub config: WebConfig,
 }
 
@@ -65,7 +67,10 @@ pub(crate) type State = axum::extract::State<Arc<Web>>;
 
 /// The dashboard's pages and actions over `client`.
 pub fn router(client: Client, config: WebConfig) -> Router {
-    let web = Arc::new(Web { client, config });
+    let web = Arc::new(Web {
+        admin: client.admin(),
+        config,
+    });
     Router::new()
         .route("/", get(pages::overview::page))
         .route("/queues/{name}", get(pages::queue::page))

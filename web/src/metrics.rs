@@ -7,7 +7,7 @@
 //! | `stevedore_queue_tasks` | `queue`, `state` (waiting, running, delayed, dead) |
 //! | `stevedore_queue_latency_seconds` | `queue`: age of its oldest waiting task (0 when none) |
 //! | `stevedore_queue_paused` | `queue`: 1 when paused |
-//! | `stevedore_nodes` | `state` (live, lost): worker processes by heartbeat |
+//! | `stevedore_nodes` | `state` (live, lost): worker processes, lost ones kept for the workers' `--lost-retention` (as `stevedore nodes` lists them) |
 //! | `stevedore_beat_leader` | 1 while a beat holds the leader lease |
 //! | `stevedore_schedule_runs_total` | `result` (fired, missed, failed): counted by beat in Redis |
 
@@ -15,40 +15,34 @@ use std::fmt::Write as _;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use stevedore::{Client, QueueStats};
+use stevedore::admin::{Admin, NodeCounts, QueueView};
 
 /// `GET /metrics`: the scrape, or 503 with why Redis could not be read.
 pub async fn serve(State(web): crate::State) -> (StatusCode, String) {
-    match scrape(&web.client).await {
+    match scrape(&web.admin).await {
         Ok(text) => (StatusCode::OK, text),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
     }
 }
 
-/// The gauges in the Prometheus text format, read now (the reads run concurrently: their
-/// commands travel pipelined on the shared connection).
-pub async fn scrape(client: &Client) -> stevedore::Result<String> {
-    let broker = client.broker();
-    let (queues, paused, nodes, leader, schedule_runs) = tokio::try_join!(
-        client.queues(),
-        broker.paused_queues(),
-        client.nodes(broker.config().lost_after),
-        broker.beat_leader(),
-        broker.schedule_run_counts(),
-    )?;
+/// The gauges in the Prometheus text format, read now through the operator API (the reads
+/// run concurrently: their commands travel pipelined on the shared connection).
+pub async fn scrape(admin: &Admin) -> stevedore::Result<String> {
+    let overview = admin.overview(1).await?;
     let mut out = String::new();
-    queue_families(&mut out, &queues, &paused, stevedore::now_ms());
-    let lost = nodes.iter().filter(|n| n.lost).count() as f64;
+    queue_families(&mut out, &overview.queues, stevedore::now_ms());
+    let counts = NodeCounts::of(&overview.nodes);
     let by_state = vec![
-        ("{state=\"live\"}".to_owned(), nodes.len() as f64 - lost),
-        ("{state=\"lost\"}".to_owned(), lost),
+        ("{state=\"live\"}".to_owned(), counts.live as f64),
+        ("{state=\"lost\"}".to_owned(), counts.lost as f64),
     ];
-    let help = "Worker processes by heartbeat.";
+    let help = "Worker processes by state (lost ones kept for the workers' --lost-retention).";
     family(&mut out, "gauge", "stevedore_nodes", help, by_state);
-    let leading = vec![(String::new(), f64::from(u8::from(leader.is_some())))];
+    let leader = overview.beat_leader.is_some();
+    let leading = vec![(String::new(), f64::from(u8::from(leader)))];
     let help = "Whether a beat holds the leader lease.";
     family(&mut out, "gauge", "stevedore_beat_leader", help, leading);
-    let results = (schedule_runs.iter())
+    let results = (overview.schedule_runs.iter())
         .map(|(result, n)| (format!("{{result=\"{result}\"}}"), *n as f64))
         .collect();
     let help = "Schedule runs beat fired, skipped as missed, or could not fire.";
@@ -63,18 +57,18 @@ pub async fn scrape(client: &Client) -> stevedore::Result<String> {
 }
 
 /// The per-queue families: tasks by state, latency, paused.
-fn queue_families(out: &mut String, queues: &[QueueStats], paused: &[String], now: u64) {
-    let per_queue = |f: &dyn Fn(&QueueStats) -> Vec<(&'static str, f64)>| {
+fn queue_families(out: &mut String, queues: &[QueueView], now: u64) {
+    let per_queue = |f: &dyn Fn(&QueueView) -> Vec<(&'static str, f64)>| {
         (queues.iter())
             .flat_map(|q| {
-                let name = q.destination.wire_name();
+                let name = q.name();
                 f(q).into_iter()
                     .map(move |(state, v)| (label(&name, state), v))
             })
             .collect::<Vec<_>>()
     };
-    let states = |q: &QueueStats| {
-        let count = |n: u64| n as f64;
+    let states = |q: &QueueView| {
+        let (q, count) = (&q.stats, |n: u64| n as f64);
         vec![
             ("waiting", count(q.waiting)),
             ("running", count(q.running)),
@@ -90,8 +84,8 @@ fn queue_families(out: &mut String, queues: &[QueueStats], paused: &[String], no
         help,
         per_queue(&states),
     );
-    let latency = |q: &QueueStats| {
-        let age = q.oldest_waiting_at.map_or(0, |at| now.saturating_sub(at));
+    let latency = |q: &QueueView| {
+        let age = q.oldest_age_ms(now).unwrap_or(0);
         vec![("", age as f64 / 1000.0)]
     };
     let help = "Age of the oldest waiting task of a queue.";
@@ -102,10 +96,7 @@ fn queue_families(out: &mut String, queues: &[QueueStats], paused: &[String], no
         help,
         per_queue(&latency),
     );
-    let is_paused = |q: &QueueStats| {
-        let paused = paused.contains(&q.destination.wire_name());
-        vec![("", f64::from(u8::from(paused)))]
-    };
+    let is_paused = |q: &QueueView| vec![("", f64::from(u8::from(q.paused)))];
     let help = "Whether a queue is paused.";
     family(
         out,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use stevedore_cli::{parse_duration, parse_period, parse_size, GlobalArgs};
+use stevedore_runtime::{parse_duration, parse_period, parse_size, GlobalArgs};
 
 use crate::pool::PoolKind;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use stevedore::broker::{Broker, Connection};
 use stevedore::control::{Answer, Command, NodeStatus, Reply, Request};
 use stevedore::Destination;
-use stevedore_cli::Backoff;
+use stevedore_runtime::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::cancels::CancelBook;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use stevedore_cli::Backoff;
+use stevedore_runtime::Backoff;
 
 use crate::activity::Activity;
 use crate::cancels::CancelBook;

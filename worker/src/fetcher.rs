@@ -28,7 +28,7 @@ use stevedore::Destination;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use stevedore_cli::Backoff;
+use stevedore_runtime::Backoff;
 
 use crate::activity::Activity;
 use crate::capacity::Capacity;

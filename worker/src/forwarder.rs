@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use stevedore::broker::Broker;
 use stevedore::Destination;
-use stevedore_cli::Backoff;
+use stevedore_runtime::Backoff;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

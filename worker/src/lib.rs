@@ -22,6 +22,7 @@ mod fetcher;
 mod forwarder;
 mod heartbeat;
 mod hooks;
+mod http;
 mod in_flight;
 mod limiter;
 mod observe;
@@ -47,7 +48,7 @@ pub use hooks::{Hooks, NodeInfo, RunInfo};
 pub use pool::PoolKind;
 use std::future::Future;
 use std::sync::Arc;
-pub use stevedore_cli::{parse_duration, ControlArgs, GlobalArgs};
+pub use stevedore_runtime::{parse_duration, ControlArgs, GlobalArgs};
 pub use task_table::TaskTable;
 
 /// The `worker` command line.
@@ -157,22 +158,22 @@ impl Worker {
     pub fn main(self) -> ExitCode {
         if let Ok(socket) = std::env::var(pool::CHILD_SOCKET_ENV) {
             let _telemetry =
-                stevedore_cli::init_logging("info", stevedore_cli::LogFormat::from_env());
+                stevedore_runtime::init_logging("info", stevedore_runtime::LogFormat::from_env());
             return pool::child_main(socket);
         }
         let cli = WorkerCli::parse();
         let format = cli.args.global.log_format;
         if cli.control.requested() {
-            let _telemetry = stevedore_cli::init_logging("warn", format);
+            let _telemetry = stevedore_runtime::init_logging("warn", format);
             let WorkerArgs { global, node, .. } = cli.args;
-            return stevedore_cli::admin::control_from_worker(&global, node, cli.control);
+            return stevedore_runtime::control::control_from_worker(&global, node, cli.control);
         }
-        if format == stevedore_cli::LogFormat::Json {
+        if format == stevedore_runtime::LogFormat::Json {
             // Process-pool children log as their parent does (one threadless moment: no
             // thread has started yet).
             std::env::set_var("STEVEDORE_LOG_FORMAT", "json");
         }
-        let _telemetry = stevedore_cli::init_logging("info", format);
-        stevedore_cli::run_until_signalled(|stop| self.run(cli.args, stop))
+        let _telemetry = stevedore_runtime::init_logging("info", format);
+        stevedore_runtime::run_until_signalled(|stop| self.run(cli.args, stop))
     }
 }

@@ -28,10 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use stevedore::{Destination, RunRecord, TaskState};
@@ -103,12 +99,8 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("--http {addr}: cannot listen ({e})"))?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     let upkeep = metrics.clone();
-    let state = Arc::new(Served { metrics, readiness });
-    let router = Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(state);
+    let served = Served { metrics, readiness };
+    let route: Arc<crate::http::Route> = Arc::new(move |path: &str| served.route(path));
     Ok(tokio::spawn(async move {
         let upkeep = tokio::spawn(async move {
             loop {
@@ -116,13 +108,8 @@ pub async fn serve(
                 upkeep.run_upkeep();
             }
         });
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
+        crate::http::serve(listener, route, stop).await;
         upkeep.abort();
-        if let Err(error) = served {
-            tracing::error!(%error, "the metrics endpoint stopped");
-        }
     }))
 }
 
@@ -166,14 +153,18 @@ fn describe() {
     );
 }
 
-async fn render(State(served): State<Arc<Served>>) -> String {
-    served.metrics.render()
-}
-
-async fn ready(State(served): State<Arc<Served>>) -> (StatusCode, String) {
-    match served.readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason + "\n"),
+impl Served {
+    /// The answer of `path`: the metrics, liveness, readiness.
+    fn route(&self, path: &str) -> Option<crate::http::Reply> {
+        match path {
+            "/metrics" => Some((200, "OK", self.metrics.render())),
+            "/healthz" => Some((200, "OK", "ok\n".into())),
+            "/readyz" => Some(match self.readiness.check() {
+                Ok(()) => (200, "OK", "ready\n".into()),
+                Err(reason) => (503, "Service Unavailable", reason + "\n"),
+            }),
+            _ => None,
+        }
     }
 }
 

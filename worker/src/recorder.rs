@@ -20,7 +20,7 @@ use stevedore::{RecordField, RunRecord};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use stevedore_cli::Backoff;
+use stevedore_runtime::Backoff;
 
 use crate::in_flight::InFlight;
 

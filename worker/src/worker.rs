@@ -39,7 +39,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
     let commands =
         CommandPolicy::new(&args.allow_commands, &args.command_env).map_err(anyhow::Error::msg)?;
     crate::builtin::command::install(commands);
-    let node = stevedore_cli::node_name(args.node.as_deref())?;
+    let node = stevedore_runtime::node_name(args.node.as_deref())?;
     let specs = args
         .queues
         .iter()
@@ -55,7 +55,7 @@ pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> any
         Some(addr) => Some(crate::observe::serve(addr, readiness.clone(), stop.clone()).await?),
         None => None,
     };
-    let Some(client) = stevedore_cli::connect_waiting(config, &stop).await? else {
+    let Some(client) = stevedore_runtime::connect_waiting(config, &stop).await? else {
         return Ok(());
     };
     warn_if_evicting(&client).await;
@@ -268,7 +268,7 @@ async fn holds_pending(
 /// a replica, a read-only moment) with one log line per state change; false when stopped first.
 async fn first_beat(client: &Client, template: &NodeBeat, stop: &CancellationToken) -> bool {
     let mut backoff =
-        stevedore_cli::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        stevedore_runtime::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut waiting = false;
     loop {
         match client.broker().beat(template).await {

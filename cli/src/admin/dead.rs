@@ -3,10 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use stevedore::broker::DeadLetter;
-use stevedore::{Client, Destination, Message};
-
-use super::format::timestamp;
+use stevedore::admin::format::timestamp;
+use stevedore::admin::{Admin, DeadLetter, RequeueReport};
+use stevedore::{Destination, Error, Message};
 
 /// Dead-letter commands.
 #[derive(Debug, Subcommand)]
@@ -97,15 +96,15 @@ pub struct DeleteArgs {
 }
 
 /// Runs a dead-letter command.
-pub async fn run(client: &Client, command: DeadCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(admin: &Admin, command: DeadCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DeadCommand::List(args) => list(client, args).await,
-        DeadCommand::Show(args) => show(client, args).await,
-        DeadCommand::Requeue(args) => requeue(client, args).await,
-        DeadCommand::Delete(args) => delete(client, args).await,
+        DeadCommand::List(args) => list(admin, args).await,
+        DeadCommand::Show(args) => show(admin, args).await,
+        DeadCommand::Requeue(args) => requeue(admin, args).await,
+        DeadCommand::Delete(args) => delete(admin, args).await,
         DeadCommand::Purge(args) => {
             let queue = Destination::from_wire_name(&args.queue.queue)?;
-            let purged = client.broker().purge_dead(&queue).await?;
+            let purged = admin.purge_dead(&queue).await?;
             match args.json {
                 true => say!(
                     "{}",
@@ -118,9 +117,9 @@ pub async fn run(client: &Client, command: DeadCommand) -> anyhow::Result<ExitCo
     }
 }
 
-async fn list(client: &Client, args: ListArgs) -> anyhow::Result<ExitCode> {
+async fn list(admin: &Admin, args: ListArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let letters = client.broker().dead_letters(&queue, args.limit).await?;
+    let letters = admin.dead_letters(&queue, None, args.limit).await?;
     if args.json {
         let rows: Vec<serde_json::Value> = letters.iter().map(letter_json).collect();
         say!("{}", serde_json::Value::Array(rows));
@@ -142,123 +141,58 @@ async fn list(client: &Client, args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(client: &Client, args: EntryArgs) -> anyhow::Result<ExitCode> {
+async fn show(admin: &Admin, args: EntryArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let Some(letter) = client
-        .broker()
-        .find_dead_letter(&queue, &args.entry)
-        .await?
-    else {
-        anyhow::bail!("no dead letter {} in queue {queue}", args.entry);
-    };
-    let json = letter_json(&letter);
-    if args.json {
-        say!("{json}");
-    } else {
-        say!("{}", serde_json::to_string_pretty(&json)?);
+    let json = letter_json(&admin.dead_letter(&queue, &args.entry).await?);
+    match args.json {
+        true => say!("{json}"),
+        false => say!("{}", serde_json::to_string_pretty(&json)?),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Dead letters read per round trip by `requeue --all`.
-const PAGE: usize = 100;
-
-/// What `requeue` did, letter by letter.
-#[derive(Default)]
-struct Requeued {
-    json: bool,
-    requeued: Vec<String>,
-    failed: Vec<(String, String)>,
-}
-
-impl Requeued {
-    fn report(self, queue: &Destination) -> anyhow::Result<ExitCode> {
-        if self.json {
-            let failed: Vec<_> = (self.failed.iter())
-                .map(|(entry, error)| serde_json::json!({"entry": entry, "error": error}))
-                .collect();
-            let body = serde_json::json!({"queue": queue.wire_name(),
-                "requeued": self.requeued, "failed": failed});
-            say!("{body}");
-        }
-        Ok(exit_code(self.failed.len()))
-    }
-}
-
-async fn requeue(client: &Client, args: RequeueArgs) -> anyhow::Result<ExitCode> {
+/// `dead requeue`: the named letters, or with `--all` every letter there now (one that dies
+/// again meanwhile is left); each that cannot be is said on stderr, and the exit code says so.
+async fn requeue(admin: &Admin, args: RequeueArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let mut done = Requeued {
-        json: args.json,
-        ..Requeued::default()
+    let report: RequeueReport = match args.all {
+        true => admin.requeue_all_dead(&queue).await?,
+        false => admin.requeue_dead_entries(&queue, &args.entries).await?,
     };
-    if !args.all {
-        for entry in &args.entries {
-            requeue_one(client, &queue, entry, &mut done).await?;
-        }
-        return done.report(&queue);
+    for (_, why) in &report.failed {
+        eprintln!("{why}");
     }
-    // Only the letters there now: a requeued task that dies again is not requeued again.
-    let Some(newest) = client.broker().newest_dead_letter(&queue).await? else {
-        return done.report(&queue);
-    };
-    let mut after: Option<String> = None;
-    'pages: loop {
-        let page = (client.broker())
-            .dead_letters_after(&queue, after.as_deref(), PAGE)
-            .await?;
-        for letter in &page {
-            if stream_id(&letter.entry_id) > stream_id(&newest) {
-                break 'pages;
-            }
-            requeue_one(client, &queue, &letter.entry_id, &mut done).await?;
-        }
-        match page.last() {
-            Some(last) => after = Some(last.entry_id.clone()),
-            None => break,
+    if args.json {
+        let failed: Vec<_> = (report.failed.iter())
+            .map(|(entry, error)| serde_json::json!({"entry": entry, "error": error}))
+            .collect();
+        let body = serde_json::json!({"queue": queue.wire_name(),
+            "requeued": report.requeued, "failed": failed});
+        say!("{body}");
+    } else {
+        for entry in &report.requeued {
+            say!("requeued {entry}");
         }
     }
-    done.report(&queue)
+    Ok(exit_code(report.failed.len()))
 }
 
-/// Requeues one dead letter; one that is gone or whose bytes do not open is said on stderr
-/// and counted as failed.
-async fn requeue_one(
-    client: &Client,
-    queue: &Destination,
-    entry: &str,
-    done: &mut Requeued,
-) -> anyhow::Result<()> {
-    let failure = match client.broker().requeue_dead(queue, entry).await {
-        Ok(true) => {
-            if !done.json {
-                say!("requeued {entry}");
-            }
-            done.requeued.push(entry.to_owned());
-            return Ok(());
-        }
-        Ok(false) => format!("no dead letter {entry} in queue {queue}"),
-        Err(error @ (stevedore::Error::Decode { .. } | stevedore::Error::Signature(_))) => {
-            format!("cannot requeue {entry}: {error}; it stays (see `dead show`, `dead delete`)")
-        }
-        Err(error) => return Err(error.into()),
-    };
-    eprintln!("{failure}");
-    done.failed.push((entry.to_owned(), failure));
-    Ok(())
-}
-
-async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<ExitCode> {
+async fn delete(admin: &Admin, args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
     let (mut deleted, mut missing) = (Vec::new(), Vec::new());
     for entry in &args.entries {
-        if client.broker().delete_dead(&queue, entry).await? {
-            if !args.json {
-                say!("deleted {entry}");
+        match admin.delete_dead(&queue, entry).await {
+            Ok(()) => {
+                if !args.json {
+                    say!("deleted {entry}");
+                }
+                deleted.push(entry);
             }
-            deleted.push(entry);
-        } else {
-            eprintln!("no dead letter {entry} in queue {queue}");
-            missing.push(entry);
+            Err(error @ Error::NotFound { .. }) => {
+                eprintln!("{error}");
+                missing.push(entry);
+            }
+            Err(error) => return Err(error.into()),
         }
     }
     if args.json {
@@ -267,12 +201,6 @@ async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<ExitCode> {
         say!("{body}");
     }
     Ok(exit_code(missing.len()))
-}
-
-/// A stream entry id (`MS-SEQ`) as comparable numbers.
-fn stream_id(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 fn exit_code(failures: usize) -> ExitCode {

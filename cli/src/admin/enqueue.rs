@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use stevedore::admin::Admin;
 use stevedore::{Client, PublishOptions};
 
-use super::format::{parse_args, parse_kwargs, parse_time};
+use super::format::{parse_args, parse_kwargs};
 use super::waiting;
-use crate::{parse_duration, parse_period, CallArgs};
+use stevedore::admin::format::parse_time;
+use stevedore_runtime::{parse_duration, parse_period, CallArgs};
 
 /// Messages published per pipelined round trip.
 const PUBLISH_BATCH: usize = 1000;
@@ -92,10 +94,11 @@ fn parse_expiry(text: &str) -> Result<Expiry, String> {
     }
 }
 
-pub async fn run(client: &Client, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(admin: &Admin, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let call = &args.call;
     let (positional, kwargs) = (parse_args(&call.args)?, parse_kwargs(&call.kwargs)?);
-    let options = options(client, &args).await?;
+    let options = options(admin, &args).await?;
+    let client = admin.client();
     // A broadcast's --wait waits for the nodes live when it is published.
     let members = match (args.wait, args.call.target.broadcast) {
         (true, true) => Some(client.live_nodes().await?),
@@ -187,13 +190,15 @@ fn not_published(
 }
 
 /// The publish options the arguments ask for; `--node auto` is resolved to a live node here.
-async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishOptions> {
+async fn options(admin: &Admin, args: &EnqueueArgs) -> anyhow::Result<PublishOptions> {
     let mut target = args.call.target.clone();
     if target.node.as_deref() == Some("auto") {
-        target.node = Some(auto_node(client, &args.placement).await?);
+        target.node = Some(auto_node(admin, &args.placement).await?);
     }
     if let Some(node) = target.node.as_deref() {
-        warn_if_never_seen(client, node).await?;
+        if !admin.node_seen(node).await? {
+            eprintln!("warning: node {node} has never been seen (no heartbeat); the task waits until a node of that name starts");
+        }
     }
     let mut options = PublishOptions::new().notify(args.wait);
     if let Some(destination) = target.destination()? {
@@ -237,19 +242,19 @@ async fn options(client: &Client, args: &EnqueueArgs) -> anyhow::Result<PublishO
         Some(Expiry::At(at)) => options.expires_at(at),
         None => options,
     };
-    args.placement.apply(client, options).await
+    args.placement.apply(admin, options).await
 }
 
 /// `--node auto`: the live node with the most free units where the run fits now (all of a
 /// node's units when it is exclusive); refused when it fits on no live node at all.
 async fn auto_node(
-    client: &Client,
+    admin: &Admin,
     placement: &super::limit::PlacementArgs,
 ) -> anyhow::Result<String> {
-    let nodes = client.nodes(client.broker().config().lost_after).await?;
+    let nodes = admin.nodes().await?;
     let live: Vec<_> = nodes
         .iter()
-        .filter(|n| !n.lost && n.beat.consuming)
+        .filter(|n| !n.is_lost() && n.beat.consuming)
         .collect();
     let units = |capacity: usize| match placement.exclusive {
         true => capacity,
@@ -263,8 +268,8 @@ async fn auto_node(
         );
     }
     live.iter()
-        .filter(|n| n.free() >= units(n.beat.max_workers))
-        .max_by_key(|n| (n.free(), std::cmp::Reverse(n.beat.node.clone())))
+        .filter(|n| n.free >= units(n.beat.max_workers))
+        .max_by_key(|n| (n.free, std::cmp::Reverse(n.beat.node.clone())))
         .map(|n| n.beat.node.clone())
         .ok_or_else(|| match placement.impact {
             Some(units) if !live.is_empty() => {
@@ -272,17 +277,4 @@ async fn auto_node(
             }
             _ => anyhow::anyhow!("--node auto: no live node has free capacity"),
         })
-}
-
-/// Warns on stderr when no process of `node` beats or was seen within the lost retention: a
-/// task for it waits until a node of that name starts (a typo waits for ever).
-async fn warn_if_never_seen(client: &Client, node: &str) -> anyhow::Result<()> {
-    let broker = client.broker();
-    let beating =
-        (broker.nodes(broker.config().lost_after).await?.iter()).any(|n| n.beat.node == node);
-    let gone = (broker.gone_processes().await?.iter()).any(|g| g.beat.node == node);
-    if !beating && !gone {
-        eprintln!("warning: node {node} has never been seen (no heartbeat); the task waits until a node of that name starts");
-    }
-    Ok(())
 }

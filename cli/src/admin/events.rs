@@ -11,11 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use stevedore::broker::TaskEvent;
-use stevedore::Client;
-
-use super::format::timestamp;
-use crate::Backoff;
+use stevedore::admin::format::timestamp;
+use stevedore::admin::{Admin, TaskEvent};
+use stevedore_runtime::Backoff;
 
 /// How long one read waits for new events before looking at the signals again.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -41,11 +39,10 @@ pub struct EventsArgs {
 }
 
 /// Prints the recent events, and with `--follow` the new ones until a signal.
-pub async fn run(client: &Client, args: EventsArgs) -> anyhow::Result<ExitCode> {
-    let broker = client.broker();
-    let recent = broker.recent_events(args.last.max(1)).await?;
+pub async fn run(admin: &Admin, args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let recent = admin.recent_events(args.last.max(1)).await?;
     // Resume after the newest entry, printed or not (an empty stream: from its start).
-    let mut after = (recent.last()).map_or_else(|| "0-0".to_owned(), |e| e.entry_id.clone());
+    let after = (recent.last()).map_or_else(|| "0-0".to_owned(), |e| e.entry_id.clone());
     let skip = recent.len().saturating_sub(args.last);
     print(&args, &recent[skip..])?;
     if !args.follow {
@@ -53,31 +50,20 @@ pub async fn run(client: &Client, args: EventsArgs) -> anyhow::Result<ExitCode> 
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut conn = None;
+    let mut follower = admin.follow_events(after);
     loop {
-        let read = async {
-            let conn = match &mut conn {
-                Some(conn) => conn,
-                None => conn.insert(broker.dedicated_connection(BLOCK, "events").await?),
-            };
-            broker.events_after(conn, &after, BLOCK).await
-        };
         let events = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             _ = terminate.recv() => return Ok(ExitCode::SUCCESS),
-            events = read => events,
+            events = follower.next(BLOCK) => events,
         };
         match events {
             Ok(events) => {
                 backoff.reset();
-                if let Some(last) = events.last() {
-                    after.clone_from(&last.entry_id);
-                }
                 print(&args, &events)?;
             }
             Err(error) => {
                 eprintln!("warning: reading events: {error}; reconnecting");
-                conn = None;
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }

@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use stevedore::broker::LimitInfo;
+use stevedore::admin::{Admin, LimitInfo};
 use stevedore::limits::{LimitSpec, Rate};
-use stevedore::{Client, PublishOptions};
+use stevedore::PublishOptions;
 
 /// `stevedore limit ...`.
 #[derive(Debug, Subcommand)]
@@ -34,6 +34,9 @@ pub struct SetArgs {
     /// Runs allowed at once across the cluster.
     #[arg(long)]
     concurrency: Option<u32>,
+    /// Print JSON: the limit as `limit list --json` prints it.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `--json`.
@@ -55,8 +58,7 @@ pub struct NameArgs {
 }
 
 /// Runs a `limit` command.
-pub async fn run(client: &Client, command: LimitCommand) -> anyhow::Result<ExitCode> {
-    let broker = client.broker();
+pub async fn run(admin: &Admin, command: LimitCommand) -> anyhow::Result<ExitCode> {
     match command {
         LimitCommand::Set(args) => {
             let rate = args.rate.as_deref().map(Rate::parse).transpose()?;
@@ -64,11 +66,14 @@ pub async fn run(client: &Client, command: LimitCommand) -> anyhow::Result<ExitC
                 rate: rate.map(|r| r.with_burst(args.burst.unwrap_or(1))),
                 concurrency: args.concurrency,
             };
-            broker.set_limit(&args.name, &spec).await?;
-            say!("limit {}: {spec}", args.name);
+            admin.set_limit(&args.name, &spec).await?;
+            match args.json {
+                true => say!("{}", info_json(&admin.limit(&args.name).await?)),
+                false => say!("limit {}: {spec}", args.name),
+            }
         }
         LimitCommand::List(args) => {
-            let limits = broker.limits().await?;
+            let limits = admin.limits().await?;
             if args.json {
                 let rows: Vec<_> = limits.iter().map(info_json).collect();
                 say!("{}", serde_json::Value::Array(rows));
@@ -90,10 +95,7 @@ pub async fn run(client: &Client, command: LimitCommand) -> anyhow::Result<ExitC
             }
         }
         LimitCommand::Show(args) => {
-            let info = broker
-                .limit(&args.name)
-                .await?
-                .ok_or_else(|| not_defined(&args.name))?;
+            let info = admin.limit(&args.name).await?;
             if args.json {
                 say!("{}", info_json(&info));
             } else {
@@ -106,11 +108,7 @@ pub async fn run(client: &Client, command: LimitCommand) -> anyhow::Result<ExitC
             }
         }
         LimitCommand::Remove(args) => {
-            anyhow::ensure!(
-                broker.remove_limit(&args.name).await?,
-                "{}",
-                not_defined(&args.name)
-            );
+            admin.remove_limit(&args.name).await?;
             if args.json {
                 say!("{}", serde_json::json!({"removed": args.name}));
             } else {
@@ -122,10 +120,6 @@ pub async fn run(client: &Client, command: LimitCommand) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn not_defined(name: &str) -> anyhow::Error {
-    anyhow::anyhow!("no limit named {name} (`stevedore limit list` shows the defined ones)")
 }
 
 fn row(info: &LimitInfo) -> String {
@@ -173,7 +167,7 @@ impl PlacementArgs {
     /// Adds the options to `options`; refuses a limit that is not defined.
     pub async fn apply(
         &self,
-        client: &Client,
+        admin: &Admin,
         mut options: PublishOptions,
     ) -> anyhow::Result<PublishOptions> {
         if let Some(units) = self.impact {
@@ -183,9 +177,7 @@ impl PlacementArgs {
             options = options.exclusive(true);
         }
         if let Some(name) = &self.limit {
-            if client.broker().limit(name).await?.is_none() {
-                return Err(not_defined(name));
-            }
+            admin.limit(name).await?;
             options = options.limit(name);
         }
         Ok(options)

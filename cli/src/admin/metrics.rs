@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
-use stevedore::Client;
+use stevedore::admin::Admin;
 
 /// `stevedore metrics`.
 #[derive(Debug, Args)]
@@ -22,14 +22,14 @@ pub struct MetricsArgs {
 }
 
 /// Serves /metrics until SIGINT or SIGTERM.
-pub async fn run(client: &Client, args: MetricsArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(admin: &Admin, args: MetricsArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("--bind {}: cannot listen ({e})", args.bind))?;
     eprintln!("serving cluster metrics on http://{}/metrics", args.bind);
     let router = Router::new()
         .route("/metrics", get(serve))
-        .with_state(client.clone());
+        .with_state(admin.clone());
     axum::serve(listener, router)
         .with_graceful_shutdown(signalled()?)
         .await?;
@@ -47,8 +47,8 @@ pub fn signalled() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-async fn serve(State(client): State<Client>) -> (StatusCode, String) {
-    match stevedore_web::scrape(&client).await {
+async fn serve(State(admin): State<Admin>) -> (StatusCode, String) {
+    match stevedore_web::scrape(&admin).await {
         Ok(text) => (StatusCode::OK, text),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
     }

@@ -1,10 +1,11 @@
-//! The `stevedore` admin command line: a thin layer over the client API.
+//! The `stevedore` admin command line: views over the operator API ([`Admin`]), which the
+//! dashboard reads through too. An unknown name is one line on stderr and a non-zero exit.
 //!
 //! Commands: `enqueue`, `task`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
 //! pause|resume`, `schedule add|list|show|remove|pause|resume`, `limit set|list|show|remove`,
 //! `nodes`, `dead list|show|requeue|purge`, `metrics`, `events`, `web`, `workflow
-//! submit|show|cancel`; `control_from_worker` serves `worker --status|--running|--reload|
-//! --cancel`. Output for people is aligned and short; `--json` output is for programs.
+//! submit|show|cancel`. Output for people is aligned and short; `--json` (on every command
+//! that prints) is for programs, its shapes written in docs/protocol.md.
 
 /// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
 macro_rules! say {
@@ -34,9 +35,8 @@ mod workflow;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stevedore::Client;
-
-use crate::GlobalArgs;
+use stevedore::admin::Admin;
+use stevedore_runtime::GlobalArgs;
 
 /// The `stevedore` command line.
 #[derive(Debug, Parser)]
@@ -50,7 +50,7 @@ struct AdminCli {
     global: GlobalArgs,
     /// A worker process whose heartbeat is older than this is lost (set it to the workers'
     /// --lost-after): `nodes` marks it, and `--all` does not wait for it.
-    #[arg(long, env = "STEVEDORE_LOST_AFTER", default_value = "15s", value_parser = crate::parse_period, global = true)]
+    #[arg(long, env = "STEVEDORE_LOST_AFTER", default_value = "15s", value_parser = stevedore_runtime::parse_period, global = true)]
     lost_after: std::time::Duration,
     #[command(subcommand)]
     command: Command,
@@ -102,45 +102,39 @@ enum Command {
     Workflow(workflow::WorkflowCommand),
 }
 
-pub use control::control_from_worker;
-
 /// Runs the admin command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = AdminCli::parse();
-    let _telemetry = crate::init_logging("warn", cli.global.log_format);
-    run_with_client(&cli.global, cli.lost_after, |client| async move {
+    let _telemetry = stevedore_runtime::init_logging("warn", cli.global.log_format);
+    run_with_admin(&cli.global, cli.lost_after, |admin| async move {
         use stevedore::control::Command as Ask;
         match cli.command {
-            Command::Enqueue(args) => enqueue::run(&client, *args).await,
-            Command::Task(args) => task::run(&client, args).await,
-            Command::Queues(args) => queues::run(&client, args).await,
-            Command::Status(ask) => control::ask(&client, Ask::Status, ask).await,
-            Command::Running(ask) => control::ask(&client, Ask::Running, ask).await,
-            Command::Reload(ask) => control::ask(&client, Ask::Reload, ask).await,
-            Command::Registered(ask) => control::ask(&client, Ask::Registered, ask).await,
-            Command::Cancel(args) => control::cancel(&client, args).await,
-            Command::Queue(command) => control::queue(&client, command).await,
-            Command::Dead(command) => dead::run(&client, command).await,
-            Command::Nodes(args) => nodes::run(&client, args).await,
-            Command::Schedule(command) => schedule::run(&client, command).await,
-            Command::Limit(command) => limit::run(&client, command).await,
-            Command::Metrics(args) => metrics::run(&client, args).await,
-            Command::Events(args) => events::run(&client, args).await,
-            Command::Web(args) => web::run(&client, args).await,
-            Command::Workflow(command) => workflow::run(&client, command).await,
+            Command::Enqueue(args) => enqueue::run(&admin, *args).await,
+            Command::Task(args) => task::run(&admin, args).await,
+            Command::Queues(args) => queues::run(&admin, args).await,
+            Command::Status(ask) => control::ask(&admin, Ask::Status, ask).await,
+            Command::Running(ask) => control::ask(&admin, Ask::Running, ask).await,
+            Command::Reload(ask) => control::ask(&admin, Ask::Reload, ask).await,
+            Command::Registered(ask) => control::ask(&admin, Ask::Registered, ask).await,
+            Command::Cancel(args) => control::cancel(&admin, args).await,
+            Command::Queue(command) => control::queue(&admin, command).await,
+            Command::Dead(command) => dead::run(&admin, command).await,
+            Command::Nodes(args) => nodes::run(&admin, args).await,
+            Command::Schedule(command) => schedule::run(&admin, command).await,
+            Command::Limit(command) => limit::run(&admin, command).await,
+            Command::Metrics(args) => metrics::run(&admin, args).await,
+            Command::Events(args) => events::run(&admin, args).await,
+            Command::Web(args) => web::run(&admin, args).await,
+            Command::Workflow(command) => workflow::run(&admin, command).await,
         }
     })
 }
 
 /// Connects, runs `body` on a small runtime, and turns its outcome into an exit code with
 /// errors printed on one line.
-fn run_with_client<F, Fut>(
-    global: &GlobalArgs,
-    lost_after: std::time::Duration,
-    body: F,
-) -> ExitCode
+fn run_with_admin<F, Fut>(global: &GlobalArgs, lost_after: std::time::Duration, body: F) -> ExitCode
 where
-    F: FnOnce(Client) -> Fut,
+    F: FnOnce(Admin) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -156,8 +150,8 @@ where
     let outcome = runtime.block_on(async {
         let mut config = stevedore::ClientConfig::new(&global.redis_url, &global.namespace);
         config.lost_after = lost_after;
-        let client = Client::with_config(config).await?;
-        body(client).await
+        let admin = stevedore::Client::with_config(config).await?.admin();
+        body(admin).await
     });
     match outcome {
         Ok(code) => code,

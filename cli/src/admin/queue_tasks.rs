@@ -9,10 +9,11 @@
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use stevedore::broker::Listed;
-use stevedore::{Client, Destination, Message};
+use stevedore::admin::format::timestamp;
+use stevedore::admin::Admin;
+use stevedore::admin::Listed;
 
-use super::format::{timestamp, value_to_json};
+use super::format::value_to_json;
 
 /// Which tasks `queue show` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,20 +60,9 @@ pub struct PurgeArgs {
     json: bool,
 }
 
-/// A shared or node queue named on the command line; broadcasts are read per node.
-fn queue_of(name: &str) -> anyhow::Result<Destination> {
-    match Destination::from_wire_name(name)? {
-        Destination::Broadcast => anyhow::bail!(
-            "broadcasts are read per node: see `stevedore running --all` and `dead list --queue broadcast`"
-        ),
-        queue => Ok(queue),
-    }
-}
-
 /// `queue show`.
-pub async fn show(client: &Client, args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let queue = queue_of(&args.queue)?;
-    let broker = client.broker();
+pub async fn show(admin: &Admin, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let queue = admin.listable_queue(&args.queue).await?;
     let states = match args.state {
         Some(state) => vec![state],
         None => vec![State::Running, State::Waiting, State::Delayed, State::Dead],
@@ -81,10 +71,12 @@ pub async fn show(client: &Client, args: ShowArgs) -> anyhow::Result<ExitCode> {
     for state in states {
         let no_reason = |listed: Vec<Listed>| listed.into_iter().map(|l| (l, None)).collect();
         let listed: Vec<(Listed, Option<String>)> = match state {
-            State::Waiting => no_reason(broker.list_waiting(&queue, args.limit).await?),
-            State::Running => no_reason(broker.list_running(&queue, args.limit).await?),
-            State::Delayed => no_reason(broker.list_delayed(&queue, args.limit).await?),
-            State::Dead => dead(client, &queue, args.limit).await?,
+            State::Waiting => no_reason(admin.waiting(&queue, None, args.limit).await?),
+            State::Running => no_reason(admin.running(&queue, args.limit).await?),
+            State::Delayed => no_reason(admin.delayed(&queue, 0, args.limit).await?),
+            State::Dead => (admin.dead_tasks(&queue, args.limit).await?.into_iter())
+                .map(|(listed, reason)| (listed, Some(reason)))
+                .collect(),
         };
         rows.extend(
             listed
@@ -131,29 +123,6 @@ pub async fn show(client: &Client, args: ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The dead letters of `queue`, as listed tasks with their reasons.
-async fn dead(
-    client: &Client,
-    queue: &Destination,
-    limit: usize,
-) -> anyhow::Result<Vec<(Listed, Option<String>)>> {
-    let letters = client.broker().dead_letters(queue, limit).await?;
-    Ok((letters.into_iter())
-        .map(|letter| {
-            let message = stevedore::signing::unwrap_unchecked(&letter.raw)
-                .ok()
-                .and_then(|bytes| Message::decode(&bytes).ok());
-            let listed = Listed {
-                entry_id: letter.entry_id,
-                message,
-                due_ms: None,
-                consumer: None,
-            };
-            (listed, Some(letter.reason))
-        })
-        .collect())
-}
-
 fn row(
     state: State,
     listed: &Listed,
@@ -177,13 +146,13 @@ fn row(
 }
 
 /// `queue purge`.
-pub async fn purge(client: &Client, args: PurgeArgs) -> anyhow::Result<ExitCode> {
-    let queue = queue_of(&args.queue)?;
-    let (waiting, delayed) = client.broker().purge_waiting(&queue, args.delayed).await?;
+pub async fn purge(admin: &Admin, args: PurgeArgs) -> anyhow::Result<ExitCode> {
+    let (waiting, delayed) = admin.purge_queue(&args.queue, args.delayed).await?;
+    let queue = &args.queue;
     if args.json {
         say!(
             "{}",
-            serde_json::json!({"queue": queue.wire_name(), "waiting": waiting, "delayed": delayed})
+            serde_json::json!({"queue": queue, "waiting": waiting, "delayed": delayed})
         );
     } else if args.delayed {
         say!("purged {waiting} waiting and {delayed} delayed task(s) of {queue}");

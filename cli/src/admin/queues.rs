@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use stevedore::{Client, QueueStats};
+use stevedore::admin::format::short_age;
+use stevedore::admin::{Admin, QueueView};
 
 #[derive(Debug, Args)]
 pub struct QueuesArgs {
@@ -16,35 +17,15 @@ pub struct QueuesArgs {
     json: bool,
 }
 
-pub async fn run(client: &Client, args: QueuesArgs) -> anyhow::Result<ExitCode> {
-    let queues = client.queues().await?;
-    let paused = client.broker().paused_queues().await?;
-    let is_paused = |q: &QueueStats| paused.contains(&q.destination.wire_name());
+pub async fn run(admin: &Admin, args: QueuesArgs) -> anyhow::Result<ExitCode> {
+    let queues = admin.queues().await?;
     let now = stevedore::now_ms();
-    let age = |q: &QueueStats| q.oldest_waiting_at.map(|at| now.saturating_sub(at));
     if args.json {
-        let rows: Vec<_> = queues
-            .iter()
-            .map(|q| {
-                serde_json::json!({
-                    "queue": q.destination.wire_name(),
-                    "waiting": q.waiting,
-                    "running": q.running,
-                    "delayed": q.delayed,
-                    "dead": q.dead,
-                    "paused": is_paused(q),
-                    "consumers": q.consumers,
-                    "length": q.length,
-                    "oldest_waiting_at": q.oldest_waiting_at,
-                    "oldest_waiting_age_ms": age(q),
-                })
-            })
-            .collect();
+        let rows: Vec<_> = queues.iter().map(|q| queue_json(q, now)).collect();
         say!("{}", serde_json::Value::Array(rows));
         return Ok(ExitCode::SUCCESS);
     }
-    let width = (queues.iter())
-        .map(|q| q.destination.wire_name().len())
+    let width = (queues.iter().map(|q| q.name().len()))
         .max()
         .unwrap_or(0)
         .max("QUEUE".len());
@@ -60,28 +41,29 @@ pub async fn run(client: &Client, args: QueuesArgs) -> anyhow::Result<ExitCode> 
         "OLDEST"
     );
     for q in &queues {
+        let s = &q.stats;
         say!(
             "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>6}  {:>9}  {:>10}",
-            q.destination.wire_name(),
-            q.waiting,
-            q.running,
-            q.delayed,
-            q.dead,
-            if is_paused(q) { "yes" } else { "no" },
-            q.consumers,
-            age(q).map_or_else(|| "-".to_owned(), short_age)
+            q.name(),
+            s.waiting,
+            s.running,
+            s.delayed,
+            s.dead,
+            if q.paused { "yes" } else { "no" },
+            s.consumers,
+            q.oldest_age_ms(now)
+                .map_or_else(|| "-".to_owned(), short_age)
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `850ms`, `12s`, `5m`, `3h`, `2d`: how long, at a glance.
-fn short_age(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{}s", ms / 1_000),
-        60_000..3_600_000 => format!("{}m", ms / 60_000),
-        3_600_000..86_400_000 => format!("{}h", ms / 3_600_000),
-        _ => format!("{}d", ms / 86_400_000),
-    }
+/// One documented row of `queues --json`.
+fn queue_json(q: &QueueView, now: u64) -> serde_json::Value {
+    let s = &q.stats;
+    serde_json::json!({
+        "queue": q.name(), "waiting": s.waiting, "running": s.running, "delayed": s.delayed,
+        "dead": s.dead, "paused": q.paused, "consumers": s.consumers, "length": s.length,
+        "oldest_waiting_at": s.oldest_waiting_at, "oldest_waiting_age_ms": q.oldest_age_ms(now),
+    })
 }

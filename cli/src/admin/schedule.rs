@@ -5,14 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use stevedore::admin::Admin;
 use stevedore::schedule::{Missed, Schedule, Timing};
-use stevedore::Client;
 
 use anyhow::Context as _;
 
-use super::format::{parse_args, parse_kwargs, timestamp};
+use super::format::{parse_args, parse_kwargs};
 use super::schedule_json;
-use crate::{parse_duration, CallArgs};
+use stevedore::admin::format::timestamp;
+use stevedore_runtime::{parse_duration, CallArgs};
 
 /// Schedule commands.
 #[derive(Debug, Subcommand)]
@@ -105,29 +106,29 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 }
 
 /// Runs a schedule command.
-pub async fn run(client: &Client, command: ScheduleCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(admin: &Admin, command: ScheduleCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ScheduleCommand::Add(args) => add(client, *args).await,
-        ScheduleCommand::List(args) => list(client, args.json).await,
-        ScheduleCommand::Show(args) => show(client, &args.name, args.json).await,
+        ScheduleCommand::Add(args) => add(admin, *args).await,
+        ScheduleCommand::List(args) => list(admin, args.json).await,
+        ScheduleCommand::Show(args) => show(admin, &args.name, args.json).await,
         ScheduleCommand::Remove(args) => {
-            let existed = client.remove_schedule(&args.name).await?;
-            done(existed, &args, "removed")
+            admin.remove_schedule(&args.name).await?;
+            done(&args, "removed")
         }
         ScheduleCommand::Pause(args) => {
-            let existed = client.pause_schedule(&args.name, true).await?;
-            done(existed, &args, "paused")
+            admin.pause_schedule(&args.name, true).await?;
+            done(&args, "paused")
         }
         ScheduleCommand::Resume(args) => {
-            let existed = client.pause_schedule(&args.name, false).await?;
-            done(existed, &args, "resumed")
+            admin.pause_schedule(&args.name, false).await?;
+            done(&args, "resumed")
         }
-        ScheduleCommand::Import(args) => import(client, args).await,
+        ScheduleCommand::Import(args) => import(admin, args).await,
     }
 }
 
 /// `schedule import`: every schedule is checked before any is stored.
-async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<ExitCode> {
+async fn import(admin: &Admin, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let text = match args.file.as_str() {
         "-" => std::io::read_to_string(std::io::stdin())?,
         path => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
@@ -141,11 +142,8 @@ async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<ExitCode> {
         (values.iter().map(schedule_json::from_json)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut printed = Vec::new();
     for schedule in &schedules {
-        client.put_schedule(schedule).await?;
-        let next = client
-            .schedule(&schedule.name)
-            .await?
-            .and_then(|(_, next)| next);
+        admin.put_schedule(schedule).await?;
+        let (_, next) = admin.schedule(&schedule.name).await?;
         printed.push(schedule_json::to_json(schedule, next));
     }
     match args.json {
@@ -155,7 +153,7 @@ async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
+async fn add(admin: &Admin, args: AddArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.tz.is_none() || args.cron.is_some(),
         "--tz applies to --cron only (an RRULE names its zone in DTSTART;TZID=..., an interval has none)"
@@ -186,12 +184,9 @@ async fn add(client: &Client, args: AddArgs) -> anyhow::Result<ExitCode> {
         last_fired_at: None,
         from_config: false,
     };
-    client.put_schedule(&schedule).await?;
+    admin.put_schedule(&schedule).await?;
     if args.json {
-        let next = client
-            .schedule(&schedule.name)
-            .await?
-            .and_then(|(_, next)| next);
+        let (_, next) = admin.schedule(&schedule.name).await?;
         say!("{}", schedule_json::to_json(&schedule, next));
     } else {
         say!("added {}", schedule.name);
@@ -207,8 +202,8 @@ fn when(timing: &Timing) -> String {
     }
 }
 
-async fn list(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
-    let (schedules, unreadable) = client.broker().schedules().await?;
+async fn list(admin: &Admin, json: bool) -> anyhow::Result<ExitCode> {
+    let (schedules, unreadable) = admin.schedules().await?;
     // One bad entry never hides the others: each is named on stderr, and the exit code says so.
     for (name, error) in &unreadable {
         eprintln!(
@@ -252,10 +247,8 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let Some((schedule, next)) = client.schedule(name).await? else {
-        anyhow::bail!("no schedule named `{name}`");
-    };
+async fn show(admin: &Admin, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let (schedule, next) = admin.schedule(name).await?;
     let value = schedule_json::to_json(&schedule, next);
     if json {
         say!("{value}");
@@ -265,11 +258,8 @@ async fn show(client: &Client, name: &str, json: bool) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn done(existed: bool, args: &NamedArgs, what: &str) -> anyhow::Result<ExitCode> {
+fn done(args: &NamedArgs, what: &str) -> anyhow::Result<ExitCode> {
     let name = &args.name;
-    if !existed {
-        anyhow::bail!("no schedule named `{name}`");
-    }
     match args.json {
         true => say!("{}", serde_json::json!({"name": name, what: true})),
         false => say!("{what} {name}"),

@@ -1,18 +1,20 @@
 //! `stevedore task ID [--json]`: everything known about a task: its runs (one per node for a
 //! broadcast), every earlier attempt and every late run; without a record, where it is
-//! (waiting, delayed, rejected into the dead letters) or that it is unknown (exit 3).
+//! (waiting, delayed, rejected into the dead letters) or that it is unknown (one line on
+//! stderr, exit 3; with `--json`, `{"id", "state": "unknown"}` on stdout too).
 
 use std::process::ExitCode;
 
 use clap::Args;
-use stevedore::broker::Whereabouts;
-use stevedore::{Client, RunRecord, TaskRecord};
+use stevedore::admin::format::timestamp;
+use stevedore::admin::{Admin, TaskView, Whereabouts};
+use stevedore::{Error, RunRecord};
 
-use super::format::{timestamp, value_to_json};
+use super::format::value_to_json;
 
 #[derive(Debug, Args)]
 pub struct TaskArgs {
-    /// The task id (a UUID).
+    /// The task id (any string a producer gave; a UUID is matched in any case).
     id: String,
     /// Print JSON: `id`, `state`, `runs`, `attempts` and `late` (lists of runs), and `where`
     /// for a task without a record (`{"queue", "as": "waiting"|"delayed"|"rejected", ...}`).
@@ -23,38 +25,23 @@ pub struct TaskArgs {
 /// The exit code of `task` for an id nobody knows.
 const UNKNOWN: u8 = 3;
 
-pub async fn run(client: &Client, args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let id = uuid::Uuid::parse_str(&args.id)
-        .map_err(|_| anyhow::anyhow!("`{}` is not a task id (a UUID)", args.id.escape_debug()))?
-        .hyphenated()
-        .to_string();
-    let record = client.task(&id).await?;
-    let found = match record.runs.is_empty() && record.attempts.is_empty() {
-        true => client.broker().find_task(&id).await?,
-        false => None,
+pub async fn run(admin: &Admin, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let task = match admin.task(&args.id).await {
+        Ok(task) => task,
+        Err(error @ Error::NotFound { .. }) => {
+            if args.json {
+                say!("{}", serde_json::json!({"id": args.id, "state": "unknown"}));
+            }
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(UNKNOWN));
+        }
+        Err(error) => return Err(error.into()),
     };
-    let state = state_of(&record, found.as_ref());
-    if args.json {
-        say!("{}", record_json(&id, state, &record, found.as_ref()));
-    } else {
-        print_record(&id, state, &record, found.as_ref())?;
+    match args.json {
+        true => say!("{}", record_json(&task)),
+        false => print_record(&task)?,
     }
-    Ok(match state {
-        "unknown" => ExitCode::from(UNKNOWN),
-        _ => ExitCode::SUCCESS,
-    })
-}
-
-/// The task's state: its record's, else where it was found, else `unknown`.
-fn state_of(record: &TaskRecord, found: Option<&Whereabouts>) -> &'static str {
-    if !record.runs.is_empty() || !record.attempts.is_empty() {
-        return record.state().as_str();
-    }
-    match found {
-        Some(Whereabouts::Waiting(_) | Whereabouts::Delayed(..)) => "pending",
-        Some(Whereabouts::Rejected(..)) => "rejected",
-        None => "unknown",
-    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn where_json(found: &Whereabouts) -> serde_json::Value {
@@ -69,31 +56,23 @@ fn where_json(found: &Whereabouts) -> serde_json::Value {
     }
 }
 
-fn record_json(
-    id: &str,
-    state: &str,
-    record: &TaskRecord,
-    found: Option<&Whereabouts>,
-) -> serde_json::Value {
+/// `task --json` (docs/protocol.md, "task --json").
+fn record_json(task: &TaskView) -> serde_json::Value {
+    let record = &task.record;
     serde_json::json!({
-        "id": id,
-        "state": state,
+        "id": task.id,
+        "state": task.state,
         "runs": record.runs.values().collect::<Vec<_>>(),
         "attempts": record.attempts.values().collect::<Vec<_>>(),
         "late": record.late.values().collect::<Vec<_>>(),
-        "where": found.map(where_json),
+        "where": task.whereabouts.as_ref().map(where_json),
     })
 }
 
-fn print_record(
-    id: &str,
-    state: &str,
-    record: &TaskRecord,
-    found: Option<&Whereabouts>,
-) -> std::io::Result<()> {
-    say!("id:        {id}");
-    say!("state:     {state}");
-    match found {
+fn print_record(task: &TaskView) -> std::io::Result<()> {
+    say!("id:        {}", task.id);
+    say!("state:     {}", task.state);
+    match &task.whereabouts {
         Some(Whereabouts::Waiting(q)) => say!("           waiting in queue {q}, not started"),
         Some(Whereabouts::Delayed(q, due)) => {
             say!("           delayed in queue {q} until {}", timestamp(*due))
@@ -101,11 +80,9 @@ fn print_record(
         Some(Whereabouts::Rejected(q, reason)) => {
             say!("           dead-lettered on arrival in queue {q}: {reason}")
         }
-        None if state == "unknown" => {
-            say!("           no record, and not in any queue, delayed set or dead letters")
-        }
         None => {}
     }
+    let record = &task.record;
     for run in record.runs.values() {
         print_run("", run)?;
     }

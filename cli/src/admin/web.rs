@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use stevedore::Client;
+use stevedore::admin::Admin;
 use stevedore_web::{Auth, WebConfig};
 
 /// `stevedore web`.
@@ -30,7 +30,7 @@ pub struct WebArgs {
 }
 
 /// Serves the dashboard until SIGINT or SIGTERM.
-pub async fn run(client: &Client, args: WebArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(admin: &Admin, args: WebArgs) -> anyhow::Result<ExitCode> {
     let auth = auth_from_env()?;
     if auth.is_none() && !args.bind.ip().is_loopback() {
         anyhow::bail!(
@@ -49,7 +49,7 @@ pub async fn run(client: &Client, args: WebArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("--bind {}: cannot listen ({e})", args.bind))?;
     eprintln!("serving the dashboard on http://{}/", args.bind);
-    let app = stevedore_web::router(client.clone(), config);
+    let app = stevedore_web::router(admin.client().clone(), config);
     axum::serve(listener, app)
         .with_graceful_shutdown(super::metrics::signalled()?)
         .await?;

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use stevedore::{Client, Error, Workflow};
+use stevedore::admin::Admin;
+use stevedore::{Error, Workflow};
 
 use super::format::value_to_json;
-use crate::parse_duration;
+use stevedore_runtime::parse_duration;
 
 /// Workflow commands.
 #[derive(Debug, Subcommand)]
@@ -40,6 +41,9 @@ pub struct SubmitArgs {
     /// How long --wait waits.
     #[arg(long, default_value = "60s", value_parser = parse_duration, requires = "wait")]
     wait_timeout: Duration,
+    /// Print JSON: `{"workflow": ID}`, and with --wait `{"workflow": ID, "result": ...}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `workflow show`.
@@ -60,14 +64,17 @@ pub struct CancelArgs {
     /// How long to wait for the nodes running its steps to answer.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Print JSON: `{"workflow": ID, "cancelled": [step task ids]}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs a workflow command.
-pub async fn run(client: &Client, command: WorkflowCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(admin: &Admin, command: WorkflowCommand) -> anyhow::Result<ExitCode> {
     match command {
-        WorkflowCommand::Submit(args) => submit(client, args).await,
+        WorkflowCommand::Submit(args) => submit(admin, args).await,
         WorkflowCommand::Show(args) => {
-            let view = client.workflow(args.id).show().await?;
+            let view = admin.workflow(&args.id).await?;
             match args.json {
                 true => say!("{}", serde_json::to_string(&view)?),
                 false => say!("{}", view.render().trim_end()),
@@ -75,32 +82,50 @@ pub async fn run(client: &Client, command: WorkflowCommand) -> anyhow::Result<Ex
             Ok(ExitCode::SUCCESS)
         }
         WorkflowCommand::Cancel(args) => {
-            let ids = client.workflow(&args.id).cancel(args.timeout).await?;
-            say!(
-                "workflow {} cancelled ({} running or queued steps cancelled)",
-                args.id,
-                ids.len()
-            );
+            let ids = admin.cancel_workflow(&args.id, args.timeout).await?;
+            match args.json {
+                true => say!(
+                    "{}",
+                    serde_json::json!({"workflow": args.id, "cancelled": ids})
+                ),
+                false => say!(
+                    "workflow {} cancelled ({} running or queued steps cancelled)",
+                    args.id,
+                    ids.len()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn submit(client: &Client, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+async fn submit(admin: &Admin, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let text = match args.file.as_str() {
         "-" => std::io::read_to_string(std::io::stdin())?,
         path => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
     };
     let value: serde_json::Value = serde_json::from_str(&text)
         .context("the workflow description is not JSON (see docs/protocol.md \"Workflows\")")?;
-    let handle = client.submit(Workflow::from_json(&value)?).await?;
-    say!("{}", handle.id());
+    let handle = admin.submit_workflow(Workflow::from_json(&value)?).await?;
     if !args.wait {
+        match args.json {
+            true => say!("{}", serde_json::json!({"workflow": handle.id()})),
+            false => say!("{}", handle.id()),
+        }
         return Ok(ExitCode::SUCCESS);
+    }
+    if !args.json {
+        say!("{}", handle.id());
     }
     match handle.wait(args.wait_timeout).await {
         Ok(result) => {
-            say!("{}", value_to_json(&result));
+            match args.json {
+                true => say!(
+                    "{}",
+                    serde_json::json!({"workflow": handle.id(), "result": result})
+                ),
+                false => say!("{}", value_to_json(&result)),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(error @ Error::WorkflowFailed { .. }) => {

@@ -11,6 +11,12 @@ use super::Broker;
 use crate::nodes::{GoneProcess, NodeBeat, NodeHealth};
 use crate::{Destination, Error, Result};
 
+/// The gone processes, and the entries reaped from each lost one.
+type GoneReply = (
+    Vec<(String, Vec<u8>)>,
+    std::collections::HashMap<String, u64>,
+);
+
 /// Redis's time, the node descriptions, and the beat times.
 type HealthReply = ((u64, u64), Vec<(String, Vec<u8>)>, Vec<(String, u64)>);
 
@@ -55,40 +61,60 @@ impl Broker {
     }
 
     /// Moves a process from the heartbeats to the gone processes: lost and reaped, or stopped
-    /// cleanly. It is kept there for the retention ([`Broker::expire_gone`]).
+    /// cleanly. It is kept there for the retention ([`Broker::expire_gone`]). The entries this
+    /// reaper reaped (`gone.reaped`) are added to the process's count atomically: peers that
+    /// reap one process at once each add their own share, so the count is the sum.
     pub async fn forget_consumer(&self, gone: &GoneProcess) -> Result<()> {
         let consumer = &gone.beat.consumer;
         let bytes = rmp_serde::to_vec_named(gone).map_err(|e| Error::Encode {
             what: "gone process".into(),
             reason: e.to_string(),
         })?;
-        redis::pipe()
+        let keys = self.keys();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("HDEL")
-            .arg(self.keys().nodes())
+            .arg(keys.nodes())
             .arg(consumer)
             .ignore()
             .cmd("HDEL")
-            .arg(self.keys().beats())
+            .arg(keys.beats())
             .arg(consumer)
             .ignore()
             .cmd("HSET")
-            .arg(self.keys().gone())
+            .arg(keys.gone())
             .arg(consumer)
             .arg(bytes)
-            .ignore()
-            .query_async::<()>(&mut self.commands())
-            .await?;
+            .ignore();
+        if gone.state == crate::nodes::GoneState::Lost {
+            pipe.cmd("HINCRBY")
+                .arg(keys.reaped())
+                .arg(consumer)
+                .arg(gone.reaped)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.commands()).await?;
         Ok(())
     }
 
-    /// The gone processes (lost or stopped), oldest first; undecodable entries are skipped.
+    /// The gone processes (lost or stopped), oldest first, each lost one with the sum of what
+    /// every reaper reaped from it; undecodable entries are skipped.
     pub async fn gone_processes(&self) -> Result<Vec<GoneProcess>> {
-        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        let (all, reaped): GoneReply = redis::pipe()
+            .cmd("HGETALL")
             .arg(self.keys().gone())
+            .cmd("HGETALL")
+            .arg(self.keys().reaped())
             .query_async(&mut self.commands())
             .await?;
         let mut gone: Vec<GoneProcess> = (all.into_iter())
-            .filter_map(|(_, bytes)| rmp_serde::from_slice(&bytes).ok())
+            .filter_map(|(consumer, bytes)| {
+                let mut gone: GoneProcess = rmp_serde::from_slice(&bytes).ok()?;
+                if let Some(count) = reaped.get(&consumer) {
+                    gone.reaped = *count;
+                }
+                Some(gone)
+            })
             .collect();
         gone.sort_by_key(|g| g.at);
         Ok(gone)
@@ -124,6 +150,10 @@ impl Broker {
         let mut pipe = redis::pipe();
         pipe.cmd("HDEL")
             .arg(self.keys().gone())
+            .arg(&expired)
+            .ignore()
+            .cmd("HDEL")
+            .arg(self.keys().reaped())
             .arg(&expired)
             .ignore();
         for node in &expired_nodes {

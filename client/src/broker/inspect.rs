@@ -192,6 +192,15 @@ impl Broker {
         }
     }
 
+    /// Whether `destination` is in the queue registry (published to or read at least once).
+    pub async fn queue_registered(&self, destination: &Destination) -> Result<bool> {
+        Ok(redis::cmd("SISMEMBER")
+            .arg(self.keys().queue_registry())
+            .arg(destination.wire_name())
+            .query_async(&mut self.commands())
+            .await?)
+    }
+
     /// Registers `queues` (wire names): a worker's own queues when it starts.
     pub async fn register_queues(&self, queues: &[String]) -> Result<()> {
         if queues.is_empty() {

@@ -42,6 +42,7 @@
 //! | `NS:{l:NAME}:passes`  | zset   | runs given a later start by the rate: task id -> ms     |
 //! | `NS:{r}:limits`       | set    | names of the limits defined with `stevedore limit set`  |
 //! | `NS:{h}:gone`         | hash   | consumer -> GoneProcess: lost (reaped) or stopped, kept for the retention |
+//! | `NS:{h}:reaped`       | hash   | consumer -> entries reaped from it (every reaper adds its own) |
 //! | `NS:{w:ID}:graph`     | hash   | workflow ID's steps: node JSON, group members, sealed step messages |
 //! | `NS:{w:ID}:state`     | hash   | workflow ID's join state: step states, results, counters, status |
 //! | `NS:{w:ID}:outbox`    | hash   | workflow ID's steps ready and not yet published -> their input |
@@ -154,6 +155,12 @@ impl Keys {
     /// lost-node retention.
     pub fn gone(&self) -> String {
         format!("{}:{{h}}:gone", self.ns)
+    }
+
+    /// Hash: entries reaped from each lost worker process, added to by every reaper
+    /// (HINCRBY), kept and deleted with its gone entry.
+    pub fn reaped(&self) -> String {
+        format!("{}:{{h}}:reaped", self.ns)
     }
 
     /// Hash: schedules by name.

@@ -11,7 +11,7 @@ use stevedore_examples::tasks::{clear_cache, render_thumbnail, write_report};
 struct Args {
     /// Redis and namespace.
     #[command(flatten)]
-    global: stevedore_cli::GlobalArgs,
+    global: stevedore_runtime::GlobalArgs,
     /// Thumbnails to render.
     #[arg(long, default_value_t = 12)]
     thumbnails: u32,

@@ -133,3 +133,102 @@ async fn a_node_gone_longer_than_the_retention_loses_its_broadcast_group() {
         .unwrap();
     assert!(gone.is_empty(), "the gone record expired too");
 }
+
+/// `GET path` of a dashboard over `client`: status and body.
+async fn dashboard_get(client: &stevedore::Client, path: &str) -> (u16, String) {
+    use tower::ServiceExt as _;
+    let app = stevedore_web::router(client.clone(), stevedore_web::WebConfig::default());
+    let request = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_holding_two_tasks_shows_lost_with_two_reaped_in_every_view() {
+    let redis = RedisServer::start();
+    // Two live peers reap at once: each adds what it reaped to the one count.
+    let _a = worker(&redis, "a", &[]);
+    let _c = worker(&redis, "c", &[]);
+    let mut b = worker(&redis, "b", &["--max-workers", "2"]);
+    let mut config = stevedore::ClientConfig::new(redis.url(), "stevedore");
+    config.lost_after = Duration::from_secs(1);
+    let client = stevedore::Client::with_config(config).await.unwrap();
+    let to_b = stevedore::PublishOptions::new().node("b");
+    for _ in 0..2 {
+        stevedore_tests::tasks::block::apply_async(&client, (), to_b.clone())
+            .await
+            .unwrap();
+    }
+    let mut conn = redis.connection().await;
+    eventually("b to run both tasks", WAIT, || {
+        let mut conn = conn.clone();
+        async move {
+            let started: u64 = redis::cmd("LLEN")
+                .arg("tests:started")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (started == 2).then_some(())
+        }
+    })
+    .await;
+    b.kill_hard();
+
+    // The operator API, and through it every view.
+    let api = client.admin();
+    let b_row = eventually("b to be reaped", WAIT, || async {
+        let nodes = api.nodes().await.unwrap();
+        (nodes.into_iter()).find(|n| n.beat.node == "b" && n.is_lost() && n.beat_at.is_none())
+    })
+    .await;
+    assert_eq!(b_row.reaped, Some(2), "{b_row:?}");
+    let _: () = redis::cmd("DEL")
+        .arg("tests:started")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let rows = nodes(&redis);
+    let row = rows.iter().find(|r| r["node"] == "b").unwrap();
+    assert_eq!(
+        (&row["state"], &row["reaped"]),
+        (&"lost".into(), &2.into()),
+        "{row}"
+    );
+    assert!(row["lost_at"].is_u64(), "{row}");
+    assert!(stdout(&admin(&redis, &["nodes"])).contains("2 task(s) reaped"));
+
+    let status = admin(&redis, &["status", "--all", "--timeout", "5s"]);
+    assert!(status.status.success(), "{}", stdout(&status));
+    assert!(stdout(&status).contains("b: lost (no heartbeat; not asked)"));
+    let status = admin(&redis, &["status", "--json"]);
+    let answers: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["node"] == "b" && a["lost"] == true),
+        "{answers:?}"
+    );
+
+    let (code, overview) = dashboard_get(&client, "/").await;
+    assert_eq!(code, 200);
+    assert!(overview.contains("2 live, 1 lost"), "{overview}");
+    let (_, page) = dashboard_get(&client, "/nodes").await;
+    assert!(page.contains("2 reaped"), "{page}");
+
+    let scrape = stevedore_web::scrape(&api).await.unwrap();
+    assert!(
+        scrape.contains("stevedore_nodes{state=\"lost\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("stevedore_nodes{state=\"live\"} 2"),
+        "{scrape}"
+    );
+}

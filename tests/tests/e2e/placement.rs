@@ -524,7 +524,7 @@ fn limits_are_set_listed_shown_and_removed_from_the_shell() {
         (&["limit", "set", "bad name", "1/s"][..], "limit"),
         (
             &["enqueue", "tests.add", "--limit", "nope"][..],
-            "no limit named nope",
+            "no limit `nope`",
         ),
         (&["enqueue", "tests.add", "--impact", "0"][..], "0"),
     ] {
@@ -537,7 +537,7 @@ fn limits_are_set_listed_shown_and_removed_from_the_shell() {
     }
     assert!(run(&["limit", "remove", "api"]).status.success());
     let out = run(&["limit", "show", "api"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no limit named api"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no limit `api`"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,9 +264,19 @@ fn control_commands_answer_in_awx_layout_and_as_json() {
         .unwrap();
     assert!(String::from_utf8_lossy(&cancelled.stdout).contains(&format!("w1 stopped {id}")));
 
+    // A node nobody has seen is an error at once, not a wait; without --node every node is
+    // asked (not this host's name).
     let nobody = admin(&url, &["status", "--node", "ghost", "--timeout", "300ms"]);
     assert_eq!(nobody.status.code(), Some(1));
-    assert_eq!(stdout_lines(&nobody), ["ghost: not answering"]);
+    assert!(stdout_lines(&nobody).is_empty());
+    assert!(
+        stderr(&nobody).contains("no node `ghost`"),
+        "{}",
+        stderr(&nobody)
+    );
+    let everyone = admin(&url, &["status"]);
+    assert!(everyone.status.success(), "{}", stderr(&everyone));
+    assert!(String::from_utf8_lossy(&everyone.stdout).starts_with("w1[pid:"));
 
     let paused = admin(&url, &["queue", "pause", "default", "--json"]);
     assert!(paused.status.success(), "{}", stderr(&paused));
@@ -567,9 +577,15 @@ fn task_json(url: &str, id: &str) -> (serde_json::Value, Option<i32>) {
 fn task_tells_unknown_waiting_delayed_discarded_rejected_and_earlier_attempts_apart() {
     let redis = RedisServer::start();
     let url = redis.url();
+    // Any string is a task id (docs/protocol.md, section 2): one nobody knows is one line on
+    // stderr and exit 3, as a UUID nobody knows is.
     let not_uuid = admin(&url, &["task", "12"]);
-    assert_eq!(not_uuid.status.code(), Some(1));
-    assert!(stderr(&not_uuid).contains("is not a task id"));
+    assert_eq!(not_uuid.status.code(), Some(3));
+    assert!(
+        stderr(&not_uuid).contains("no task `12`"),
+        "{}",
+        stderr(&not_uuid)
+    );
     let (unknown, code) = task_json(&url, &uuid::Uuid::new_v4().to_string());
     assert_eq!(
         (unknown["state"].as_str(), code),
@@ -908,5 +924,36 @@ fn a_client_from_env_connects_as_the_cli_does_and_waits_without_notify() {
             task["state"], "succeeded",
             "published under the namespace from the env"
         );
+    }
+}
+
+#[test]
+fn unknown_names_fail_in_one_line_with_a_non_zero_exit() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    assert!(
+        admin(&url, &["enqueue", "stevedore.noop", "--queue", "known"])
+            .status
+            .success()
+    );
+    assert!(admin(&url, &["queue", "show", "known"]).status.success());
+    for (args, says) in [
+        (&["queue", "show", "nope"][..], "no queue `nope`"),
+        (&["queue", "purge", "nope"][..], "no queue `nope`"),
+        (&["schedule", "show", "nope"][..], "no schedule `nope`"),
+        (&["schedule", "pause", "nope"][..], "no schedule `nope`"),
+        (&["schedule", "remove", "nope"][..], "no schedule `nope`"),
+        (&["limit", "show", "nope"][..], "no limit `nope`"),
+        (&["limit", "remove", "nope"][..], "no limit `nope`"),
+        (&["dead", "show", "1-1"][..], "no dead letter `1-1`"),
+        (&["status", "--node", "nope"][..], "no node `nope`"),
+        (&["workflow", "show", "nope"][..], "nope"),
+    ] {
+        let out = admin(&url, args);
+        let error = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {error}");
+        assert!(error.contains(says), "{args:?}: {error}");
+        assert_eq!(error.trim_end().lines().count(), 1, "{args:?}: {error}");
+        assert!(out.stdout.is_empty(), "{args:?} printed a table");
     }
 }

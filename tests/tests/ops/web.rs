@@ -576,3 +576,42 @@ async fn long_lists_are_paged_without_repeating_or_skipping_a_task() {
     let waiting = client.broker().queue_info(queue).await.unwrap().waiting;
     assert_eq!(waiting, 5 + 3, "the three letters wait again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_are_404_and_offer_no_action() {
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    stevedore_tests::tasks::add::delay(&client, 1, 2)
+        .await
+        .unwrap();
+    let known = get(&app, "/queues/default").await;
+    assert_eq!(known.status, StatusCode::OK, "{}", known.body);
+    for path in [
+        "/queues/typo",
+        "/dead?queue=typo",
+        "/tasks/0b7c1b0e-6a8e-4a43-9d1b-1f5f6f2f0a11",
+        "/tasks/not-a-uuid",
+    ] {
+        let page = get(&app, path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}: {}", page.body);
+        assert!(!page.body.contains("method=\"post\""), "{path} offers an action");
+    }
+    let token = csrf_cookie(&app).await;
+    let form = format!("csrf={token}&confirm=yes");
+    for path in [
+        "/schedules/nope/pause",
+        "/schedules/nope/remove",
+        "/dead/default/1-1/requeue",
+        "/dead/default/1-1/delete",
+        "/tasks/0b7c1b0e-6a8e-4a43-9d1b-1f5f6f2f0a11/requeue",
+        "/queues/typo/purge",
+    ] {
+        let answer = post(&app, path, Some(&token), &form).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            answer.body
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! The workspace's own promises, checked offline from `cargo metadata --locked`: the declared
 //! `rust-version` builds every locked package, and the crates depend on each other in the
-//! documented direction (macros <- client <- web <- cli <- worker, beat).
+//! documented direction (macros <- client <- runtime <- worker, beat; the admin binary and the
+//! dashboard on top), the worker and beat link no web stack, and the command line and the
+//! dashboard reach Redis only through the operator API.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -81,16 +83,79 @@ fn crates_depend_on_each_other_in_one_direction() {
     let expected = [
         ("stevedore-macros", vec![]),
         ("stevedore", vec!["stevedore-macros"]),
+        ("stevedore-runtime", vec!["stevedore"]),
         ("stevedore-web", vec!["stevedore"]),
-        ("stevedore-cli", vec!["stevedore", "stevedore-web"]),
-        ("stevedore-worker", vec!["stevedore", "stevedore-cli"]),
-        ("stevedore-beat", vec!["stevedore", "stevedore-cli"]),
+        (
+            "stevedore-cli",
+            vec!["stevedore", "stevedore-runtime", "stevedore-web"],
+        ),
+        ("stevedore-worker", vec!["stevedore", "stevedore-runtime"]),
+        ("stevedore-beat", vec!["stevedore", "stevedore-runtime"]),
     ];
     for (name, deps) in expected {
         let mut found = ours[name].clone();
         found.sort();
         assert_eq!(found, deps, "{name} depends on the wrong stevedore crates");
     }
+}
+
+#[test]
+fn worker_and_beat_build_without_the_dashboard_or_a_web_framework() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    for package in ["stevedore-worker", "stevedore-beat"] {
+        let output = Command::new(&cargo)
+            .args([
+                "tree",
+                "--locked",
+                "--offline",
+                "-e",
+                "normal",
+                "-p",
+                package,
+            ])
+            .args(["--prefix", "none", "--manifest-path", manifest])
+            .output()
+            .expect("run cargo tree");
+        assert!(output.status.success(), "cargo tree -p {package} failed");
+        let tree = String::from_utf8_lossy(&output.stdout);
+        let linked: Vec<&str> = (tree.lines())
+            .filter_map(|line| line.split(' ').next())
+            .filter(|name| {
+                ["axum", "hyper", "maud", "stevedore-web", "stevedore-cli"].contains(name)
+            })
+            .collect();
+        assert!(linked.is_empty(), "{package} links {linked:?}");
+    }
+}
+
+#[test]
+fn the_command_line_and_the_dashboard_reach_redis_only_through_the_operator_api() {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut naming = Vec::new();
+    for dir in ["cli/src", "web/src"] {
+        let mut dirs = vec![root.join(dir)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read a source directory") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or_default();
+                    if code.contains("broker") || code.contains("redis::") {
+                        naming.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        naming.is_empty(),
+        "go through stevedore::admin instead: {naming:#?}"
+    );
 }
 
 /// The targets of this workspace's own packages.

@@ -18,23 +18,16 @@ pub async fn page(
     Query(cursor): Query<Cursor>,
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
-    let broker = web.client.broker();
-    let rows = web.config.page_size;
-    let queues = web.client.queues().await?;
-    let shown = |q: &stevedore::QueueStats| {
-        q.dead > 0
-            && cursor
-                .queue
-                .as_ref()
-                .is_none_or(|name| *name == q.destination.wire_name())
+    let (admin, rows) = (&web.admin, web.config.page_size);
+    let queues = match &cursor.queue {
+        Some(name) => vec![admin.queue(name).await?],
+        None => admin.queues().await?,
     };
     let mut sections = Vec::new();
-    for queue in queues.into_iter().filter(shown) {
+    for queue in queues.into_iter().filter(|q| q.stats.dead > 0) {
         let after = cursor.after.as_deref().filter(|_| cursor.queue.is_some());
-        let letters = broker
-            .dead_letters_after(&queue.destination, after, rows)
-            .await?;
-        sections.push((queue, letters));
+        let letters = (admin.dead_letters(&queue.stats.destination, after, rows)).await?;
+        sections.push((queue.stats, letters));
     }
     let body = html! {
         @if sections.is_empty() { p.muted { "No dead letters." } }
@@ -87,85 +80,53 @@ pub struct Cursor {
     after: Option<String>,
 }
 
-/// `POST /dead/QUEUE/ENTRY/requeue`.
+/// `POST /dead/QUEUE/ENTRY/requeue` (404 when the letter is gone; 409 when it cannot be
+/// requeued: unreadable, or signed and this server has no signing keys).
 pub async fn requeue(
     State(web): crate::State,
     Path((queue, entry)): Path<(String, String)>,
 ) -> Answer<Redirect> {
     let destination = destination(&queue)?;
-    if !web
-        .client
-        .broker()
-        .requeue_dead(&destination, &entry)
-        .await?
-    {
-        return Err(Failure(
-            StatusCode::CONFLICT,
-            format!("dead letter {entry} was not requeued: it is gone, or signed and this server has no signing keys"),
-        ));
+    match web.admin.requeue_dead(&destination, &entry).await {
+        Ok(()) => back("/dead"),
+        Err(error @ (stevedore::Error::Decode { .. } | stevedore::Error::Signature(_))) => {
+            Err(Failure(
+                StatusCode::CONFLICT,
+                format!("dead letter {entry} stays: {error}"),
+            ))
+        }
+        Err(error) => Err(error.into()),
     }
-    back("/dead")
 }
 
-/// `POST /dead/QUEUE/ENTRY/delete`.
+/// `POST /dead/QUEUE/ENTRY/delete` (404 when the letter is gone).
 pub async fn delete(
     State(web): crate::State,
     Path((queue, entry)): Path<(String, String)>,
 ) -> Answer<Redirect> {
-    web.client
-        .broker()
-        .delete_dead(&destination(&queue)?, &entry)
-        .await?;
+    web.admin.delete_dead(&destination(&queue)?, &entry).await?;
     back("/dead")
 }
 
-/// Dead letters requeued per page of `POST /dead/QUEUE/requeue-all`.
-const REQUEUE_PAGE: usize = 1000;
-
-/// `POST /dead/QUEUE/requeue-all` (confirmed): every dead letter of the queue goes back to it;
-/// those that cannot (unreadable, or signed and this server has no keys) stay, and are
-/// counted in the answer (409).
+/// `POST /dead/QUEUE/requeue-all` (confirmed): every dead letter the queue holds now goes
+/// back to it (the operator API's one rule: letters that die again meanwhile are left); those
+/// that cannot (unreadable, or signed and this server has no keys) stay, and are counted in
+/// the answer (409).
 pub async fn requeue_all(
     State(web): crate::State,
     Path(queue): Path<String>,
     Form(form): Form<Confirmed>,
 ) -> Answer<Redirect> {
     form.required()?;
-    let destination = destination(&queue)?;
-    let broker = web.client.broker();
-    // Only the letters there now: a requeued task that dies again comes back with a newer
-    // entry, which this loop must not requeue again.
-    let Some(newest) = broker.newest_dead_letter(&destination).await? else {
-        return back("/dead");
-    };
-    let (mut after, mut stayed) = (None::<String>, 0);
-    'pages: loop {
-        let letters = broker
-            .dead_letters_after(&destination, after.as_deref(), REQUEUE_PAGE)
-            .await?;
-        let Some(last) = letters.last() else { break };
-        after = Some(last.entry_id.clone());
-        for letter in &letters {
-            match broker.requeue_dead(&destination, &letter.entry_id).await {
-                Ok(true) => {}
-                // Unreadable, or signed and this server has no keys: it stays, counted.
-                Ok(false)
-                | Err(stevedore::Error::Decode { .. } | stevedore::Error::Signature(_)) => {
-                    stayed += 1
-                }
-                Err(error) => return Err(error.into()),
-            }
-            if letter.entry_id == newest {
-                break 'pages;
-            }
-        }
-    }
-    match stayed {
-        0 => back("/dead"),
-        n => Err(Failure(
+    let report = web.admin.requeue_all_dead(&destination(&queue)?).await?;
+    match report.failed.first() {
+        None => back("/dead"),
+        Some((_, why)) => Err(Failure(
             StatusCode::CONFLICT,
             format!(
-                "{n} dead letters were not requeued: signed, and this server has no signing keys"
+                "{} dead letter(s) were not requeued ({} were); the first: {why}",
+                report.failed.len(),
+                report.requeued.len()
             ),
         )),
     }
@@ -178,9 +139,6 @@ pub async fn purge(
     Form(form): Form<Confirmed>,
 ) -> Answer<Redirect> {
     form.required()?;
-    web.client
-        .broker()
-        .purge_dead(&destination(&queue)?)
-        .await?;
+    web.admin.purge_dead(&destination(&queue)?).await?;
     back("/dead")
 }

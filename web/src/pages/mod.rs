@@ -25,18 +25,23 @@ impl IntoResponse for Failure {
 }
 
 impl From<stevedore::Error> for Failure {
+    /// Unknown names are 404, names and options that cannot be are 400, the rest (Redis
+    /// unreachable or failing) 503.
     fn from(error: stevedore::Error) -> Self {
-        Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        use stevedore::Error as E;
+        let status = match &error {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::InvalidName { .. } | E::InvalidOptions(_) | E::InvalidSchedule(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self(status, error.to_string())
     }
 }
 
 /// A page or an action's outcome.
 pub type Answer<T = maud::Markup> = Result<T, Failure>;
-
-/// Not found, saying what.
-pub fn not_found(what: String) -> Failure {
-    Failure(StatusCode::NOT_FOUND, what)
-}
 
 /// The queue a URL names (`NAME`, `node:NAME` or `broadcast`), or 400 saying why not.
 pub fn destination(name: &str) -> Answer<Destination> {

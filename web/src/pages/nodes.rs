@@ -1,5 +1,5 @@
-//! `/nodes`: every worker process by its heartbeat (state, pool use, version, queues, last
-//! work) with a reload button per node, and what each pool runs now (asked of the nodes with
+//! `/nodes`: every worker process, live or lost (state, pool use, version, queues, last
+//! work; a lost one with when and how much was reaped) with a reload button per live node, and what each pool runs now (asked of the nodes with
 //! a `status` control request, answered within a second) with a cancel button per task.
 
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::extract::{Extension, Path, State};
 use axum::response::Redirect;
 use maud::{html, Markup};
+use stevedore::admin::NodeView;
 use stevedore::control::{Answer as Said, Command, NodeAnswer, Target};
-use stevedore::nodes::NodeHealth;
 
 use super::{back, encoded, Answer};
 use crate::guard::Csrf;
@@ -19,10 +19,9 @@ const ANSWERS: Duration = Duration::from_secs(1);
 
 /// `GET /nodes`.
 pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
-    let lost_after = web.client.broker().config().lost_after;
     let (nodes, answers) = tokio::try_join!(
-        web.client.nodes(lost_after),
-        web.client.control(Target::All, Command::Status, ANSWERS),
+        web.admin.nodes(),
+        web.admin.ask(Target::All, Command::Status, ANSWERS),
     )?;
     let now = stevedore::now_ms();
     let body = html! {
@@ -33,8 +32,8 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
     Ok(shell("Nodes", body))
 }
 
-/// The table of worker processes by heartbeat, with a reload button per node.
-pub fn heartbeats(nodes: &[NodeHealth], csrf: &Csrf, now: u64) -> Markup {
+/// The table of worker processes, live and lost, with a reload button per live one.
+pub fn heartbeats(nodes: &[NodeView], csrf: &Csrf, now: u64) -> Markup {
     html! {
         table {
             tr {
@@ -43,18 +42,21 @@ pub fn heartbeats(nodes: &[NodeHealth], csrf: &Csrf, now: u64) -> Markup {
             }
             @for node in nodes {
                 @let beat = &node.beat;
-                tr {
+                tr.lost[node.is_lost()] {
                     td { (beat.node) } td { (beat.pid) }
                     td {
-                        @if node.lost { span.bad { "lost" } }
+                        @if let (Some(at), Some(reaped)) = (node.lost_at, node.reaped) {
+                            span.bad { "lost" } " " (age(Some(at), now)) " ago, "
+                            (reaped) " reaped"
+                        }
                         @else if !beat.consuming { span.bad { "not consuming" } }
                         @else { span.ok { "live" } }
                     }
                     td.n { (beat.busy) " / " (beat.max_workers) }
                     td { (beat.pool) } td { (beat.version) } td { (beat.queues.join(", ")) }
-                    td { (age(Some(node.beat_at), now)) " ago" }
+                    td { @if let Some(at) = node.beat_at { (age(Some(at), now)) " ago" } @else { "-" } }
                     td { (age(beat.last_work_at, now)) }
-                    td { (action(csrf, &format!("/nodes/{}/reload", encoded(&beat.node)), "Reload", false)) }
+                    td { @if !node.is_lost() { (action(csrf, &format!("/nodes/{}/reload", encoded(&beat.node)), "Reload", false)) } }
                 }
             }
         }
@@ -90,8 +92,8 @@ fn running(answers: &[NodeAnswer], csrf: &Csrf, now: u64) -> Markup {
 
 /// `POST /nodes/NODE/reload`: recycles the node's workers (each finishes its task first).
 pub async fn reload(State(web): crate::State, Path(node): Path<String>) -> Answer<Redirect> {
-    web.client
-        .control(Target::Node(node), Command::Reload, ANSWERS)
+    web.admin
+        .ask(Target::Node(node), Command::Reload, ANSWERS)
         .await?;
     back("/nodes")
 }

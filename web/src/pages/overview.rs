@@ -3,7 +3,7 @@
 
 use axum::extract::{Extension, State};
 use maud::{html, Markup};
-use stevedore::QueueStats;
+use stevedore::admin::{NodeCounts, QueueView};
 
 use super::{encoded, Answer};
 use crate::guard::Csrf;
@@ -14,33 +14,26 @@ const CHART_MINUTES: u64 = 30;
 
 /// `GET /`: the overview.
 pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
-    let client = &web.client;
-    let broker = client.broker();
-    let (queues, paused, nodes, leader, throughput) = tokio::try_join!(
-        client.queues(),
-        broker.paused_queues(),
-        client.nodes(broker.config().lost_after),
-        broker.beat_leader(),
-        broker.throughput(CHART_MINUTES),
-    )?;
+    let overview = web.admin.overview(CHART_MINUTES).await?;
+    let (queues, nodes, leader) = (&overview.queues, &overview.nodes, &overview.beat_leader);
     let now = stevedore::now_ms();
-    let live = nodes.iter().filter(|n| !n.lost).count();
+    let counts = NodeCounts::of(nodes);
     let body = html! {
         section #queues data-live {
             h2 { "Queues" }
-            (queue_table(&queues, &paused, now))
+            (queue_table(queues, now))
         }
         section #throughput data-live {
             h2 { "Throughput (runs settled per minute)" }
-            (crate::chart::throughput(&throughput))
+            (crate::chart::throughput(&overview.throughput))
         }
         section #cluster data-live {
             h2 { "Nodes" }
-            p { (live) " live, " (nodes.len() - live) " lost · " a href="/nodes" { "what they run" } }
-            (super::nodes::heartbeats(&nodes, &csrf, now))
+            p { (counts.live) " live, " (counts.lost) " lost · " a href="/nodes" { "what they run" } }
+            (super::nodes::heartbeats(nodes, &csrf, now))
             h2 { "Beat" }
             p {
-                @match &leader {
+                @match leader {
                     Some(leader) => { "leader: " code { (leader) } }
                     None => span.bad { "no beat holds the lease: schedules are not firing" },
                 }
@@ -50,7 +43,7 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
     Ok(shell("Overview", body))
 }
 
-fn queue_table(queues: &[QueueStats], paused: &[String], now: u64) -> Markup {
+fn queue_table(queues: &[QueueView], now: u64) -> Markup {
     html! {
         table {
             tr {
@@ -58,13 +51,13 @@ fn queue_table(queues: &[QueueStats], paused: &[String], now: u64) -> Markup {
                 th { "paused" } th { "oldest waiting" }
             }
             @for q in queues {
-                @let name = q.destination.wire_name();
+                @let (name, s) = (q.name(), &q.stats);
                 tr {
                     td { a href={ "/queues/" (encoded(&name)) } { (name) } }
-                    td.n { (q.waiting) } td.n { (q.running) } td.n { (q.delayed) }
-                    td.n { (q.dead) }
-                    td { @if paused.contains(&name) { span.bad { "paused" } } @else { "no" } }
-                    td { (age(q.oldest_waiting_at, now)) }
+                    td.n { (s.waiting) } td.n { (s.running) } td.n { (s.delayed) }
+                    td.n { (s.dead) }
+                    td { @if q.paused { span.bad { "paused" } } @else { "no" } }
+                    td { (age(s.oldest_waiting_at, now)) }
                 }
             }
         }

@@ -7,9 +7,9 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::response::Redirect;
 use axum::Form;
 use maud::{html, Markup};
-use stevedore::broker::Listed;
+use stevedore::admin::Listed;
 
-use super::{args_link, back, destination, encoded, Answer, ArgsToggle};
+use super::{args_link, back, encoded, Answer, ArgsToggle};
 use crate::guard::Csrf;
 use crate::layout::{action, page as shell, time};
 
@@ -25,19 +25,17 @@ pub async fn page(
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
     let shown = toggle.shown(&web)?;
-    let queue = destination(&name)?;
-    let broker = web.client.broker();
+    let view = web.admin.queue(&name).await?;
+    let (queue, admin) = (&view.stats.destination, &web.admin);
     let rows = web.config.page_size;
     let from = cursor.delayed_from.unwrap_or(0);
-    let (info, paused, waiting, running, delayed) = tokio::try_join!(
-        broker.queue_info(queue.clone()),
-        broker.paused_queues(),
-        broker.list_waiting_after(&queue, cursor.waiting_after.as_deref(), rows),
-        broker.list_running(&queue, rows),
-        broker.list_delayed_from(&queue, from, rows),
+    let (waiting, running, delayed) = tokio::try_join!(
+        admin.waiting(queue, cursor.waiting_after.as_deref(), rows),
+        admin.running(queue, rows),
+        admin.delayed(queue, from, rows),
     )?;
     let path = format!("/queues/{}", encoded(&name));
-    let is_paused = paused.contains(&name);
+    let (info, is_paused) = (&view.stats, view.paused);
     let body = html! {
         section #counts data-live {
             p {
@@ -158,8 +156,7 @@ pub async fn resume(State(web): crate::State, Path(name): Path<String>) -> Answe
 }
 
 async fn paused(web: &crate::Web, name: &str, paused: bool) -> Answer<Redirect> {
-    let queue = destination(name)?;
-    web.client.pause_queue(&queue, paused, TAKE_IN).await?;
+    web.admin.pause_queue(name, paused, TAKE_IN).await?;
     back(&format!("/queues/{}", encoded(name)))
 }
 
@@ -191,7 +188,6 @@ pub async fn purge(
     Form(form): Form<Confirmed>,
 ) -> Answer<Redirect> {
     form.required()?;
-    let queue = destination(&name)?;
-    web.client.broker().purge_waiting(&queue, true).await?;
+    web.admin.purge_queue(&name, true).await?;
     back(&format!("/queues/{}", encoded(&name)))
 }

@@ -6,14 +6,17 @@ use axum::response::Redirect;
 use maud::html;
 use stevedore::schedule::{Missed, Timing};
 
-use super::{back, encoded, not_found, Answer};
+use super::{back, encoded, Answer};
 use crate::guard::Csrf;
 use crate::layout::{action, page as shell, time};
 
 /// `GET /schedules`.
 pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
-    let schedules = web.client.schedules().await?;
+    let (schedules, unreadable) = web.admin.schedules().await?;
     let body = html! {
+        @for (name, error) in &unreadable {
+            p.bad { "schedule " code { (name) } " cannot be read: " (error) " (remove it with `stevedore schedule remove`)" }
+        }
         section #schedules data-live {
             @if schedules.is_empty() { p.muted { "No schedules." } }
             @else {
@@ -82,10 +85,8 @@ pub async fn resume(State(web): crate::State, Path(name): Path<String>) -> Answe
 }
 
 async fn paused(web: &crate::Web, name: &str, paused: bool) -> Answer<Redirect> {
-    match web.client.pause_schedule(name, paused).await? {
-        true => back("/schedules"),
-        false => Err(not_found(format!("no schedule named {name}"))),
-    }
+    web.admin.pause_schedule(name, paused).await?;
+    back("/schedules")
 }
 
 /// `POST /schedules/NAME/remove` (confirmed).
@@ -95,6 +96,6 @@ pub async fn remove(
     axum::Form(form): axum::Form<super::queue::Confirmed>,
 ) -> Answer<Redirect> {
     form.required()?;
-    web.client.remove_schedule(&name).await?;
+    web.admin.remove_schedule(&name).await?;
     back("/schedules")
 }

@@ -6,19 +6,16 @@ use std::time::Duration;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::Redirect;
 use maud::{html, Markup};
-use stevedore::broker::Whereabouts;
+use stevedore::admin::{TaskView, Whereabouts};
 use stevedore::control::CancelSelector;
 use stevedore::{Destination, RunRecord, TaskState};
 
-use super::{args_link, back, destination, encoded, not_found, Answer, ArgsToggle};
+use super::{args_link, back, encoded, Answer, ArgsToggle};
 use crate::guard::Csrf;
 use crate::layout::{action, page as shell, time};
 
 /// How long a cancel waits for the nodes' answers.
 const ANSWERS: Duration = Duration::from_secs(2);
-/// Dead letters looked at to find a task's (pages of 1,000).
-const DEAD_PAGES: usize = 100;
-
 /// The search box's query.
 #[derive(Debug, serde::Deserialize)]
 pub struct Search {
@@ -42,12 +39,13 @@ pub async fn page(
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
     let shown = toggle.shown(&web)?;
-    let record = web.client.task(&id).await?;
-    if record.runs.is_empty() && record.attempts.is_empty() {
-        return unstarted(&web, &id).await;
+    let task = web.admin.task(&id).await?;
+    if !task.has_record() {
+        return Ok(unstarted(&task));
     }
+    let (record, id) = (&task.record, &task.id);
     let state = record.state();
-    let path = format!("/tasks/{}", encoded(&id));
+    let path = format!("/tasks/{}", encoded(id));
     let body = html! {
         (args_link(&web, &path, shown))
         section #task data-live {
@@ -69,28 +67,23 @@ pub async fn page(
     Ok(shell(&format!("Task {id}"), body))
 }
 
-/// The page of a task without a record: where it waits, or 404.
-async fn unstarted(web: &crate::Web, id: &str) -> Answer {
-    let found = web.client.broker().find_task(id).await?;
+/// The page of a task without a record: where it waits (an unknown task is 404 before).
+fn unstarted(task: &TaskView) -> maud::Markup {
     let link = |queue: &Destination| {
         let name = queue.wire_name();
         html! { a href={ "/queues/" (encoded(&name)) } { (name) } }
     };
-    let body = match found {
-        Some(Whereabouts::Waiting(queue)) => html! { p { "waiting in " (link(&queue)) } },
+    let body = match &task.whereabouts {
+        Some(Whereabouts::Waiting(queue)) => html! { p { "waiting in " (link(queue)) } },
         Some(Whereabouts::Delayed(queue, due)) => {
-            html! { p { "delayed in " (link(&queue)) " until " (time(Some(due))) } }
+            html! { p { "delayed in " (link(queue)) " until " (time(Some(*due))) } }
         }
         Some(Whereabouts::Rejected(queue, reason)) => html! {
-            p { "rejected into the dead letters of " (link(&queue)) ": " span.bad { (reason) } }
+            p { "rejected into the dead letters of " (link(queue)) ": " span.bad { (reason) } }
         },
-        None => {
-            return Err(not_found(format!(
-                "no task {id}: not queued, delayed or recorded (its record may have expired)"
-            )))
-        }
+        None => html! { p { "state: " (task.state) } },
     };
-    Ok(shell(&format!("Task {id}"), body))
+    shell(&format!("Task {}", task.id), body)
 }
 
 fn runs<'a>(runs: impl Iterator<Item = &'a RunRecord>, show_results: bool) -> Markup {
@@ -118,35 +111,12 @@ fn runs<'a>(runs: impl Iterator<Item = &'a RunRecord>, show_results: bool) -> Ma
 /// `POST /tasks/ID/cancel`.
 pub async fn cancel(State(web): crate::State, Path(id): Path<String>) -> Answer<Redirect> {
     let selector = CancelSelector::ids([id.clone()]);
-    web.client.cancel(selector, ANSWERS).await?;
+    web.admin.cancel(selector, ANSWERS).await?;
     back(&format!("/tasks/{}", encoded(&id)))
 }
 
-/// `POST /tasks/ID/requeue`: its dead letter goes back to its queue.
+/// `POST /tasks/ID/requeue`: its dead letter goes back to its queue (404 when it has none).
 pub async fn requeue(State(web): crate::State, Path(id): Path<String>) -> Answer<Redirect> {
-    let record = web.client.task(&id).await?;
-    let queue = record
-        .task_run()
-        .map(|run| run.queue.clone())
-        .ok_or_else(|| not_found(format!("no record of task {id}")))?;
-    let queue = destination(&queue)?;
-    let broker = web.client.broker();
-    let mut after: Option<String> = None;
-    for _ in 0..DEAD_PAGES {
-        let letters = broker
-            .dead_letters_after(&queue, after.as_deref(), 1000)
-            .await?;
-        if let Some(letter) = letters.iter().find(|l| l.id.as_deref() == Some(&id)) {
-            broker.requeue_dead(&queue, &letter.entry_id).await?;
-            return back(&format!("/tasks/{}", encoded(&id)));
-        }
-        match letters.last() {
-            Some(last) => after = Some(last.entry_id.clone()),
-            None => break,
-        }
-    }
-    Err(not_found(format!(
-        "task {id} is not in the dead letters of {}",
-        queue.wire_name()
-    )))
+    web.admin.requeue_dead_task(&id).await?;
+    back(&format!("/tasks/{}", encoded(&id)))
 }
