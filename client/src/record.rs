@@ -216,7 +216,11 @@ impl RunRecord {
             Stored::Int(self.published_at),
             after(self.started_at),
             after(self.finished_at),
-            self.result.as_ref().map_or(Stored::Nil, Stored::Value),
+            // A nil result (a task returning nothing) is stored as no result: the same on
+            // reading, and trailing nils are left out (docs/protocol.md, section 3).
+            (self.result.as_ref())
+                .filter(|v| !v.is_nil())
+                .map_or(Stored::Nil, Stored::Value),
             self.error.as_deref().map_or(Stored::Nil, Stored::Str),
             self.retry_at.map_or(Stored::Nil, Stored::Int),
         ];
@@ -421,6 +425,25 @@ mod tests {
             bytes.len()
         );
         assert_eq!(RunRecord::decode(&run().id, &bytes).unwrap(), run());
+    }
+
+    #[test]
+    fn trailing_nils_are_left_out_a_nil_result_too() {
+        let unit = RunRecord {
+            result: Some(rmpv::Value::Nil),
+            ..run()
+        };
+        let fields = |bytes: Vec<u8>| match rmpv::decode::read_value(&mut &bytes[..]).unwrap() {
+            rmpv::Value::Array(fields) => fields.len(),
+            other => panic!("not an array: {other}"),
+        };
+        assert_eq!(fields(unit.encode().unwrap()), 8, "up to finished_at");
+        let running = RunRecord {
+            state: TaskState::Running,
+            finished_at: None,
+            ..run()
+        };
+        assert_eq!(fields(running.encode().unwrap()), 7, "up to started_at");
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Compiler<'_> {
         if message.is_broadcast() {
             return refuse("is a broadcast; a workflow step runs once, on one node");
         }
-        if crate::dedup_policy(&message).is_some() {
+        if crate::dedup_policy(&message).is_some() || message.headers.contains_key("on_duplicate") {
             return refuse("has an on_duplicate policy; workflow steps cannot use one");
         }
         if !self.ids.insert(message.id.clone()) {

@@ -42,6 +42,10 @@ pub(super) fn from_json(value: &Value) -> Result<Workflow> {
     part(value, "workflow")
 }
 
+/// Headers a step may not carry: a skipped duplicate would never join, and the workflow
+/// header is stevedore's own.
+const RESERVED_HEADERS: [&str; 3] = ["on_duplicate", "dedup", "workflow"];
+
 fn bad(path: &str, what: impl std::fmt::Display) -> Error {
     Error::InvalidWorkflow(format!("{path}: {what}"))
 }
@@ -212,6 +216,9 @@ fn options(object: &Map<String, Value>, path: &str) -> Result<PublishOptions> {
                 let value = value
                     .as_str()
                     .ok_or_else(|| bad(path, "header values are strings"))?;
+                if RESERVED_HEADERS.contains(&name.as_str()) {
+                    return Err(bad(path, format!("header `{name}` is not allowed in a workflow step (on_duplicate would skip a step that must join; `workflow` is set by stevedore)")));
+                }
                 options = options.header(name, value);
             }
         }
@@ -247,6 +254,8 @@ mod tests {
             (json!({"chord": {"group": [{"task": "a"}]}}),
              "invalid workflow: workflow.chord: a chord needs a `callback` step"),
             (json!([1]), "invalid workflow: workflow: a step is a JSON object"),
+            (json!({"chain": [{"task": "a"}, {"task": "b", "headers": {"on_duplicate": "discard"}}]}),
+             "invalid workflow: workflow.chain[1]: header `on_duplicate` is not allowed in a workflow step (on_duplicate would skip a step that must join; `workflow` is set by stevedore)"),
         ];
         for (value, expected) in cases {
             let error = from_json(&value).unwrap_err().to_string();

@@ -225,7 +225,7 @@ async fn schedules_are_added_paused_resumed_and_removed_live() {
         &["schedule", "show", "live"],
     );
     assert_eq!(gone.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&gone.stderr).contains("no schedule named `live`"));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no schedule `live`"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -957,3 +957,49 @@ fn unknown_names_fail_in_one_line_with_a_non_zero_exit() {
         assert!(out.stdout.is_empty(), "{args:?} printed a table");
     }
 }
+
+#[test]
+fn every_command_that_prints_takes_json() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let commands: &[&[&str]] = &[
+        &["enqueue"],
+        &["task"],
+        &["queues"],
+        &["status"],
+        &["running"],
+        &["reload"],
+        &["registered"],
+        &["cancel"],
+        &["nodes"],
+        &["events"],
+        &["queue", "pause"],
+        &["queue", "resume"],
+        &["queue", "show"],
+        &["queue", "purge"],
+        &["schedule", "add"],
+        &["schedule", "list"],
+        &["schedule", "show"],
+        &["schedule", "remove"],
+        &["schedule", "pause"],
+        &["schedule", "resume"],
+        &["schedule", "import"],
+        &["limit", "set"],
+        &["limit", "list"],
+        &["limit", "show"],
+        &["limit", "remove"],
+        &["dead", "list"],
+        &["dead", "show"],
+        &["dead", "requeue"],
+        &["dead", "delete"],
+        &["dead", "purge"],
+        &["workflow", "submit"],
+        &["workflow", "show"],
+        &["workflow", "cancel"],
+    ];
+    for command in commands {
+        let help = admin(&url, &[*command, &["--help"][..]].concat());
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains("--json"), "{command:?} has no --json: {text}");
+    }
+}

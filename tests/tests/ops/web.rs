@@ -594,7 +594,10 @@ async fn unknown_names_are_404_and_offer_no_action() {
     ] {
         let page = get(&app, path).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}: {}", page.body);
-        assert!(!page.body.contains("method=\"post\""), "{path} offers an action");
+        assert!(
+            !page.body.contains("method=\"post\""),
+            "{path} offers an action"
+        );
     }
     let token = csrf_cookie(&app).await;
     let form = format!("csrf={token}&confirm=yes");
