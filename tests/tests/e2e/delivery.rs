@@ -295,3 +295,52 @@ async fn an_entry_written_to_the_stream_before_its_eta_waits_until_then() {
     let started = record.task_run().unwrap().started_at.unwrap();
     assert!(started >= eta, "ran {} ms before its eta", eta - started);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_that_cannot_run_leaves_one_dead_letter_per_node_that_read_it() {
+    let redis = RedisServer::start();
+    let _nodes: Vec<WorkerProcess> = ["a", "b"]
+        .iter()
+        .map(|n| WorkerProcess::start(test_worker_bin!(), &redis, n, &[]))
+        .collect();
+    let mut conn = redis.connection().await;
+    let stream = keys().stream(&Destination::Broadcast);
+    let source: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("m")
+        .arg(b"\xc1 not a message".as_slice())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let dead = keys().dead_letters(&Destination::Broadcast);
+    let letters = eventually("a dead letter from each node", WAIT, || {
+        let mut conn = conn.clone();
+        let dead = dead.clone();
+        async move {
+            let letters: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+                .arg(&dead)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (letters.len() >= 2).then_some(letters)
+        }
+    })
+    .await;
+    assert_eq!(
+        letters.len(),
+        2,
+        "one per node (docs/protocol.md, section 6)"
+    );
+    for (_, fields) in &letters {
+        let source_id = fields.iter().find(|(k, _)| k == "source_id").unwrap();
+        assert_eq!(source_id.1, source.as_bytes());
+    }
+    assert_eq!(
+        stream_len(&mut conn, &stream).await,
+        1,
+        "the entry stays for the others"
+    );
+}

@@ -654,6 +654,13 @@ fn task_shows_every_earlier_attempt() {
     let id = stdout_lines(&out)[0].clone();
     let (json, code) = task_json(&url, &id);
     assert_eq!((json["state"].as_str(), code), (Some("dead"), Some(0)));
+    // `task --json` prints absolute times (records store offsets: docs/protocol.md, 11).
+    let run = &json["runs"][0];
+    let (published, finished) = (run["published_at"].as_u64(), run["finished_at"].as_u64());
+    assert!(
+        finished >= published && published > Some(1_700_000_000_000),
+        "{run}"
+    );
     assert_eq!(json["attempts"].as_array().map(Vec::len), Some(3), "{json}");
     let text = String::from_utf8_lossy(&admin(&url, &["task", &id]).stdout).into_owned();
     assert_eq!(
