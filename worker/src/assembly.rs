@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::activity::Activity;
+use crate::admission::{Admission, Limiter};
 use crate::cancels::CancelBook;
 use crate::capacity::Capacity;
 use crate::controller::Controller;
@@ -24,7 +25,6 @@ use crate::forwarder::Forwarder;
 use crate::heartbeat::Heartbeat;
 use crate::hooks::Hooks;
 use crate::in_flight::InFlight;
-use crate::limiter::Limiter;
 use crate::pause::PauseGate;
 use crate::pool::{ChildLauncher, Pool, PoolConfig, PoolKind};
 use crate::priority::QueueSpec;
@@ -145,7 +145,13 @@ impl Parts<'_> {
             hooks,
             in_flight,
             capacity: self.shared.capacity.clone(),
-            limiter: self.shared.limiter.clone(),
+            admission: Admission::new(
+                self.client.broker().clone(),
+                self.table.clone(),
+                self.shared.capacity.clone(),
+                self.shared.limiter.clone(),
+                self.runs.abandon.clone(),
+            ),
         }))
     }
 

@@ -1,11 +1,10 @@
 //! The executor: takes one delivered message to its outcome.
 //!
-//! 1. Decodes the message when the fetcher hands it over, so the fetcher knows how many units
-//!    of the node's capacity it takes (its impact, or all of them when it is exclusive);
-//!    bytes that do not decode go to the queue's dead letters with the reason and the raw
-//!    bytes. A message heavier than the whole node waits in the delayed set for a bigger one.
-//! 2. Asks the message's cluster-wide limit whether it may start (see `limiter`); skips a
-//!    cancelled message (recorded `cancelled`, never run).
+//! 1. Has [`Admission`] decode the message when the fetcher hands it over (so the fetcher
+//!    knows how many units of the node's capacity it takes) and say whether it may start
+//!    (eta, impact, limits, on_duplicate); bytes that do not decode go to the queue's dead
+//!    letters with the reason and the raw bytes. Skips a cancelled message (recorded
+//!    `cancelled`, never run).
 //! 3. Looks the task up; an unknown name fails the task with `unknown task NAME`.
 //! 4. Records the run as started and hands it to the pool with its stop signal and time limits;
 //!    maps how it ended to a state (`succeeded`, `failed`, `cancelled`, `timed_out`).
@@ -19,23 +18,21 @@ use std::time::Duration;
 
 use stevedore::broker::{Broker, Delivery, Entry, Outcome, Settle, StepRef};
 use stevedore::{
-    dedup_policy, Client, Destination, Invocation, Message, RecordField, RecordPolicy, RunRecord,
-    TaskContext, TaskError, TaskRegistration, TaskState,
+    dedup_policy, Client, Invocation, Message, RecordField, RecordPolicy, RunRecord, TaskContext,
+    TaskError, TaskRegistration, TaskState,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use stevedore_runtime::Backoff;
-
 use crate::activity::Activity;
+use crate::admission::{Admission, Prepared};
 use crate::cancels::CancelBook;
 use crate::capacity::{Capacity, Slot};
 use crate::hooks::{Hooks, RunInfo};
 use crate::in_flight::InFlight;
-use crate::limiter::Limiter;
-use crate::placement::Prepared;
+use crate::persist::until_written;
 use crate::pool::{Job, Limits, Pool};
 use crate::recorder::Event;
 use crate::retry;
@@ -75,8 +72,8 @@ pub struct ExecutorParts {
     pub hooks: Hooks,
     /// The node's capacity in units (exclusive runs report their state to it).
     pub capacity: Arc<Capacity>,
-    /// The cluster-wide limits' permits this process holds.
-    pub limiter: Arc<Limiter>,
+    /// Whether a message may start (eta, impact, limits, on_duplicate).
+    pub admission: Admission,
 }
 
 /// Starts runs; cheap to clone.
@@ -93,9 +90,13 @@ impl Executor {
         }
     }
 
-    /// Runs `prepared` (read through `group`) in the background, holding `slot` until the run
-    /// ends.
-    pub fn start(&self, prepared: Prepared, group: String, slot: Slot) {
+    /// Decodes `delivery` and says how many units it needs (see [`Admission::prepare`]).
+    pub fn prepare(&self, delivery: Delivery) -> Prepared {
+        self.shared.admission.prepare(delivery)
+    }
+
+    /// Runs `prepared` in the background, holding `slot` until the run ends.
+    pub fn start(&self, prepared: Prepared, slot: Slot) {
         let delivery = &prepared.delivery;
         if !self
             .shared
@@ -109,7 +110,7 @@ impl Executor {
             let abandon = shared.abandon.clone();
             // Boxed: the run's state machine is kilobytes, and a future held inline is copied
             // whole each time the task is moved (spawned, polled the first time).
-            let run = Box::pin(shared.run(prepared, group, slot));
+            let run = Box::pin(shared.run(prepared, slot));
             // Biased: once abandoned, a run that ends because its token fired is not recorded.
             tokio::select! {
                 biased;
@@ -127,11 +128,11 @@ impl Executor {
 }
 
 impl ExecutorParts {
-    pub(crate) fn broker(&self) -> &Broker {
+    fn broker(&self) -> &Broker {
         self.client.broker()
     }
 
-    async fn run(&self, prepared: Prepared, group: String, slot: Slot) {
+    async fn run(&self, prepared: Prepared, slot: Slot) {
         let delivery = &prepared.delivery;
         let exclusive = prepared
             .exclusive_run()
@@ -140,7 +141,7 @@ impl ExecutorParts {
             self.capacity.running_alone(id, task);
         }
         let outcome_sent = self
-            .run_or_settle(prepared.opened, delivery, &group, prepared.oversize, slot)
+            .run_or_settle(prepared.opened, delivery, prepared.oversize, slot)
             .await;
         if let Some((id, _)) = &exclusive {
             self.capacity.alone_no_more(id);
@@ -157,28 +158,27 @@ impl ExecutorParts {
         &self,
         opened: Result<Message, String>,
         delivery: &Delivery,
-        group: &str,
         oversize: bool,
         slot: Slot,
     ) -> bool {
         let mut message = match opened {
             Ok(message) => message,
             Err(reason) => {
-                self.dead_letter(delivery, group, &reason).await;
+                self.dead_letter(delivery, &reason).await;
                 return false;
             }
         };
-        let span = stevedore::trace::process_span(&message, group);
-        let gate = self.may_start(delivery, group, &message, oversize);
+        let span = stevedore::trace::process_span(&message, &delivery.group);
+        let gate = self.admission.may_start(delivery, &message, oversize);
         let Some(permit) = gate.instrument(span.clone()).await else {
             return false;
         };
         let (run, error) = self.run_message(&mut message).instrument(span).await;
         drop(slot);
         if let Some(permit) = permit {
-            self.release(permit).await;
+            self.admission.release(permit).await;
         }
-        self.finish(delivery, group, &message, run, error);
+        self.finish(delivery, &message, run, error);
         true
     }
 
@@ -187,7 +187,6 @@ impl ExecutorParts {
     fn finish(
         &self,
         delivery: &Delivery,
-        group: &str,
         message: &Message,
         mut run: RunRecord,
         error: Option<TaskError>,
@@ -214,7 +213,7 @@ impl ExecutorParts {
             notify: message.wants_notify(),
             entry: Entry {
                 destination: delivery.destination.clone(),
-                group: group.to_owned(),
+                group: delivery.group.clone(),
                 entry_id: delivery.entry_id.clone(),
             },
             settle,
@@ -238,67 +237,6 @@ impl ExecutorParts {
             RecordField::Late
         } else {
             RecordField::of(message)
-        }
-    }
-
-    /// Under an on_duplicate policy, takes the message's key or parks the message behind the
-    /// run holding it; returns whether to run it now. While Redis refuses the step (a write
-    /// outage, a dropped connection) it is retried with backoff, holding the slot, until it is
-    /// done or the run is abandoned at shutdown (then the message stays pending, recoverable).
-    pub(crate) async fn dedup_start(
-        &self,
-        delivery: &Delivery,
-        group: &str,
-        message: &Message,
-    ) -> bool {
-        if dedup_policy(message).is_none() {
-            return true;
-        }
-        let payload = delivery.payload.as_deref().unwrap_or_default();
-        let started = self
-            .until_written("check for duplicates", || {
-                self.broker().dedup_start(
-                    &delivery.destination,
-                    message,
-                    group,
-                    &delivery.entry_id,
-                    payload,
-                )
-            })
-            .await;
-        if started == Some(false) {
-            tracing::info!("parked behind a running duplicate");
-        }
-        started.unwrap_or(false)
-    }
-
-    /// Runs `step` until it succeeds (`Some`), retrying with backoff and logging once per
-    /// state change; `None` when the run is abandoned at shutdown first.
-    pub(crate) async fn until_written<T, F, Fut>(&self, what: &str, mut step: F) -> Option<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = stevedore::Result<T>>,
-    {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
-        let mut failing: Option<String> = None;
-        loop {
-            match step().await {
-                Ok(done) => {
-                    if failing.is_some() {
-                        tracing::info!("could {what} again");
-                    }
-                    return Some(done);
-                }
-                Err(error) if failing.as_deref() != Some(&error.to_string()) => {
-                    tracing::warn!(%error, "cannot {what}; retrying");
-                    failing = Some(error.to_string());
-                }
-                Err(_) => {}
-            }
-            if !backoff.wait(&self.abandon).await {
-                tracing::error!("cannot {what} before shutdown; the message stays pending");
-                return None;
-            }
         }
     }
 
@@ -422,44 +360,18 @@ impl ExecutorParts {
         Limits { soft, hard }
     }
 
-    /// Moves a message to the delayed set until `due` (ms), retrying while Redis refuses;
-    /// returns whether it moved (else it stays pending, at shutdown).
-    pub(crate) async fn defer(&self, delivery: &Delivery, group: &str, due: u64) -> bool {
-        let payload = delivery.payload.as_deref().unwrap_or_default();
-        self.until_written("move a message to the delayed set", || {
-            let destination = &delivery.destination;
-            (self.broker()).defer(destination, group, &delivery.entry_id, due, payload)
-        })
-        .await
-        .is_some()
-    }
-
     /// Moves a message that cannot run to the dead letters, retrying while Redis refuses.
-    async fn dead_letter(&self, delivery: &Delivery, group: &str, reason: &str) {
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
         let queue = delivery.destination.to_string();
-        let moved = self
-            .until_written("dead-letter a bad message", || {
-                self.broker().dead_letter(delivery, group, reason)
-            })
-            .await;
+        let moved = until_written(&self.abandon, "dead-letter a bad message", || {
+            self.broker().dead_letter(delivery, reason)
+        })
+        .await;
         if let Some(dead_id) = moved {
             tracing::warn!(%queue, entry = %delivery.entry_id, %dead_id, %reason, "message dead-lettered");
             crate::observe::dead_lettered(&queue, "unreadable");
         }
     }
-}
-
-/// How far ahead of a node's clock an `eta` may be and still run now: clocks of the node that
-/// moved a delayed message and of the one that reads it differ a little.
-const ETA_SLACK_MS: u64 = 1_000;
-
-/// The eta of `message` when it arrived on a stream well before it (a producer that wrote to
-/// the stream directly): it must wait in the delayed set. Broadcast entries are shared by every
-/// node's group and cannot be moved by one node: they run.
-pub(crate) fn early(message: &Message, from: &Destination) -> Option<u64> {
-    let eta = message.eta?;
-    let early = eta > stevedore::now_ms() + ETA_SLACK_MS && *from != Destination::Broadcast;
-    early.then_some(eta)
 }
 
 /// The error recorded for a run that stopped because it was told to.

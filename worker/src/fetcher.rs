@@ -462,8 +462,7 @@ impl Fetcher {
                 }
             };
             let slot = self.capacity.slot(permit);
-            self.executor
-                .start(prepared, self.config.group.clone(), slot);
+            self.executor.start(prepared, slot);
         }
         self.heaviest.store(heaviest, Ordering::Relaxed);
     }

@@ -18,8 +18,8 @@ use stevedore::nodes::NodeBeat;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::Activity;
+use crate::admission::Limiter;
 use crate::capacity::Capacity;
-use crate::limiter::Limiter;
 
 /// Records this process's heartbeat.
 pub struct Heartbeat {

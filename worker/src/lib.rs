@@ -11,6 +11,7 @@
 //! ```
 
 mod activity;
+mod admission;
 mod args;
 mod assembly;
 mod builtin;
@@ -24,10 +25,9 @@ mod heartbeat;
 mod hooks;
 mod http;
 mod in_flight;
-mod limiter;
 mod observe;
 mod pause;
-mod placement;
+mod persist;
 mod pool;
 mod priority;
 mod reaper;

@@ -234,7 +234,7 @@ impl Reaper {
             self.record_lost(message, lost, requeued).await?;
             // Its limit permit, if it held one, comes back now and wakes the next waiter.
             let task = self.table.get(&message.task);
-            if let Some((bucket, _)) = crate::limiter::Limiter::bucket_of(task, message) {
+            if let Some((bucket, _)) = crate::admission::bucket_of(task, message) {
                 self.broker.release_limit(&bucket, &message.id).await?;
             }
         }

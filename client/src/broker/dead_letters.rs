@@ -80,14 +80,9 @@ impl Broker {
         )
     }
 
-    /// Moves `delivery` (read by `group`) to its queue's dead letters with `reason`, and
-    /// acknowledges it, atomically. Returns the dead-letter entry id.
-    pub async fn dead_letter(
-        &self,
-        delivery: &Delivery,
-        group: &str,
-        reason: &str,
-    ) -> Result<String> {
+    /// Moves `delivery` to its queue's dead letters with `reason`, and acknowledges it (in its
+    /// group), atomically. Returns the dead-letter entry id.
+    pub async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<String> {
         let keys = self.keys();
         let letter = NewDeadLetter {
             reason: reason.to_owned(),
@@ -100,7 +95,7 @@ impl Broker {
         let mut invocation = DEAD_LETTER.key(keys.stream(&delivery.destination));
         invocation
             .key(keys.dead_letters(&delivery.destination))
-            .arg(group)
+            .arg(&*delivery.group)
             .arg(&delivery.entry_id)
             .arg(if delete { "1" } else { "0" })
             .arg(cap)

@@ -25,6 +25,9 @@ pub enum GroupStart {
 pub struct Delivery {
     /// The queue it was read from.
     pub destination: Destination,
+    /// The consumer group it was read through (`workers`, or `node:NODE` for a broadcast):
+    /// where it is acknowledged.
+    pub group: std::sync::Arc<str>,
     /// The stream entry id, used to acknowledge it.
     pub entry_id: String,
     /// The message bytes; `None` when the entry had no message field (not written by stevedore)
@@ -117,7 +120,7 @@ impl Broker {
             cmd.arg(">");
         }
         let reply: Value = cmd.query_async(conn).await?;
-        self.parse_read_reply(reply)
+        self.parse_read_reply(reply, group)
     }
 
     /// Reads up to `count` new entries in all for `consumer` of `group`, from `streams` in the
@@ -139,7 +142,7 @@ impl Broker {
             .arg(count)
             .invoke_async(conn)
             .await?;
-        self.parse_read_reply(reply)
+        self.parse_read_reply(reply, group)
     }
 
     /// The entries of `destination` already delivered to `consumer` of `group` and not yet
@@ -164,11 +167,12 @@ impl Broker {
             .arg("0")
             .query_async(conn)
             .await?;
-        self.parse_read_reply(reply)
+        self.parse_read_reply(reply, group)
     }
 
-    fn parse_read_reply(&self, reply: Value) -> Result<Vec<Delivery>> {
+    fn parse_read_reply(&self, reply: Value, group: &str) -> Result<Vec<Delivery>> {
         let mut deliveries = Vec::new();
+        let group: std::sync::Arc<str> = group.into();
         for (key, entries) in reply::streams(reply)? {
             let destination = self
                 .keys()
@@ -178,6 +182,7 @@ impl Broker {
                 let (entry_id, payload) = entry.into_message();
                 deliveries.push(Delivery {
                     destination: destination.clone(),
+                    group: group.clone(),
                     entry_id,
                     payload,
                 });

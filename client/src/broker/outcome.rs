@@ -45,7 +45,7 @@ pub struct Entry {
     /// The queue it was read from.
     pub destination: Destination,
     /// The group it was read through.
-    pub group: String,
+    pub group: std::sync::Arc<str>,
     /// Its id in the stream.
     pub entry_id: String,
 }
@@ -447,7 +447,7 @@ impl Broker {
         let mut by_stream: BTreeMap<(&Destination, &str), Vec<&str>> = BTreeMap::new();
         for entry in batch.entries() {
             (by_stream
-                .entry((&entry.destination, entry.group.as_str()))
+                .entry((&entry.destination, &*entry.group))
                 .or_default())
             .push(&entry.entry_id);
         }

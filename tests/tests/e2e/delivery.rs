@@ -296,6 +296,9 @@ async fn an_entry_written_to_the_stream_before_its_eta_waits_until_then() {
     assert!(started >= eta, "ran {} ms before its eta", eta - started);
 }
 
+/// A stream entry as XRANGE returns it: its id and its fields.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_that_cannot_run_leaves_one_dead_letter_per_node_that_read_it() {
     let redis = RedisServer::start();
@@ -318,7 +321,7 @@ async fn a_broadcast_that_cannot_run_leaves_one_dead_letter_per_node_that_read_i
         let mut conn = conn.clone();
         let dead = dead.clone();
         async move {
-            let letters: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+            let letters: Vec<StreamEntry> = redis::cmd("XRANGE")
                 .arg(&dead)
                 .arg("-")
                 .arg("+")

@@ -257,3 +257,80 @@ fn the_workspace_has_at_most_four_integration_test_targets() {
          tests/tests/e2e or tests/tests/ops instead of a new target: {tests:?}"
     );
 }
+
+/// The worker's modules (top level under worker/src) each module names through `crate::`,
+/// test code left out.
+fn worker_module_imports() -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../worker/src"));
+    let mut graph: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read worker/src") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(root).expect("under worker/src");
+            let top = relative.iter().next().unwrap().to_string_lossy();
+            let module = top.trim_end_matches(".rs").to_owned();
+            if module == "lib" || module == "bin" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let mut named = std::collections::BTreeSet::new();
+            for (i, _) in code.match_indices("crate::") {
+                let rest = &code[i + "crate::".len()..];
+                // `crate::{a, b::c}` names each item; `crate::a::b` names `a`.
+                let list = match rest.strip_prefix('{') {
+                    Some(list) => list.split('}').next().unwrap_or_default(),
+                    None => rest
+                        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .next()
+                        .unwrap_or_default(),
+                };
+                for item in list.split(',') {
+                    let name: String = (item.trim().chars())
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() && name != module {
+                        named.insert(name);
+                    }
+                }
+            }
+            graph.entry(module).or_default().extend(named);
+        }
+    }
+    let modules: Vec<String> = graph.keys().cloned().collect();
+    for named in graph.values_mut() {
+        named.retain(|n| modules.contains(n));
+    }
+    graph
+}
+
+#[test]
+fn no_two_worker_modules_import_each_other_even_through_others() {
+    let graph = worker_module_imports();
+    assert!(graph.contains_key("executor") && graph["executor"].contains("admission"));
+    // A module is in a circle when it reaches itself.
+    for start in graph.keys() {
+        let (mut seen, mut next) = (std::collections::BTreeSet::new(), vec![start.clone()]);
+        let mut path: BTreeMap<String, String> = BTreeMap::new();
+        while let Some(module) = next.pop() {
+            for named in &graph[&module] {
+                if named == start {
+                    let mut circle = vec![module.clone()];
+                    while let Some(from) = path.get(circle.last().unwrap()) {
+                        circle.push(from.clone());
+                    }
+                    panic!("worker/src has an import circle through {start}: {circle:?}");
+                }
+                if seen.insert(named.clone()) {
+                    path.insert(named.clone(), module.clone());
+                    next.push(named.clone());
+                }
+            }
+        }
+    }
+}
