@@ -325,7 +325,7 @@ impl RecordField {
 /// earlier attempts of a retried task.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskRecord {
-    /// Current runs keyed by their slot: `task` for a queued task, `node:NAME` for a broadcast.
+    /// Current runs keyed by their record field: `task` for a queued task, `node:NAME` for a broadcast.
     pub runs: BTreeMap<String, RunRecord>,
     /// Every attempt of a task that was retried, by attempt number.
     pub attempts: BTreeMap<u32, RunRecord>,

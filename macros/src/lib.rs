@@ -31,6 +31,14 @@ use proc_macro::TokenStream;
 /// | `backoff = "1s"` | first retry delay, doubling each retry |
 /// | `max_backoff = "10m"` | longest retry delay |
 /// | `on_duplicate = "discard"` | `parallel`, `discard`, `serial` or `queue_one` |
+/// | `aliases = ["old.name"]` | older names messages may still carry (they run this task) |
+/// | `record = "failures"` | which runs leave a record: `all`, `failures` or `none` |
+/// | `impact = 4` | units of a node's capacity one run takes (default 1) |
+/// | `exclusive` | the run has its node to itself (the node drains first) |
+/// | `rate_limit = "100/s"`, `burst = 10` | the task's own cluster-wide rate (`/s`, `/m`, `/h`) |
+/// | `concurrency = 5` | the task's own cluster-wide limit on runs at once |
+/// | `limit = "api"` | the named limit its runs start under (`stevedore limit set`) |
+/// | `limit_key = "customer"` | one bucket of the limit per value of this argument |
 ///
 /// A parameter of type `TaskContext` receives the run's context instead of an argument.
 ///

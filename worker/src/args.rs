@@ -126,8 +126,8 @@ pub enum WorkerCount {
 
 impl WorkerCount {
     /// The number of workers for a pool of `kind` on this machine. `auto`: 128 per CPU for the
-    /// async pool (between 128 and 1,024: a slot costs nothing idle, and a node reads at most as
-    /// many messages as it has free slots, so short tasks need many to be read in large
+    /// async pool (between 128 and 1,024: a worker costs nothing idle, and a node reads at most as
+    /// many messages as it has free units, so short tasks need many to be read in large
     /// batches; docs/decisions.md); for the process pool 4 per CPU, but no more than one per
     /// 256 MiB of memory above 1 GiB, and at least 2.
     pub fn resolve(self, kind: PoolKind) -> usize {

@@ -155,7 +155,7 @@ impl Parts<'_> {
         }))
     }
 
-    /// Starts the two fetchers, sharing the node's slots, handing what they read to `executor`.
+    /// Starts the two fetchers, sharing the node's units, handing what they read to `executor`.
     pub fn fetchers(
         &self,
         executor: Executor,
@@ -263,7 +263,7 @@ impl Parts<'_> {
 }
 
 /// The two fetchers: the node's own queue then its shared queues (as many as it has free
-/// slots), and the broadcasts (in batches).
+/// units), and the broadcasts (in batches).
 fn fetcher_configs(
     args: &WorkerArgs,
     node: &str,
@@ -271,7 +271,7 @@ fn fetcher_configs(
     own_queue: Destination,
     specs: &[QueueSpec],
 ) -> [FetcherConfig; FETCHERS] {
-    // Four slots' worth: never reached while outcomes are written (the recorder settles a
+    // Four units' worth: never reached while outcomes are written (the recorder settles a
     // batch within a round trip), reached at once when they cannot be.
     let max_unsettled = (4 * args.max_workers.resolve(args.pool)).max(64);
     [
@@ -284,7 +284,7 @@ fn fetcher_configs(
                 .collect(),
             shared: specs.to_vec(),
             start: GroupStart::Beginning,
-            mode: FetchMode::FreeSlots,
+            mode: FetchMode::FreeUnits,
             block: args.block,
             max_unsettled,
         },

@@ -1,7 +1,7 @@
 //! The node's capacity in units (AWX's capacity and job impact).
 //!
 //! 1. The node has `--max-workers` units; a run takes its impact's worth (1 by default) from
-//!    the moment it is handed a slot until its run ends.
+//!    the moment it is handed its units until its run ends.
 //! 2. Units are given in the order they were asked for: once a heavy run waits for its units,
 //!    nothing asked for later (a light run, the fetchers' next read) gets any before it, so a
 //!    stream of light tasks never starves a heavy one.
@@ -33,13 +33,13 @@ pub struct Capacity {
 
 /// Units handed to one run, given back when it is dropped (when the run ends).
 #[derive(Debug)]
-pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+pub struct HeldUnits {
+    _taken: OwnedSemaphorePermit,
     units: u32,
     running: Arc<AtomicU32>,
 }
 
-impl Drop for Slot {
+impl Drop for HeldUnits {
     fn drop(&mut self) {
         self.running.fetch_sub(self.units, Ordering::Relaxed);
     }
@@ -67,12 +67,12 @@ impl Capacity {
         self.running.load(Ordering::Relaxed)
     }
 
-    /// Hands `permit` (the units of one run) to the run.
-    pub fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
-        let units = permit.num_permits() as u32;
+    /// Hands `taken` (the units of one run, from [`Capacity::take`]) to the run.
+    pub fn hold(&self, taken: OwnedSemaphorePermit) -> HeldUnits {
+        let units = taken.num_permits() as u32;
         self.running.fetch_add(units, Ordering::Relaxed);
-        Slot {
-            _permit: permit,
+        HeldUnits {
+            _taken: taken,
             units,
             running: self.running.clone(),
         }
@@ -135,7 +135,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_heavy_run_is_served_before_lighter_ones_asked_later() {
         let capacity = Arc::new(Capacity::new(4));
-        let running = capacity.slot(capacity.take(3).await);
+        let running = capacity.hold(capacity.take(3).await);
         let heavy = tokio::spawn({
             let capacity = capacity.clone();
             async move { capacity.take(4).await }
@@ -148,10 +148,10 @@ mod tests {
             .await
             .is_err());
         drop(running);
-        let heavy = capacity.slot(heavy.await.unwrap());
+        let heavy = capacity.hold(heavy.await.unwrap());
         assert_eq!(capacity.in_use(), 4);
         drop(heavy);
-        let _light = capacity.slot(light.await);
+        let _light = capacity.hold(light.await);
         assert_eq!(capacity.in_use(), 1);
     }
 }

@@ -8,7 +8,7 @@
 //! 3. Looks the task up; an unknown name fails the task with `unknown task NAME`.
 //! 4. Records the run as started and hands it to the pool with its stop signal and time limits;
 //!    maps how it ended to a state (`succeeded`, `failed`, `cancelled`, `timed_out`).
-//! 5. Frees the node's slot, has `retry` decide what becomes of the message, and hands the
+//! 5. Gives the node's units back, has `retry` decide what becomes of the message, and hands the
 //!    run's one [`Outcome`] to the recorder.
 //! 6. At a hard stop, abandons the run without acknowledging it: the message stays pending in
 //!    Redis, to be recovered, never lost.
@@ -29,11 +29,11 @@ use tracing::Instrument;
 use crate::activity::Activity;
 use crate::admission::{Admission, Prepared};
 use crate::cancels::CancelBook;
-use crate::capacity::{Capacity, Slot};
+use crate::capacity::{Capacity, HeldUnits};
 use crate::hooks::{Hooks, RunInfo};
 use crate::in_flight::InFlight;
 use crate::persist::until_written;
-use crate::pool::{Job, Limits, Pool};
+use crate::pool::{Job, Pool, TimeLimits};
 use crate::recorder::Event;
 use crate::retry;
 use crate::running::{RunKey, RunningTasks};
@@ -95,8 +95,8 @@ impl Executor {
         self.shared.admission.prepare(delivery)
     }
 
-    /// Runs `prepared` in the background, holding `slot` until the run ends.
-    pub fn start(&self, prepared: Prepared, slot: Slot) {
+    /// Runs `prepared` in the background, holding `units` until the run ends.
+    pub fn start(&self, prepared: Prepared, units: HeldUnits) {
         let delivery = &prepared.delivery;
         if !self
             .shared
@@ -110,7 +110,7 @@ impl Executor {
             let abandon = shared.abandon.clone();
             // Boxed: the run's state machine is kilobytes, and a future held inline is copied
             // whole each time the task is moved (spawned, polled the first time).
-            let run = Box::pin(shared.run(prepared, slot));
+            let run = Box::pin(shared.run(prepared, units));
             // Biased: once abandoned, a run that ends because its token fired is not recorded.
             tokio::select! {
                 biased;
@@ -132,7 +132,7 @@ impl ExecutorParts {
         self.client.broker()
     }
 
-    async fn run(&self, prepared: Prepared, slot: Slot) {
+    async fn run(&self, prepared: Prepared, units: HeldUnits) {
         let delivery = &prepared.delivery;
         let exclusive = prepared
             .exclusive_run()
@@ -141,7 +141,7 @@ impl ExecutorParts {
             self.capacity.running_alone(id, task);
         }
         let outcome_sent = self
-            .run_or_settle(prepared.opened, delivery, prepared.oversize, slot)
+            .run_or_settle(prepared.opened, delivery, prepared.oversize, units)
             .await;
         if let Some((id, _)) = &exclusive {
             self.capacity.alone_no_more(id);
@@ -159,7 +159,7 @@ impl ExecutorParts {
         opened: Result<Message, String>,
         delivery: &Delivery,
         oversize: bool,
-        slot: Slot,
+        units: HeldUnits,
     ) -> bool {
         let mut message = match opened {
             Ok(message) => message,
@@ -174,7 +174,7 @@ impl ExecutorParts {
             return false;
         };
         let (run, error) = self.run_message(&mut message).instrument(span).await;
-        drop(slot);
+        drop(units);
         if let Some(permit) = permit {
             self.admission.release(permit).await;
         }
@@ -352,12 +352,12 @@ impl ExecutorParts {
 
     /// The run's time limits: the call's, else the task's; the hard limit defaults to the soft
     /// one plus the cancel grace.
-    fn limits(&self, task: &TaskRegistration, message: &Message) -> Limits {
+    fn limits(&self, task: &TaskRegistration, message: &Message) -> TimeLimits {
         let ms = |ms: Option<u64>| ms.map(Duration::from_millis);
         let soft = ms(message.timeout.or(task.options.timeout_ms));
         let hard = ms(message.hard_timeout.or(task.options.hard_timeout_ms))
             .or_else(|| soft.map(|soft| soft + self.pool.config().cancel_grace));
-        Limits { soft, hard }
+        TimeLimits { soft, hard }
     }
 
     /// Moves a message that cannot run to the dead letters, retrying while Redis refuses.

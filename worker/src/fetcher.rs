@@ -9,7 +9,7 @@
 //!    one script that takes the count in all from the first streams with entries), then
 //!    blocking on all of them at once.
 //! 3. Broadcast mode: reads the broadcast log through the node's own group; each broadcast waits
-//!    for a free slot here, since no other node can run it for this one.
+//!    for a free unit here, since no other node can run it for this one.
 //! 4. Hands every message to the executor with its units of the node's capacity (waiting for
 //!    them in line: see `capacity`); never drops one it read; reads nothing more while too
 //!    many entries wait for their outcome to be written (backpressure).
@@ -49,7 +49,7 @@ pub struct FetcherConfig {
     pub shared: Vec<QueueSpec>,
     /// Where the group starts when it is created.
     pub start: GroupStart,
-    /// Read only as many as there are free slots (queues), or a fixed batch (broadcasts).
+    /// Read only as many as there are free units (queues), or a fixed batch (broadcasts).
     pub mode: FetchMode,
     /// Longest server-side block of one read.
     pub block: Duration,
@@ -60,9 +60,9 @@ pub struct FetcherConfig {
 /// How many messages one read asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchMode {
-    /// As many as the node has free slots, at least one (waits for one first).
-    FreeSlots,
-    /// Up to this many; each then waits for a slot.
+    /// As many as the node has free units, at least one (waits for one first).
+    FreeUnits,
+    /// Up to this many; each then waits for a unit.
     Batch(usize),
 }
 
@@ -230,8 +230,8 @@ impl Fetcher {
                 }
             }
             let first = match self.config.mode {
-                FetchMode::FreeSlots => match self.first_slot(stop).await {
-                    Some(permit) => Some(permit),
+                FetchMode::FreeUnits => match self.first_unit(stop).await {
+                    Some(unit) => Some(unit),
                     None => return Ok(()),
                 },
                 FetchMode::Batch(_) => None,
@@ -301,11 +301,11 @@ impl Fetcher {
         order
     }
 
-    /// Waits for a free slot (the read then asks for it plus the others free); `None` when
+    /// Waits for a free unit (the read then asks for it plus the others free); `None` when
     /// stopped.
-    async fn first_slot(&self, stop: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+    async fn first_unit(&self, stop: &CancellationToken) -> Option<OwnedSemaphorePermit> {
         tokio::select! {
-            permit = self.capacity.take(1) => Some(permit),
+            unit = self.capacity.take(1) => Some(unit),
             () = stop.cancelled() => None,
         }
     }
@@ -316,12 +316,12 @@ impl Fetcher {
         &self,
         lanes: &mut [Lane],
         streams: &[Destination],
-        holds_slot: bool,
+        holds_unit: bool,
         stop: &CancellationToken,
     ) -> stevedore::Result<Option<Vec<Delivery>>> {
         let count = match self.config.mode {
-            FetchMode::FreeSlots => {
-                let free = self.capacity.free() + usize::from(holds_slot);
+            FetchMode::FreeUnits => {
+                let free = self.capacity.free() + usize::from(holds_unit);
                 let heaviest = self.heaviest.load(Ordering::Relaxed).max(1) as usize;
                 (free / heaviest).max(1)
             }
@@ -451,8 +451,8 @@ impl Fetcher {
         for delivery in deliveries {
             let prepared = self.executor.prepare(delivery);
             heaviest = heaviest.max(prepared.units);
-            let permit = match first.take() {
-                Some(permit) if prepared.units == 1 => permit,
+            let taken = match first.take() {
+                Some(unit) if prepared.units == 1 => unit,
                 held => {
                     drop(held);
                     if let Some((id, task)) = prepared.exclusive_run() {
@@ -461,8 +461,8 @@ impl Fetcher {
                     self.capacity.take(prepared.units).await
                 }
             };
-            let slot = self.capacity.slot(permit);
-            self.executor.start(prepared, slot);
+            let units = self.capacity.hold(taken);
+            self.executor.start(prepared, units);
         }
         self.heaviest.store(heaviest, Ordering::Relaxed);
     }

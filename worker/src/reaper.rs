@@ -318,7 +318,6 @@ impl Reaper {
         requeued: bool,
     ) -> stevedore::Result<()> {
         let task = self.table.get(&message.task).map_or("unknown", |t| t.name);
-        crate::observe::run_lost(&message.queue, task);
         let now = stevedore::now_ms();
         let mut run = RunRecord::starting(message, &lost.node);
         run.state = if requeued {
@@ -332,15 +331,16 @@ impl Reaper {
             lost.node, lost.consumer, self.node
         ));
         run.retry_at = requeued.then_some(now);
-        if message.record_policy() == stevedore::RecordPolicy::None {
-            // It keeps no record, not even of a loss (the reap itself is logged).
-            return Ok(());
+        if message.record_policy() != stevedore::RecordPolicy::None {
+            // (A run that keeps no record keeps none of a loss either: the reap is logged.)
+            let field = RecordField::of(message).name(&lost.node);
+            // After the requeue: its next attempt may be recorded already, and wins.
+            self.broker
+                .record_lost(&run, &field, requeued, self.record_ttl)
+                .await?;
         }
-        let field = RecordField::of(message).name(&lost.node);
-        // After the requeue: its next attempt may be recorded already, and wins.
-        self.broker
-            .record_lost(&run, &field, requeued, self.record_ttl)
-            .await?;
+        // Counted once recorded: whoever sees the count finds the record and its event.
+        crate::observe::run_lost(&message.queue, task);
         Ok(())
     }
 }

@@ -1,13 +1,18 @@
 //! A worker node: owns the fetchers, the executor and the recorder, and stops them in order.
 //!
-//! Shutdown order, and why:
+//! Shutdown order (`Node::shut_down`), and why:
 //! 1. Stop fetching (`CLIENT UNBLOCK` wakes the blocked reads): no new work is taken, and
 //!    nothing Redis handed out is left unseen.
-//! 2. Drain: wait up to `--shutdown-timeout` for running tasks to finish and be recorded.
-//! 3. Past the deadline, cancel the tasks' tokens and abandon them unacknowledged: their
-//!    messages stay pending in Redis for recovery, and no half-finished run is recorded.
-//! 4. Stop the recorder last, once it has written every outcome (or Redis is unreachable for
-//!    longer than the grace): an outcome is never acknowledged before it is recorded.
+//! 2. Drain: wait up to `--shutdown-timeout` for running tasks to finish and be recorded; past
+//!    the deadline, cancel the tasks' tokens and abandon them unacknowledged: their messages
+//!    stay pending in Redis for recovery, and no half-finished run is recorded.
+//! 3. Stop the reaper, run the app's `stopping` hook, stop the upkeep tasks (forwarder,
+//!    controller, sweeps) and the pool (its children exit).
+//! 4. Stop the recorder once it has written every outcome (or after 10 s while Redis refuses):
+//!    an outcome is never acknowledged before it is recorded.
+//! 5. Stop the heartbeat last. After a clean drain, with nothing pending on its name, the
+//!    process removes its heartbeat and consumers (peers find nothing to reap); otherwise the
+//!    heartbeat is left to go stale, so that peers reap what was abandoned.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,9 @@
 //! The one door to Redis: every command stevedore sends goes through [`Broker`].
 //!
-//! **Internal.** This module is public so that `stevedore-worker`, `stevedore-beat`, the CLI,
-//! the tests and the benchmark can reach Redis through it; it is not part of the semver-stable
-//! API. Applications use [`crate::Client`].
+//! **Internal.** This module is public so that `stevedore-worker`, `stevedore-beat`, the tests
+//! and the benchmark can reach Redis through it; it is not part of the semver-stable API.
+//! Applications use [`crate::Client`]; operators' tools (the `stevedore` command line, the
+//! dashboard) use [`crate::admin`], which reads through it.
 //!
 //! Split by concern:
 //!
@@ -17,7 +18,7 @@
 //! | `connection.rs` | [`Connection`]: one server or a cluster, pipelines split per hash slot |
 //! | `shared.rs` | [`SharedConnection`] (reconnecting, for short commands), the blocking pool |
 //! | `replicated.rs` | writes confirmed by replicas (`WAIT` in the same pipeline) |
-//! | `open.rs` | [`Broker::connect`], dedicated connections, `CLIENT ID`/`UNBLOCK` |
+//! | `connect.rs` | [`Broker::connect`], dedicated connections, `CLIENT ID`/`UNBLOCK` |
 //! | `enqueue.rs` | publishing, one pipelined round trip per batch |
 //! | `dedup.rs` | on_duplicate: publish, start and finish scripts |
 //! | `delayed.rs` | delayed and retrying messages: moving them when due, the wake-up channel |
@@ -31,9 +32,13 @@
 //! | `inspect.rs` | task records and queue statistics |
 //! | `find.rs` | finding a task without a record: waiting, delayed or rejected |
 //! | `listing.rs` | a queue's tasks by state (`queue show`), purging what waits |
+//! | `events.rs` | the task event stream: writing events with outcomes, reading them |
+//! | `throughput.rs` | runs settled per minute (the dashboard's chart) |
+//! | `workflows.rs` | workflow graphs: submitting, joining steps, the outbox sweeper, cancel |
 
 mod address;
 mod config;
+mod connect;
 mod connection;
 mod control;
 mod dead_letters;
@@ -49,7 +54,6 @@ mod inspect;
 pub mod keys;
 mod limits;
 mod listing;
-mod open;
 mod outcome;
 mod replicated;
 mod reply;
@@ -64,6 +68,7 @@ use std::sync::Arc;
 use crate::signing::Purpose;
 
 pub use config::{redact_url, BrokerConfig};
+pub use connect::ClientId;
 pub use connection::{hash_slot, Connection};
 pub use dead_letters::{DeadLetter, NewDeadLetter};
 pub use dedup::DEDUP_TTL;
@@ -76,7 +81,6 @@ pub use inspect::QueueInfo;
 pub use keys::Keys;
 pub use limits::{Bucket, LimitInfo, Take};
 pub use listing::Listed;
-pub use open::ClientId;
 pub use outcome::{Entry, Outcome, OutcomeBatch, Settle};
 pub use schedules::{Fired, Firing};
 pub use scripts::Sending;

@@ -126,7 +126,7 @@ impl Limiter {
 impl Admission {
     /// Asks the message's limit whether it may start now: `Some` with the permit it holds
     /// (none under no concurrency); `None` when it was moved to the delayed set (or left
-    /// pending at shutdown). Retries while Redis refuses, holding the slot.
+    /// pending at shutdown). Retries while Redis refuses, holding its units.
     pub(super) async fn admit(
         &self,
         delivery: &Delivery,

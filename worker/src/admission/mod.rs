@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!   read ─► prepare: decode, units (impact; all when exclusive; 1 when heavier than the node)
-//!             │ the fetcher takes the units (a slot)
+//!             │ the fetcher takes its units
 //!             ▼
 //!   may_start ─► eta ahead of the clock ──────────► delayed set until its eta
 //!             ─► heavier than this whole node ────► delayed set 5 s (for a bigger node)
@@ -25,7 +25,7 @@
 //! 5. **on_duplicate start**: takes the call's key, or parks the message behind its holder.
 //!
 //! Every step that writes is retried through a Redis outage ([`crate::persist`]): the message
-//! keeps its slot meanwhile, and stays pending if the node stops first. A message held back
+//! keeps its units meanwhile, and stays pending if the node stops first. A message held back
 //! here is never recorded: it runs later, as the same attempt.
 
 mod limits;

@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, ErrorKind, ToChild, ToParent};
-use super::guard::{run_guarded, Limits};
+use super::guard::{run_guarded, TimeLimits};
 use crate::stop::StopSignal;
 use crate::task_table::TaskTable;
 
@@ -90,7 +90,7 @@ async fn serve(socket: String) -> anyhow::Result<()> {
                     registration,
                     invocation,
                     &stop,
-                    Limits::default(),
+                    TimeLimits::default(),
                     Duration::ZERO,
                 )
                 .await

@@ -12,7 +12,7 @@ use crate::stop::{StopReason, StopSignal};
 
 /// Time limits of one run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
+pub struct TimeLimits {
     /// The task's token fires (it may stop itself); recorded `timed_out` if it then fails.
     pub soft: Option<Duration>,
     /// The run is aborted.
@@ -25,7 +25,7 @@ pub async fn run_guarded(
     task: &'static TaskRegistration,
     invocation: Invocation,
     stop: &StopSignal,
-    limits: Limits,
+    limits: TimeLimits,
     grace: Duration,
 ) -> Result<rmpv::Value, TaskError> {
     let started = Instant::now();

@@ -6,7 +6,7 @@
 //! 2. Grows when every worker is busy and work waits; retires workers idle longer than
 //!    `--idle-timeout`, down to the minimum.
 //! 3. Keeps counters per worker: sent, finished, the current task and since when.
-//! 4. Async pool: a worker is a slot whose runs are tokio tasks of this process. Process pool:
+//! 4. Async pool: a worker is a place in the pool whose runs are tokio tasks of this process. Process pool:
 //!    a worker is a child process; it is recycled after `--max-tasks-per-child` runs or above
 //!    `--max-memory-per-child`, and replaced when it dies (its run is recorded as lost).
 //! 5. `reload` recycles every worker; a busy one finishes its run first.
@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use child::main as child_main;
-pub use guard::Limits;
+pub use guard::TimeLimits;
 pub use process::{ChildLauncher, CHILD_SOCKET_ENV};
 
 use crate::running::Held;
@@ -72,7 +72,7 @@ pub struct Job {
     /// Its stop signal.
     pub stop: StopSignal,
     /// Its time limits.
-    pub limits: Limits,
+    pub limits: TimeLimits,
     /// A short shape of the call for `--status` (never the arguments: they may hold secrets).
     pub shape: String,
     /// Its entry among the node's held runs: marked running once a worker takes it.
@@ -94,7 +94,7 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    slots: BTreeMap<u32, Slot>,
+    workers: BTreeMap<u32, PoolWorker>,
     /// Idle workers, the most recently idle last (taken first: the others age out and retire).
     idle: Vec<u32>,
     next_id: u32,
@@ -102,18 +102,18 @@ struct State {
     generation: u64,
 }
 
-struct Slot {
+struct PoolWorker {
     sent: u64,
     finished: u64,
     current: Option<CurrentTask>,
     idle_since: Instant,
     generation: u64,
     pid: Option<u32>,
-    /// The child while the slot is idle (taken while it runs).
+    /// The child while the worker is idle (taken while it runs).
     child: Option<ChildProcess>,
 }
 
-impl Slot {
+impl PoolWorker {
     fn new(generation: u64, child: Option<ChildProcess>) -> Self {
         Self {
             sent: 0,
@@ -221,14 +221,14 @@ impl Pool {
         let generation = state.generation;
         while let Some(id) = state.idle.pop() {
             // Ids of workers retired meanwhile are skipped.
-            if let Some(slot) = state.slots.get_mut(&id) {
-                if slot.current.is_none() && slot.generation == generation {
-                    begin(slot, job);
-                    return Some(Take::Idle(id, slot.child.take().map(Box::new)));
+            if let Some(worker) = state.workers.get_mut(&id) {
+                if worker.current.is_none() && worker.generation == generation {
+                    begin(worker, job);
+                    return Some(Take::Idle(id, worker.child.take().map(Box::new)));
                 }
             }
         }
-        if state.slots.len() + state.starting < self.inner.config.max_workers {
+        if state.workers.len() + state.starting < self.inner.config.max_workers {
             state.starting += 1;
             return Some(Take::Grow);
         }
@@ -243,7 +243,7 @@ impl Pool {
     }
 
     /// Starts a worker (its place already counted in `starting`): busy with `job` (its child
-    /// is handed back for the run), or idle (the slot keeps its child).
+    /// is handed back for the run), or idle (the worker keeps its child).
     async fn add_worker(&self, job: Option<&Job>) -> std::io::Result<(u32, Option<ChildProcess>)> {
         let child = self.spawn_child().await;
         let mut state = self.state();
@@ -251,20 +251,20 @@ impl Pool {
         let child = child?;
         let id = state.next_id;
         state.next_id += 1;
-        let mut slot = Slot::new(state.generation, None);
-        slot.pid = child.as_ref().map(ChildProcess::pid);
+        let mut worker = PoolWorker::new(state.generation, None);
+        worker.pid = child.as_ref().map(ChildProcess::pid);
         let handed_back = match job {
             Some(job) => {
-                begin(&mut slot, job);
+                begin(&mut worker, job);
                 child
             }
             None => {
-                slot.child = child;
+                worker.child = child;
                 state.idle.push(id);
                 None
             }
         };
-        state.slots.insert(id, slot);
+        state.workers.insert(id, worker);
         Ok((id, handed_back))
     }
 
@@ -283,18 +283,18 @@ impl Pool {
         let retired = {
             let mut state = self.state();
             let generation = state.generation;
-            let Some(slot) = state.slots.get_mut(&id) else {
+            let Some(worker) = state.workers.get_mut(&id) else {
                 return;
             };
-            slot.finished += 1;
-            slot.current = None;
-            slot.idle_since = Instant::now();
+            worker.finished += 1;
+            worker.current = None;
+            worker.idle_since = Instant::now();
             let keep = match child {
-                None => slot.generation == generation,
+                None => worker.generation == generation,
                 Some(None) => false,
                 Some(Some(child)) => {
-                    let fit = slot.generation == generation && self.child_fit(slot, &child);
-                    slot.child = Some(child);
+                    let fit = worker.generation == generation && self.child_fit(worker, &child);
+                    worker.child = Some(child);
                     fit
                 }
             };
@@ -302,12 +302,12 @@ impl Pool {
                 state.idle.push(id);
                 None
             } else {
-                state.slots.remove(&id)
+                state.workers.remove(&id)
             }
         };
         self.inner.freed.notify_one();
-        if let Some(slot) = retired {
-            retire(slot).await;
+        if let Some(worker) = retired {
+            retire(worker).await;
             if let Err(error) = self.fill_to_minimum().await {
                 tracing::error!(%error, "cannot start a worker process");
             }
@@ -315,15 +315,15 @@ impl Pool {
         }
     }
 
-    fn child_fit(&self, slot: &Slot, child: &ChildProcess) -> bool {
+    fn child_fit(&self, worker: &PoolWorker, child: &ChildProcess) -> bool {
         let config = &self.inner.config;
         if config
             .max_tasks_per_child
-            .is_some_and(|max| slot.finished >= max)
+            .is_some_and(|max| worker.finished >= max)
         {
             tracing::info!(
                 pid = child.pid(),
-                runs = slot.finished,
+                runs = worker.finished,
                 "recycling a worker process: task limit"
             );
             return false;
@@ -345,7 +345,7 @@ impl Pool {
         loop {
             {
                 let mut state = self.state();
-                if state.slots.len() + state.starting >= self.inner.config.min_workers {
+                if state.workers.len() + state.starting >= self.inner.config.min_workers {
                     return Ok(());
                 }
                 state.starting += 1;
@@ -357,21 +357,23 @@ impl Pool {
 
     /// Recycles every worker: idle ones now, busy ones when their run ends.
     pub async fn reload(&self) {
-        let idle: Vec<Slot> = {
+        let idle: Vec<PoolWorker> = {
             let mut state = self.state();
             state.generation += 1;
             state.idle.clear();
             let ids: Vec<u32> = state
-                .slots
+                .workers
                 .iter()
                 .filter(|(_, s)| s.current.is_none())
                 .map(|(id, _)| *id)
                 .collect();
-            ids.iter().filter_map(|id| state.slots.remove(id)).collect()
+            ids.iter()
+                .filter_map(|id| state.workers.remove(id))
+                .collect()
         };
         tracing::info!(recycled_now = idle.len(), "reloading the pool");
-        for slot in idle {
-            retire(slot).await;
+        for worker in idle {
+            retire(worker).await;
         }
         if let Err(error) = self.fill_to_minimum().await {
             tracing::error!(%error, "cannot start a worker process");
@@ -389,49 +391,49 @@ impl Pool {
                 _ = ticks.tick() => {}
                 () = stop.cancelled() => return,
             }
-            for slot in self.idle_surplus() {
-                tracing::debug!(pid = ?slot.pid, "pool shrank: worker idle too long");
-                retire(slot).await;
+            for worker in self.idle_surplus() {
+                tracing::debug!(pid = ?worker.pid, "pool shrank: worker idle too long");
+                retire(worker).await;
             }
         }
     }
 
-    fn idle_surplus(&self) -> Vec<Slot> {
+    fn idle_surplus(&self) -> Vec<PoolWorker> {
         let mut state = self.state();
         let min = self.inner.config.min_workers;
         let timeout = self.inner.config.idle_timeout;
         let mut stale: Vec<(Instant, u32)> = state
-            .slots
+            .workers
             .iter()
             .filter(|(_, s)| s.current.is_none() && s.idle_since.elapsed() >= timeout)
             .map(|(id, s)| (s.idle_since, *id))
             .collect();
         stale.sort();
-        let surplus = state.slots.len().saturating_sub(min).min(stale.len());
+        let surplus = state.workers.len().saturating_sub(min).min(stale.len());
         let retired: Vec<u32> = stale[..surplus].iter().map(|(_, id)| *id).collect();
         state.idle.retain(|id| !retired.contains(id));
         retired
             .iter()
-            .filter_map(|id| state.slots.remove(id))
+            .filter_map(|id| state.workers.remove(id))
             .collect()
     }
 
     /// Stops every idle child (at shutdown; busy ones were already abandoned or finished).
     pub async fn shutdown(&self) {
-        let slots: Vec<Slot> = {
+        let workers: Vec<PoolWorker> = {
             let mut state = self.state();
             state.idle.clear();
-            std::mem::take(&mut state.slots).into_values().collect()
+            std::mem::take(&mut state.workers).into_values().collect()
         };
-        for slot in slots {
-            retire(slot).await;
+        for worker in workers {
+            retire(worker).await;
         }
     }
 
     /// Every worker with its counters, by id.
     pub fn status(&self) -> Vec<WorkerStatus> {
         self.state()
-            .slots
+            .workers
             .iter()
             .map(|(id, s)| WorkerStatus {
                 id: *id,
@@ -454,10 +456,10 @@ enum Take {
     Grow,
 }
 
-/// Marks `slot` busy with `job`.
-fn begin(slot: &mut Slot, job: &Job) {
-    slot.sent += 1;
-    slot.current = Some(CurrentTask {
+/// Marks `worker` busy with `job`.
+fn begin(worker: &mut PoolWorker, job: &Job) {
+    worker.sent += 1;
+    worker.current = Some(CurrentTask {
         id: job.invocation.context.id().to_owned(),
         task: job.task.name.to_owned(),
         shape: job.shape.clone(),
@@ -465,8 +467,8 @@ fn begin(slot: &mut Slot, job: &Job) {
     });
 }
 
-async fn retire(slot: Slot) {
-    if let Some(child) = slot.child {
+async fn retire(worker: PoolWorker) {
+    if let Some(child) = worker.child {
         child.retire().await;
     }
 }

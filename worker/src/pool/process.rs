@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use tokio::time::{sleep_until, Instant};
 
 use super::frame::{self, ErrorKind, ToChild, ToParent};
-use super::guard::Limits;
+use super::guard::TimeLimits;
 use crate::stop::{StopReason, StopSignal};
 
 /// The environment variable that makes a worker binary run as a pool child.
@@ -107,7 +107,7 @@ impl ChildProcess {
         mut self,
         run: ToChild,
         stop: &StopSignal,
-        limits: Limits,
+        limits: TimeLimits,
         grace: Duration,
     ) -> ChildOutcome {
         if let Err(error) = frame::write(&mut self.stream, &run).await {
