@@ -13,7 +13,7 @@
 //!    purge.
 //! 5. **Schedules, limits, workflows, events, control**: the same reads and actions the
 //!    client offers, each failing with [`Error::NotFound`] when it names nothing.
-//! 6. **Formatting** ([`format`]): one way to print times and durations.
+//! 6. **Formatting** ([`mod@format`]): one way to print times and durations.
 //!
 //! An unknown name (queue, node, task, schedule, limit, workflow, dead letter) is
 //! [`Error::NotFound`]: the command line exits non-zero with one line, the dashboard answers
