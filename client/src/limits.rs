@@ -169,6 +169,14 @@ pub struct TaskLimit {
     pub key: Option<KeyArg>,
 }
 
+/// Who holds a permit (and a rate's pass): one attempt of one task, `TASK_ID:TRIED`. Per
+/// attempt, so that giving back the permit of a lost attempt never frees the permit its next
+/// attempt took meanwhile (the reaper queues the next attempt before it gives the lost one's
+/// back).
+pub fn permit_holder(message: &crate::Message) -> String {
+    format!("{}:{}", message.id, message.tried)
+}
+
 /// The name of the limit of a task's own (`#[task(rate_limit = ...)]`).
 pub fn own_limit_name(task: &str) -> String {
     format!("task.{task}")

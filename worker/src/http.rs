@@ -1,8 +1,12 @@
 //! The few lines of HTTP/1.1 that `worker --http` needs, on a bare tokio listener: a worker
 //! links no web framework (the dashboard's stack stays in `stevedore-cli`).
 //!
-//! 1. One request per connection: read the head (at most 8 KiB, within 5 s), answer, close.
-//! 2. `GET` (and `HEAD`) of a known path answers what the route says; another method is 405,
+//! 1. One request per connection: read the head (at most 8 KiB, within 5 s), answer (within
+//!    5 s), close. A client that sends nothing, or sends slowly, is cut off at 5 s.
+//! 2. At most [`MAX_CONNECTIONS`] connections at once: a client beyond them gets `503` and is
+//!    closed at once, so idle or hostile clients can never take the file descriptors the task
+//!    path needs (its Redis connections), nor fill the kernel's backlog.
+//! 3. `GET` (and `HEAD`) of a known path answers what the route says; another method is 405,
 //!    another path 404, a head that does not parse 400.
 
 use std::sync::Arc;
@@ -15,8 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// The longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 
-/// How long a client has to send its request head.
+/// How long a client has to send its request head, and to take the answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// An answer: status code, reason, body (`text/plain`).
 pub type Reply = (u16, &'static str, String);
@@ -26,6 +33,7 @@ pub type Route = dyn Fn(&str) -> Option<Reply> + Send + Sync;
 
 /// Serves `route` on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, route: Arc<Route>, stop: CancellationToken) {
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -38,12 +46,22 @@ pub async fn serve(listener: TcpListener, route: Arc<Route>, stop: CancellationT
             },
             () = stop.cancelled() => return,
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            // Full: one short answer if the socket takes it now, and closed at once.
+            let _ = stream.try_write(BUSY);
+            continue;
+        };
         let route = route.clone();
         tokio::spawn(async move {
-            let _ = answer(stream, &*route).await;
+            let _ = tokio::time::timeout(2 * READ_TIMEOUT, answer(stream, &*route)).await;
+            drop(permit);
         });
     }
 }
+
+/// The answer to a connection over [`MAX_CONNECTIONS`].
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\nconnection: close\r\n\r\nbusy\n";
 
 /// Reads one request from `stream` and writes its answer.
 async fn answer(mut stream: TcpStream, route: &Route) -> std::io::Result<()> {

@@ -235,7 +235,8 @@ impl Reaper {
             // Its limit permit, if it held one, comes back now and wakes the next waiter.
             let task = self.table.get(&message.task);
             if let Some((bucket, _)) = crate::admission::bucket_of(task, message) {
-                self.broker.release_limit(&bucket, &message.id).await?;
+                let holder = stevedore::limits::permit_holder(message);
+                self.broker.release_limit(&bucket, &holder).await?;
             }
         }
         if let (true, Some(Ok(message))) = (reaped, &opened) {

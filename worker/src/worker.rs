@@ -40,6 +40,7 @@ const RECORDER_GRACE: Duration = Duration::from_secs(10);
 /// Runs a worker node until `stop` is cancelled (the binary cancels it on SIGINT/SIGTERM).
 pub async fn run(args: WorkerArgs, hooks: Hooks, stop: CancellationToken) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
+    raise_open_files_limit();
     let table = TaskTable::linked()?;
     let commands =
         CommandPolicy::new(&args.allow_commands, &args.command_env).map_err(anyhow::Error::msg)?;
@@ -218,6 +219,21 @@ impl Node {
         }
         tracing::info!(node = %self.node, "worker stopped");
         Ok(())
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit (at most 2^20): the
+/// default soft limit (1,024) is what a busy node with many connections runs out of first.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let wanted = hard.min(1 << 20);
+    if soft < wanted {
+        if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, wanted, hard) {
+            tracing::warn!(%error, soft, "cannot raise the limit of open files");
+        }
     }
 }
 

@@ -37,7 +37,7 @@
 //! | `NS:{h}:beats`        | hash   | consumer -> time of its last heartbeat (Redis clock, ms) |
 //! | `NS:{l:NAME}:def`     | hash   | limit NAME: `count`, `per_ms`, `burst`, `concurrency`   |
 //! | `NS:{l:NAME}:tat[:KEY]` | string | the rate's clock (GCRA theoretical arrival, ms; expires) |
-//! | `NS:{l:NAME}:held[:KEY]` | zset | permits held: task id -> lease end (ms)               |
+//! | `NS:{l:NAME}:held[:KEY]` | zset | permits held: `TASK_ID:TRIED` -> lease end (ms)      |
 //! | `NS:{l:NAME}:waiting[:KEY]` | list | runs waiting for a permit: `QUEUE\nPAYLOAD`      |
 //! | `NS:{l:NAME}:passes`  | zset   | runs given a later start by the rate: task id -> ms     |
 //! | `NS:{r}:limits`       | set    | names of the limits defined with `stevedore limit set`  |

@@ -7,6 +7,12 @@ use super::Broker;
 use crate::limits::{validate_limit_name, LimitSpec};
 use crate::{Destination, Result};
 
+/// A limit's definition, its permits held, and its listed waiters.
+type LimitReply = (HashMap<String, u64>, u64, Vec<Vec<u8>>);
+
+/// Waiters looked at, at most, to count those still waiting.
+const WAITERS_COUNTED: isize = 10_000;
+
 /// One bucket of a limit: the limit's name, and the key's value for a keyed limit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bucket {
@@ -65,21 +71,53 @@ impl Broker {
     }
 
     /// The named limit `name`, with its unkeyed bucket's use; `None` when it is not defined.
+    /// Held counts the permits whose lease runs; waiting counts the listed runs whose message
+    /// still waits in its delayed set (a run woken another way leaves a stale entry behind,
+    /// which the next release skips).
     pub async fn limit(&self, name: &str) -> Result<Option<LimitInfo>> {
         validate_limit_name(name)?;
         let keys = self.keys();
-        let (fields, held, waiting): (HashMap<String, u64>, u64, u64) = redis::pipe()
+        let (fields, held, waiters): LimitReply = redis::pipe()
             .hgetall(keys.limit_def(name))
             .zcount(keys.limit_part(name, "held", None), crate::now_ms(), "+inf")
-            .llen(keys.limit_part(name, "waiting", None))
+            .lrange(
+                keys.limit_part(name, "waiting", None),
+                0,
+                WAITERS_COUNTED - 1,
+            )
             .query_async(&mut self.commands())
             .await?;
-        Ok(LimitSpec::from_fields(&fields).map(|spec| LimitInfo {
+        let Some(spec) = LimitSpec::from_fields(&fields) else {
+            return Ok(None);
+        };
+        Ok(Some(LimitInfo {
             name: name.to_owned(),
             spec,
             held,
-            waiting,
+            waiting: self.still_waiting(waiters).await?,
         }))
+    }
+
+    /// How many of `waiters` (`QUEUE\nPAYLOAD`, repeats counted once) still wait in their
+    /// delayed set.
+    async fn still_waiting(&self, mut waiters: Vec<Vec<u8>>) -> Result<u64> {
+        waiters.sort();
+        waiters.dedup();
+        let mut pipe = redis::pipe();
+        for waiter in &waiters {
+            let split = waiter.iter().position(|b| *b == b'\n').unwrap_or(0);
+            let wire = String::from_utf8_lossy(&waiter[..split]);
+            let Ok(destination) = Destination::from_wire_name(&wire) else {
+                continue;
+            };
+            let payload = &waiter[(split + 1).min(waiter.len())..];
+            pipe.zscore(self.keys().delayed(&destination), payload);
+        }
+        if waiters.is_empty() {
+            return Ok(0);
+        }
+        let scores: Vec<Option<f64>> = pipe.query_async(&mut self.commands()).await?;
+        Ok(scores.iter().filter(|s| s.is_some()).count() as u64)
     }
 
     /// Every named limit, by name.
@@ -114,14 +152,14 @@ impl Broker {
         Ok(removed > 0)
     }
 
-    /// Asks `bucket` whether run `task_id` may start now; `own` is the task's own limit
-    /// (`None`: the named limit's definition in Redis). A permit taken is held until
-    /// `lease_until` (ms) unless renewed.
+    /// Asks `bucket` whether `holder` (one attempt: `crate::limits::permit_holder`) may start
+    /// now; `own` is the task's own limit (`None`: the named limit's definition in Redis). A
+    /// permit taken is held until `lease_until` (ms) unless renewed.
     pub async fn take_limit(
         &self,
         bucket: &Bucket,
         own: Option<&LimitSpec>,
-        task_id: &str,
+        holder: &str,
         lease_until: u64,
     ) -> Result<Take> {
         let keys = self.keys();
@@ -138,7 +176,7 @@ impl Broker {
             .key(keys.limit_part(name, "held", key))
             .key(keys.limit_part(name, "passes", None))
             .arg(crate::now_ms())
-            .arg(task_id)
+            .arg(holder)
             .arg(own)
             .arg(lease_until)
             .invoke_async(&mut self.commands())
@@ -177,13 +215,13 @@ impl Broker {
         Ok(listed == 1)
     }
 
-    /// Gives back run `task_id`'s permit of `bucket` and wakes the first run waiting for one
+    /// Gives back `holder`'s permit of `bucket` and wakes the first run waiting for one
     /// (skipping waiters whose message already left the delayed set). Returns whether one
     /// was woken.
-    pub async fn release_limit(&self, bucket: &Bucket, task_id: &str) -> Result<bool> {
+    pub async fn release_limit(&self, bucket: &Bucket, holder: &str) -> Result<bool> {
         let keys = self.keys();
         let (name, key) = (bucket.name.as_str(), bucket.key.as_deref());
-        let mut id = task_id;
+        let mut id = holder;
         for _ in 0..16 {
             let waiter: Option<Vec<u8>> = LIMIT_RELEASE
                 .key(keys.limit_part(name, "held", key))
@@ -231,14 +269,14 @@ impl Broker {
         Ok(changed > 0)
     }
 
-    /// Extends the leases of the permits `task_ids` hold in `bucket` to `until` (ms).
+    /// Extends the leases of the permits `holders` hold in `bucket` to `until` (ms).
     pub async fn renew_permits(
         &self,
         bucket: &Bucket,
-        task_ids: &[String],
+        holders: &[String],
         until: u64,
     ) -> Result<()> {
-        if task_ids.is_empty() {
+        if holders.is_empty() {
             return Ok(());
         }
         let held = self
@@ -246,8 +284,8 @@ impl Broker {
             .limit_part(&bucket.name, "held", bucket.key.as_deref());
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(held).arg("XX");
-        for id in task_ids {
-            cmd.arg(until).arg(id);
+        for holder in holders {
+            cmd.arg(until).arg(holder);
         }
         cmd.query_async::<()>(&mut self.commands()).await?;
         Ok(())

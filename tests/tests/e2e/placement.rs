@@ -612,3 +612,60 @@ async fn exclusive_tasks_are_taken_ahead_of_the_others_waiting_in_their_queue() 
         TaskState::Succeeded
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_of_one_holds_when_the_holders_node_is_killed() {
+    concurrency_holds_through_a_kill(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_of_three_holds_when_the_holders_node_is_killed() {
+    concurrency_holds_through_a_kill(3).await;
+}
+
+/// A node holding all `n` permits of a limit is killed; its runs come back as their next
+/// attempts while others wait: the survivor, counting its runs at once from the tasks' own
+/// counters, never runs more than `n`.
+async fn concurrency_holds_through_a_kill(n: u32) {
+    let redis = RedisServer::start();
+    let client = redis.stevedore().await;
+    let spec = stevedore::limits::LimitSpec {
+        rate: None,
+        concurrency: Some(n),
+    };
+    client.admin().set_limit("held", &spec).await.unwrap();
+    let workers = n.to_string();
+    let fast = [&FAST[..], &["--max-workers", &workers]].concat();
+    let mut doomed = WorkerProcess::start(test_worker_bin!(), &redis, "doomed", &fast);
+    let key = format!("held{n}");
+    let under = |ms: u64| {
+        let ms1 = Duration::from_millis(1);
+        let options = notify().limit("held").retries(3).backoff(ms1, ms1);
+        tasks::occupy::apply_async(&client, (key.clone(), ms), options)
+    };
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        handles.push(under(1_500).await.unwrap());
+    }
+    let now_on_doomed = format!("tests:now:{key}:doomed");
+    eventually("the doomed node to hold every permit", WAIT, || async {
+        (number(&redis, &now_on_doomed).await == u64::from(n)).then_some(())
+    })
+    .await;
+    let many = (4 * n).to_string();
+    let survivor_args = [&FAST[..], &["--max-workers", &many]].concat();
+    let _survivor = WorkerProcess::start(test_worker_bin!(), &redis, "survivor", &survivor_args);
+    for _ in 0..2 * n {
+        handles.push(under(300).await.unwrap());
+    }
+    doomed.kill_hard();
+    all_succeed(&client, &handles).await;
+    let at_once = number(&redis, &format!("tests:max:{key}:survivor")).await;
+    assert_eq!(at_once, u64::from(n), "runs at once on the survivor");
+    let info = client.admin().limit("held").await.unwrap();
+    assert_eq!(
+        (info.held, info.waiting),
+        (0, 0),
+        "nothing held or waiting at the end"
+    );
+}

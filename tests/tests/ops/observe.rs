@@ -447,3 +447,45 @@ async fn stevedore_events_follow_sees_each_task_from_publish_to_its_outcome() {
         "{recent}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_http_connections_neither_stall_the_worker_nor_stay_open() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let redis = RedisServer::start();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // The worker starts with the common default of 1,024 open files.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, soft.min(1024), hard).unwrap();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--http", &addr]);
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    eventually("the worker to be ready", WAIT, || async {
+        (get(port, "/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+
+    let idle: Vec<TcpStream> = (0..1_050)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let client = redis.stevedore().await;
+    for n in 0..20 {
+        let handle = tasks::add::apply_async(&client, (n, 1), PublishOptions::new().notify(true))
+            .await
+            .unwrap();
+        assert_eq!(handle.get(WAIT).await.unwrap(), n + 1);
+    }
+    // The first connections were cut off after the header timeout: the server closed them.
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buffer = [0u8; 256];
+    let read = first.read(&mut buffer).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buffer[..read]);
+    assert!(read == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    drop(idle);
+    eventually("/readyz to answer again", WAIT, || async {
+        (get(port, "/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+}

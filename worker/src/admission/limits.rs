@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use stevedore::broker::{Broker, Bucket, Delivery, Take};
-use stevedore::limits::{key_text, own_limit_name, LimitSpec};
+use stevedore::limits::{key_text, own_limit_name, permit_holder, LimitSpec};
 use stevedore::{Message, TaskRegistration};
 
 use super::Admission;
@@ -31,7 +31,8 @@ pub const WAIT_NET: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Permit {
     bucket: Bucket,
-    task_id: String,
+    /// `TASK_ID:TRIED` ([`permit_holder`]).
+    holder: String,
 }
 
 /// The permits this process's runs hold, and the limit names it warned about.
@@ -76,19 +77,19 @@ impl Limiter {
         }
     }
 
-    fn hold(&self, bucket: &Bucket, task_id: &str) -> Permit {
+    fn hold(&self, bucket: &Bucket, holder: String) -> Permit {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        (held.entry(bucket.clone()).or_default()).insert(task_id.to_owned());
+        (held.entry(bucket.clone()).or_default()).insert(holder.clone());
         Permit {
             bucket: bucket.clone(),
-            task_id: task_id.to_owned(),
+            holder,
         }
     }
 
     fn forget(&self, permit: &Permit) {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ids) = held.get_mut(&permit.bucket) {
-            ids.remove(&permit.task_id);
+            ids.remove(&permit.holder);
             if ids.is_empty() {
                 held.remove(&permit.bucket);
             }
@@ -136,10 +137,10 @@ impl Admission {
         let Some((bucket, own)) = bucket_of(task, message) else {
             return Some(None);
         };
-        let limiter = &self.limiter;
+        let (limiter, holder) = (&self.limiter, permit_holder(message));
         let take = until_written(&self.abandon, "ask a limit", || {
             let until = limiter.lease_until();
-            (self.broker).take_limit(&bucket, own.as_ref(), &message.id, until)
+            (self.broker).take_limit(&bucket, own.as_ref(), &holder, until)
         })
         .await?;
         match take {
@@ -147,7 +148,7 @@ impl Admission {
                 limiter.warn_undefined(&bucket.name);
                 Some(None)
             }
-            Take::Run(held) => Some(held.then(|| limiter.hold(&bucket, &message.id))),
+            Take::Run(held) => Some(held.then(|| limiter.hold(&bucket, holder))),
             Take::Later(at) => {
                 tracing::debug!(limit = %bucket.name, due_ms = at, "over its rate: delayed until its turn");
                 self.defer(delivery, at).await;
@@ -183,7 +184,7 @@ impl Admission {
     /// given back now lapses with its lease.
     pub async fn release(&self, permit: Permit) {
         self.limiter.forget(&permit);
-        let released = self.broker.release_limit(&permit.bucket, &permit.task_id);
+        let released = self.broker.release_limit(&permit.bucket, &permit.holder);
         if let Err(error) = released.await {
             tracing::warn!(%error, limit = %permit.bucket.name, "cannot give a permit back; it lapses with its lease");
         }

@@ -5,10 +5,10 @@
 --
 -- KEYS[1]  the limit's definition      (NS:{l:NAME}:def; read only when ARGV[3] is empty)
 -- KEYS[2]  the bucket's clock          (NS:{l:NAME}:tat[:KEY]; theoretical arrival time, ms)
--- KEYS[3]  the bucket's holders        (NS:{l:NAME}:held[:KEY]; zset task id -> lease end ms)
--- KEYS[4]  the limit's passes          (NS:{l:NAME}:passes; zset task id -> reserved ms)
+-- KEYS[3]  the bucket's holders        (NS:{l:NAME}:held[:KEY]; zset holder -> lease end ms)
+-- KEYS[4]  the limit's passes          (NS:{l:NAME}:passes; zset holder -> reserved ms)
 -- ARGV[1]  now (ms)
--- ARGV[2]  the task id
+-- ARGV[2]  the holder: one attempt of one task, `TASK_ID:TRIED`
 -- ARGV[3]  the task's own limit as `count,per_ms,burst,concurrency` (0 = none), or empty:
 --          a named limit, read from KEYS[1]
 -- ARGV[4]  the lease end of a permit taken now (ms)

@@ -13,6 +13,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   return 0
 end
+-- Listed once: a run parked again (its wait ran out, the permits were still held) is not
+-- listed twice.
+redis.call('LREM', KEYS[2], 0, ARGV[3])
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], 86400000)
 return 1
