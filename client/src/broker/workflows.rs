@@ -203,7 +203,8 @@ impl Broker {
             let (ok, bytes) = step_outcome(step, run);
             cmd.arg(step.index)
                 .arg(if ok { "1" } else { "0" })
-                .arg(bytes);
+                .arg(bytes)
+                .arg(&run.id);
         }
     }
 

@@ -454,3 +454,32 @@ async fn a_step_no_worker_takes_shows_waiting_and_an_unknown_task_fails_its_step
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_only_carries_a_steps_header_does_not_join_the_workflow() {
+    let redis = RedisServer::start();
+    let _workers = two_workers(&redis);
+    let client = redis.stevedore().await;
+    let chain = Workflow::chain([
+        tasks::echo_after::sig((7, 1_500)),
+        tasks::add::partial((10,)),
+    ]);
+    let handle = client.submit(chain).await.unwrap();
+    // Step 1 is the chain's first task; a copied or forged header names it.
+    let forged = PublishOptions::new()
+        .notify(true)
+        .header("workflow", format!("{}:1", handle.id()));
+    let forger = tasks::add::apply_async(&client, (1_000, 0), forged)
+        .await
+        .unwrap();
+    assert_eq!(
+        forger.get(WAIT).await.unwrap(),
+        1_000,
+        "it runs as a plain task"
+    );
+    assert_eq!(
+        int(&handle.wait(WAIT).await.unwrap()),
+        17,
+        "the step's own result flows on, not the forger's"
+    );
+}

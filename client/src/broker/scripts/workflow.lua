@@ -24,6 +24,7 @@
 -- ARGV[3]  step: a step's IDX         } repeated for every step of this workflow ended in
 -- ARGV[4]  step: 1 succeeded, 0 not   } the caller's batch, joined in order in this one
 -- ARGV[5]  step: its result, or its error map (MessagePack)   run
+-- ARGV[6]  step: the task id of the run (joined only when it is the step's own)
 --
 -- Returns {status, IDX, message, input, IDX, message, input, ...}: the steps to publish (the
 -- new ones; every one in the outbox for a sweep or a step joined before). cancel returns
@@ -192,12 +193,19 @@ if mode == 'start' then
   end
 elseif mode == 'step' then
   local known = false
-  for a = 3, #ARGV, 3 do
-    local joined, before = complete(ARGV[a], node(ARGV[a]), ARGV[a + 1] == '1', ARGV[a + 2])
-    if joined and before == 'q' then
-      delta = delta - 1
-    elseif not joined then
-      known = true
+  for a = 3, #ARGV, 4 do
+    -- Only the step's own run joins it: a message that merely carries the header (a forged
+    -- or copied `workflow: ID:IDX`) names a task id the graph does not hold there, or a
+    -- node that is not a task step, and is ignored.
+    local i = ARGV[a]
+    local n = redis.call('HEXISTS', graph, i) == 1 and node(i)
+    if n and n.k == 't' and n.id == ARGV[a + 3] then
+      local joined, before = complete(i, n, ARGV[a + 1] == '1', ARGV[a + 2])
+      if joined and before == 'q' then
+        delta = delta - 1
+      elseif not joined then
+        known = true
+      end
     end
   end
   if known then
