@@ -192,7 +192,8 @@ impl Broker {
     }
 
     /// Requeues dead letter `entry_id` of `destination` as its next attempt, with its retry
-    /// budget reset (the task's default); returns whether it was still there. A letter whose
+    /// budget reset to the one it was published with (its other options as they were);
+    /// returns whether it was still there. A letter whose
     /// bytes do not open (not a message, a bad signature) is an error and stays, and so is a
     /// signed letter when this process has no key to sign the changed message again.
     pub async fn requeue_dead(&self, destination: &Destination, entry_id: &str) -> Result<bool> {
@@ -204,9 +205,11 @@ impl Broker {
             return Err(crate::signing::SignatureError::NoKeyToSign(Purpose::Message).into());
         }
         let mut message = self.open(&letter.raw)?;
-        message.retries = None;
+        // A fresh budget, the one it was published with: every attempt made used one retry,
+        // and what was left is added back (nil stays nil: the task's default applies).
+        message.retries = (message.retries).map(|left| left.saturating_add(message.tried));
         message.eta = None;
-        message.tried += 1;
+        message.tried = message.tried.saturating_add(1);
         let requeued: Option<String> = REQUEUE_DEAD
             .key(self.keys().dead_letters(destination))
             .key(self.keys().stream(destination))

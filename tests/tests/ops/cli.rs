@@ -1010,3 +1010,31 @@ fn every_command_that_prints_takes_json() {
         assert!(text.contains("--json"), "{command:?} has no --json: {text}");
     }
 }
+
+#[test]
+fn a_requeued_dead_letter_gets_the_retry_budget_it_was_published_with() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let fail = [
+        "enqueue",
+        "stevedore.fail",
+        "--args",
+        "[\"x\"]",
+        "--retries",
+        "2",
+        "--backoff",
+        "1ms",
+        "--wait",
+    ];
+    let id = stdout_lines(&admin(&url, &fail))[0].clone();
+    assert_eq!(task_json(&url, &id).0["runs"][0]["attempt"], 3);
+    let requeued = admin(&url, &["dead", "requeue", "--all"]);
+    assert!(requeued.status.success(), "{}", stderr(&requeued));
+    // Three more attempts (the two retries again), not one.
+    let run = stevedore_tests::eventually_blocking("the requeued task to die again", || {
+        let run = task_json(&url, &id).0["runs"][0].clone();
+        (run["state"] == "dead" && run["attempt"].as_u64() > Some(3)).then_some(run)
+    });
+    assert_eq!(run["attempt"], 6, "{run}");
+}
