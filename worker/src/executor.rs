@@ -173,12 +173,19 @@ impl ExecutorParts {
         let Some(permit) = gate.instrument(span.clone()).await else {
             return false;
         };
-        let (run, error) = self.run_message(&mut message).instrument(span).await;
+        let (run, error) = self
+            .run_message(&mut message)
+            .instrument(span.clone())
+            .await;
         drop(units);
         if let Some(permit) = permit {
-            self.admission.release(permit).await;
+            self.admission
+                .release(permit)
+                .instrument(span.clone())
+                .await;
         }
-        self.finish(delivery, &message, run, error);
+        // Inside the run's span: its retry or dead letter is logged with the task's id.
+        span.in_scope(|| self.finish(delivery, &message, run, error));
         true
     }
 

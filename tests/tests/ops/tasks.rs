@@ -419,4 +419,15 @@ async fn every_line_of_a_json_mode_worker_parses_and_task_lines_carry_the_task_a
         assert_eq!(line["span"]["task.id"], failing.id(), "{line}");
         assert_eq!(line["span"]["trace.id"], trace, "{line}");
     }
+    // What became of each attempt is a task line too (the README's promise of `task.id`).
+    let settled: Vec<&serde_json::Value> = (parsed.iter())
+        .filter(|l| {
+            let message = l["fields"]["message"].as_str().unwrap_or_default();
+            message.contains("retry scheduled") || message.contains("out of retries")
+        })
+        .collect();
+    assert!(!settled.is_empty(), "{lines:?}");
+    for line in settled {
+        assert_eq!(line["span"]["task.id"], failing.id(), "{line}");
+    }
 }
