@@ -150,13 +150,25 @@ pub enum Error {
 /// The result type of the client library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What to check when Redis cannot be reached, judged from what the attempt said.
-fn unreachable_hint(reason: &str) -> &'static str {
+impl Error {
+    /// Whether Redis refused the credentials (a wrong user or password, none given): waiting
+    /// will not mend that, unlike a server that is down.
+    pub fn is_refused_credentials(&self) -> bool {
+        matches!(self, Self::Unreachable { reason, .. } if refused_credentials(reason))
+    }
+}
+
+/// Whether what a connection attempt said is a refusal of its credentials.
+fn refused_credentials(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
-    if ["noauth", "wrongpass", "authentication", "invalid password"]
+    ["noauth", "wrongpass", "authentication", "invalid password"]
         .iter()
         .any(|s| reason.contains(s))
-    {
+}
+
+/// What to check when Redis cannot be reached, judged from what the attempt said.
+fn unreachable_hint(reason: &str) -> &'static str {
+    if refused_credentials(reason) {
         "check the user and password (in the URL, STEVEDORE_REDIS_USERNAME, \
          STEVEDORE_REDIS_PASSWORD[_FILE]; STEVEDORE_SENTINEL_PASSWORD for the sentinels)"
     } else if reason.contains("certificate") {

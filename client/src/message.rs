@@ -70,6 +70,12 @@ pub struct Message {
 }
 
 impl Message {
+    /// The attempt this message is (`tried + 1`, from 1; saturating: a hostile `tried` of
+    /// `u32::MAX` is the last attempt, never attempt 0).
+    pub fn attempt(&self) -> u32 {
+        self.tried.saturating_add(1)
+    }
+
     /// The header that asks the worker to wake waiters when the task ends.
     pub const NOTIFY_HEADER: &'static str = "notify";
 

@@ -187,7 +187,7 @@ impl RunRecord {
             queue: message.queue.clone(),
             node: node.to_owned(),
             state: TaskState::Running,
-            attempt: message.tried + 1,
+            attempt: message.attempt(),
             published_at: message.published_at,
             started_at: None,
             finished_at: None,

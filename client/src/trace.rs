@@ -99,7 +99,7 @@ pub fn process_span(message: &Message, group: &str) -> tracing::Span {
         let _ = group;
         tracing::info_span!("task", task.name = %message.task.escape_debug(),
             task.id = %message.id.escape_debug(), queue = %message.queue.escape_debug(),
-            attempt = message.tried + 1, trace.id = tracing::field::Empty)
+            attempt = message.attempt(), trace.id = tracing::field::Empty)
     };
     #[cfg(feature = "otel")]
     let span = otel::process(message, group);
@@ -161,7 +161,7 @@ mod otel {
     pub(super) fn process(message: &Message, group: &str) -> tracing::Span {
         let span = tracing::info_span!("task", task.name = %message.task.escape_debug(),
             task.id = %message.id.escape_debug(), queue = %message.queue.escape_debug(),
-            attempt = message.tried + 1, trace.id = tracing::field::Empty,
+            attempt = message.attempt(), trace.id = tracing::field::Empty,
             otel.name = %format_args!("process {}", message.queue.escape_debug()),
             otel.kind = "consumer",
             messaging.system = "stevedore",
@@ -170,7 +170,7 @@ mod otel {
             messaging.message.id = %message.id.escape_debug(),
             messaging.consumer.group.name = %group.escape_debug(),
             stevedore.task.name = %message.task.escape_debug(),
-            stevedore.task.attempt = message.tried + 1);
+            stevedore.task.attempt = message.attempt());
         if let Some(parent) = remote(message) {
             let _ = span.set_parent(parent);
         }

@@ -64,7 +64,7 @@ where
 }
 
 /// Connects, retrying with capped backoff while Redis is unreachable (one log line per state
-/// change); a bad URL fails at once. `None` when stopped before Redis answered.
+/// change); a bad URL or refused credentials fail at once. `None` when stopped before Redis answered.
 pub async fn connect_waiting(
     config: stevedore::ClientConfig,
     stop: &CancellationToken,
@@ -82,6 +82,8 @@ pub async fn connect_waiting(
                 }
                 return Ok(Some(client));
             }
+            // A wrong password is not an outage: one line and a failure exit, not a wait.
+            Err(error) if error.is_refused_credentials() => return Err(error.into()),
             Err(error @ stevedore::Error::Unreachable { .. }) => {
                 if !warned {
                     tracing::warn!(%error, "waiting for redis");

@@ -281,7 +281,7 @@ impl ExecutorParts {
             id: message.id.clone(),
             task: message.task.clone(),
             node: self.node.to_string(),
-            attempt: message.tried + 1,
+            attempt: message.attempt(),
             state: TaskState::Running,
         });
         if let Some(info) = &info {
@@ -310,7 +310,8 @@ impl ExecutorParts {
                 (run, None)
             }
             Err(error) => {
-                tracing::warn!(error = %error, state = state.as_str(), "task did not succeed");
+                let error_text = stevedore::admin::format::printable(error.message());
+                tracing::warn!(error = %error_text, state = state.as_str(), "task did not succeed");
                 run.error = Some(error.message().to_owned());
                 (run, Some(error))
             }
@@ -328,7 +329,7 @@ impl ExecutorParts {
         let context = TaskContext::new(
             &message.id,
             &message.task,
-            message.tried + 1,
+            message.attempt(),
             self.node.clone(),
             &message.queue,
             stop.token().clone(),
@@ -375,6 +376,7 @@ impl ExecutorParts {
         })
         .await;
         if let Some(dead_id) = moved {
+            let reason = stevedore::admin::format::printable(reason);
             tracing::warn!(%queue, entry = %delivery.entry_id, %dead_id, %reason, "message dead-lettered");
             crate::observe::dead_lettered(&queue, "unreadable");
         }

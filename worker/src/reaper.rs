@@ -273,7 +273,7 @@ impl Reaper {
         let this_attempt = record
             .runs
             .get(&field)
-            .filter(|run| run.attempt == message.tried + 1 && run.node == lost.node);
+            .filter(|run| run.attempt == message.attempt() && run.node == lost.node);
         // Settled for good with nothing written after the record but the acknowledgement. Not
         // `retrying` or `dead`: their retry or dead letter is written after the record, and
         // the process may have died in between (then only a requeue keeps the task).

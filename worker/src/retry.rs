@@ -177,7 +177,7 @@ pub fn settle(
 
 /// The message of the next attempt: one more try, one retry fewer, due at `due_ms`.
 pub fn next_attempt(mut message: Message, retries_left: u32, due_ms: u64) -> Message {
-    message.tried += 1;
+    message.tried = message.tried.saturating_add(1);
     message.retries = Some(retries_left.saturating_sub(1));
     message.eta = Some(due_ms);
     message

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use stevedore::admin::format::timestamp;
+use stevedore::admin::format::{printable, timestamp};
 use stevedore::admin::{Admin, DeadLetter, RequeueReport};
 use stevedore::{Destination, Error, Message};
 
@@ -130,12 +130,12 @@ async fn list(admin: &Admin, args: ListArgs) -> anyhow::Result<ExitCode> {
             "{}  {}  {}  {}  attempts={}  {}",
             letter.entry_id,
             timestamp(letter.dead_at),
-            letter.id.as_deref().unwrap_or("-"),
-            letter.task.as_deref().unwrap_or("-"),
+            printable(letter.id.as_deref().unwrap_or("-")),
+            printable(letter.task.as_deref().unwrap_or("-")),
             letter
                 .attempts
                 .map_or_else(|| "-".into(), |a| a.to_string()),
-            first_line(&letter.reason)
+            printable(first_line(&letter.reason))
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use stevedore::admin::format::timestamp;
+use stevedore::admin::format::{printable, timestamp};
 use stevedore::admin::Admin;
 use stevedore::admin::Listed;
 
@@ -98,7 +98,7 @@ pub async fn show(admin: &Admin, args: ShowArgs) -> anyhow::Result<ExitCode> {
     );
     for r in &rows {
         let time = |v: &serde_json::Value| v.as_u64().map_or_else(|| "-".to_owned(), timestamp);
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+        let text = |v: &serde_json::Value| printable(v.as_str().unwrap_or("-")).into_owned();
         let attempt = r["attempt"]
             .as_u64()
             .map_or_else(|| "-".to_owned(), |a| a.to_string());

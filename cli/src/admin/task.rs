@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use stevedore::admin::format::timestamp;
+use stevedore::admin::format::{printable, timestamp};
 use stevedore::admin::{Admin, TaskView, Whereabouts};
 use stevedore::{Error, RunRecord};
 
@@ -70,7 +70,7 @@ fn record_json(task: &TaskView) -> serde_json::Value {
 }
 
 fn print_record(task: &TaskView) -> std::io::Result<()> {
-    say!("id:        {}", task.id);
+    say!("id:        {}", printable(&task.id));
     say!("state:     {}", task.state);
     match &task.whereabouts {
         Some(Whereabouts::Waiting(q)) => say!("           waiting in queue {q}, not started"),
@@ -78,7 +78,10 @@ fn print_record(task: &TaskView) -> std::io::Result<()> {
             say!("           delayed in queue {q} until {}", timestamp(*due))
         }
         Some(Whereabouts::Rejected(q, reason)) => {
-            say!("           dead-lettered on arrival in queue {q}: {reason}")
+            say!(
+                "           dead-lettered on arrival in queue {q}: {}",
+                printable(reason)
+            )
         }
         None => {}
     }
@@ -99,9 +102,9 @@ fn print_record(task: &TaskView) -> std::io::Result<()> {
 fn print_run(kind: &str, run: &RunRecord) -> std::io::Result<()> {
     let time = |t: Option<u64>| t.map(timestamp).unwrap_or_else(|| "-".into());
     say!("");
-    say!("task:      {}", run.task);
-    say!("queue:     {}", run.queue);
-    say!("node:      {}", run.node);
+    say!("task:      {}", printable(&run.task));
+    say!("queue:     {}", printable(&run.queue));
+    say!("node:      {}", printable(&run.node));
     say!(
         "run:       {kind}{} (attempt {})",
         run.state.as_str(),
@@ -114,7 +117,7 @@ fn print_run(kind: &str, run: &RunRecord) -> std::io::Result<()> {
         say!("result:    {}", value_to_json(result));
     }
     if let Some(error) = &run.error {
-        say!("error:     {error}");
+        say!("error:     {}", printable(error));
     }
     Ok(())
 }

@@ -12,6 +12,20 @@ pub fn timestamp(ms: u64) -> String {
         .to_string()
 }
 
+/// `text` with every control character escaped (`\n`, `\u{1b}`...): text a task or a
+/// producer wrote (an error, a name) can neither start a line of its own nor send terminal
+/// escapes when it is printed for people or logged as text.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let escape = |c: char| match c.is_control() {
+        true => c.escape_default().to_string(),
+        false => c.to_string(),
+    };
+    text.chars().map(escape).collect::<String>().into()
+}
+
 /// [`timestamp`], or `-` for no time.
 pub fn time(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".to_owned(), timestamp)
@@ -95,6 +109,15 @@ mod tests {
         );
         assert!(parse_time("99999999999999999").is_err(), "no wrap-around");
         assert!(parse_time("10000-01-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(printable("plain, ünïcode"), "plain, ünïcode");
+        assert_eq!(
+            printable("boom\nstate:     succeeded\u{1b}[31m"),
+            "boom\\nstate:     succeeded\\u{1b}[31m"
+        );
     }
 
     #[test]

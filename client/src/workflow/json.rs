@@ -42,6 +42,9 @@ pub(super) fn from_json(value: &Value) -> Result<Workflow> {
     part(value, "workflow")
 }
 
+/// The longest duration a step may give, in ms: 100 years, the command line's bound.
+const LONGEST_MS: u64 = 100 * 365 * 86_400_000;
+
 /// Headers a step may not carry: a skipped duplicate would never join, and the workflow
 /// header is stevedore's own.
 const RESERVED_HEADERS: [&str; 3] = ["on_duplicate", "dedup", "workflow"];
@@ -168,7 +171,11 @@ fn options(object: &Map<String, Value>, path: &str) -> Result<PublishOptions> {
                 .ok_or_else(|| bad(path, format!("`{key}` is a whole number >= 0"))),
         }
     };
-    let ms = |key: &str| Ok::<_, Error>(number(key)?.map(Duration::from_millis));
+    // Durations as the command line takes them: at most 100 years.
+    let ms = |key: &str| match number(key)? {
+        Some(ms) if ms > LONGEST_MS => Err(bad(path, format!("`{key}` is longer than 100 years"))),
+        ms => Ok(ms.map(Duration::from_millis)),
+    };
     let small = |key: &str| -> Result<Option<u32>> {
         (number(key)?.map(u32::try_from).transpose())
             .map_err(|_| bad(path, format!("`{key}` is too large")))
@@ -198,7 +205,7 @@ fn options(object: &Map<String, Value>, path: &str) -> Result<PublishOptions> {
         options = options.hard_timeout(timeout);
     }
     if let Some(first) = ms("backoff_ms")? {
-        let max = ms("max_backoff_ms")?.unwrap_or(first * 64);
+        let max = ms("max_backoff_ms")?.unwrap_or(first.saturating_mul(64));
         options = options.backoff(first, max);
     }
     if let Some(after) = ms("expires_ms")? {
@@ -256,6 +263,10 @@ mod tests {
             (json!([1]), "invalid workflow: workflow: a step is a JSON object"),
             (json!({"chain": [{"task": "a"}, {"task": "b", "headers": {"on_duplicate": "discard"}}]}),
              "invalid workflow: workflow.chain[1]: header `on_duplicate` is not allowed in a workflow step (on_duplicate would skip a step that must join; `workflow` is set by stevedore)"),
+            (json!({"task": "a", "backoff_ms": u64::MAX}),
+             "invalid workflow: workflow: `backoff_ms` is longer than 100 years"),
+            (json!({"task": "a", "expires_ms": u64::MAX}),
+             "invalid workflow: workflow: `expires_ms` is longer than 100 years"),
         ];
         for (value, expected) in cases {
             let error = from_json(&value).unwrap_err().to_string();

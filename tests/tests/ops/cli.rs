@@ -1038,3 +1038,46 @@ fn a_requeued_dead_letter_gets_the_retry_budget_it_was_published_with() {
     });
     assert_eq!(run["attempt"], 6, "{run}");
 }
+
+#[test]
+fn text_a_task_wrote_cannot_forge_a_line_in_task_dead_list_or_the_log() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let forged = "boom\nstate:     succeeded\u{1b}[2J";
+    let args = serde_json::json!([forged]).to_string();
+    let fail = [
+        "enqueue",
+        "stevedore.fail",
+        "--args",
+        &args,
+        "--retries",
+        "1",
+        "--backoff",
+        "1ms",
+        "--wait",
+    ];
+    let id = stdout_lines(&admin(&url, &fail))[0].clone();
+    let shown = admin(&url, &["task", &id]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(
+        (text.lines()).filter(|l| l.starts_with("state:")).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("state:     dead"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+    let listed = String::from_utf8_lossy(&admin(&url, &["dead", "list"]).stdout).into_owned();
+    assert!(
+        !listed.contains('\u{1b}') && listed.lines().count() == 1,
+        "{listed}"
+    );
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    let lines = worker.log_lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("state:") || l.contains('\u{1b}')),
+        "{lines:?}"
+    );
+}

@@ -292,6 +292,17 @@ async fn tls_without_the_ca_and_wrong_passwords_are_refused_in_one_line() {
         "the password leaked: {error}"
     );
     assert!(error.contains("***"), "{error}");
+
+    // A worker given a wrong password does not wait for ever: one line, a failure exit.
+    let ca = redis.ca_file().display().to_string();
+    let url = redis.url(Some(("stevedore-worker", "not-the-password")));
+    let env = [("STEVEDORE_REDIS_CA_FILE", ca.as_str())];
+    let mut worker = WorkerProcess::spawn(test_worker_bin!(), &url, "w", &[], &env);
+    let status = worker.wait_exit(std::time::Duration::from_secs(30));
+    assert!(!status.success(), "it exits");
+    let logged = worker.log_lines().join("\n");
+    assert!(logged.contains("check the user and password"), "{logged}");
+    assert!(!logged.contains("not-the-password"), "{logged}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
