@@ -1043,7 +1043,7 @@ fn a_requeued_dead_letter_gets_the_retry_budget_it_was_published_with() {
 fn text_a_task_wrote_cannot_forge_a_line_in_task_dead_list_or_the_log() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
     let forged = "boom\nstate:     succeeded\u{1b}[2J";
     let args = serde_json::json!([forged]).to_string();
     let fail = [
