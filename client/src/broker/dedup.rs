@@ -18,19 +18,27 @@ impl Broker {
         &self,
         pipe: &mut redis::Pipeline,
         destination: &Destination,
-        policy: &str,
-        key: &str,
+        (policy, key): (&str, &str),
         payload: Vec<u8>,
+        eta: Option<u64>,
     ) {
         let keys = self.keys();
-        DUP_PUBLISH
-            .eval_in(
-                pipe,
-                &[&keys.stream(destination), &keys.dup(destination, key)],
-            )
-            .arg(policy)
-            .arg(payload)
-            .arg(DEDUP_TTL.as_millis() as u64);
+        let (stream, state, delayed) = (
+            keys.stream(destination),
+            keys.dup(destination, key),
+            keys.delayed(destination),
+        );
+        let ttl = DEDUP_TTL.as_millis() as u64;
+        let invocation = match eta {
+            None => DUP_PUBLISH.eval_in(pipe, &[&stream, &state]),
+            Some(_) => DUP_PUBLISH.eval_in(pipe, &[&stream, &state, &delayed]),
+        };
+        invocation.arg(policy).arg(payload).arg(ttl);
+        if let Some(eta) = eta {
+            // The state outlives the wait: the copy counts as queued until it starts.
+            let ttl = ttl + eta.saturating_sub(crate::now_ms());
+            invocation.arg(eta).arg(ttl);
+        }
     }
 
     /// A worker reached `message` (entry `entry_id` read by `group`): returns whether to run

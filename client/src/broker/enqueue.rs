@@ -32,15 +32,17 @@ impl Broker {
                     limit: self.config().max_payload,
                 });
             }
-            match (
-                message.eta.filter(|eta| *eta > now),
-                crate::dedup_policy(message),
-            ) {
-                (None, Some((policy, key))) => {
-                    self.add_dedup_publish(&mut pipe, &destination, policy, key, payload);
+            let eta = message.eta.filter(|eta| *eta > now);
+            match (eta, crate::dedup_policy(message)) {
+                // Delayed copies are checked as immediate ones are: when they are published.
+                (_, Some(policy)) => {
+                    self.add_dedup_publish(&mut pipe, &destination, policy, payload, eta);
                     checked.push(index);
+                    if let Some(eta) = eta {
+                        earliest_delayed = Some(earliest_delayed.map_or(eta, |e| e.min(eta)));
+                    }
                 }
-                (Some(eta), _) => {
+                (Some(eta), None) => {
                     self.add_delayed(&mut pipe, &destination, eta, payload);
                     earliest_delayed = Some(earliest_delayed.map_or(eta, |e| e.min(eta)));
                 }

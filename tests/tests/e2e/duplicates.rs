@@ -215,3 +215,28 @@ async fn queue_one_keeps_at_most_one_waiting_besides_the_running_one() {
 fn default_queue() -> stevedore::Destination {
     stevedore::Destination::queue("default").expect("a valid queue name")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_copies_are_checked_for_duplicates_as_immediate_ones_are() {
+    let redis = RedisServer::start();
+    let _worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let client = redis.stevedore().await;
+    let copy = || {
+        let options = PublishOptions::new()
+            .on_duplicate(OnDuplicate::Discard)
+            .delay(Duration::from_millis(500))
+            .notify(true);
+        tasks::count_run::apply_async(&client, (), options)
+    };
+    let first = copy().await.unwrap();
+    for _ in 0..2 {
+        let dropped = copy().await.unwrap();
+        assert!(
+            dropped.discarded(),
+            "a copy published while the first waits"
+        );
+    }
+    first.get(WAIT).await.unwrap();
+    let mut conn = redis.connection().await;
+    assert_eq!(runs(&mut conn).await.values().sum::<u64>(), 1, "ran once");
+}
