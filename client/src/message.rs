@@ -67,6 +67,11 @@ pub struct Message {
     /// Which runs leave a record; `None`: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<crate::RecordPolicy>,
+    /// Whether the caller chose the id (`PublishOptions::id`): publishing then claims it, and
+    /// is refused when a task of that id exists (unless an on_duplicate policy applies). Not
+    /// part of the message on the wire.
+    #[serde(skip)]
+    pub id_given: bool,
 }
 
 impl Message {
@@ -149,6 +154,7 @@ mod tests {
             exclusive: None,
             limit: None,
             record: None,
+            id_given: false,
         }
     }
 

@@ -262,6 +262,7 @@ impl PublishOptions {
             exclusive: self.exclusive,
             limit: self.limit.clone(),
             record: self.record.filter(|&p| p != crate::RecordPolicy::All),
+            id_given: self.id.is_some(),
         };
         self.check_placement()?;
         let policy = self.on_duplicate.unwrap_or(task_on_duplicate);

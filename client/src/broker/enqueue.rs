@@ -2,8 +2,13 @@
 //! pipelined round trip.
 
 use super::keys::MESSAGE_FIELD;
+use super::scripts::CLAIM_ID;
 use super::Broker;
 use crate::{Destination, Error, Message, Result};
+
+/// How long an id its publisher chose stays taken: as long as a task's record lasts by
+/// default (`--record-ttl`, a day).
+const ID_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// How long the record of a discarded copy lasts (the workers' default record TTL).
 pub const DISCARDED_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
@@ -18,6 +23,7 @@ impl Broker {
     /// atomically. Returns, for each message, whether it was published (`false`: dropped as a
     /// duplicate).
     pub async fn enqueue(&self, messages: &[Message]) -> Result<Vec<bool>> {
+        self.claim_given_ids(messages).await?;
         let mut pipe = redis::pipe();
         let now = crate::now_ms();
         let mut earliest_delayed: Option<u64> = None;
@@ -75,6 +81,36 @@ impl Broker {
             self.checked_events(messages, &checked, &published).await?;
         }
         Ok(published)
+    }
+
+    /// Claims the ids their publishers chose (one round trip, only when there are some):
+    /// an id is used once. A message under an on_duplicate policy is left to that policy.
+    /// Refused, nothing of the batch is published (the ids claimed stay claimed).
+    async fn claim_given_ids(&self, messages: &[Message]) -> Result<()> {
+        let given: Vec<&Message> = (messages.iter())
+            .filter(|m| m.id_given && crate::dedup_policy(m).is_none())
+            .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for message in &given {
+            let (claim, record) = (
+                self.keys().claim(&message.id),
+                self.keys().record(&message.id),
+            );
+            CLAIM_ID
+                .eval_in(&mut pipe, &[&claim, &record])
+                .arg(ID_CLAIM_TTL.as_millis() as u64);
+        }
+        let claimed: Vec<i64> = pipe.query_async(&mut self.commands()).await?;
+        match given.iter().zip(claimed).find(|(_, c)| *c == 0) {
+            Some((taken, _)) => Err(Error::InvalidOptions(format!(
+                "task id {} is taken: a task was published with it before (see `stevedore task {}`); publish with another id",
+                taken.id, taken.id
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The events of the messages checked for duplicates: published, or discarded.

@@ -19,6 +19,7 @@
 //! | `NS:delayed-wake`     | pubsub | channel: a delayed message was added (payload: due ms)  |
 //! | `NS:{t:ID}:record`    | hash   | task ID's runs: field `task`, or `node:NODE` per node   |
 //! | `NS:{t:ID}:done`      | list   | one token once task ID ended, for waiters (`notify`)    |
+//! | `NS:{t:ID}:claim`     | string | an id its publisher chose is taken (expires in a day)   |
 //! | `NS:{c}:stream`       | stream | control requests (capped), read by every node           |
 //! | `NS:{r:ID}:reply`     | list   | answers to control request ID (expires)                 |
 //! | `NS:{x}:cancels`      | hash   | cancel records: field = record id, value = record       |
@@ -119,6 +120,11 @@ impl Keys {
     /// Hash: the runs of task `id`.
     pub fn record(&self, id: &str) -> String {
         format!("{}:{{t:{id}}}:record", self.ns)
+    }
+
+    /// String: task `id` was chosen by its publisher and is taken (expires with records).
+    pub fn claim(&self, id: &str) -> String {
+        format!("{}:{{t:{id}}}:claim", self.ns)
     }
 
     /// List: holds a token once task `id` has ended, for waiters.

@@ -134,6 +134,7 @@ pub(super) static DEFER: Lua = Lua::new(include_str!("scripts/defer.lua"));
 pub(super) static DUP_FINISH: Lua = Lua::new(include_str!("scripts/dup_finish.lua"));
 /// Publishes a message under an on_duplicate policy (dedup).
 pub(super) static DUP_PUBLISH: Lua = Lua::new(include_str!("scripts/dup_publish.lua"));
+pub(super) static CLAIM_ID: Lua = Lua::new(include_str!("scripts/claim_id.lua"));
 /// Takes an on_duplicate key at run start, or parks the message (dedup).
 pub(super) static DUP_START: Lua = Lua::new(include_str!("scripts/dup_start.lua"));
 /// Takes or renews beat's leader lease (schedules).
@@ -178,6 +179,7 @@ mod tests {
         for lua in [
             &BEAT,
             &CLAIM_FIRE,
+            &CLAIM_ID,
             &DEAD_LETTER,
             &DEFER,
             &DUP_FINISH,

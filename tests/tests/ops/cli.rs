@@ -1081,3 +1081,52 @@ fn text_a_task_wrote_cannot_forge_a_line_in_task_dead_list_or_the_log() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn an_id_is_used_once_a_second_publish_with_it_is_refused() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let id = uuid::Uuid::new_v4().to_string();
+    let echo = |word: &str| {
+        let args = serde_json::json!([word]).to_string();
+        admin(
+            &url,
+            &[
+                "enqueue",
+                "stevedore.echo",
+                "--id",
+                &id,
+                "--args",
+                &args,
+                "--wait",
+            ],
+        )
+    };
+    let first = echo("first");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = echo("second");
+    assert_eq!(second.status.code(), Some(1));
+    let error = stderr(&second);
+    assert!(error.contains(&format!("task id {id} is taken")), "{error}");
+    assert_eq!(error.trim_end().lines().count(), 1, "{error}");
+    let (json, _) = task_json(&url, &id);
+    assert_eq!(
+        json["runs"][0]["result"],
+        serde_json::json!(["first"]),
+        "{json}"
+    );
+    // The same id under an on_duplicate policy is that policy's to judge.
+    let again = admin(
+        &url,
+        &[
+            "enqueue",
+            "stevedore.echo",
+            "--id",
+            &id,
+            "--on-duplicate",
+            "discard",
+        ],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+}
