@@ -10,6 +10,7 @@
    500 ms), as the Rust handle does.
 """
 
+import math
 import os
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -98,15 +99,20 @@ class Client:
         pipe = self.redis.pipeline(transaction=False)
         for at, (message, payload) in enumerate(zip(messages, payloads)):
             queue, headers = message["queue"], message["headers"]
-            if message["eta"] is not None and message["eta"] > now:
-                pipe.zadd(self.keys.delayed(queue), {payload: message["eta"]})
-                wake = message["eta"] if wake is None else min(wake, message["eta"])
-            elif m.POLICY_HEADER in headers:
+            eta = message["eta"] if message["eta"] is not None and message["eta"] > now else None
+            if eta is not None:
+                wake = eta if wake is None else min(wake, eta)
+            if m.POLICY_HEADER in headers:
+                # Delayed copies are checked as immediate ones are (docs/protocol.md, 5).
                 stream, state = self.keys.stream(queue), self.keys.dup(queue, headers[m.KEY_HEADER])
-                self._dup_publish(keys=[stream, state],
-                                  args=[headers[m.POLICY_HEADER], payload, DEDUP_TTL_MS],
-                                  client=pipe)
+                keys, args = [stream, state], [headers[m.POLICY_HEADER], payload, DEDUP_TTL_MS]
+                if eta is not None:
+                    keys.append(self.keys.delayed(queue))
+                    args += [eta, DEDUP_TTL_MS + eta - now]
+                self._dup_publish(keys=keys, args=args, client=pipe)
                 checked.add(at)
+            elif eta is not None:
+                pipe.zadd(self.keys.delayed(queue), {payload: eta})
             elif queue == m.BROADCAST:
                 pipe.xadd(self.keys.stream(queue), {"m": payload}, maxlen=BROADCAST_CAP,
                           approximate=True)
@@ -224,6 +230,9 @@ class TaskHandle:
         """The task's result once it succeeded; `TaskFailed` if it ended otherwise,
         `WaitTimeout` after `timeout` seconds; `InvalidOptions` at once for a task published
         with a record policy that keeps no record of a success."""
+        if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                or not math.isfinite(timeout) or timeout < 0):
+            raise InvalidOptions(f"timeout is seconds >= 0, not {timeout!r}")
         if self.record_policy != "all":
             raise InvalidOptions(f"task {self.id} was published with record "
                                  f"{self.record_policy!r}: it cannot be waited on")
@@ -240,8 +249,14 @@ class TaskHandle:
             if left <= 0:
                 raise WaitTimeout(self.id, timeout)
             if self.notify:
-                # Rotated, not taken: every waiter of the task is woken by the one token.
-                self.client.redis.blmove(done, done, max(left, 0.01), "LEFT", "RIGHT")
+                # Rotated, not taken: every waiter of the task is woken by the one token. In
+                # steps of at most a second: a connection's socket timeout (5 s by default in
+                # newer redis-py) must not cut a longer wait short.
+                try:
+                    self.client.redis.blmove(done, done, min(max(left, 0.01), 1.0), "LEFT",
+                                             "RIGHT")
+                except redis.TimeoutError:
+                    pass
             else:
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, 0.5)

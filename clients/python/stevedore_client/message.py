@@ -11,6 +11,7 @@
 """
 
 import hashlib
+import math
 import re
 import time
 import uuid
@@ -22,6 +23,13 @@ import msgpack
 from .errors import InvalidName, InvalidOptions
 
 VERSION = 1
+# The longest duration and the latest instant accepted, as the Rust command line's bounds.
+LONGEST_SECONDS = 100 * 365 * 86_400
+LATEST_SECONDS = 253_402_300_799
+# Every option `Client.publish` takes: anything else (a typo such as `retires`) is refused.
+OPTIONS = frozenset({"queue", "node", "broadcast", "delay", "eta", "retries", "backoff",
+                     "time_limit", "hard_time_limit", "on_duplicate", "id", "notify", "expires",
+                     "headers", "record"})
 NOTIFY_HEADER = "notify"
 # Which runs leave a record (message field `record`, absent = "all").
 RECORD_POLICIES = ("all", "failures", "none")
@@ -59,8 +67,10 @@ def duration_ms(what: str, value: Optional[Duration]) -> Optional[int]:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise InvalidOptions(f"{what} is a duration: seconds >= 0 or a timedelta, not {value!r}")
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds) or not 0 <= seconds <= LONGEST_SECONDS):
+        raise InvalidOptions(f"{what} is a duration: seconds >= 0 (at most 100 years) or a "
+                             f"timedelta, not {value!r}")
     return int(round(seconds * 1000))
 
 
@@ -74,7 +84,8 @@ def instant_ms(what: str, value: Optional[Instant]) -> Optional[int]:
                 f"{what} is a naive datetime; give it a time zone (datetime.now(timezone.utc))"
             )
         return int(round(value.timestamp() * 1000))
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not 0 <= value <= LATEST_SECONDS):
         raise InvalidOptions(f"{what} is a datetime or epoch seconds, not {value!r}")
     return int(round(value * 1000))
 
@@ -159,6 +170,11 @@ def build(task: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any
         raise InvalidName(f"invalid task name {task!r}: it is empty")
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
         raise InvalidOptions(f"args is a list or tuple, not {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise InvalidOptions(f"kwargs is a dict, not {type(kwargs).__name__}")
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise InvalidOptions(f"unknown option {unknown[0]!r}; the options are {sorted(OPTIONS)}")
     now = now_ms()
     delay, eta = options.get("delay"), options.get("eta")
     if delay is not None and eta is not None:

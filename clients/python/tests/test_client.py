@@ -161,6 +161,14 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(server, client)
         (InvalidOptions, lambda: client.publish("tests.add", record="some")),
         (InvalidOptions, lambda: client.publish("tests.add", record="none", notify=True)),
         (PayloadTooLarge, lambda: client.publish("tests.add", ("x" * (1 << 20),))),
+        (InvalidOptions, lambda: client.publish("tests.add", retires=3)),
+        (InvalidOptions, lambda: client.publish("tests.add", delay=float("nan"))),
+        (InvalidOptions, lambda: client.publish("tests.add", delay=float("inf"))),
+        (InvalidOptions, lambda: client.publish("tests.add", eta=float("nan"))),
+        (InvalidOptions, lambda: client.publish("tests.add", backoff=1e300)),
+        (InvalidOptions, lambda: client.publish("tests.add", kwargs=[("a", 1)])),
+        (InvalidOptions, lambda: client.handle(str(uuid.uuid4()), notify=True)
+         .wait(float("nan"))),
     ]
     for error, call in refusals:
         with pytest.raises(error) as refused:
@@ -189,3 +197,20 @@ def test_a_batch_redis_refuses_out_of_memory_names_what_was_not_published(server
     assert server.redis.xlen("stevedore:{q:default}:stream") == 0
     client.publish("tests.add", (1, 2))
     assert server.redis.xlen("stevedore:{q:default}:stream") == 1
+
+
+def test_delayed_copies_are_checked_for_duplicates_as_immediate_ones_are(client, workers):
+    workers.start("py")
+    first = client.publish("tests.add", (1, 2), delay=0.3, on_duplicate="discard", notify=True)
+    copies = [client.publish("tests.add", (1, 2), delay=0.3, on_duplicate="discard")
+              for _ in range(2)]
+    assert not first.discarded
+    assert all(copy.discarded for copy in copies)
+    assert first.wait(30) == 3
+
+
+def test_a_wait_longer_than_the_connections_socket_timeout_still_waits(server, workers):
+    workers.start("py")
+    client = Client.from_url(server.url, signing_keys="", socket_timeout=0.5)
+    handle = client.publish("tests.echo_after", (9, 1500), notify=True)
+    assert handle.wait(30) == 9
