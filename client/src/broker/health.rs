@@ -62,7 +62,7 @@ impl Broker {
 
     /// Moves a process from the heartbeats to the gone processes: lost and reaped, or stopped
     /// cleanly. It is kept there for the retention ([`Broker::expire_gone`]). The entries this
-    /// reaper reaped (`gone.reaped`) are added to the process's count atomically: peers that
+    /// reaper reaped (`gone.reaped`) are added to the process's count with HINCRBY: peers that
     /// reap one process at once each add their own share, so the count is the sum.
     pub async fn forget_consumer(&self, gone: &GoneProcess) -> Result<()> {
         let consumer = &gone.beat.consumer;
@@ -72,8 +72,7 @@ impl Broker {
         })?;
         let keys = self.keys();
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HDEL")
+        pipe.cmd("HDEL")
             .arg(keys.nodes())
             .arg(consumer)
             .ignore()
