@@ -331,6 +331,9 @@ pub struct TaskRecord {
     pub attempts: BTreeMap<u32, RunRecord>,
     /// Runs finished by a process after peers had declared it lost and settled its work.
     pub late: BTreeMap<String, RunRecord>,
+    /// Fields whose value does not decode, each with why: one damaged field hides nothing
+    /// else of the record.
+    pub unreadable: BTreeMap<String, String>,
 }
 
 impl TaskRecord {

@@ -72,28 +72,7 @@ pub async fn run(admin: &Admin, command: LimitCommand) -> anyhow::Result<ExitCod
                 false => say!("limit {}: {spec}", args.name),
             }
         }
-        LimitCommand::List(args) => {
-            let limits = admin.limits().await?;
-            if args.json {
-                let rows: Vec<_> = limits.iter().map(info_json).collect();
-                say!("{}", serde_json::Value::Array(rows));
-            } else if limits.is_empty() {
-                say!("no limits (define one with `stevedore limit set NAME 100/s`)");
-            } else {
-                say!(
-                    "{:<24} {:<12} {:>5} {:>11} {:>5} {:>7}",
-                    "LIMIT",
-                    "RATE",
-                    "BURST",
-                    "CONCURRENCY",
-                    "HELD",
-                    "WAITING"
-                );
-                for info in &limits {
-                    say!("{}", row(info));
-                }
-            }
-        }
+        LimitCommand::List(args) => return list(admin, args.json).await,
         LimitCommand::Show(args) => {
             let info = admin.limit(&args.name).await?;
             if args.json {
@@ -120,6 +99,40 @@ pub async fn run(admin: &Admin, command: LimitCommand) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `limit list`: every limit; one whose definition does not read is named on stderr (it hides
+/// none of the others) and the exit code says so.
+async fn list(admin: &Admin, json: bool) -> anyhow::Result<ExitCode> {
+    let (limits, unreadable) = admin.limits().await?;
+    for (name, error) in &unreadable {
+        eprintln!(
+            "limit {name:?} cannot be read: {error}; `stevedore limit set` it again or `limit remove` it"
+        );
+    }
+    if json {
+        let rows: Vec<_> = limits.iter().map(info_json).collect();
+        say!("{}", serde_json::Value::Array(rows));
+    } else if limits.is_empty() && unreadable.is_empty() {
+        say!("no limits (define one with `stevedore limit set NAME 100/s`)");
+    } else {
+        say!(
+            "{:<24} {:<12} {:>5} {:>11} {:>5} {:>7}",
+            "LIMIT",
+            "RATE",
+            "BURST",
+            "CONCURRENCY",
+            "HELD",
+            "WAITING"
+        );
+        for info in &limits {
+            say!("{}", row(info));
+        }
+    }
+    Ok(match unreadable.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
 }
 
 fn row(info: &LimitInfo) -> String {

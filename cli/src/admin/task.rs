@@ -66,6 +66,7 @@ fn record_json(task: &TaskView) -> serde_json::Value {
         "attempts": record.attempts.values().collect::<Vec<_>>(),
         "late": record.late.values().collect::<Vec<_>>(),
         "where": task.whereabouts.as_ref().map(where_json),
+        "unreadable": record.unreadable,
     })
 }
 
@@ -95,6 +96,10 @@ fn print_record(task: &TaskView) -> std::io::Result<()> {
     }
     for run in record.late.values() {
         print_run("late ", run)?;
+    }
+    for (field, why) in &record.unreadable {
+        say!("");
+        say!("unreadable field {}: {}", printable(field), printable(why));
     }
     Ok(())
 }

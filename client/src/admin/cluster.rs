@@ -85,8 +85,9 @@ impl Admin {
         self.broker().set_limit(name, spec).await
     }
 
-    /// Every defined limit with its use now.
-    pub async fn limits(&self) -> Result<Vec<LimitInfo>> {
+    /// Every defined limit with its use now, and the names of those whose definition does
+    /// not read, each with why.
+    pub async fn limits(&self) -> Result<(Vec<LimitInfo>, Vec<(String, String)>)> {
         self.broker().limits().await
     }
 

@@ -20,9 +20,10 @@ pub struct TaskView {
 }
 
 impl TaskView {
-    /// Whether it has a record (it started at least once).
+    /// Whether it has a record (it started at least once; a damaged field counts).
     pub fn has_record(&self) -> bool {
-        !self.record.runs.is_empty() || !self.record.attempts.is_empty()
+        let record = &self.record;
+        !record.runs.is_empty() || !record.attempts.is_empty() || !record.unreadable.is_empty()
     }
 }
 

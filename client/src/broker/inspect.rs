@@ -37,17 +37,26 @@ struct GroupCounts {
 }
 
 impl Broker {
-    /// The record of task `id`: every run stored for it (none if pending or expired).
+    /// The record of task `id`: every run stored for it (none if pending or expired); a field
+    /// that does not decode is named in `unreadable`, the rest read as usual.
     pub async fn task_record(&self, id: &str) -> Result<TaskRecord> {
         let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
             .arg(self.keys().record(id))
             .query_async(&mut self.commands())
             .await?;
-        let runs = fields
-            .into_iter()
-            .map(|(field, bytes)| Ok((field, RunRecord::decode(id, &bytes)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(TaskRecord::from_fields(runs))
+        let mut unreadable = BTreeMap::new();
+        let runs: Vec<(String, RunRecord)> = (fields.into_iter())
+            .filter_map(|(field, bytes)| match RunRecord::decode(id, &bytes) {
+                Ok(run) => Some((field, run)),
+                Err(error) => {
+                    unreadable.insert(field, error.to_string());
+                    None
+                }
+            })
+            .collect();
+        let mut record = TaskRecord::from_fields(runs);
+        record.unreadable = unreadable;
+        Ok(record)
     }
 
     /// Blocks until task `id` has signalled its end (published with `notify`) or `timeout`

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::scripts::{LIMIT_RELEASE, LIMIT_TAKE, LIMIT_WAIT};
 use super::Broker;
 use crate::limits::{validate_limit_name, LimitSpec};
-use crate::{Destination, Result};
+use crate::{Destination, Error, Result};
 
 /// A limit's definition, its permits held, and its listed waiters.
 type LimitReply = (HashMap<String, u64>, u64, Vec<Vec<u8>>);
@@ -120,20 +120,33 @@ impl Broker {
         Ok(scores.iter().filter(|s| s.is_some()).count() as u64)
     }
 
-    /// Every named limit, by name.
-    pub async fn limits(&self) -> Result<Vec<LimitInfo>> {
+    /// Every named limit, by name, and the names of those whose definition does not read,
+    /// each with why (one damaged limit hides none of the others).
+    pub async fn limits(&self) -> Result<(Vec<LimitInfo>, Vec<(String, String)>)> {
         let mut names: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys().limit_registry())
             .query_async(&mut self.commands())
             .await?;
         names.sort();
-        let mut limits = Vec::with_capacity(names.len());
+        let (mut limits, mut unreadable) = (Vec::with_capacity(names.len()), Vec::new());
         for name in names {
-            if let Some(info) = self.limit(&name).await? {
-                limits.push(info);
+            match self.limit(&name).await {
+                Ok(Some(info)) => limits.push(info),
+                Ok(None) => {}
+                // A definition that does not parse (or a name that cannot be one); an outage
+                // is still an error of the whole listing.
+                Err(Error::Redis(e))
+                    if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) =>
+                {
+                    unreadable.push((name, e.to_string()));
+                }
+                Err(error @ Error::InvalidName { .. }) => {
+                    unreadable.push((name, error.to_string()))
+                }
+                Err(error) => return Err(error),
             }
         }
-        Ok(limits)
+        Ok((limits, unreadable))
     }
 
     /// Removes the named limit; returns whether it existed. Runs under it then start unlimited.

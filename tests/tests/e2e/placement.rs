@@ -669,3 +669,24 @@ async fn concurrency_holds_through_a_kill(n: u32) {
         "nothing held or waiting at the end"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_limit_is_named_and_the_others_still_listed() {
+    let redis = RedisServer::start();
+    let run = |args: &[&str]| run_cli(test_admin_bin!(), &redis.url(), args);
+    assert!(run(&["limit", "set", "good", "5/s"]).status.success());
+    assert!(run(&["limit", "set", "bad", "5/s"]).status.success());
+    let _: () = redis::cmd("HSET")
+        .arg(stevedore_tests::keys().limit_def("bad"))
+        .arg("count")
+        .arg("many")
+        .query_async(&mut redis.connection().await)
+        .await
+        .unwrap();
+    let out = run(&["limit", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["name"], "good");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limit \"bad\" cannot be read"));
+}

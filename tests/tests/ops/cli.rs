@@ -1130,3 +1130,28 @@ fn an_id_is_used_once_a_second_publish_with_it_is_refused() {
     );
     assert!(again.status.success(), "{}", stderr(&again));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_field_is_named_and_hides_nothing_else() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let id = stdout_lines(&admin(&url, &["enqueue", "stevedore.noop", "--wait"]))[0].clone();
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("HSET")
+        .arg(stevedore_tests::keys().record(&id))
+        .arg("attempt:9")
+        .arg(b"\xc1".as_slice())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (json, code) = task_json(&url, &id);
+    assert_eq!(
+        (json["state"].as_str(), code),
+        (Some("succeeded"), Some(0)),
+        "{json}"
+    );
+    assert!(json["unreadable"]["attempt:9"].is_string(), "{json}");
+    let text = String::from_utf8_lossy(&admin(&url, &["task", &id]).stdout).into_owned();
+    assert!(text.contains("unreadable field attempt:9"), "{text}");
+}
