@@ -184,6 +184,16 @@ impl PlacementArgs {
         mut options: PublishOptions,
     ) -> anyhow::Result<PublishOptions> {
         if let Some(units) = self.impact {
+            // Refused when it fits on no live node; allowed when none is live yet (nodes of
+            // the needed size may come).
+            let nodes = admin.nodes().await?;
+            let live = nodes.iter().filter(|n| !n.is_lost());
+            if let Some(largest) = live.map(|n| n.beat.max_workers).max() {
+                anyhow::ensure!(
+                    units as usize <= largest,
+                    "an impact of {units} units exceeds every live node's capacity (the largest has {largest}); lower --impact or start a node with --max-workers {units} or more"
+                );
+            }
             options = options.impact(units);
         }
         if self.exclusive {

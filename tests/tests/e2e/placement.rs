@@ -690,3 +690,49 @@ async fn a_damaged_limit_is_named_and_the_others_still_listed() {
     assert_eq!(list[0]["name"], "good");
     assert!(String::from_utf8_lossy(&out.stderr).contains("limit \"bad\" cannot be read"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impact_no_node_can_take_is_refused_at_publish_and_dead_lettered_after_an_hour() {
+    let redis = RedisServer::start();
+    let _small = WorkerProcess::start(test_worker_bin!(), &redis, "small", &["--max-workers", "2"]);
+    let out = run_cli(
+        test_admin_bin!(),
+        &redis.url(),
+        &[
+            "enqueue",
+            "tests.add",
+            "--args",
+            "[1, 2]",
+            "--impact",
+            "4294967295",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("exceeds every live node's capacity"),
+        "{error}"
+    );
+    // Published from code (no such check), an hour ago: the node gives it up.
+    let client = redis.stevedore().await;
+    let mut message = tasks::add::message((1, 2), &PublishOptions::new().impact(1_000)).unwrap();
+    message.published_at -= 2 * 3_600_000;
+    let id = client.publish(message).await.unwrap().id().to_owned();
+    let letters = eventually("the dead letter", WAIT, || async {
+        let letters = client
+            .admin()
+            .dead_letters(&stevedore::Destination::queue("default").unwrap(), None, 10)
+            .await
+            .unwrap();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert!(
+        letters[0].reason.contains("above the capacity"),
+        "{letters:?}"
+    );
+    assert!(
+        letters[0].raw.len() > 10 && letters[0].id.is_none()
+            || letters[0].id.as_deref() == Some(id.as_str())
+    );
+}

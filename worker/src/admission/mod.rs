@@ -47,6 +47,11 @@ pub use limits::{bucket_of, Limiter, Permit};
 /// a node takes it again (one with capacity enough, it is hoped).
 const OVERSIZE_WAIT_MS: u64 = 5_000;
 
+/// How long after its publish (or its eta) a message too heavy for every node that read it
+/// keeps being sent on; then it goes to the dead letters with the reason (no node of the
+/// fleet could run it for an hour).
+pub const OVERSIZE_GIVE_UP_MS: u64 = 3_600_000;
+
 /// How far ahead of a node's clock an `eta` may be and still run now: clocks of the node that
 /// moved a delayed message and of the one that reads it differ a little.
 const ETA_SLACK_MS: u64 = 1_000;
@@ -173,11 +178,37 @@ impl Admission {
     }
 
     /// Sends a message heavier than this whole node back to wait (delayed, not an attempt)
-    /// for a node with capacity enough.
+    /// for a node with capacity enough; one no node took for [`OVERSIZE_GIVE_UP_MS`] goes to
+    /// the dead letters instead. Warned of once (its first time here), not every 5 s.
     async fn send_on(&self, delivery: &Delivery, message: &Message) {
-        let due = stevedore::now_ms() + OVERSIZE_WAIT_MS;
-        if self.defer(delivery, due).await {
-            tracing::warn!(task = %message.task, capacity = self.capacity.total(), "impact above this node's whole capacity: left waiting for a node with capacity enough");
+        let now = stevedore::now_ms();
+        let since = message.eta.unwrap_or(0).max(message.published_at);
+        let capacity = self.capacity.total();
+        if now.saturating_sub(since) > OVERSIZE_GIVE_UP_MS {
+            let impact =
+                (message.impact).map_or_else(|| "its task's".to_owned(), |i| i.to_string());
+            let reason = format!(
+                "impact {impact} above the capacity of every node that read it for an hour (this one has {capacity} units)"
+            );
+            let moved = until_written(
+                &self.abandon,
+                "dead-letter a message no node can run",
+                || self.broker.dead_letter(delivery, &reason),
+            );
+            if moved.await.is_some() {
+                tracing::warn!(task = %message.task, %reason, "dead-lettered");
+            }
+            return;
+        }
+        if self.defer(delivery, now + OVERSIZE_WAIT_MS).await {
+            match now.saturating_sub(since) < 2 * OVERSIZE_WAIT_MS {
+                true => {
+                    tracing::warn!(task = %message.task, capacity, "impact above this node's whole capacity: left waiting for a node with capacity enough")
+                }
+                false => {
+                    tracing::debug!(task = %message.task, capacity, "still too heavy for this node")
+                }
+            }
         }
     }
 
