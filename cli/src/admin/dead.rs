@@ -117,28 +117,52 @@ pub async fn run(admin: &Admin, command: DeadCommand) -> anyhow::Result<ExitCode
     }
 }
 
+/// Dead letters read per round trip by `dead list`: a letter may hold a megabyte, so only a
+/// page of them is in memory at once, printed as it comes.
+const LIST_PAGE: usize = 10;
+
 async fn list(admin: &Admin, args: ListArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let letters = admin.dead_letters(&queue, None, args.limit).await?;
+    let (mut after, mut listed) = (None::<String>, 0);
     if args.json {
-        let rows: Vec<serde_json::Value> = letters.iter().map(letter_json).collect();
-        say!("{}", serde_json::Value::Array(rows));
-        return Ok(ExitCode::SUCCESS);
+        say!("[");
     }
-    for letter in &letters {
-        say!(
-            "{}  {}  {}  {}  attempts={}  {}",
-            letter.entry_id,
-            timestamp(letter.dead_at),
-            printable(letter.id.as_deref().unwrap_or("-")),
-            printable(letter.task.as_deref().unwrap_or("-")),
-            letter
-                .attempts
-                .map_or_else(|| "-".into(), |a| a.to_string()),
-            printable(first_line(&letter.reason))
-        );
+    while listed < args.limit {
+        let want = LIST_PAGE.min(args.limit - listed);
+        let page = admin.dead_letters(&queue, after.as_deref(), want).await?;
+        for letter in &page {
+            match args.json {
+                true => say!(
+                    "{}{}",
+                    if listed > 0 { "," } else { "" },
+                    letter_json(letter)
+                ),
+                false => say!("{}", letter_line(letter)),
+            }
+            listed += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() == want => after = Some(last.entry_id.clone()),
+            _ => break,
+        }
+    }
+    if args.json {
+        say!("]");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One letter of `dead list`: entry, time, id, task, attempts, the reason's first line.
+fn letter_line(letter: &DeadLetter) -> String {
+    format!(
+        "{}  {}  {}  {}  attempts={}  {}",
+        letter.entry_id,
+        timestamp(letter.dead_at),
+        printable(letter.id.as_deref().unwrap_or("-")),
+        printable(letter.task.as_deref().unwrap_or("-")),
+        (letter.attempts).map_or_else(|| "-".into(), |a| a.to_string()),
+        printable(first_line(&letter.reason))
+    )
 }
 
 async fn show(admin: &Admin, args: EntryArgs) -> anyhow::Result<ExitCode> {

@@ -1155,3 +1155,47 @@ async fn a_damaged_record_field_is_named_and_hides_nothing_else() {
     let text = String::from_utf8_lossy(&admin(&url, &["task", &id]).stdout).into_owned();
     assert!(text.contains("unreadable field attempt:9"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_list_pages_through_every_letter_once_up_to_its_limit() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let mut conn = redis.connection().await;
+    for n in 0..25 {
+        let _: String = redis::cmd("XADD")
+            .arg(stevedore_tests::stream_of("default"))
+            .arg("*")
+            .arg("m")
+            .arg(format!("garbage {n}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let dead =
+        stevedore_tests::keys().dead_letters(&stevedore::Destination::queue("default").unwrap());
+    stevedore_tests::eventually(
+        "25 dead letters",
+        std::time::Duration::from_secs(30),
+        || {
+            let mut conn = conn.clone();
+            let dead = dead.clone();
+            async move { (stevedore_tests::stream_len(&mut conn, &dead).await == 25).then_some(()) }
+        },
+    )
+    .await;
+    let listed = |limit: &str| {
+        let out = admin(&url, &["dead", "list", "--json", "--limit", limit]);
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        rows.iter()
+            .map(|r| r["entry"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let all = listed("100");
+    let mut unique = all.clone();
+    unique.dedup();
+    assert_eq!((all.len(), unique.len()), (25, 25));
+    assert_eq!(listed("23"), all[..23]);
+    let text = admin(&url, &["dead", "list", "--limit", "12"]);
+    assert_eq!(stdout_lines(&text).len(), 12);
+}
