@@ -153,10 +153,15 @@ class Client:
         (`where` is always null here: a task with no run yet reads `pending`)."""
         task_id = m.task_id(task_id)
         fields = self.redis.hgetall(self.keys.record(task_id))
-        runs, attempts, late = {}, {}, {}
+        runs, attempts, late, unreadable = {}, {}, {}, {}
         for field, raw in fields.items():
             field = field.decode() if isinstance(field, bytes) else field
-            run = _decoded(task_id, msgpack.unpackb(raw, raw=False))
+            try:
+                run = _decoded(task_id, msgpack.unpackb(raw, raw=False))
+            except (ValueError, TypeError, msgpack.UnpackException) as error:
+                # One damaged field hides nothing else (as `stevedore task` names it).
+                unreadable[field] = f"cannot decode task record: {error}"
+                continue
             if field.startswith("attempt:") and field[8:].isdigit():
                 attempts[int(field[8:])] = run
             elif field.startswith("late:"):
@@ -167,7 +172,8 @@ class Client:
         state = next((s for s in PRECEDENCE if s in states), "pending")
         ordered = lambda table: [table[key] for key in sorted(table)]  # noqa: E731
         return {"id": task_id, "state": state, "runs": ordered(runs),
-                "attempts": ordered(attempts), "late": ordered(late), "where": None}
+                "attempts": ordered(attempts), "late": ordered(late), "where": None,
+                "unreadable": unreadable}
 
     def handle(self, task_id: str, notify: bool = False) -> "TaskHandle":
         """A handle on a task published before (`notify`: it was published with `notify`)."""
