@@ -186,6 +186,10 @@ async fn a_cancelled_delayed_task_is_never_run() {
     assert!(runs(&mut conn).await.is_empty());
 }
 
+/// How long after a run's end its outcome may be settled (the retry's delay drawn) on a
+/// loaded machine: the record's `retry_at - finished_at` is the delay plus this.
+const SETTLE_SLACK_MS: u64 = 100;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_back_off_then_end_in_the_dead_letters() {
     let redis = RedisServer::start();
@@ -216,10 +220,13 @@ async fn retries_back_off_then_end_in_the_dead_letters() {
     }
     for pair in attempts.windows(2) {
         let gap = pair[1].started_at.unwrap() - pair[0].finished_at.unwrap();
+        // The delay is drawn when the outcome is settled, a little after the run's end: what
+        // the record shows is the delay plus that moment (up to SETTLE_SLACK_MS on a loaded
+        // machine), never less than the delay.
         let scheduled = pair[0].retry_at.unwrap() - pair[0].finished_at.unwrap();
         assert!(
-            (50..=200).contains(&scheduled),
-            "backoff {scheduled} ms outside 100 ms..200 ms halved"
+            (50..=200 + SETTLE_SLACK_MS).contains(&scheduled),
+            "backoff {scheduled} ms outside 100 ms..200 ms halved (+{SETTLE_SLACK_MS} ms to settle)"
         );
         assert!(
             gap >= scheduled,
