@@ -208,8 +208,8 @@ impl Client {
     /// retention, or not yet): the same list as [`crate::admin::Admin::nodes`].
     async fn live_and_lost_nodes(&self) -> Result<(Vec<String>, Vec<String>)> {
         let lost_after = self.broker.config().lost_after;
-        let nodes = crate::admin::nodes_view(&self.broker, lost_after).await?;
-        Ok(crate::admin::split_nodes(&nodes))
+        let nodes = crate::admin::node_views(&self.broker, lost_after).await?;
+        Ok(crate::admin::split_live_and_lost(&nodes))
     }
 
     /// Cancels tasks: stored durably (queued and delayed ones are skipped when reached), and

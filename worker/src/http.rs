@@ -39,9 +39,12 @@ pub async fn serve(listener: TcpListener, route: Arc<Route>, stop: CancellationT
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    // Out of file descriptors, say: pause before accepting again, not spin.
                     tracing::warn!(%error, "the metrics endpoint cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                        () = stop.cancelled() => return,
+                    }
                 }
             },
             () = stop.cancelled() => return,

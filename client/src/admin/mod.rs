@@ -30,7 +30,7 @@ use std::time::Duration;
 
 pub use cluster::{EventFollower, Overview};
 pub use dead::RequeueReport;
-pub(crate) use nodes::{node_views as nodes_view, split_live_and_lost as split_nodes};
+pub(crate) use nodes::{node_views, split_live_and_lost};
 pub use nodes::{NodeCounts, NodeState, NodeView};
 pub use queues::QueueView;
 pub use tasks::TaskView;

@@ -86,13 +86,6 @@ impl Admin {
         node_views(self.broker(), self.lost_after()).await
     }
 
-    /// The live nodes' names and the names of nodes with no live process but a lost one:
-    /// whom a request to every node asks, and whom it reports lost without asking.
-    pub async fn live_and_lost_nodes(&self) -> Result<(Vec<String>, Vec<String>)> {
-        let nodes = self.nodes().await?;
-        Ok(split_live_and_lost(&nodes))
-    }
-
     /// Whether a process of `node` beats now or was lost or stopped within the retention.
     pub async fn node_seen(&self, node: &str) -> Result<bool> {
         let broker = self.broker();

@@ -113,7 +113,7 @@ impl Broker {
             let payload = &waiter[(split + 1).min(waiter.len())..];
             pipe.zscore(self.keys().delayed(&destination), payload);
         }
-        if waiters.is_empty() {
+        if pipe.is_empty() {
             return Ok(0);
         }
         let scores: Vec<Option<f64>> = pipe.query_async(&mut self.commands()).await?;

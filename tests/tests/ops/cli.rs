@@ -27,6 +27,19 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A task that fails every attempt: two retries (1 ms apart), then the dead letters.
+const DIES_AFTER_TWO_RETRIES: [&str; 9] = [
+    "enqueue",
+    "stevedore.fail",
+    "--args",
+    "[\"x\"]",
+    "--retries",
+    "2",
+    "--backoff",
+    "1ms",
+    "--wait",
+];
+
 fn is_uuid(text: &str) -> bool {
     uuid::Uuid::parse_str(text).is_ok()
 }
@@ -639,18 +652,7 @@ fn task_shows_every_earlier_attempt() {
     let redis = RedisServer::start();
     let url = redis.url();
     let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
-    let fail = [
-        "enqueue",
-        "stevedore.fail",
-        "--args",
-        "[\"x\"]",
-        "--retries",
-        "2",
-        "--backoff",
-        "1ms",
-        "--wait",
-    ];
-    let out = admin(&url, &fail);
+    let out = admin(&url, &DIES_AFTER_TWO_RETRIES);
     let id = stdout_lines(&out)[0].clone();
     let (json, code) = task_json(&url, &id);
     assert_eq!((json["state"].as_str(), code), (Some("dead"), Some(0)));
@@ -1016,18 +1018,7 @@ fn a_requeued_dead_letter_gets_the_retry_budget_it_was_published_with() {
     let redis = RedisServer::start();
     let url = redis.url();
     let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
-    let fail = [
-        "enqueue",
-        "stevedore.fail",
-        "--args",
-        "[\"x\"]",
-        "--retries",
-        "2",
-        "--backoff",
-        "1ms",
-        "--wait",
-    ];
-    let id = stdout_lines(&admin(&url, &fail))[0].clone();
+    let id = stdout_lines(&admin(&url, &DIES_AFTER_TWO_RETRIES))[0].clone();
     assert_eq!(task_json(&url, &id).0["runs"][0]["attempt"], 3);
     let requeued = admin(&url, &["dead", "requeue", "--all"]);
     assert!(requeued.status.success(), "{}", stderr(&requeued));
