@@ -3,7 +3,7 @@
 //! 1. [`GlobalArgs`] (Redis URL and namespace), [`TargetArgs`] (`--queue`/`--node`/
 //!    `--broadcast`), [`ControlArgs`] (`worker --status ...`) and the value parsers
 //!    ([`parse_duration`], [`parse_size`]).
-//! 2. Logging to stderr and exporting spans ([`init_logging`]), one-line errors ([`fail`]), and the jittered
+//! 2. Logging to stderr and exporting spans ([`init_logging`]), one-line errors ([`fail`], [`one_line`]), and the jittered
 //!    [`Backoff`] of every reconnect and retry loop.
 //! 3. Long-lived binaries ([`run_until_signalled`]): the first SIGINT/SIGTERM asks for a
 //!    graceful stop, the second exits at once (what is unfinished stays pending in Redis);
@@ -36,8 +36,28 @@ pub use telemetry::{init_logging, Telemetry};
 
 /// Prints `error: ...` on one line and returns failure.
 pub fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {error:#}");
+    eprintln!("error: {}", one_line(error));
     ExitCode::FAILURE
+}
+
+/// An error and its causes as one printable line: `what: why: why`, each cause once. A cause
+/// whose text its parent already shows is left out (redis-rs shows a server error's text and
+/// then gives the same error again as its source), and control characters are escaped.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !previous.is_empty() && previous.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        previous = text;
+    }
+    stevedore::admin::format::printable(&line).into_owned()
 }
 
 /// Runs a long-lived binary's `body` on a multi-threaded runtime until it returns; the first

@@ -157,7 +157,7 @@ where
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", stevedore_runtime::one_line(&error));
             ExitCode::FAILURE
         }
     }

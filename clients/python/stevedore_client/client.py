@@ -4,8 +4,11 @@
    sign it when keys are set, and write a whole batch in one pipeline: XADD to the queue's
    stream (broadcasts capped), ZADD to its delayed set for a future `eta` (and the wake-up
    hint), the `dup_publish.lua` script for an `on_duplicate` policy, and the queue registry.
-2. A copy dropped by its `on_duplicate` policy gets a `discarded` record, as from Rust.
-3. `TaskHandle.wait` blocks on the task's done list when it was published with `notify`
+2. An id the caller chose (`id=`) is used once: it is claimed first with `claim_id.lua` (the
+   Rust client's script), and a batch with a taken id is refused before anything is written;
+   a call under an `on_duplicate` policy is left to the policy.
+3. A copy dropped by its `on_duplicate` policy gets a `discarded` record, as from Rust.
+4. `TaskHandle.wait` blocks on the task's done list when it was published with `notify`
    (woken at once, no polling), else reads the record with a growing pause (10 ms doubling to
    500 ms), as the Rust handle does.
 """
@@ -29,11 +32,19 @@ MAX_PAYLOAD = 1024 * 1024
 BROADCAST_CAP = 10_000
 DEDUP_TTL_MS = 3_600_000
 DISCARDED_TTL_MS = 86_400_000
+ID_CLAIM_TTL_MS = 86_400_000
 FINAL = {"succeeded", "failed", "cancelled", "timed_out", "dead", "expired", "discarded"}
 PRECEDENCE = ["running", "retrying", "dead", "failed", "timed_out", "cancelled", "expired",
               "discarded", "succeeded"]
-_DUP_PUBLISH = open(os.path.join(os.path.dirname(__file__), "dup_publish.lua"),
-                    encoding="utf-8").read()
+
+
+def _script(name: str) -> str:
+    with open(os.path.join(os.path.dirname(__file__), name), encoding="utf-8") as file:
+        return file.read()
+
+
+_DUP_PUBLISH = _script("dup_publish.lua")
+_CLAIM_ID = _script("claim_id.lua")
 
 
 class Client:
@@ -49,6 +60,7 @@ class Client:
             self._signing = SigningKeys.parse(signing_keys) if signing_keys else None
         self.max_payload = max_payload
         self._dup_publish = connection.register_script(_DUP_PUBLISH)
+        self._claim_id = connection.register_script(_CLAIM_ID)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "stevedore",
@@ -71,12 +83,16 @@ class Client:
 
     def publish_many(self, calls: Iterable[Mapping[str, Any]]) -> List["TaskHandle"]:
         """Publishes every call (a dict of `publish`'s parameters) in one pipeline."""
-        messages = []
+        messages, given = [], []
         for call in calls:
             call = dict(call)
-            messages.append(m.build(call.pop("task", None), call.pop("args", ()) or (),
-                                    call.pop("kwargs", None), **call))
+            message = m.build(call.pop("task", None), call.pop("args", ()) or (),
+                              call.pop("kwargs", None), **call)
+            messages.append(message)
+            if call.get("id") is not None and m.POLICY_HEADER not in message["headers"]:
+                given.append(message["id"])
         payloads = [self._payload(message) for message in messages]
+        self._claim_given_ids(given)
         published = self._send(messages, payloads)
         discarded = [msg for msg, ok in zip(messages, published) if not ok]
         if discarded:
@@ -84,6 +100,25 @@ class Client:
         return [TaskHandle(self, msg["id"], bool(msg["headers"].get(m.NOTIFY_HEADER)), not ok,
                            msg.get("record", "all"))
                 for msg, ok in zip(messages, published)]
+
+    def _claim_given_ids(self, ids: List[str]) -> None:
+        """Claims the ids callers chose (one round trip, only when there are some); refused,
+        nothing of the batch is published (the ids claimed stay claimed)."""
+        if not ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in ids:
+            self._claim_id(keys=[self.keys.claim(task_id), self.keys.record(task_id)],
+                           args=[ID_CLAIM_TTL_MS], client=pipe)
+        try:
+            claimed = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise RedisUnreachable(f"cannot reach Redis, nothing was published: {error}") from None
+        taken = next((task_id for task_id, ok in zip(ids, claimed) if ok != 1), None)
+        if taken is not None:
+            raise InvalidOptions(
+                f"task id {taken} is taken: a task was published with it before "
+                f"(see `stevedore task {taken}`); publish with another id")
 
     def _payload(self, message: Dict[str, Any]) -> bytes:
         payload = m.encode(message)

@@ -33,6 +33,9 @@ class Keys:
     def record(self, task_id: str) -> str:
         return f"{self.ns}:{{t:{task_id}}}:record"
 
+    def claim(self, task_id: str) -> str:
+        return f"{self.ns}:{{t:{task_id}}}:claim"
+
     def done(self, task_id: str) -> str:
         return f"{self.ns}:{{t:{task_id}}}:done"
 

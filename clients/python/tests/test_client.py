@@ -1,6 +1,8 @@
 """The Python client against a real redis-server and the real Rust worker and CLI: what it
 publishes ends as the Rust side would have it, and a worker cannot tell it from Rust."""
 
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -180,10 +182,37 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(server, client)
         gone.publish("tests.add", (1, 2))
 
 
-def test_the_packaged_dup_publish_script_is_the_rust_one():
-    ours = Path(__file__).resolve().parents[1] / "stevedore_client" / "dup_publish.lua"
-    theirs = ROOT / "client" / "src" / "broker" / "scripts" / "dup_publish.lua"
-    assert ours.read_text() == theirs.read_text()
+def test_the_packaged_scripts_are_the_rust_ones():
+    for name in ("dup_publish.lua", "claim_id.lua"):
+        ours = Path(__file__).resolve().parents[1] / "stevedore_client" / name
+        theirs = ROOT / "client" / "src" / "broker" / "scripts" / name
+        assert ours.read_text() == theirs.read_text(), name
+
+
+def test_pip_install_writes_nothing_into_the_source_tree(tmp_path):
+    source = Path(__file__).resolve().parents[1]
+    before = sorted(p for p in source.rglob("*") if "__pycache__" not in p.parts)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--disable-pip-version-check", "--target",
+                    str(tmp_path), str(source)], check=True)
+    after = sorted(p for p in source.rglob("*") if "__pycache__" not in p.parts)
+    assert after == before
+    installed = {p.name for p in (tmp_path / "stevedore_client").iterdir()}
+    assert {"claim_id.lua", "dup_publish.lua", "py.typed"} <= installed
+
+
+def test_an_id_is_used_once_a_second_publish_with_it_is_refused(server, client):
+    chosen = str(uuid.uuid4())
+    client.publish("tests.add", (1, 2), id=chosen)
+    with pytest.raises(InvalidOptions) as refused:
+        client.publish("tests.add", (3, 4), id=chosen)
+    assert f"task id {chosen} is taken" in str(refused.value)
+    with pytest.raises(InvalidOptions):
+        client.publish_many([{"task": "tests.add", "args": (5, 6), "id": chosen},
+                             {"task": "tests.add", "args": (7, 8)}])
+    assert server.redis.xlen("stevedore:{q:default}:stream") == 1
+    again = client.publish("tests.add", (1, 2), id=chosen, on_duplicate="discard")
+    assert again.id == chosen
 
 
 def test_a_batch_redis_refuses_out_of_memory_names_what_was_not_published(server, client):

@@ -1190,3 +1190,21 @@ async fn dead_list_pages_through_every_letter_once_up_to_its_limit() {
     let text = admin(&url, &["dead", "list", "--limit", "12"]);
     assert_eq!(stdout_lines(&text).len(), 12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_error_is_told_once_on_one_line() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("SET")
+        .arg(stevedore_tests::keys().record("not-a-hash"))
+        .arg("text")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let out = admin(&url, &["task", "not-a-hash"]);
+    let text = stderr(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(text.matches("WRONGTYPE").count(), 1, "{text}");
+    assert_ne!(out.status.code(), Some(0), "{text}");
+}

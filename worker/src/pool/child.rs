@@ -36,7 +36,7 @@ pub fn main(socket: String) -> ExitCode {
     match runtime.block_on(serve(socket)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: pool child: {error:#}");
+            eprintln!("error: pool child: {}", stevedore_runtime::one_line(&error));
             ExitCode::FAILURE
         }
     }
