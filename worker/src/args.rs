@@ -96,6 +96,11 @@ pub struct WorkerArgs {
     /// by default, so that Redis holds seconds of successes, not a day (docs/deployment.md).
     #[arg(long, default_value = "30s", value_parser = parse_period)]
     pub succeeded_ttl: Duration,
+    /// How many finished runs `stevedore tasks` and the dashboard's task search can find, per
+    /// queue and final state (the newest are kept; 0 keeps none). Each id leads to its record
+    /// for as long as the record is kept (--record-ttl, --succeeded-ttl).
+    #[arg(long, default_value_t = stevedore::broker::DEFAULT_HISTORY)]
+    pub history: usize,
     /// Longest block of one read on Redis; shorter means faster reconnects, more idle traffic.
     #[arg(long, default_value = "2s", value_parser = parse_period)]
     pub block: Duration,

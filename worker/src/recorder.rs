@@ -45,6 +45,8 @@ pub struct Retention {
     pub records: Duration,
     /// The record of a success nobody waits for (at most `records`).
     pub successes: Duration,
+    /// How many finished runs the history keeps per queue and state (0: none).
+    pub history: usize,
 }
 
 /// Most events written in one round trip.
@@ -81,8 +83,12 @@ impl Recorder {
         let mut conn: Option<Connection> = None;
         let mut events = Vec::with_capacity(MAX_BATCH);
         while self.events.recv_many(&mut events, MAX_BATCH).await > 0 {
-            let Retention { records, successes } = self.retention;
-            let mut batch = OutcomeBatch::retaining(records, successes);
+            let Retention {
+                records,
+                successes,
+                history,
+            } = self.retention;
+            let mut batch = OutcomeBatch::retaining(records, successes).with_history(history);
             for event in events.drain(..) {
                 match event {
                     Event::Started { run, field } => batch.started(run, field),

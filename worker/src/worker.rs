@@ -133,6 +133,7 @@ impl Node {
             crate::recorder::Retention {
                 records: args.record_ttl,
                 successes: args.succeeded_ttl,
+                history: args.history,
             },
             in_flight.clone(),
         );

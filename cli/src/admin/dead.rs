@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use stevedore::admin::format::{printable, timestamp};
 use stevedore::admin::{Admin, DeadLetter, RequeueReport};
-use stevedore::{Destination, Error, Message};
+use stevedore::{Destination, Error};
 
 /// Dead-letter commands.
 #[derive(Debug, Subcommand)]
@@ -135,7 +135,7 @@ async fn list(admin: &Admin, args: ListArgs) -> anyhow::Result<ExitCode> {
                 true => say!(
                     "{}{}",
                     if listed > 0 { "," } else { "" },
-                    letter_json(letter)
+                    stevedore::admin::json::dead_letter(letter)
                 ),
                 false => say!("{}", letter_line(letter)),
             }
@@ -167,7 +167,7 @@ fn letter_line(letter: &DeadLetter) -> String {
 
 async fn show(admin: &Admin, args: EntryArgs) -> anyhow::Result<ExitCode> {
     let queue = Destination::from_wire_name(&args.queue.queue)?;
-    let json = letter_json(&admin.dead_letter(&queue, &args.entry).await?);
+    let json = stevedore::admin::json::dead_letter(&admin.dead_letter(&queue, &args.entry).await?);
     match args.json {
         true => say!("{json}"),
         false => say!("{}", serde_json::to_string_pretty(&json)?),
@@ -232,27 +232,6 @@ fn exit_code(failures: usize) -> ExitCode {
         0 => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     }
-}
-
-fn letter_json(letter: &DeadLetter) -> serde_json::Value {
-    let message = stevedore::signing::unwrap_unchecked(&letter.raw)
-        .ok()
-        .and_then(|raw| Message::decode(&raw).ok())
-        .map(|m| {
-            serde_json::json!({"id": m.id, "task": m.task, "queue": m.queue, "tried": m.tried,
-            "args": m.args, "kwargs": m.kwargs, "published_at": m.published_at})
-        });
-    serde_json::json!({
-        "entry": letter.entry_id,
-        "queue": letter.destination.wire_name(),
-        "dead_at": letter.dead_at,
-        "reason": letter.reason,
-        "id": letter.id,
-        "task": letter.task,
-        "attempts": letter.attempts,
-        "message": message,
-        "raw_bytes": letter.raw.len(),
-    })
 }
 
 fn first_line(text: &str) -> &str {

@@ -68,7 +68,10 @@ pub async fn run(admin: &Admin, command: LimitCommand) -> anyhow::Result<ExitCod
             };
             admin.set_limit(&args.name, &spec).await?;
             match args.json {
-                true => say!("{}", info_json(&admin.limit(&args.name).await?)),
+                true => say!(
+                    "{}",
+                    stevedore::admin::json::limit(&admin.limit(&args.name).await?)
+                ),
                 false => say!("limit {}: {spec}", args.name),
             }
         }
@@ -76,7 +79,7 @@ pub async fn run(admin: &Admin, command: LimitCommand) -> anyhow::Result<ExitCod
         LimitCommand::Show(args) => {
             let info = admin.limit(&args.name).await?;
             if args.json {
-                say!("{}", info_json(&info));
+                say!("{}", stevedore::admin::json::limit(&info));
             } else {
                 say!("limit {}: {}", info.name, info.spec);
                 say!(
@@ -111,7 +114,7 @@ async fn list(admin: &Admin, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     if json {
-        let rows: Vec<_> = limits.iter().map(info_json).collect();
+        let rows: Vec<_> = limits.iter().map(stevedore::admin::json::limit).collect();
         say!("{}", serde_json::Value::Array(rows));
     } else if limits.is_empty() && unreadable.is_empty() {
         say!("no limits (define one with `stevedore limit set NAME 100/s`)");
@@ -147,19 +150,6 @@ fn row(info: &LimitInfo) -> String {
         info.held,
         info.waiting
     )
-}
-
-/// One documented row of `limit list --json`.
-fn info_json(info: &LimitInfo) -> serde_json::Value {
-    let rate = info.spec.rate;
-    serde_json::json!({
-        "name": info.name,
-        "rate": rate.map(|r| r.to_string()),
-        "count": rate.map(|r| r.count), "per_ms": rate.map(|r| r.per_ms),
-        "burst": rate.map(|r| r.burst),
-        "concurrency": info.spec.concurrency,
-        "held": info.held, "waiting": info.waiting,
-    })
 }
 
 /// `enqueue`'s placement options.

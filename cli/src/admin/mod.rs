@@ -1,7 +1,7 @@
 //! The `stevedore` admin command line: views over the operator API ([`Admin`]), which the
 //! dashboard reads through too. An unknown name is one line on stderr and a non-zero exit.
 //!
-//! Commands: `enqueue`, `task`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
+//! Commands: `enqueue`, `task`, `tasks`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
 //! pause|resume`, `schedule add|list|show|remove|pause|resume`, `limit set|list|show|remove`,
 //! `nodes`, `dead list|show|requeue|purge`, `metrics`, `events`, `web`, `workflow
 //! submit|show|cancel`. Output for people is aligned and short; `--json` (on every command
@@ -28,6 +28,7 @@ mod queues;
 mod schedule;
 mod schedule_json;
 mod task;
+mod tasks;
 mod waiting;
 mod web;
 mod workflow;
@@ -62,6 +63,8 @@ enum Command {
     Enqueue(Box<enqueue::EnqueueArgs>),
     /// Shows what is recorded about a task.
     Task(task::TaskArgs),
+    /// Finds finished tasks by state, queue, name, age and error text, newest first.
+    Tasks(tasks::TasksArgs),
     /// Lists queues with their waiting, running and dead-lettered counts.
     Queues(queues::QueuesArgs),
     /// Shows nodes' pools: every worker with its counters and current task.
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Enqueue(args) => enqueue::run(&admin, *args).await,
             Command::Task(args) => task::run(&admin, args).await,
+            Command::Tasks(args) => tasks::run(&admin, args).await,
             Command::Queues(args) => queues::run(&admin, args).await,
             Command::Status(ask) => control::ask(&admin, Ask::Status, ask).await,
             Command::Running(ask) => control::ask(&admin, Ask::Running, ask).await,

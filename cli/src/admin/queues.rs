@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use stevedore::admin::format::short_age;
-use stevedore::admin::{Admin, QueueView};
+use stevedore::admin::Admin;
 
 #[derive(Debug, Args)]
 pub struct QueuesArgs {
@@ -21,7 +21,10 @@ pub async fn run(admin: &Admin, args: QueuesArgs) -> anyhow::Result<ExitCode> {
     let queues = admin.queues().await?;
     let now = stevedore::now_ms();
     if args.json {
-        let rows: Vec<_> = queues.iter().map(|q| queue_json(q, now)).collect();
+        let rows: Vec<_> = queues
+            .iter()
+            .map(|q| stevedore::admin::json::queue(q, now))
+            .collect();
         say!("{}", serde_json::Value::Array(rows));
         return Ok(ExitCode::SUCCESS);
     }
@@ -56,14 +59,4 @@ pub async fn run(admin: &Admin, args: QueuesArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One documented row of `queues --json`.
-fn queue_json(q: &QueueView, now: u64) -> serde_json::Value {
-    let s = &q.stats;
-    serde_json::json!({
-        "queue": q.name(), "waiting": s.waiting, "running": s.running, "delayed": s.delayed,
-        "dead": s.dead, "paused": q.paused, "consumers": s.consumers, "length": s.length,
-        "oldest_waiting_at": s.oldest_waiting_at, "oldest_waiting_age_ms": q.oldest_age_ms(now),
-    })
 }

@@ -38,36 +38,10 @@ pub async fn run(admin: &Admin, args: TaskArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return Err(error.into()),
     };
     match args.json {
-        true => say!("{}", record_json(&task)),
+        true => say!("{}", stevedore::admin::json::task(&task)),
         false => print_record(&task)?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn where_json(found: &Whereabouts) -> serde_json::Value {
-    match found {
-        Whereabouts::Waiting(q) => serde_json::json!({"queue": q.wire_name(), "as": "waiting"}),
-        Whereabouts::Delayed(q, due) => {
-            serde_json::json!({"queue": q.wire_name(), "as": "delayed", "due_at": due})
-        }
-        Whereabouts::Rejected(q, reason) => {
-            serde_json::json!({"queue": q.wire_name(), "as": "rejected", "reason": reason})
-        }
-    }
-}
-
-/// `task --json` (docs/protocol.md, "task --json").
-fn record_json(task: &TaskView) -> serde_json::Value {
-    let record = &task.record;
-    serde_json::json!({
-        "id": task.id,
-        "state": task.state,
-        "runs": record.runs.values().collect::<Vec<_>>(),
-        "attempts": record.attempts.values().collect::<Vec<_>>(),
-        "late": record.late.values().collect::<Vec<_>>(),
-        "where": task.whereabouts.as_ref().map(where_json),
-        "unreadable": record.unreadable,
-    })
 }
 
 fn print_record(task: &TaskView) -> std::io::Result<()> {

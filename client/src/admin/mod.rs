@@ -7,13 +7,16 @@
 //!    from it) for the workers' `--lost-retention`.
 //! 2. **Queues** ([`Admin::queues`], [`Admin::queue`]): counts, paused or not; a queue's
 //!    tasks per state; purge; pause and resume.
-//! 3. **Tasks** ([`Admin::task`]): a task's record, or where it waits when it has none.
+//! 3. **Tasks** ([`Admin::task`]): a task's record, or where it waits when it has none;
+//!    finished tasks found by state, queue, name, age and error ([`Admin::tasks`]); each
+//!    task's runs, failures and run times per minute ([`Admin::task_minutes`]).
 //! 4. **Dead letters** ([`Admin::dead_letters`] and the rest of `dead.rs`): list, show,
 //!    requeue one, some or all (one stopping rule: the letters there when it began), delete,
 //!    purge.
 //! 5. **Schedules, limits, workflows, events, control**: the same reads and actions the
 //!    client offers, each failing with [`Error::NotFound`] when it names nothing.
-//! 6. **Formatting** ([`mod@format`]): one way to print times and durations.
+//! 6. **Formatting** ([`mod@format`]): one way to print times and durations; [`json`]: one
+//!    JSON shape per view, for the command line's `--json` and the dashboard's `/api`.
 //!
 //! An unknown name (queue, node, task, schedule, limit, workflow, dead letter) is
 //! [`Error::NotFound`]: the command line exits non-zero with one line, the dashboard answers
@@ -22,6 +25,8 @@
 mod cluster;
 mod dead;
 pub mod format;
+mod history;
+pub mod json;
 mod nodes;
 mod queues;
 mod tasks;
@@ -30,13 +35,17 @@ use std::time::Duration;
 
 pub use cluster::{EventFollower, Overview};
 pub use dead::RequeueReport;
+pub use history::{history_state, TaskMinutes, TaskPage, TaskQuery, TaskRow};
 pub(crate) use nodes::{node_views, split_live_and_lost};
 pub use nodes::{NodeCounts, NodeState, NodeView};
 pub use queues::QueueView;
 pub use tasks::TaskView;
 
 /// The types the operator API answers with, defined where they are read.
-pub use crate::broker::{DeadLetter, LimitInfo, Listed, QueueInfo, TaskEvent, Whereabouts};
+pub use crate::broker::{
+    DeadLetter, LimitInfo, Listed, QueueInfo, TaskEvent, TaskMinute, Whereabouts, HISTORY_STATES,
+    RUN_TIME_BUCKETS_MS,
+};
 
 use crate::broker::Broker;
 use crate::{Client, Error};

@@ -137,6 +137,7 @@ impl Broker {
     /// `stevedore task ID` can say so; the record lasts `DISCARDED_TTL` (a day).
     pub async fn record_discarded(&self, messages: impl Iterator<Item = &Message>) -> Result<()> {
         let mut pipe = redis::pipe();
+        let mut runs = Vec::new();
         for message in messages {
             let mut run = crate::RunRecord::starting(message, "");
             run.state = crate::TaskState::Discarded;
@@ -155,7 +156,14 @@ impl Broker {
                 .arg(&key)
                 .arg(DISCARDED_TTL.as_millis() as u64)
                 .ignore();
+            runs.push(run);
         }
+        self.add_history(
+            &mut pipe,
+            runs.iter(),
+            super::DEFAULT_HISTORY,
+            DISCARDED_TTL,
+        );
         pipe.query_async::<()>(&mut self.commands()).await?;
         Ok(())
     }

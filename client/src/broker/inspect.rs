@@ -44,19 +44,25 @@ impl Broker {
             .arg(self.keys().record(id))
             .query_async(&mut self.commands())
             .await?;
-        let mut unreadable = BTreeMap::new();
-        let runs: Vec<(String, RunRecord)> = (fields.into_iter())
-            .filter_map(|(field, bytes)| match RunRecord::decode(id, &bytes) {
-                Ok(run) => Some((field, run)),
-                Err(error) => {
-                    unreadable.insert(field, error.to_string());
-                    None
-                }
-            })
-            .collect();
-        let mut record = TaskRecord::from_fields(runs);
-        record.unreadable = unreadable;
-        Ok(record)
+        Ok(record_of(id, fields))
+    }
+
+    /// The records of tasks `ids`, in their order, in one round trip (empty for an id
+    /// without one).
+    pub async fn task_records(&self, ids: &[&str]) -> Result<Vec<TaskRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(self.keys().record(id));
+        }
+        let hashes: Vec<BTreeMap<String, Vec<u8>>> = pipe.query_async(&mut self.commands()).await?;
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .map(|(id, h)| record_of(id, h))
+            .collect())
     }
 
     /// Blocks until task `id` has signalled its end (published with `notify`) or `timeout`
@@ -87,19 +93,25 @@ impl Broker {
         }
     }
 
-    /// Every queue of the namespace (with a stream, delayed or dead-lettered messages) with its
-    /// counts, sorted by destination; a first lane (`NAME+first`) only when it is not empty.
-    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+    /// Every queue of the namespace: those registered (published to or read), or, in a
+    /// namespace written before the registry, those with keys (registered now).
+    pub async fn destinations(&self) -> Result<BTreeSet<Destination>> {
         let registered: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys().queue_registry())
             .query_async(&mut self.commands())
             .await?;
-        let destinations: BTreeSet<Destination> = match registered.is_empty() {
-            true => self.register_existing_queues().await?,
-            false => (registered.iter())
+        match registered.is_empty() {
+            true => self.register_existing_queues().await,
+            false => Ok((registered.iter())
                 .filter_map(|q| Destination::from_wire_name(q).ok())
-                .collect(),
-        };
+                .collect()),
+        }
+    }
+
+    /// Every queue of the namespace (with a stream, delayed or dead-lettered messages) with its
+    /// counts, sorted by destination; a first lane (`NAME+first`) only when it is not empty.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        let destinations = self.destinations().await?;
         // Concurrent on the multiplexed connection: their commands travel pipelined.
         let infos = destinations.into_iter().map(|d| self.queue_info(d));
         let mut infos = futures_util::future::try_join_all(infos).await?;
@@ -240,4 +252,22 @@ impl Broker {
         self.register_queues(&names).await?;
         Ok(destinations)
     }
+}
+
+/// A task's record from its hash: every run that decodes, and each field that does not with
+/// why (one damaged field hides nothing else).
+fn record_of(id: &str, fields: BTreeMap<String, Vec<u8>>) -> TaskRecord {
+    let mut unreadable = BTreeMap::new();
+    let runs: Vec<(String, RunRecord)> = (fields.into_iter())
+        .filter_map(|(field, bytes)| match RunRecord::decode(id, &bytes) {
+            Ok(run) => Some((field, run)),
+            Err(error) => {
+                unreadable.insert(field, error.to_string());
+                None
+            }
+        })
+        .collect();
+    let mut record = TaskRecord::from_fields(runs);
+    record.unreadable = unreadable;
+    record
 }

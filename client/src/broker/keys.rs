@@ -30,6 +30,8 @@
 //! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
 //! | `NS:{r}:queues`       | set    | wire names of every queue published to or read          |
 //! | `NS:{m}:done:MINUTE`  | string | runs settled in that minute (ms / 60,000); expires 2 h  |
+//! | `NS:{m}:tasks:MINUTE` | hash   | per task name that minute: `NAME\truns`, `NAME\tfailed`, `NAME\tb:I` (run-time bucket); expires 2 h |
+//! | `NS:{q:NAME}:history:STATE` | zset | finished runs of queue NAME in final STATE: task id -> finished ms (newest N kept; `{n:NODE}`, `{b}` likewise) |
 //! | `NS:{e}:events`       | stream | task events for monitors (off by default; capped)       |
 //! | `NS:{s}:runs`         | hash   | counts of schedule runs: `fired`, `missed`, `failed`    |
 //! | `NS:{q:NAME}:fired:RUN` | string | run RUN of a schedule was published (expires)         |
@@ -187,6 +189,17 @@ impl Keys {
     /// String: how many runs were settled in `minute` (ms since the epoch / 60,000).
     pub fn done_in_minute(&self, minute: u64) -> String {
         format!("{}:{{m}}:done:{minute}", self.ns)
+    }
+
+    /// Hash: each task name's runs, failures and run-time buckets in `minute`.
+    pub fn task_minute(&self, minute: u64) -> String {
+        format!("{}:{{m}}:tasks:{minute}", self.ns)
+    }
+
+    /// Sorted set: the newest finished runs of `destination` in final state `state` (task id
+    /// -> finished ms).
+    pub fn history(&self, destination: &Destination, state: &str) -> String {
+        format!("{}:history:{state}", self.tag(destination))
     }
 
     /// Stream: task events for outside monitors (published, started, outcomes, lost).

@@ -87,6 +87,7 @@ pub struct OutcomeBatch {
     succeeded_ttl: Duration,
     stage: Stage,
     joined: Vec<Joined>,
+    history: usize,
 }
 
 /// The next part of a batch to write (see [`Broker::write_outcomes`]).
@@ -126,6 +127,12 @@ impl OutcomeBatch {
         }
     }
 
+    /// Keeps `cap` finished runs per queue and state in the history (0: none).
+    pub fn with_history(mut self, cap: usize) -> Self {
+        self.history = cap;
+        self
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.started.is_empty() && self.outcomes.is_empty()
@@ -161,6 +168,15 @@ impl OutcomeBatch {
                 .filter(|_| ended)
                 .map(|s| (&**s, &o.run))
         })
+    }
+
+    /// The runs that ended for good here and left a record: what the history and the task
+    /// minutes count.
+    fn ended(&self) -> impl Iterator<Item = &RunRecord> {
+        (self.outcomes.iter())
+            .filter(|o| !matches!(o.settle, Settle::Retry { .. }) && o.field != RecordField::Late)
+            .filter(|o| o.record.records(&o.run))
+            .map(|o| &o.run)
     }
 
     /// The stage after `stage` (Records, Joins or Publish) for this batch.
@@ -358,6 +374,8 @@ impl Broker {
         }
         if !batch.outcomes.is_empty() {
             self.add_settled_count(pipe, batch.outcomes.len());
+            self.add_history(pipe, batch.ended(), batch.history, batch.ttl);
+            self.add_task_minutes(pipe, batch.outcomes.iter().map(|o| &o.run));
         }
         if self.writes_events() {
             for (run, _) in &batch.started {

@@ -7,7 +7,8 @@
 2. An id the caller chose (`id=`) is used once: it is claimed first with `claim_id.lua` (the
    Rust client's script), and a batch with a taken id is refused before anything is written;
    a call under an `on_duplicate` policy is left to the policy.
-3. A copy dropped by its `on_duplicate` policy gets a `discarded` record, as from Rust.
+3. A copy dropped by its `on_duplicate` policy gets a `discarded` record and a place in the
+   queue's history of discarded tasks, as from Rust.
 4. `TaskHandle.wait` blocks on the task's done list when it was published with `notify`
    (woken at once, no polling), else reads the record with a growing pause (10 ms doubling to
    500 ms), as the Rust handle does.
@@ -33,6 +34,7 @@ BROADCAST_CAP = 10_000
 DEDUP_TTL_MS = 3_600_000
 DISCARDED_TTL_MS = 86_400_000
 ID_CLAIM_TTL_MS = 86_400_000
+HISTORY_KEPT = 10_000
 FINAL = {"succeeded", "failed", "cancelled", "timed_out", "dead", "expired", "discarded"}
 PRECEDENCE = ["running", "retrying", "dead", "failed", "timed_out", "cancelled", "expired",
               "discarded", "succeeded"]
@@ -181,6 +183,11 @@ class Client:
             key = self.keys.record(message["id"])
             pipe.hsetnx(key, "task", msgpack.packb(_stored(run), use_bin_type=True))
             pipe.pexpire(key, DISCARDED_TTL_MS)
+            # The history `stevedore tasks --state discarded` reads (docs/protocol.md, 7).
+            history = self.keys.history(message["queue"], "discarded")
+            pipe.zadd(history, {message["id"]: run["finished_at"]})
+            pipe.zremrangebyrank(history, 0, -HISTORY_KEPT - 1)
+            pipe.pexpire(history, DISCARDED_TTL_MS)
         pipe.execute()
 
     def task(self, task_id: str) -> Dict[str, Any]:

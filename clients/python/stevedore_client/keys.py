@@ -24,6 +24,9 @@ class Keys:
     def dead(self, queue: str) -> str:
         return f"{self.ns}:{{{self._queue_tag(queue)}}}:dead"
 
+    def history(self, queue: str, state: str) -> str:
+        return f"{self.ns}:{{{self._queue_tag(queue)}}}:history:{state}"
+
     def dup(self, queue: str, key: str) -> str:
         return f"{self.ns}:{{{self._queue_tag(queue)}}}:dup:{key}"
 

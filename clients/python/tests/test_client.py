@@ -106,6 +106,8 @@ def test_on_duplicate_copies_from_python_and_from_rust_are_one_call(client, cli)
     assert dropped.discarded
     assert client.task(dropped.id)["state"] == "discarded"
     assert cli_json(cli, "task", dropped.id)["state"] == "discarded"
+    found = cli_json(cli, "tasks", "--state", "discarded")["tasks"]
+    assert {dropped.id, copy["id"]} <= {row["id"] for row in found}, "Python's and Rust's"
 
 
 def test_a_keyed_worker_runs_python_signed_messages_and_dead_letters_tampered_ones(

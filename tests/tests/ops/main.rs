@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod guide;
 mod health;
+mod history;
 mod observe;
 mod process_pool;
 mod protocol;

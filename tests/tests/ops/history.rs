@@ -1,0 +1,230 @@
+//! `stevedore tasks`: finished tasks found in the history the recorder keeps, by state,
+//! queue, name, error and age, a page at a time; the history's bound; expired records.
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
+use std::time::Duration;
+
+use stevedore_tests::{eventually, run_cli, test_worker_bin, RedisServer, WorkerProcess};
+
+fn admin_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_test-admin")
+}
+
+fn tasks_json(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = run_cli(admin_bin(), url, &[&["tasks", "--json"], args].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ids(page: &serde_json::Value) -> Vec<String> {
+    (page["tasks"].as_array().unwrap().iter())
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn enqueue(url: &str, args: &[&str]) -> String {
+    let out = run_cli(admin_bin(), url, &[&["enqueue"], args].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Waits until `tasks --state STATE` lists `n` tasks.
+async fn listed(url: &str, state: &str, n: usize) -> serde_json::Value {
+    eventually(
+        &format!("{n} {state} tasks listed"),
+        Duration::from_secs(30),
+        || {
+            let page = tasks_json(url, &["--state", state, "--limit", "1000"]);
+            async move { (ids(&page).len() == n).then_some(page) }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_finds_finished_tasks_by_state_queue_name_error_and_age_a_page_at_a_time() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(
+        test_worker_bin!(),
+        &redis,
+        "w",
+        &["--queues", "default,other"],
+    );
+    let boom = enqueue(&url, &["stevedore.fail", "--args", "[\"boom one\"]"]);
+    let kaput = enqueue(
+        &url,
+        &[
+            "stevedore.fail",
+            "--args",
+            "[\"Kaput two\"]",
+            "--queue",
+            "other",
+        ],
+    );
+    let echo = enqueue(&url, &["stevedore.echo", "--kwargs", "{\"x\": 1}"]);
+    let ok: Vec<String> = (0..5).map(|_| enqueue(&url, &["stevedore.noop"])).collect();
+    let failed = listed(&url, "failed", 3).await;
+    let mut found = ids(&failed);
+    found.sort();
+    let mut expected = vec![boom.clone(), kaput.clone(), echo.clone()];
+    expected.sort();
+    assert_eq!(found, expected, "{failed}");
+    assert_eq!(failed["tasks"][0]["state"], "failed");
+    let only = |args: &[&str]| ids(&tasks_json(&url, &[&["--state", "failed"], args].concat()));
+    assert_eq!(only(&["--queue", "other"]), [kaput.as_str()]);
+    assert_eq!(only(&["--error", "kaput"]), [kaput.as_str()]);
+    assert_eq!(only(&["--task", "stevedore.echo"]), [echo.as_str()]);
+    assert_eq!(
+        only(&["--queue", "other", "--error", "boom"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(only(&["--since", "1h"]).len(), 3);
+    let succeeded = listed(&url, "succeeded", 5).await;
+    let mut all = ids(&succeeded);
+    all.sort();
+    let mut sorted_ok = ok.clone();
+    sorted_ok.sort();
+    assert_eq!(all, sorted_ok);
+    // Newest first, and paging from `next` finds every one exactly once.
+    let times: Vec<u64> = (succeeded["tasks"].as_array().unwrap().iter())
+        .map(|t| t["finished_at"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    let mut paged = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut args = vec!["--state", "succeeded", "--limit", "2"];
+        if let Some(b) = &before {
+            args.extend(["--before", b.as_str()]);
+        }
+        let page = tasks_json(&url, &args);
+        paged.extend(ids(&page));
+        match page["next"].as_u64() {
+            Some(next) => before = Some(next.to_string()),
+            None => break,
+        }
+    }
+    paged.sort();
+    assert_eq!(paged, sorted_ok);
+    let text = run_cli(
+        admin_bin(),
+        &url,
+        &["tasks", "--state", "failed", "--queue", "other"],
+    );
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains(&kaput) && text.contains("Kaput two"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_or_queue_the_history_does_not_keep_is_one_line_and_a_failure() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for (args, says) in [
+        (&["--state", "running"][..], "give one of succeeded, failed"),
+        (
+            &["--state", "failed", "--queue", "nope"][..],
+            "no queue `nope`",
+        ),
+    ] {
+        let out = run_cli(admin_bin(), &url, &[&["tasks"], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(says) && err.lines().count() == 1, "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_id_whose_record_expired_is_counted_not_listed() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--succeeded-ttl", "1s"]);
+    let id = enqueue(&url, &["stevedore.noop"]);
+    listed(&url, "succeeded", 1).await;
+    let page = eventually(
+        "the success's record to expire",
+        Duration::from_secs(30),
+        || {
+            let page = tasks_json(&url, &["--state", "succeeded"]);
+            async move { (page["expired"] == 1).then_some(page) }
+        },
+    )
+    .await;
+    assert_eq!(ids(&page), Vec::<String>::new(), "{id}: {page}");
+    let text = run_cli(admin_bin(), &url, &["tasks", "--state", "succeeded"]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("records expired") && text.contains("--succeeded-ttl"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_its_bound_under_100000_tasks() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &["--history", "500"]);
+    enqueue(&url, &["stevedore.noop", "--count", "100000"]);
+    let mut conn = redis.connection().await;
+    let stream = stevedore_tests::stream_of("default");
+    eventually("100,000 no-ops drained", Duration::from_secs(240), || {
+        let mut conn = conn.clone();
+        let stream = stream.clone();
+        async move {
+            let pending: u64 = redis::cmd("XLEN")
+                .arg(&stream)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            (pending == 0).then_some(())
+        }
+    })
+    .await;
+    let history = stevedore_tests::keys().history(
+        &stevedore::Destination::queue("default").unwrap(),
+        "succeeded",
+    );
+    let kept = eventually("the last batch recorded", Duration::from_secs(30), || {
+        let mut conn = conn.clone();
+        let history = history.clone();
+        async move {
+            let kept: u64 = redis::cmd("ZCARD")
+                .arg(&history)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            (kept > 0).then_some(kept)
+        }
+    })
+    .await;
+    assert_eq!(kept, 500);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&history)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0,
+        "the history expires with the records it points at: {ttl}"
+    );
+    assert_eq!(
+        ids(&tasks_json(
+            &url,
+            &["--state", "succeeded", "--limit", "10"]
+        ))
+        .len(),
+        10
+    );
+}
