@@ -166,43 +166,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is not a size; write e.g. 512MiB or 2GiB"))
 }
 
-/// The longest duration any flag takes (100 years): a longer one is a typo, and would overflow
-/// the clocks it is added to.
-const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
-
-/// Parses `500ms`, `30s`, `5m`, `1h`, `1d` (and combinations such as `1m 30s`); a bare number
-/// is seconds. At most 100 years.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let parsed = match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
-            Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
-        }
-        Ok(_) => {
-            return Err(format!(
-                "`{text}` is not a duration; write e.g. 500ms, 30s, 5m, 1h"
-            ))
-        }
-        Err(_) => humantime::parse_duration(text).map_err(|e| {
-            format!("`{text}` is not a duration ({e}); write e.g. 500ms, 30s, 5m, 1h")
-        })?,
-    };
-    match parsed > LONGEST {
-        true => Err(format!("`{text}` is longer than 100 years")),
-        false => Ok(parsed),
-    }
-}
-
-/// [`parse_duration`], refusing zero: for periods and lifetimes (`--heartbeat`, `--lease`,
-/// `--record-ttl`, `--block`), where 0 would start a half-dead process.
-pub fn parse_period(text: &str) -> Result<Duration, String> {
-    match parse_duration(text)? {
-        Duration::ZERO => Err(format!(
-            "`{text}` is zero; give a positive duration, e.g. 2s"
-        )),
-        period => Ok(period),
-    }
-}
+pub use stevedore::admin::format::{parse_duration, parse_period};
 
 /// This node's name: `given`, else the host name; checked as a queue name (it names the
 /// node's own queue).

@@ -1,32 +1,89 @@
-//! The throughput chart, drawn on the server as SVG: one bar per minute, runs settled in it.
+//! Charts drawn on the server as SVG (no script): runs per minute, succeeded and failed
+//! stacked, with a labelled count axis, a time axis (UTC) and a legend.
 
 use maud::{html, Markup};
 
-/// Drawing size, in SVG units.
-const WIDTH: u64 = 600;
-const HEIGHT: u64 = 120;
+/// Drawing size and margins, in SVG units.
+const WIDTH: u64 = 760;
+const HEIGHT: u64 = 200;
+const LEFT: u64 = 48;
+const BOTTOM: u64 = 24;
+const TOP: u64 = 22;
 
-/// A bar chart of `(minute, runs)` (oldest first, the current partial minute last).
-pub fn throughput(minutes: &[(u64, u64)]) -> Markup {
-    let peak = minutes.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
-    let slot = WIDTH / (minutes.len() as u64).max(1);
-    let total: u64 = minutes.iter().map(|(_, n)| n).sum();
-    let last_full = minutes.iter().rev().nth(1).map_or(0, |(_, n)| *n);
+/// One minute of the chart: (minute = ms since the epoch / 60,000, succeeded, failed).
+pub type Minute = (u64, u64, u64);
+
+/// Stacked bars of succeeded (below) and failed (above) runs per minute, oldest first.
+pub fn runs_per_minute(minutes: &[Minute]) -> Markup {
+    let peak = nice_ceiling(
+        minutes
+            .iter()
+            .map(|(_, ok, bad)| ok + bad)
+            .max()
+            .unwrap_or(0),
+    );
+    let plot_height = HEIGHT - BOTTOM - TOP;
+    let slot = (WIDTH - LEFT) / (minutes.len() as u64).max(1);
+    let scale = |n: u64| n * plot_height / peak;
+    let (ok_total, bad_total) = minutes
+        .iter()
+        .fold((0, 0), |(o, b), (_, ok, bad)| (o + ok, b + bad));
     html! {
         p {
-            (last_full) " runs in the last full minute · " (total) " in "
-            (minutes.len()) " minutes · peak " (peak) "/min"
+            (ok_total) " succeeded, " span.bad { (bad_total) " failed" } " in the last "
+            (minutes.len()) " minutes"
         }
         svg.chart width=(WIDTH) height=(HEIGHT) viewBox={ "0 0 " (WIDTH) " " (HEIGHT) }
-            role="img" aria-label="runs settled per minute" {
-            @for (i, (minute, runs)) in minutes.iter().enumerate() {
-                @let height = runs * (HEIGHT - 10) / peak;
-                rect x=(i as u64 * slot + 1) y=(HEIGHT - height) width=(slot.saturating_sub(2))
-                    height=(height) fill="#1f3a5f" {
-                    title { (clock(*minute)) ": " (runs) " runs" }
+            role="img" aria-label="runs per minute, succeeded and failed" {
+            (legend())
+            @for tick in [0, peak / 2, peak] {
+                @let y = HEIGHT - BOTTOM - scale(tick);
+                line x1=(LEFT) x2=(WIDTH) y1=(y) y2=(y) stroke="#e3e3e3" {}
+                text x=(LEFT - 6) y=(y + 3) text-anchor="end" { (tick) }
+            }
+            text x="4" y=(TOP - 8) { "runs/min" }
+            @for (i, (minute, ok, bad)) in minutes.iter().enumerate() {
+                @let x = LEFT + i as u64 * slot + 1;
+                @let (ok_h, bad_h) = (scale(*ok), scale(*bad));
+                @let base = HEIGHT - BOTTOM;
+                rect.ok x=(x) y=(base - ok_h) width=(slot.saturating_sub(2)) height=(ok_h)
+                    fill="#2e7d32" {
+                    title { (clock(*minute)) ": " (ok) " succeeded" }
+                }
+                rect.bad x=(x) y=(base - ok_h - bad_h) width=(slot.saturating_sub(2))
+                    height=(bad_h) fill="#c62828" {
+                    title { (clock(*minute)) ": " (bad) " failed" }
+                }
+                @if i % 10 == 0 || i + 1 == minutes.len() {
+                    text x=(x) y=(HEIGHT - 8) { (clock(*minute)) }
                 }
             }
+            line x1=(LEFT) x2=(LEFT) y1=(TOP) y2=(HEIGHT - BOTTOM) stroke="#999" {}
+            line x1=(LEFT) x2=(WIDTH) y1=(HEIGHT - BOTTOM) y2=(HEIGHT - BOTTOM) stroke="#999" {}
         }
+    }
+}
+
+fn legend() -> Markup {
+    html! {
+        rect x=(WIDTH - 170) y="4" width="10" height="10" fill="#2e7d32" {}
+        text x=(WIDTH - 156) y="13" { "succeeded" }
+        rect x=(WIDTH - 90) y="4" width="10" height="10" fill="#c62828" {}
+        text x=(WIDTH - 76) y="13" { "failed" }
+    }
+}
+
+/// The smallest of 1, 2, 5 x 10^k that is at least `n` (at least 2, so that half of it is
+/// a whole tick).
+fn nice_ceiling(n: u64) -> u64 {
+    let mut step = 1u64;
+    loop {
+        for m in [2, 5, 10] {
+            if step.saturating_mul(m) >= n.max(2) {
+                return step.saturating_mul(m);
+            }
+        }
+        step = step.saturating_mul(10);
     }
 }
 
@@ -40,11 +97,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bars_scale_to_the_peak_and_say_their_minute() {
-        let svg = throughput(&[(0, 0), (61, 50), (62, 100)]).into_string();
-        assert!(svg.contains("height=\"55\""), "half the peak: {svg}");
-        assert!(svg.contains("height=\"110\""), "the peak: {svg}");
-        assert!(svg.contains("01:02: 100 runs"), "{svg}");
-        assert!(svg.contains("50 runs in the last full minute"), "{svg}");
+    fn bars_stack_failed_on_succeeded_and_scale_to_a_round_peak() {
+        let svg = runs_per_minute(&[(0, 0, 0), (61, 40, 10), (62, 100, 0)]).into_string();
+        let plot = HEIGHT - BOTTOM - TOP;
+        assert!(
+            svg.contains(&format!("height=\"{}\"", 40 * plot / 100)),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(&format!("height=\"{plot}\"")),
+            "the peak: {svg}"
+        );
+        assert!(svg.contains("01:02: 100 succeeded"), "{svg}");
+        assert!(svg.contains("01:01: 10 failed"), "{svg}");
+        assert!(
+            svg.contains(">100</text>") && svg.contains(">50</text>"),
+            "axis: {svg}"
+        );
+        assert!(svg.contains(">00:00</text>"), "time axis: {svg}");
+        assert!(svg.contains("140 succeeded"), "{svg}");
+    }
+
+    #[test]
+    fn the_count_axis_ends_on_a_round_number() {
+        assert_eq!(nice_ceiling(0), 2);
+        assert_eq!(nice_ceiling(3), 5);
+        assert_eq!(nice_ceiling(11), 20);
+        assert_eq!(nice_ceiling(4_100), 5_000);
+        assert_eq!(nice_ceiling(u64::MAX), u64::MAX);
     }
 }

@@ -27,7 +27,13 @@ nav{background:#1f3a5f;padding:.5em 1em}nav a{color:#fff;margin-right:1.2em;text
 nav form{display:inline;float:right}main{padding:1em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
 th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}td.n{text-align:right}\
 form.act{display:inline}button{cursor:pointer}.bad{color:#a00}.ok{color:#070}.muted{color:#777}\
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.2em}";
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.2em}main{max-width:84em}\
+.badge{display:inline-block;padding:0 .5em;border-radius:.7em;font-size:.85em;color:#fff;background:#777}\
+.st-succeeded{background:#2e7d32}.st-failed,.st-dead{background:#c62828}.st-timed_out{background:#ad1457}\
+.st-cancelled,.st-expired,.st-discarded{background:#757575}.st-running{background:#1565c0}\
+.st-retrying,.st-pending{background:#ef6c00}.st-lost{background:#c62828}.st-live{background:#2e7d32}\
+form.search{margin:.5em 0 1em}form.search label{margin-right:.6em}th.n{text-align:right}\
+svg.chart text{font-size:10px;fill:#555}";
 
 /// The script of [`LIVE_SCRIPT`], served at `/live.js`.
 pub async fn live_script() -> impl IntoResponse {
@@ -49,7 +55,9 @@ pub fn page(title: &str, body: Markup) -> Markup {
                 nav {
                     a href="/" { "Overview" }
                     a href="/nodes" { "Nodes" }
+                    a href="/tasks?state=failed" { "Failed" }
                     a href="/dead" { "Dead letters" }
+                    a href="/limits" { "Limits" }
                     a href="/schedules" { "Schedules" }
                     form method="get" action="/tasks" {
                         input type="search" name="id" placeholder="task id" aria-label="task id";
@@ -78,3 +86,14 @@ pub fn action(csrf: &Csrf, action: &str, label: &str, confirm: bool) -> Markup {
 }
 
 pub use stevedore::admin::format::{age, time};
+
+/// A time as how long ago it was, the exact time on hover: `<time title=... datetime=...>`.
+pub fn when(ms: u64, now: u64) -> Markup {
+    let exact = stevedore::admin::format::timestamp(ms);
+    html! { time datetime=(exact) title=(exact) { (age(Some(ms), now)) " ago" } }
+}
+
+/// A task state as a coloured badge (`span.badge.st-STATE`).
+pub fn badge(state: &str) -> Markup {
+    html! { span class={ "badge st-" (state) } { (state) } }
+}

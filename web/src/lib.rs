@@ -1,7 +1,8 @@
 //! `stevedore-web`: a dashboard of the whole cluster, answered from Redis state alone.
 //!
-//! 1. [`router`] serves the pages (`/`, `/queues/NAME`, `/tasks/ID`, `/nodes`, `/dead`,
-//!    `/schedules`), the cluster gauges for Prometheus (`/metrics`, [`scrape`]), and the
+//! 1. [`router`] serves the pages (`/`, `/queues/NAME`, `/tasks` (search), `/tasks/ID`,
+//!    `/nodes`, `/dead`, `/schedules`, `/limits`), the same views as JSON under `/api`
+//!    (`api.rs`), the cluster gauges for Prometheus (`/metrics`, [`scrape`]), and the
 //!    actions (POSTs under the same paths) over the operator API (`stevedore::admin`); apps
 //!    embed it, `stevedore web --bind ADDR` serves it.
 //! 2. Pages are server-rendered (maud: checked at compile time, everything from Redis escaped)
@@ -14,6 +15,7 @@
 //! 4. Fast: each page is a bounded number of Redis round trips, whatever a queue holds (lists
 //!    are pages of [`WebConfig::page_size`]).
 
+mod api;
 mod chart;
 mod guard;
 mod layout;
@@ -77,7 +79,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/queues/{name}/pause", post(pages::queue::pause))
         .route("/queues/{name}/resume", post(pages::queue::resume))
         .route("/queues/{name}/purge", post(pages::queue::purge))
-        .route("/tasks", get(pages::task::search))
+        .route("/tasks", get(pages::tasks::page))
         .route("/tasks/{id}", get(pages::task::page))
         .route("/tasks/{id}/cancel", post(pages::task::cancel))
         .route("/tasks/{id}/requeue", post(pages::task::requeue))
@@ -88,10 +90,19 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/dead/{queue}/{entry}/delete", post(pages::dead::delete))
         .route("/dead/{queue}/purge", post(pages::dead::purge))
         .route("/dead/{queue}/requeue-all", post(pages::dead::requeue_all))
+        .route("/limits", get(pages::limits::page))
         .route("/schedules", get(pages::schedules::page))
         .route("/schedules/{name}/pause", post(pages::schedules::pause))
         .route("/schedules/{name}/resume", post(pages::schedules::resume))
         .route("/schedules/{name}/remove", post(pages::schedules::remove))
+        .route("/api/overview", get(api::overview))
+        .route("/api/queues", get(api::queues))
+        .route("/api/nodes", get(api::nodes))
+        .route("/api/tasks", get(api::tasks))
+        .route("/api/tasks/{id}", get(api::task))
+        .route("/api/workflows/{id}", get(api::workflow))
+        .route("/api/limits", get(api::limits))
+        .route("/api/metrics/tasks", get(api::task_metrics))
         .route("/live.js", get(layout::live_script))
         .route("/metrics", get(metrics::serve))
         .layer(axum::middleware::from_fn_with_state(

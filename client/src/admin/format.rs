@@ -75,6 +75,44 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
     }
 }
 
+/// The longest duration any flag takes (100 years): a longer one is a typo, and would overflow
+/// the clocks it is added to.
+const LONGEST: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, `1d` (and combinations such as `1m 30s`); a bare number
+/// is seconds. At most 100 years.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let parsed = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX)
+        }
+        Ok(_) => {
+            return Err(format!(
+                "`{text}` is not a duration; write e.g. 500ms, 30s, 5m, 1h"
+            ))
+        }
+        Err(_) => humantime::parse_duration(text).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write e.g. 500ms, 30s, 5m, 1h")
+        })?,
+    };
+    match parsed > LONGEST {
+        true => Err(format!("`{text}` is longer than 100 years")),
+        false => Ok(parsed),
+    }
+}
+
+/// [`parse_duration`], refusing zero: for periods and lifetimes (`--heartbeat`, `--lease`,
+/// `--record-ttl`, `--block`), where 0 would start a half-dead process.
+pub fn parse_period(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        std::time::Duration::ZERO => Err(format!(
+            "`{text}` is zero; give a positive duration, e.g. 2s"
+        )),
+        period => Ok(period),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,3 +111,23 @@ pub fn task_minutes(minutes: &TaskMinutes) -> Value {
         .collect();
     json!({"minutes": minutes.per_minute.len(), "tasks": rows})
 }
+
+/// The cluster at a glance (`/api/overview`): `{"queues": [QUEUE], "nodes": [NODE],
+/// "beat_leader", "throughput": [{"minute", "runs"}], "schedule_runs": {"fired", "missed",
+/// "failed"}}`, QUEUE and NODE as in `queues --json` and `nodes --json`.
+pub fn overview(overview: &super::Overview, now: u64) -> Value {
+    let queues: Vec<Value> = overview.queues.iter().map(|q| queue(q, now)).collect();
+    let throughput: Vec<Value> = (overview.throughput.iter())
+        .map(|(minute, runs)| json!({"minute": minute, "runs": runs}))
+        .collect();
+    let runs: serde_json::Map<String, Value> = (overview.schedule_runs.iter())
+        .map(|(name, n)| ((*name).to_owned(), json!(n)))
+        .collect();
+    json!({
+        "queues": queues,
+        "nodes": overview.nodes,
+        "beat_leader": overview.beat_leader,
+        "throughput": throughput,
+        "schedule_runs": runs,
+    })
+}

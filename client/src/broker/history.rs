@@ -8,7 +8,8 @@
 //!    writes to vanishes with the records it points at. [`Broker::history`] reads it newest
 //!    first, across queues.
 //! 2. **Task minutes** (`NS:{m}:tasks:MINUTE`, a hash per minute): for each task name, runs
-//!    ended (`NAME\truns`), failures among them (`NAME\tfailed`: failed, timed out or dead),
+//!    ended (`NAME\truns`), successes (`NAME\tsucceeded`), failures (`NAME\tfailed`: failed,
+//!    timed out or dead),
 //!    and how long they ran, counted in buckets (`NAME\tb:I`, [`RUN_TIME_BUCKETS_MS`]); one
 //!    HINCRBY per distinct field in the batch, kept for [`super::throughput::KEPT`].
 //!    [`Broker::task_minutes`] reads the last minutes in one round trip.
@@ -47,6 +48,8 @@ pub const RUN_TIME_BUCKETS_MS: [u64; 18] = [
 pub struct TaskMinute {
     /// Runs that ended.
     pub runs: u64,
+    /// Those that succeeded.
+    pub succeeded: u64,
     /// Those that failed, timed out or died.
     pub failed: u64,
     /// Runs per run-time bucket ([`RUN_TIME_BUCKETS_MS`], then one for longer runs).
@@ -57,6 +60,7 @@ impl TaskMinute {
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &TaskMinute) {
         self.runs += other.runs;
+        self.succeeded += other.succeeded;
         self.failed += other.failed;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
@@ -148,6 +152,10 @@ impl Broker {
             *counts.entry(format!("{}\truns", run.task)).or_default() += 1;
             if is_failure(run.state) {
                 *counts.entry(format!("{}\tfailed", run.task)).or_default() += 1;
+            } else if run.state == TaskState::Succeeded {
+                *counts
+                    .entry(format!("{}\tsucceeded", run.task))
+                    .or_default() += 1;
             }
             if let (Some(start), Some(end)) = (run.started_at, run.finished_at) {
                 let bucket = bucket_of(end.saturating_sub(start));
@@ -227,6 +235,7 @@ fn parse_minute(hash: BTreeMap<String, u64>) -> BTreeMap<String, TaskMinute> {
         let minute = tasks.entry(task.to_owned()).or_default();
         match what {
             "runs" => minute.runs += n,
+            "succeeded" => minute.succeeded += n,
             "failed" => minute.failed += n,
             _ => {
                 let Some(index) = what

@@ -30,7 +30,7 @@
 //! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
 //! | `NS:{r}:queues`       | set    | wire names of every queue published to or read          |
 //! | `NS:{m}:done:MINUTE`  | string | runs settled in that minute (ms / 60,000); expires 2 h  |
-//! | `NS:{m}:tasks:MINUTE` | hash   | per task name that minute: `NAME\truns`, `NAME\tfailed`, `NAME\tb:I` (run-time bucket); expires 2 h |
+//! | `NS:{m}:tasks:MINUTE` | hash   | per task name that minute: `NAME\truns`, `NAME\tsucceeded`, `NAME\tfailed`, `NAME\tb:I` (run-time bucket); expires 2 h |
 //! | `NS:{q:NAME}:history:STATE` | zset | finished runs of queue NAME in final STATE: task id -> finished ms (newest N kept; `{n:NODE}`, `{b}` likewise) |
 //! | `NS:{e}:events`       | stream | task events for monitors (off by default; capped)       |
 //! | `NS:{s}:runs`         | hash   | counts of schedule runs: `fired`, `missed`, `failed`    |

@@ -618,3 +618,143 @@ async fn unknown_names_are_404_and_offer_no_action() {
         );
     }
 }
+
+fn cli_json(redis: &RedisServer, args: &[&str]) -> serde_json::Value {
+    let out = stevedore_tests::run_cli(env!("CARGO_BIN_EXE_test-admin"), &redis.url(), args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn api(app: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+    let answer = get(app, path).await;
+    let json =
+        serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body));
+    (answer.status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_search_limits_charts_and_json_api_show_what_the_cli_shows() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let admin = client.admin();
+    let spec = stevedore::limits::LimitSpec {
+        rate: None,
+        concurrency: Some(3),
+    };
+    admin.set_limit("db", &spec).await.unwrap();
+    let fail = |text: &str| {
+        let options = PublishOptions::new();
+        let message = Client::message(
+            "stevedore.fail",
+            vec![text.into()],
+            Default::default(),
+            &options,
+        );
+        let client = client.clone();
+        async move {
+            client
+                .publish(message.unwrap())
+                .await
+                .unwrap()
+                .id()
+                .to_owned()
+        }
+    };
+    let (boom, kaput) = (fail("boom <b>").await, fail("kaput").await);
+    let added = stevedore_tests::tasks::add::apply_async(&client, (2, 3), PublishOptions::new());
+    added.await.unwrap().get(WAIT).await.unwrap();
+    let cli = stevedore_tests::eventually("both failures in the history", WAIT, || {
+        let json = cli_json(&redis, &["tasks", "--state", "failed", "--json"]);
+        async move { (json["tasks"].as_array()?.len() == 2).then_some(json) }
+    })
+    .await;
+    let (status, from_api) = api(&app, "/api/tasks?state=failed").await;
+    assert_eq!(
+        (status, &from_api),
+        (StatusCode::OK, &cli),
+        "one shape, one truth"
+    );
+    let page = get(&app, "/tasks?state=failed").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&boom) && page.body.contains(&kaput),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("boom &lt;b&gt;"),
+        "escaped: {}",
+        page.body
+    );
+    let filtered = get(&app, "/tasks?state=failed&error=KAPUT&since=1h").await;
+    assert!(filtered.body.contains(&kaput) && !filtered.body.contains(&boom));
+    let bad_since = get(&app, "/tasks?state=failed&since=soon").await;
+    assert_eq!(bad_since.status, StatusCode::BAD_REQUEST);
+    let (status, error) = api(&app, "/api/tasks?state=running").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(error["error"]
+        .as_str()
+        .unwrap()
+        .contains("give one of succeeded"));
+
+    let (_, task) = api(&app, &format!("/api/tasks/{boom}")).await;
+    assert_eq!(task, cli_json(&redis, &["task", &boom, "--json"]));
+    let (_, limits) = api(&app, "/api/limits").await;
+    assert_eq!(
+        limits["limits"],
+        cli_json(&redis, &["limit", "list", "--json"])
+    );
+    let limits_page = get(&app, "/limits").await;
+    assert!(
+        limits_page.body.contains("db") && limits_page.body.contains(">3<"),
+        "{}",
+        limits_page.body
+    );
+    let (_, nodes) = api(&app, "/api/nodes").await;
+    assert_eq!(
+        nodes[0]["node"],
+        cli_json(&redis, &["nodes", "--json"])[0]["node"]
+    );
+    let (_, queues) = api(&app, "/api/queues").await;
+    let cli_queues = cli_json(&redis, &["queues", "--json"]);
+    assert_eq!(queues[0]["queue"], cli_queues[0]["queue"]);
+    assert_eq!(queues[0]["dead"], cli_queues[0]["dead"]);
+    let (_, overview) = api(&app, "/api/overview").await;
+    assert_eq!(overview["queues"][0]["queue"], "default");
+
+    let (_, metrics) = api(&app, "/api/metrics/tasks").await;
+    let row = |name: &str| {
+        (metrics["tasks"].as_array().unwrap().iter())
+            .find(|t| t["task"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(
+        (
+            row("stevedore.fail")["runs"].as_u64(),
+            row("stevedore.fail")["failed"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(row("tests.add")["failed"], 0);
+    assert!(row("tests.add")["p95_ms"].is_u64(), "{metrics}");
+    let overview_page = get(&app, "/").await;
+    let body = &overview_page.body;
+    assert!(
+        body.contains("runs/min") && body.contains(">succeeded</text>"),
+        "the chart's axis and legend: {body}"
+    );
+    assert!(
+        body.contains("1 succeeded, ") && body.contains("2 failed"),
+        "{body}"
+    );
+    assert!(
+        body.contains("/tasks?state=failed&amp;task=stevedore.fail"),
+        "the task table links its failures: {body}"
+    );
+}

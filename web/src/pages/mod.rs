@@ -1,11 +1,13 @@
 //! One module per page, with the actions posted under its path.
 
 pub mod dead;
+pub mod limits;
 pub mod nodes;
 pub mod overview;
 pub mod queue;
 pub mod schedules;
 pub mod task;
+pub mod tasks;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,6 +18,13 @@ use crate::layout;
 
 /// What a page or action answers when it fails: the page shell with one line saying why.
 pub struct Failure(StatusCode, String);
+
+impl Failure {
+    /// Its status and why.
+    pub fn parts(self) -> (StatusCode, String) {
+        (self.0, self.1)
+    }
+}
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {

@@ -1,20 +1,24 @@
-//! `/`: every queue with its counts, runs settled per minute over the last half hour (an SVG
-//! chart), the nodes, and the beat leader; all of it refreshes live.
+//! `/`: every queue with its counts, runs per minute over the last hour (succeeded and
+//! failed, an SVG chart with axes), each task's runs, failures and p50/p95 run time over the
+//! hour, the nodes, and the beat leader; all of it refreshes live.
 
 use axum::extract::{Extension, State};
 use maud::{html, Markup};
-use stevedore::admin::{NodeCounts, QueueView};
+use stevedore::admin::{NodeCounts, QueueView, TaskMinutes};
 
 use super::{encoded, Answer};
 use crate::guard::Csrf;
 use crate::layout::{age, page as shell};
 
-/// Minutes the throughput chart shows.
-const CHART_MINUTES: u64 = 30;
+/// Minutes the chart and the task table cover.
+const CHART_MINUTES: u64 = 60;
 
 /// `GET /`: the overview.
 pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
-    let overview = web.admin.overview(CHART_MINUTES).await?;
+    let (overview, tasks) = tokio::try_join!(
+        web.admin.overview(CHART_MINUTES),
+        web.admin.task_minutes(CHART_MINUTES)
+    )?;
     let (queues, nodes, leader) = (&overview.queues, &overview.nodes, &overview.beat_leader);
     let now = stevedore::now_ms();
     let counts = NodeCounts::of(nodes);
@@ -24,8 +28,10 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
             (queue_table(queues, now))
         }
         section #throughput data-live {
-            h2 { "Throughput (runs settled per minute)" }
-            (crate::chart::throughput(&overview.throughput))
+            h2 { "Runs per minute" }
+            (crate::chart::runs_per_minute(&chart_minutes(&tasks)))
+            h2 { "Tasks over the last hour" }
+            (task_table(&tasks))
         }
         section #cluster data-live {
             h2 { "Nodes" }
@@ -58,6 +64,43 @@ fn queue_table(queues: &[QueueView], now: u64) -> Markup {
                     td.n { (s.dead) }
                     td { @if q.paused { span.bad { "paused" } } @else { "no" } }
                     td { (age(s.oldest_waiting_at, now)) }
+                }
+            }
+        }
+    }
+}
+
+/// The chart's minutes: (minute, succeeded, failed) summed over task names.
+fn chart_minutes(tasks: &TaskMinutes) -> Vec<crate::chart::Minute> {
+    (tasks.per_minute.iter())
+        .map(|(minute, names)| {
+            let (ok, bad) =
+                (names.values()).fold((0, 0), |(o, b), m| (o + m.succeeded, b + m.failed));
+            (*minute, ok, bad)
+        })
+        .collect()
+}
+
+/// Each task name's runs, failures and run-time quantiles over the chart's hour (Sidekiq's
+/// Metrics page): the upper bound of the bucket the quantile falls in.
+fn task_table(tasks: &TaskMinutes) -> Markup {
+    let quantile = |ms: Option<u64>| match ms {
+        None => "-".to_owned(),
+        Some(u64::MAX) => "> 1h".to_owned(),
+        Some(ms) => format!("≤ {}", stevedore::admin::format::short_age(ms)),
+    };
+    html! {
+        @if tasks.total.is_empty() { p.muted { "no runs ended in the last hour" } } @else {
+            table {
+                tr { th { "task" } th.n { "runs" } th.n { "failed" } th.n { "p50" } th.n { "p95" } }
+                @for (name, m) in &tasks.total {
+                    tr {
+                        td { a href={ "/tasks?state=failed&task=" (encoded(name)) } { (name) } }
+                        td.n { (m.runs) }
+                        td.n { @if m.failed > 0 { span.bad { (m.failed) } } @else { "0" } }
+                        td.n { (quantile(m.quantile_ms(0.5))) }
+                        td.n { (quantile(m.quantile_ms(0.95))) }
+                    }
                 }
             }
         }

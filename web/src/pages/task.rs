@@ -1,5 +1,5 @@
 //! `/tasks/ID`: a task's record (its run, or each node's run of a broadcast; every attempt;
-//! late runs), with cancel and, once dead, requeue. `/tasks?id=ID` is the search box.
+//! late runs), with cancel and, once dead, requeue.
 
 use std::time::Duration;
 
@@ -16,21 +16,6 @@ use crate::layout::{action, page as shell, time};
 
 /// How long a cancel waits for the nodes' answers.
 const ANSWERS: Duration = Duration::from_secs(2);
-/// The search box's query.
-#[derive(Debug, serde::Deserialize)]
-pub struct Search {
-    #[serde(default)]
-    id: String,
-}
-
-/// `GET /tasks?id=ID`: to the task's page.
-pub async fn search(Query(search): Query<Search>) -> Redirect {
-    match search.id.trim() {
-        "" => Redirect::to("/"),
-        id => Redirect::to(&format!("/tasks/{}", encoded(id))),
-    }
-}
-
 /// `GET /tasks/ID`.
 pub async fn page(
     State(web): crate::State,

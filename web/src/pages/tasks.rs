@@ -1,0 +1,152 @@
+//! `/tasks?state=failed&queue=Q&task=NAME&since=1h&error=TEXT&before=MS`: finished tasks
+//! found in the history, across queues, newest first, a page at a time (what `stevedore
+//! tasks` prints). `/tasks?id=ID` goes to that task's page.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use stevedore::admin::{history_state, TaskPage, TaskQuery, HISTORY_STATES};
+
+use super::{encoded, Answer, Failure};
+use crate::layout::{badge, page as shell, when};
+
+/// The search's query string; every field optional.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    task: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    before: Option<u64>,
+    /// Rows per page (the API's `limit`; the page uses the dashboard's page size).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl Search {
+    /// The operator API's query for this search (failed tasks when no state is given).
+    pub fn query(&self, limit: usize) -> Answer<TaskQuery> {
+        let state = match self.state.as_str() {
+            "" => stevedore::TaskState::Failed,
+            name => history_state(name)?,
+        };
+        let given = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+        let since = match given(&self.since) {
+            Some(text) => Some(stevedore_duration(&text)?),
+            None => None,
+        };
+        Ok(TaskQuery {
+            state,
+            queue: given(&self.queue),
+            task: given(&self.task),
+            since,
+            error: given(&self.error),
+            before_ms: self.before,
+            limit,
+        })
+    }
+
+    /// This search's path with `before` set to `next` (the next page).
+    fn next_page(&self, next: u64) -> String {
+        let pairs = [
+            ("state", &self.state),
+            ("queue", &self.queue),
+            ("task", &self.task),
+            ("since", &self.since),
+            ("error", &self.error),
+        ];
+        let mut path = String::from("/tasks?");
+        for (name, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+            path.push_str(&format!("{name}={}&", encoded(value)));
+        }
+        path.push_str(&format!("before={next}"));
+        path
+    }
+}
+
+/// A duration of the search form (`15m`, `1h`, `2d`), or 400 saying why not.
+fn stevedore_duration(text: &str) -> Answer<std::time::Duration> {
+    stevedore::admin::format::parse_duration(text)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("since: {e}")))
+}
+
+/// `GET /tasks`.
+pub async fn page(State(web): crate::State, Query(search): Query<Search>) -> Answer<Response> {
+    if !search.id.trim().is_empty() {
+        let to = format!("/tasks/{}", encoded(search.id.trim()));
+        return Ok(Redirect::to(&to).into_response());
+    }
+    let query = search.query(web.config.page_size)?;
+    let found = web.admin.tasks(&query).await?;
+    let body = html! {
+        (form(&search, query.state.as_str()))
+        section #found data-live { (table(&found)) }
+        @if let Some(next) = found.next {
+            p { a href=(search.next_page(next)) { "older →" } }
+        }
+    };
+    let title = format!("Tasks: {}", query.state.as_str());
+    Ok(shell(&title, body).into_response())
+}
+
+/// The search form, filled with what was searched.
+fn form(search: &Search, state: &str) -> Markup {
+    html! {
+        form.search method="get" action="/tasks" {
+            label { "state " select name="state" {
+                @for s in HISTORY_STATES {
+                    option value=(s.as_str()) selected[s.as_str() == state] { (s.as_str()) }
+                }
+            } }
+            label { " queue " input name="queue" value=(search.queue) size="10"; }
+            label { " task " input name="task" value=(search.task) size="16"; }
+            label { " within " input name="since" value=(search.since) size="4" placeholder="1h"; }
+            label { " error contains " input name="error" value=(search.error) size="16"; }
+            " " button type="submit" { "Search" }
+        }
+    }
+}
+
+/// The rows found, and what was passed over.
+fn table(found: &TaskPage) -> Markup {
+    let now = stevedore::now_ms();
+    html! {
+        @if found.rows.is_empty() { p.muted { "no such tasks in the history" } } @else {
+            table {
+                tr {
+                    th { "finished" } th { "state" } th { "id" } th { "task" } th { "queue" }
+                    th { "node" } th.n { "attempt" } th { "error" }
+                }
+                @for row in &found.rows {
+                    @let run = &row.run;
+                    tr {
+                        td { (when(row.finished_at, now)) }
+                        td { (badge(run.state.as_str())) }
+                        td { a href={ "/tasks/" (encoded(&run.id)) } { code { (run.id) } } }
+                        td { (run.task) }
+                        td { a href={ "/queues/" (encoded(&run.queue)) } { (run.queue) } }
+                        td { (run.node) }
+                        td.n { (run.attempt) }
+                        td.bad { (run.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        @if found.expired > 0 {
+            p.muted {
+                (found.expired) " more passed over: their records expired (successes nobody \
+                 waits for are kept for the workers' --succeeded-ttl, 30 s by default)"
+            }
+        }
+    }
+}
