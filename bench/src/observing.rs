@@ -1,7 +1,7 @@
 //! What seeing the workers costs: end-to-end throughput (two workers) and publish-to-start
 //! latency (one worker) with metrics off, with metrics on (`--http`: every run counted and
-//! timed), and with events on (`--events` on the workers, `STEVEDORE_EVENTS` semantics on the
-//! publisher). The modes alternate round by round in one run, so the machine's drift falls on
+//! timed), with events on (`--events` on the workers, `STEVEDORE_EVENTS` semantics on the
+//! publisher), and bare (no history of finished runs, no task minutes: what they cost). The modes alternate round by round in one run, so the machine's drift falls on
 //! each alike; each figure is the median of its rounds.
 
 use stevedore::{Client, ClientConfig};
@@ -9,11 +9,17 @@ use stevedore::{Client, ClientConfig};
 use crate::measure::{self, Drain, Percentiles};
 use crate::server::{Server, Worker};
 
-/// The modes compared: name, worker arguments, whether the publisher writes events.
-const MODES: [(&str, &[&str], bool); 3] = [
+/// The modes compared: name, worker arguments, whether the publisher writes events. `off`
+/// is the default worker (with its history and task minutes); `bare` has neither.
+const MODES: [(&str, &[&str], bool); 4] = [
     ("off", &[], false),
     ("metrics", &["--http", "127.0.0.1:0"], false),
     ("events", &["--events"], true),
+    (
+        "bare",
+        &["--history", "0", "--task-minutes", "false"],
+        false,
+    ),
 ];
 
 /// The figures of every mode, and the costs of metrics and events relative to off.
@@ -69,6 +75,13 @@ pub async fn cost(
         "throughput": -cost(2, |d| d.per_s),
         "worker_cpu": cost(2, |d| d.worker_cpu_us),
         "redis_cpu": cost(2, |d| d.redis_cpu_us),
+    });
+    // What the history and the task minutes cost: the default worker against a bare one.
+    let history = |f: fn(&Drain) -> f64| of(0, f) / of(3, f) - 1.0;
+    json["history_cost"] = serde_json::json!({
+        "throughput": -history(|d| d.per_s),
+        "worker_cpu": history(|d| d.worker_cpu_us),
+        "redis_cpu": history(|d| d.redis_cpu_us),
     });
     eprintln!(
         "observing: e2e {:.0}/s off, {:.0}/s metrics, {:.0}/s events; worker CPU per task \

@@ -106,7 +106,7 @@ fn phases(json: &Value) {
         f(&shards["cluster_3_masters_per_s"])
     );
     let observing = &json["observing"];
-    for mode in ["off", "metrics", "events"] {
+    for mode in ["off", "metrics", "events", "bare"] {
         let m = &observing[mode];
         println!(
             "{:<44} {:>8.0} /s, {:.1} + {:.1} us CPU, start p50 {:.3} / p99 {:.3} ms",

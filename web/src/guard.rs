@@ -2,10 +2,13 @@
 //!
 //! 1. Authentication, when configured: `Authorization: Bearer TOKEN`, or basic auth with the
 //!    user and password (a browser asks for them after the 401). Compared in constant time.
-//! 2. A CSRF token per browser: a random value in the `stevedore_csrf` cookie (HttpOnly,
-//!    SameSite=Strict), put in every form as the hidden field `csrf`; a POST whose field does
-//!    not match its cookie is refused with 403 (double submit: another site can neither read
-//!    the cookie nor make the browser send it).
+//! 2. A CSRF token per browser, bound to a secret of this server: `NONCE.MAC` (a random
+//!    nonce of 32 hex digits and its HMAC-SHA256 under the server's key) in the
+//!    `stevedore_csrf` cookie (HttpOnly, SameSite=Strict), put in every form as the hidden
+//!    field `csrf`. A POST is refused with 403 unless its field equals its cookie and the
+//!    cookie's MAC is this server's: a cookie planted by a neighbour site (a sibling
+//!    subdomain can set cookies) is refused, and so is any short or malformed token. A
+//!    browser with a cookie that does not verify gets a fresh one.
 //! 3. Read-only: every POST is refused with 403 before anything is read.
 
 use std::sync::Arc;
@@ -15,6 +18,8 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use hmac::{Hmac, Mac};
 
 use crate::Web;
 
@@ -50,6 +55,42 @@ impl std::fmt::Debug for Auth {
 #[derive(Debug, Clone)]
 pub struct Csrf(pub String);
 
+/// The server's CSRF key (random per process: tokens last as long as the server).
+pub struct CsrfKey([u8; 32]);
+
+impl CsrfKey {
+    /// A fresh random key.
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Self(key)
+    }
+
+    fn mac(&self, nonce: &str) -> String {
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        mac.update(nonce.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A new token: a random nonce and its MAC.
+    fn issue(&self) -> String {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        format!("{nonce}.{}", self.mac(&nonce))
+    }
+
+    /// Whether `token` is one this server issued (a 32-digit hex nonce and its MAC).
+    fn issued(&self, token: &str) -> bool {
+        let Some((nonce, mac)) = token.split_once('.') else {
+            return false;
+        };
+        let hex = nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit());
+        hex && same(mac.as_bytes(), self.mac(nonce).as_bytes())
+    }
+}
+
 /// Authenticates, refuses actions in read-only mode or without the CSRF token, and gives the
 /// page its browser's token (set as a cookie when it had none).
 pub async fn check(State(web): State<Arc<Web>>, mut request: Request, next: Next) -> Response {
@@ -58,7 +99,7 @@ pub async fn check(State(web): State<Arc<Web>>, mut request: Request, next: Next
             return unauthorized(auth);
         }
     }
-    let cookie = cookie(&request, CSRF_COOKIE);
+    let cookie = cookie(&request, CSRF_COOKIE).filter(|token| web.csrf_key.issued(token));
     if request.method() == Method::POST {
         if web.config.read_only {
             return (StatusCode::FORBIDDEN, "read-only: actions are off\n").into_response();
@@ -68,9 +109,7 @@ pub async fn check(State(web): State<Arc<Web>>, mut request: Request, next: Next
             Err(refusal) => return refusal,
         };
     }
-    let token = cookie
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let token = cookie.clone().unwrap_or_else(|| web.csrf_key.issue());
     request.extensions_mut().insert(Csrf(token.clone()));
     let mut response = next.run(request).await;
     if cookie.is_none() {
@@ -82,7 +121,8 @@ pub async fn check(State(web): State<Arc<Web>>, mut request: Request, next: Next
     response
 }
 
-/// The request with its body read back in, when its form's `csrf` field matches the cookie.
+/// The request with its body read back in, when its form's `csrf` field matches the cookie
+/// (`cookie` is `None` unless this server issued it).
 async fn verified(request: Request, cookie: Option<&str>) -> Result<Request, Response> {
     let forbidden = |why: &str| (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
     let (parts, body) = request.into_parts();
@@ -100,7 +140,7 @@ async fn verified(request: Request, cookie: Option<&str>) -> Result<Request, Res
     }
 }
 
-/// Field `name` of a urlencoded form (tokens are hex: no decoding needed).
+/// Field `name` of a urlencoded form (tokens are hex and a dot: no decoding needed).
 fn form_field(body: &Bytes, name: &str) -> Option<String> {
     let body = std::str::from_utf8(body).ok()?;
     body.split('&')
@@ -185,6 +225,26 @@ mod tests {
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64(b"ops:s3cret"), "b3BzOnMzY3JldA==");
+    }
+
+    #[test]
+    fn only_tokens_this_server_issued_verify() {
+        let (key, other) = (CsrfKey::random(), CsrfKey::random());
+        let token = key.issue();
+        assert!(key.issued(&token));
+        assert!(!other.issued(&token), "another server's token");
+        let (nonce, mac) = token.split_once('.').unwrap();
+        assert!(!key.issued(nonce), "no MAC");
+        assert!(
+            !key.issued(&format!("{nonce}.{}", &mac[1..])),
+            "a short MAC"
+        );
+        assert!(
+            !key.issued(&format!("{}.{mac}", &nonce[1..])),
+            "a short nonce"
+        );
+        assert!(!key.issued("abc"));
+        assert!(!key.issued(""));
     }
 
     #[test]

@@ -7,9 +7,16 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::guard::Csrf;
 
-/// Refreshes every element with `data-live` (and an id) from a fresh copy of the page every
-/// few seconds; without it the page is simply static.
-const LIVE_SCRIPT: &str = r#"setInterval(async () => {
+/// Ticks every box of a list with its select-all box, and refreshes every element with
+/// `data-live` (and an id) from a fresh copy of the page every few seconds; without it the
+/// page is simply static (and boxes are ticked one by one).
+const LIVE_SCRIPT: &str = r#"document.addEventListener("change", (event) => {
+  const all = event.target;
+  if (!all.matches("input[data-select-all]")) return;
+  const form = all.getAttribute("form");
+  for (const box of document.querySelectorAll(`input[name=entry][form="${form}"]`)) box.checked = all.checked;
+});
+setInterval(async () => {
   const live = document.querySelectorAll("[data-live][id]");
   if (!live.length || document.hidden) return;
   const response = await fetch(location.href, {credentials: "same-origin"});
@@ -33,7 +40,8 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.2em}main{max-width:84em}\
 .st-cancelled,.st-expired,.st-discarded{background:#757575}.st-running{background:#1565c0}\
 .st-retrying,.st-pending{background:#ef6c00}.st-lost{background:#c62828}.st-live{background:#2e7d32}\
 form.search{margin:.5em 0 1em}form.search label{margin-right:.6em}th.n{text-align:right}\
-svg.chart text{font-size:10px;fill:#555}";
+svg.chart text{font-size:10px;fill:#555}p.notice{background:#e8f5e9;padding:.4em .8em}\
+form.bulk{margin:.3em 0}";
 
 /// The script of [`LIVE_SCRIPT`], served at `/live.js`.
 pub async fn live_script() -> impl IntoResponse {

@@ -62,6 +62,8 @@ pub(crate) struct Web {
     /// The operator API: the only way the pages read or change anything.
     pub admin: stevedore::admin::Admin,
     pub config: WebConfig,
+    /// The key CSRF tokens are bound to.
+    pub csrf_key: guard::CsrfKey,
 }
 
 /// Shared state of the handlers.
@@ -72,6 +74,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
     let web = Arc::new(Web {
         admin: client.admin(),
         config,
+        csrf_key: guard::CsrfKey::random(),
     });
     Router::new()
         .route("/", get(pages::overview::page))
@@ -89,6 +92,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/dead/{queue}/{entry}/requeue", post(pages::dead::requeue))
         .route("/dead/{queue}/{entry}/delete", post(pages::dead::delete))
         .route("/dead/{queue}/purge", post(pages::dead::purge))
+        .route("/dead/{queue}/selected", post(pages::dead::selected))
         .route("/dead/{queue}/requeue-all", post(pages::dead::requeue_all))
         .route("/limits", get(pages::limits::page))
         .route("/schedules", get(pages::schedules::page))

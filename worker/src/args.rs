@@ -101,6 +101,10 @@ pub struct WorkerArgs {
     /// for as long as the record is kept (--record-ttl, --succeeded-ttl).
     #[arg(long, default_value_t = stevedore::broker::DEFAULT_HISTORY)]
     pub history: usize,
+    /// Count each task's runs, failures and run times per minute (the dashboard's chart and
+    /// task table; a few commands per recorder batch): `--task-minutes false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub task_minutes: bool,
     /// Longest block of one read on Redis; shorter means faster reconnects, more idle traffic.
     #[arg(long, default_value = "2s", value_parser = parse_period)]
     pub block: Duration,

@@ -47,6 +47,8 @@ pub struct Retention {
     pub successes: Duration,
     /// How many finished runs the history keeps per queue and state (0: none).
     pub history: usize,
+    /// Whether each task's runs are counted per minute.
+    pub task_minutes: bool,
 }
 
 /// Most events written in one round trip.
@@ -87,8 +89,11 @@ impl Recorder {
                 records,
                 successes,
                 history,
+                task_minutes,
             } = self.retention;
-            let mut batch = OutcomeBatch::retaining(records, successes).with_history(history);
+            let mut batch = OutcomeBatch::retaining(records, successes)
+                .with_history(history)
+                .with_task_minutes(task_minutes);
             for event in events.drain(..) {
                 match event {
                     Event::Started { run, field } => batch.started(run, field),

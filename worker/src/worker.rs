@@ -134,6 +134,7 @@ impl Node {
                 records: args.record_ttl,
                 successes: args.succeeded_ttl,
                 history: args.history,
+                task_minutes: args.task_minutes,
             },
             in_flight.clone(),
         );

@@ -88,6 +88,7 @@ pub struct OutcomeBatch {
     stage: Stage,
     joined: Vec<Joined>,
     history: usize,
+    task_minutes: bool,
 }
 
 /// The next part of a batch to write (see [`Broker::write_outcomes`]).
@@ -130,6 +131,12 @@ impl OutcomeBatch {
     /// Keeps `cap` finished runs per queue and state in the history (0: none).
     pub fn with_history(mut self, cap: usize) -> Self {
         self.history = cap;
+        self
+    }
+
+    /// Counts (or not) each task's runs, failures and run times per minute.
+    pub fn with_task_minutes(mut self, counted: bool) -> Self {
+        self.task_minutes = counted;
         self
     }
 
@@ -375,7 +382,9 @@ impl Broker {
         if !batch.outcomes.is_empty() {
             self.add_settled_count(pipe, batch.outcomes.len());
             self.add_history(pipe, batch.ended(), batch.history, batch.ttl);
-            self.add_task_minutes(pipe, batch.outcomes.iter().map(|o| &o.run));
+            if batch.task_minutes {
+                self.add_task_minutes(pipe, batch.outcomes.iter().map(|o| &o.run));
+            }
         }
         if self.writes_events() {
             for (run, _) in &batch.started {

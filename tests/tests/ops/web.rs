@@ -758,3 +758,117 @@ async fn the_task_search_limits_charts_and_json_api_show_what_the_cli_shows() {
         "the task table links its failures: {body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csrf_token_this_server_did_not_issue_is_refused_even_when_cookie_and_field_match() {
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let (_, other) = dashboard(&redis, WebConfig::default()).await;
+    let foreign = csrf_cookie(&other).await;
+    for planted in ["abc", "0123456789abcdef0123456789abcdef", foreign.as_str()] {
+        let form = format!("csrf={planted}");
+        let refused = post(&app, "/queues/default/pause", Some(planted), &form).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{planted}");
+    }
+    assert!(client.broker().paused_queues().await.unwrap().is_empty());
+    let page = send(
+        &app,
+        Request::get("/")
+            .header(header::COOKIE, "stevedore_csrf=abc")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let fresh = page
+        .headers
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        fresh.is_some_and(|c| c.contains('.')),
+        "a planted cookie is replaced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticked_dead_letters_are_requeued_or_deleted_together() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let mut dead = Vec::new();
+    for _ in 0..4 {
+        dead.push(dead_task(&client, WAIT).await);
+    }
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(worker.wait_exit(WAIT).success());
+    let default = stevedore::Destination::queue("default").unwrap();
+    let letters = client.broker().dead_letters(&default, 10).await.unwrap();
+    let entries: Vec<String> = letters.iter().map(|l| l.entry_id.clone()).collect();
+    assert_eq!(entries.len(), 4);
+    let page = get(&app, "/dead").await;
+    assert!(page.body.contains("data-select-all") && page.body.contains("Requeue selected"));
+    let token = csrf_cookie(&app).await;
+    let form = |action: &str, picked: &[String]| {
+        let fields: Vec<String> = picked.iter().map(|e| format!("entry={e}")).collect();
+        format!("csrf={token}&do={action}&{}", fields.join("&"))
+    };
+    let requeued = post(
+        &app,
+        "/dead/default/selected",
+        Some(&token),
+        &form("requeue", &entries[..2]),
+    )
+    .await;
+    assert_eq!(requeued.status, StatusCode::SEE_OTHER, "{}", requeued.body);
+    let back = requeued.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(back.contains("done=2%20requeued"), "{back}");
+    assert!(
+        get(&app, &back).await.body.contains("2 requeued"),
+        "the page says what was done"
+    );
+    let deleted = post(
+        &app,
+        "/dead/default/selected",
+        Some(&token),
+        &form("delete", &entries[2..]),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
+    assert!(client
+        .broker()
+        .dead_letters(&default, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let waiting = get(&app, "/queues/default").await.body;
+    assert!(
+        dead.iter()
+            .filter(|id| waiting.contains(id.as_str()))
+            .count()
+            == 2,
+        "two wait again"
+    );
+    let again = post(
+        &app,
+        "/dead/default/selected",
+        Some(&token),
+        &form("delete", &entries[..1]),
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "gone already: {}",
+        again.body
+    );
+    let none = post(
+        &app,
+        "/dead/default/selected",
+        Some(&token),
+        &format!("csrf={token}&do=delete"),
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+}

@@ -1,5 +1,6 @@
 //! `/dead`: the dead letters of every queue that has some (one page each), with requeue and
-//! delete per letter and purge per queue (confirmed).
+//! delete per letter, for the letters ticked (a select-all box ticks the page), and purge
+//! per queue (confirmed).
 
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
@@ -30,6 +31,7 @@ pub async fn page(
         sections.push((queue.stats, letters));
     }
     let body = html! {
+        @if let Some(done) = &cursor.done { p.ok.notice { (done) } }
         @if sections.is_empty() { p.muted { "No dead letters." } }
         @for (queue, letters) in &sections {
             @let name = queue.destination.wire_name();
@@ -39,11 +41,20 @@ pub async fn page(
                 (action(&csrf, &format!("{base}/requeue-all"), "Requeue all", true)) " "
                 (action(&csrf, &format!("{base}/purge"), "Delete all", true))
             }
+            form.bulk id={ "bulk-" (name) } method="post" action={ (base) "/selected" } {
+                input type="hidden" name="csrf" value=(csrf.0);
+                button type="submit" name="do" value="requeue" { "Requeue selected" } " "
+                button type="submit" name="do" value="delete" { "Delete selected" }
+            }
             table {
-                tr { th { "task id" } th { "task" } th { "attempts" } th { "died" } th { "reason" } th {} }
+                tr {
+                    th { input type="checkbox" data-select-all form={ "bulk-" (name) } aria-label="select all"; }
+                    th { "task id" } th { "task" } th { "attempts" } th { "died" } th { "reason" } th {}
+                }
                 @for letter in letters {
                     @let at = format!("{base}/{}", encoded(&letter.entry_id));
                     tr {
+                        td { input type="checkbox" name="entry" value=(letter.entry_id) form={ "bulk-" (name) }; }
                         td { @match &letter.id {
                             Some(id) => a href={ "/tasks/" (encoded(id)) } { (id) },
                             None => span.muted { "(unreadable)" },
@@ -78,6 +89,8 @@ pub struct Cursor {
     queue: Option<String>,
     /// Its letters after this entry.
     after: Option<String>,
+    /// What the last bulk action did (`3 requeued`), shown on top.
+    done: Option<String>,
 }
 
 /// `POST /dead/QUEUE/ENTRY/requeue` (404 when the letter is gone; 409 when it cannot be
@@ -141,4 +154,74 @@ pub async fn purge(
     form.required()?;
     web.admin.purge_dead(&destination(&queue)?).await?;
     back("/dead")
+}
+
+/// `POST /dead/QUEUE/selected` with `do=requeue|delete` and an `entry` field per letter
+/// ticked: acts on each, going on past those that cannot be; back to the queue's letters
+/// saying how many were done, or 409 naming the first that could not be.
+pub async fn selected(
+    State(web): crate::State,
+    Path(queue): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer<Redirect> {
+    let destination = destination(&queue)?;
+    let (action, entries) = bulk_form(&body)?;
+    let (done, failed) = match action.as_str() {
+        "requeue" => {
+            let report = web
+                .admin
+                .requeue_dead_entries(&destination, &entries)
+                .await?;
+            (report.requeued.len(), report.failed)
+        }
+        "delete" => {
+            let mut failed = Vec::new();
+            for entry in &entries {
+                if let Err(error) = web.admin.delete_dead(&destination, entry).await {
+                    failed.push((entry.clone(), error.to_string()));
+                }
+            }
+            (entries.len() - failed.len(), failed)
+        }
+        other => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("no bulk action `{other}`: requeue or delete"),
+            ))
+        }
+    };
+    match failed.first() {
+        None => back(&format!(
+            "/dead?queue={}&done={}",
+            encoded(&queue),
+            encoded(&format!("{done} {action}d"))
+        )),
+        Some((entry, why)) => Err(Failure(
+            StatusCode::CONFLICT,
+            format!(
+                "{} of the selected were not {action}d ({done} were); {entry}: {why}",
+                failed.len()
+            ),
+        )),
+    }
+}
+
+/// The bulk form's action and its `entry` fields (at least one; at most a page's worth
+/// fits the guard's form limit).
+fn bulk_form(body: &[u8]) -> Answer<(String, Vec<String>)> {
+    let mut action = None;
+    let mut entries = Vec::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        match &*key {
+            "do" => action = Some(value.into_owned()),
+            "entry" => entries.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    let bad = |why: &str| Failure(StatusCode::BAD_REQUEST, why.to_owned());
+    let action = action.ok_or_else(|| bad("say what to do: do=requeue or do=delete"))?;
+    match entries.is_empty() {
+        true => Err(bad("no dead letter selected: tick at least one")),
+        false => Ok((action, entries)),
+    }
 }

@@ -72,6 +72,7 @@ fn listed(tasks: &[Listed], extra: &str, args: bool) -> Markup {
                 tr {
                     th { "id" } th { "task" } th { "published" }
                     @if !extra.is_empty() { th { (extra) } }
+                    @if extra == "due" { th { "why" } }
                     @if args { th { "arguments" } }
                 }
                 @for task in tasks {
@@ -83,7 +84,7 @@ fn listed(tasks: &[Listed], extra: &str, args: bool) -> Markup {
                         } }
                         td { (message.map_or("", |m| m.task.as_str())) }
                         td { (time(message.map(|m| m.published_at))) }
-                        @if extra == "due" { td { (time(task.due_ms)) } }
+                        @if extra == "due" { td { (time(task.due_ms)) } td { (delay_reason(message)) } }
                         @if extra == "consumer" { td { (task.consumer.as_deref().unwrap_or("-")) } }
                         @if args { td { code { (message.map(arguments).unwrap_or_default()) } } }
                     }
@@ -129,6 +130,21 @@ fn pages(path: &str, args: bool, paged: bool, next: Option<String>) -> Markup {
                 @if let Some(next) = next { a href={ (path) "?" (keep) (next) } { "next page" } }
             }
         }
+    }
+}
+
+/// Why a delayed task waits: a retry (which, of how many), its limit (a run that found every
+/// permit held, or over its rate, waits in the delayed set for its turn), or its eta.
+fn delay_reason(message: Option<&stevedore::Message>) -> String {
+    let Some(m) = message else {
+        return String::new();
+    };
+    match (m.tried, m.retries, &m.limit) {
+        (0, _, _) if m.eta.is_some() => "eta".to_owned(),
+        (0, _, Some(limit)) => format!("waiting for limit {limit}"),
+        (0, _, None) => "waiting for its task's limit".to_owned(),
+        (tried, Some(left), _) => format!("retry {tried} of {}", tried.saturating_add(left)),
+        (tried, None, _) => format!("retry {tried}"),
     }
 }
 
