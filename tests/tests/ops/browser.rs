@@ -139,3 +139,70 @@ async fn an_operator_watches_counts_change_clicks_to_a_task_and_requeues_a_dead_
     shows(&page, "#lists", &dead).await;
     page.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_failures_by_error_and_requeues_every_ticked_dead_letter() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let client = redis.stevedore().await;
+    let dead = [
+        dead_task(&client, WAIT).await,
+        dead_task(&client, WAIT).await,
+    ];
+    let (_web, base) = dashboard(&redis);
+    let (_driver, page) = browser().await;
+
+    page.goto(&format!("{base}/tasks?state=dead"))
+        .await
+        .unwrap();
+    shows(&page, "#found", &dead[0]).await;
+    shows(&page, "#found", &dead[1]).await;
+    page.find(Locator::Css("input[name=error]"))
+        .await
+        .unwrap()
+        .send_keys("no such")
+        .await
+        .unwrap();
+    page.find(Locator::Css("form.search button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shows(&page, "main", "no such tasks in the history").await;
+    page.goto(&format!("{base}/tasks?state=dead"))
+        .await
+        .unwrap();
+    page.find(Locator::LinkText(&dead[1]))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shows(&page, "h1", &dead[1]).await;
+
+    // No worker from here on: the requeued tasks stay waiting where the page can see them.
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(worker.wait_exit(WAIT).success());
+    page.goto(&format!("{base}/dead")).await.unwrap();
+    page.find(Locator::Css("input[data-select-all]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ticked = Locator::Css("input[name=entry]:checked");
+    let boxes = eventually("every box ticked", WAIT, || async {
+        let n = page.find_all(ticked).await.ok()?.len();
+        (n == 2).then_some(n)
+    })
+    .await;
+    assert_eq!(boxes, 2);
+    let requeue = Locator::Css("form.bulk button[value=requeue]");
+    page.find(requeue).await.unwrap().click().await.unwrap();
+    shows(&page, "main", "2 requeued").await;
+    page.goto(&format!("{base}/queues/default")).await.unwrap();
+    shows(&page, "#lists", &dead[0]).await;
+    shows(&page, "#lists", &dead[1]).await;
+    page.close().await.unwrap();
+}

@@ -872,3 +872,34 @@ async fn ticked_dead_letters_are_requeued_or_deleted_together() {
     .await;
     assert_eq!(none.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delayed_list_says_why_each_task_waits() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let later = PublishOptions::new().delay(Duration::from_secs(3600));
+    let message = Client::message("stevedore.noop", vec![], Default::default(), &later).unwrap();
+    client.publish(message).await.unwrap();
+    let retried = PublishOptions::new()
+        .retries(2)
+        .backoff(Duration::from_secs(3600), Duration::from_secs(3600));
+    let message = Client::message(
+        "stevedore.fail",
+        vec!["x".into()],
+        Default::default(),
+        &retried,
+    )
+    .unwrap();
+    let failing = client.publish(message).await.unwrap();
+    let page = stevedore_tests::eventually("the retry in the delayed list", WAIT, || {
+        let app = app.clone();
+        let id = failing.id().to_owned();
+        async move {
+            let body = get(&app, "/queues/default").await.body;
+            (body.contains(&id) && body.contains("retry 1 of 2")).then_some(body)
+        }
+    })
+    .await;
+    assert!(page.contains(">eta<"), "{page}");
+}
