@@ -1,7 +1,7 @@
 //! `stevedore-web`: a dashboard of the whole cluster, answered from Redis state alone.
 //!
 //! 1. [`router`] serves the pages (`/`, `/queues/NAME`, `/tasks` (search), `/tasks/ID`,
-//!    `/nodes`, `/dead`, `/schedules`, `/limits`), the same views as JSON under `/api`
+//!    `/workflows`, `/workflows/ID`, `/nodes`, `/dead`, `/schedules`, `/limits`), the same views as JSON under `/api`
 //!    (`api.rs`), the cluster gauges for Prometheus (`/metrics`, [`scrape`]), and the
 //!    actions (POSTs under the same paths) over the operator API (`stevedore::admin`); apps
 //!    embed it, `stevedore web --bind ADDR` serves it.
@@ -86,6 +86,8 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/tasks/{id}", get(pages::task::page))
         .route("/tasks/{id}/cancel", post(pages::task::cancel))
         .route("/tasks/{id}/requeue", post(pages::task::requeue))
+        .route("/workflows", get(pages::workflows::list))
+        .route("/workflows/{id}", get(pages::workflows::page))
         .route("/nodes", get(pages::nodes::page))
         .route("/nodes/{node}/reload", post(pages::nodes::reload))
         .route("/dead", get(pages::dead::page))

@@ -128,6 +128,12 @@ impl Admin {
         self.client.workflow(id).show().await
     }
 
+    /// Up to `limit` workflows that have not ended, the most recently active first, each with
+    /// when it last moved (ms since the epoch).
+    pub async fn active_workflows(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        self.broker().active_workflows(limit).await
+    }
+
     /// Cancels workflow `id`; returns the ids of the steps cancelled.
     pub async fn cancel_workflow(&self, id: &str, timeout: Duration) -> Result<Vec<String>> {
         self.client.workflow(id).cancel(timeout).await

@@ -340,6 +340,22 @@ impl Broker {
         Ok(message)
     }
 
+    /// Up to `limit` workflows that have not ended, the most recently active first, each with
+    /// when it last moved (ms since the epoch).
+    pub async fn active_workflows(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(self.keys().workflows())
+            .arg("+inf")
+            .arg("-inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.commands())
+            .await?;
+        Ok(rows.into_iter().map(|(id, at)| (id, at as u64)).collect())
+    }
+
     /// Publishes what the outboxes of workflows idle for [`SWEEP_AFTER`] still hold (their
     /// publisher died); returns how many workflows were swept.
     pub async fn sweep_workflows(&self, ttl: Duration) -> Result<usize> {

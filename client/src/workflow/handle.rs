@@ -34,11 +34,10 @@ impl WorkflowHandle {
     /// The status, the root's result and the root's error as stored.
     async fn outcome(&self) -> Result<(String, Option<Vec<u8>>, Option<Vec<u8>>)> {
         let (status, result, error) = self.client.broker().workflow_outcome(&self.id).await?;
-        let status = status.ok_or_else(|| {
-            Error::InvalidWorkflow(format!(
-                "workflow {} is unknown here (never submitted, or expired with its records)",
-                self.id
-            ))
+        let status = status.ok_or_else(|| Error::NotFound {
+            kind: "workflow",
+            name: self.id.escape_debug().to_string(),
+            hint: "never submitted here, or expired with its records".into(),
         })?;
         Ok((status, result, error))
     }

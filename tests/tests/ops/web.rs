@@ -903,3 +903,50 @@ async fn the_delayed_list_says_why_each_task_waits() {
     .await;
     assert!(page.contains(">eta<"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_page_shows_its_steps_with_their_states_and_links() {
+    use stevedore::Workflow;
+    use stevedore_tests::tasks;
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let chain = Workflow::group([
+        Workflow::chain([tasks::add::sig((1, 2)), tasks::add::partial((10,))]),
+        tasks::add::sig((3, 4)).into(),
+    ]);
+    let handle = client.submit(chain).await.unwrap();
+    // No worker yet: it is running, and listed.
+    let list = get(&app, "/workflows").await;
+    assert!(list.body.contains(handle.id()), "{}", list.body);
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    handle.wait(WAIT).await.unwrap();
+    let page = get(&app, &format!("/workflows/{}", handle.id())).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(">group<") && page.body.contains(">chain<"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("badge st-succeeded").count(),
+        6,
+        "3 tasks, group, chain, status: {}",
+        page.body
+    );
+    let (_, from_api) = api(&app, &format!("/api/workflows/{}", handle.id())).await;
+    let from_cli = cli_json(&redis, &["workflow", "show", handle.id(), "--json"]);
+    assert_eq!(from_api, from_cli);
+    let first = from_api["root"]["children"][0]["children"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        page.body.contains(&format!("/tasks/{first}")),
+        "steps link to their tasks"
+    );
+    assert!(!page.body.contains("→"), "results hidden");
+    assert_eq!(
+        get(&app, "/workflows/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -8,6 +8,7 @@ pub mod queue;
 pub mod schedules;
 pub mod task;
 pub mod tasks;
+pub mod workflows;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
