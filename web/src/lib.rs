@@ -98,6 +98,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/dead/{queue}/requeue-all", post(pages::dead::requeue_all))
         .route("/limits", get(pages::limits::page))
         .route("/schedules", get(pages::schedules::page))
+        .route("/schedules/{name}/run", post(pages::schedules::run))
         .route("/schedules/{name}/pause", post(pages::schedules::pause))
         .route("/schedules/{name}/resume", post(pages::schedules::resume))
         .route("/schedules/{name}/remove", post(pages::schedules::remove))

@@ -30,6 +30,9 @@ pub enum ScheduleCommand {
     Pause(NamedArgs),
     /// Fires a paused schedule again, from now on.
     Resume(NamedArgs),
+    /// Publishes a schedule's task now, outside its timing (prints the task id; `--json`:
+    /// `{"name", "id"}`).
+    Run(NamedArgs),
     /// Creates (or replaces) the schedules of a JSON file (`-`: stdin) in the shape `list
     /// --json` prints: an array, or one object.
     Import(ImportArgs),
@@ -124,6 +127,14 @@ pub async fn run(admin: &Admin, command: ScheduleCommand) -> anyhow::Result<Exit
             done(&args, "resumed")
         }
         ScheduleCommand::Import(args) => import(admin, args).await,
+        ScheduleCommand::Run(args) => {
+            let id = admin.run_schedule_now(&args.name).await?;
+            match args.json {
+                true => say!("{}", serde_json::json!({"name": args.name, "id": id})),
+                false => say!("{id}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -80,6 +80,17 @@ impl Admin {
         }
     }
 
+    /// Publishes schedule `name`'s task now, as beat would at a firing, outside its timing
+    /// (its next due time does not move, a paused schedule stays paused); returns the task
+    /// id. [`crate::Error::NotFound`] when there is no such schedule.
+    pub async fn run_schedule_now(&self, name: &str) -> Result<String> {
+        let (schedule, _) = self.schedule(name).await?;
+        let message = schedule.message(crate::now_ms())?;
+        let id = message.id.clone();
+        self.client.publish(message).await?;
+        Ok(id)
+    }
+
     /// Defines (or redefines) limit `name`.
     pub async fn set_limit(&self, name: &str, spec: &LimitSpec) -> Result<()> {
         self.broker().set_limit(name, spec).await

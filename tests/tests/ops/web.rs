@@ -950,3 +950,64 @@ async fn a_workflow_page_shows_its_steps_with_their_states_and_links() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_publishes_a_schedules_task_from_the_page_and_the_cli() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let added = stevedore_tests::run_cli(
+        env!("CARGO_BIN_EXE_test-admin"),
+        &redis.url(),
+        &[
+            "schedule",
+            "add",
+            "hourly",
+            "stevedore.echo",
+            "--every",
+            "1h",
+            "--args",
+            "[7]",
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let (_, next_before) = client.admin().schedule("hourly").await.unwrap();
+    assert!(get(&app, "/schedules")
+        .await
+        .body
+        .contains("/schedules/hourly/run"));
+    let token = csrf_cookie(&app).await;
+    let ran = post(
+        &app,
+        "/schedules/hourly/run",
+        Some(&token),
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(ran.status, StatusCode::SEE_OTHER, "{}", ran.body);
+    let to = ran.headers[header::LOCATION].to_str().unwrap().to_owned();
+    let id = to.strip_prefix("/tasks/").unwrap().to_owned();
+    let record = client
+        .handle::<rmpv::Value>(id.as_str())
+        .get(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(record, rmpv::Value::Array(vec![7.into()]));
+    let from_cli = cli_json(&redis, &["schedule", "run", "hourly", "--json"]);
+    assert_eq!(from_cli["name"], "hourly");
+    assert_ne!(from_cli["id"].as_str().unwrap(), id);
+    let (_, next_after) = client.admin().schedule("hourly").await.unwrap();
+    assert_eq!(next_before, next_after, "its timing does not move");
+    let missing = post(
+        &app,
+        "/schedules/nope/run",
+        Some(&token),
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

@@ -1,5 +1,5 @@
 //! `/schedules`: every schedule with its timing, next and last fire, missed-run policy and
-//! state; pause, resume, remove.
+//! state; run now, pause, resume, remove.
 
 use axum::extract::{Extension, Path, State};
 use axum::response::Redirect;
@@ -34,6 +34,7 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
                             td { (missed(schedule.missed)) }
                             td { @if schedule.paused { span.bad { "paused" } } @else { "active" } }
                             td {
+                                (action(&csrf, &format!("{at}/run"), "Run now", false)) " "
                                 @if schedule.paused { (action(&csrf, &format!("{at}/resume"), "Resume", false)) }
                                 @else { (action(&csrf, &format!("{at}/pause"), "Pause", false)) }
                                 " " (action(&csrf, &format!("{at}/remove"), "Remove", true))
@@ -72,6 +73,12 @@ fn humanize(ms: u64) -> String {
         ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
         ms => format!("{ms}ms"),
     }
+}
+
+/// `POST /schedules/NAME/run`: publishes its task now; on to the task's page.
+pub async fn run(State(web): crate::State, Path(name): Path<String>) -> Answer<Redirect> {
+    let id = web.admin.run_schedule_now(&name).await?;
+    back(&format!("/tasks/{}", encoded(&id)))
 }
 
 /// `POST /schedules/NAME/pause`.
