@@ -86,6 +86,8 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/tasks/{id}", get(pages::task::page))
         .route("/tasks/{id}/cancel", post(pages::task::cancel))
         .route("/tasks/{id}/requeue", post(pages::task::requeue))
+        .route("/tasks/{id}/retry", post(pages::task::retry))
+        .route("/tasks/retry", post(pages::tasks::retry_selected))
         .route("/workflows", get(pages::workflows::list))
         .route("/workflows/{id}", get(pages::workflows::page))
         .route("/nodes", get(pages::nodes::page))

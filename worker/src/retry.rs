@@ -1,7 +1,8 @@
 //! What happens after a failed attempt: run it again later, or give up into the dead letters.
 //!
 //! ```text
-//! attempt fails ── fatal error, cancelled ─────────────────────────► failed / cancelled (ack)
+//! attempt fails ── fatal error, cancelled ──► failed (its message kept in its record for an
+//!      │                                      operator's retry) / cancelled (ack)
 //!      │
 //!      ├─ retries left ─► retrying: the message, one more attempt, waits in the queue's
 //!      │                  delayed set for  min(max, first * 2^tried) with jitter
@@ -140,6 +141,15 @@ pub fn settle(
         other => other.clone(),
     };
     match policy.plan(run.state, error, message.tried, random) {
+        // A failure that will not run again keeps its message for an operator's retry.
+        Plan::Done
+            if matches!(run.state, TaskState::Failed | TaskState::TimedOut)
+                && attempt.payload.len() <= stevedore::broker::KEPT_MESSAGE_MAX =>
+        {
+            Settle::Failed {
+                message: attempt.payload.to_vec(),
+            }
+        }
         Plan::Done => Settle::Ack,
         Plan::Retry(delay) => {
             let due_ms = stevedore::now_ms() + delay.as_millis() as u64;

@@ -1,7 +1,7 @@
 //! The `stevedore` admin command line: views over the operator API ([`Admin`]), which the
 //! dashboard reads through too. An unknown name is one line on stderr and a non-zero exit.
 //!
-//! Commands: `enqueue`, `task`, `tasks`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
+//! Commands: `enqueue`, `task`, `tasks`, `retry`, `queues`, `status`, `running`, `reload`, `cancel`, `queue
 //! pause|resume`, `schedule add|list|show|remove|pause|resume`, `limit set|list|show|remove`,
 //! `nodes`, `dead list|show|requeue|purge`, `metrics`, `events`, `web`, `workflow
 //! submit|show|cancel`. Output for people is aligned and short; `--json` (on every command
@@ -25,6 +25,7 @@ mod metrics;
 mod nodes;
 mod queue_tasks;
 mod queues;
+mod retry;
 mod schedule;
 mod schedule_json;
 mod task;
@@ -65,6 +66,8 @@ enum Command {
     Task(task::TaskArgs),
     /// Finds finished tasks by state, queue, name, age and error text, newest first.
     Tasks(tasks::TasksArgs),
+    /// Publishes failed tasks again with their own options (a fresh retry budget).
+    Retry(retry::RetryArgs),
     /// Lists queues with their waiting, running and dead-lettered counts.
     Queues(queues::QueuesArgs),
     /// Shows nodes' pools: every worker with its counters and current task.
@@ -116,6 +119,7 @@ pub fn main() -> ExitCode {
             Command::Task(args) => task::run(&admin, args).await,
             Command::Tasks(args) => tasks::run(&admin, args).await,
             Command::Queues(args) => queues::run(&admin, args).await,
+            Command::Retry(args) => retry::run(&admin, args).await,
             Command::Status(ask) => control::ask(&admin, Ask::Status, ask).await,
             Command::Running(ask) => control::ask(&admin, Ask::Running, ask).await,
             Command::Reload(ask) => control::ask(&admin, Ask::Reload, ask).await,

@@ -2,7 +2,7 @@
 
 use super::{not_found, Admin};
 use crate::broker::Whereabouts;
-use crate::{Result, TaskRecord};
+use crate::{Result, TaskRecord, TaskState};
 
 /// What is known about one task.
 #[derive(Debug, Clone)]
@@ -60,5 +60,36 @@ impl Admin {
             }
         };
         Ok(view)
+    }
+}
+
+impl Admin {
+    /// Publishes failed (or timed out) task `id` again with its own options, as its next
+    /// attempt with the retry budget it was published with (the dashboard's Retry,
+    /// `stevedore retry`). [`crate::Error::NotFound`] for an unknown task, or when its
+    /// message was not kept (retried already, larger than 64 KiB, or failed on an older
+    /// worker); [`crate::Error::InvalidOptions`] for a task that did not fail.
+    pub async fn retry_task(&self, id: &str) -> Result<()> {
+        let task = self.task(id).await?;
+        let state = task.record.state();
+        if !matches!(state, TaskState::Failed | TaskState::TimedOut) {
+            let hint = match state {
+                TaskState::Dead => "; a dead task is requeued from its dead letter",
+                _ => "",
+            };
+            return Err(crate::Error::InvalidOptions(format!(
+                "task {} is {}: only a failed or timed out task can be retried{hint}",
+                task.id,
+                state.as_str()
+            )));
+        }
+        match self.broker().retry_failed(&task.id).await? {
+            true => Ok(()),
+            false => Err(not_found(
+                "kept message of task",
+                &task.id,
+                "retried already, larger than 64 KiB, or it failed on a worker that kept none: publish it again",
+            )),
+        }
     }
 }

@@ -255,10 +255,11 @@ impl Broker {
 }
 
 /// A task's record from its hash: every run that decodes, and each field that does not with
-/// why (one damaged field hides nothing else).
+/// why (one damaged field hides nothing else); a failed task's kept message is not a run.
 fn record_of(id: &str, fields: BTreeMap<String, Vec<u8>>) -> TaskRecord {
     let mut unreadable = BTreeMap::new();
     let runs: Vec<(String, RunRecord)> = (fields.into_iter())
+        .filter(|(field, _)| field != super::MESSAGE_FIELD)
         .filter_map(|(field, bytes)| match RunRecord::decode(id, &bytes) {
             Ok(run) => Some((field, run)),
             Err(error) => {

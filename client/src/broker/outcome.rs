@@ -65,6 +65,12 @@ pub enum Settle {
         /// When it is due.
         due_ms: u64,
     },
+    /// Failed for good: keep `message` in the task's record (for an operator's retry), then
+    /// acknowledge.
+    Failed {
+        /// The message as it last ran.
+        message: Vec<u8>,
+    },
     /// Give up: store `message` in the dead letters of `to`, with the run's error as the
     /// reason, then acknowledge.
     Dead {
@@ -395,6 +401,11 @@ impl Broker {
             }
         }
         for outcome in &batch.outcomes {
+            if let Settle::Failed { message } = &outcome.settle {
+                if outcome.record.records(&outcome.run) {
+                    self.add_kept_message(pipe, &outcome.run.id, message);
+                }
+            }
             if let Settle::Dead { to, message } = &outcome.settle {
                 let run = &outcome.run;
                 let letter = NewDeadLetter {

@@ -159,6 +159,8 @@ pub(super) static REAP: Lua = Lua::new(include_str!("scripts/reap.lua"));
 pub(super) static RECORD_LOST: Lua = Lua::new(include_str!("scripts/record_lost.lua"));
 /// Moves a dead letter back to its stream (dead letters).
 pub(super) static REQUEUE_DEAD: Lua = Lua::new(include_str!("scripts/requeue_dead.lua"));
+/// Takes a field out of a hash (a failed task's kept message, retry_failed).
+pub(super) static TAKE_FIELD: Lua = Lua::new(include_str!("scripts/take_field.lua"));
 /// Starts, joins, sweeps or cancels a workflow (workflows).
 pub(super) static WORKFLOW: Lua = Lua::new(include_str!("scripts/workflow.lua"));
 
@@ -195,6 +197,7 @@ mod tests {
             &REAP,
             &RECORD_LOST,
             &REQUEUE_DEAD,
+            &TAKE_FIELD,
             &WORKFLOW,
         ] {
             let code = lua.body();

@@ -198,6 +198,8 @@ class Client:
         runs, attempts, late, unreadable = {}, {}, {}, {}
         for field, raw in fields.items():
             field = field.decode() if isinstance(field, bytes) else field
+            if field == "message":
+                continue  # a failed task's kept message (docs/protocol.md, 3), not a run
             try:
                 run = _decoded(task_id, msgpack.unpackb(raw, raw=False))
             except (ValueError, TypeError, msgpack.UnpackException) as error:

@@ -228,3 +228,67 @@ async fn the_history_keeps_its_bound_under_100000_tasks() {
     assert!(times[10..].iter().all(|t| *t == times[9]), "{times:?}");
     assert_eq!(page["next"].as_u64(), Some(times[9]));
 }
+
+fn task_state(url: &str, id: &str) -> serde_json::Value {
+    let out = run_cli(admin_bin(), url, &["task", id, "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_is_retried_once_with_its_own_options_from_the_cli() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let id = enqueue(
+        &url,
+        &["tests.fail_times", "--args", "[1]", "--retries", "0"],
+    );
+    listed(&url, "failed", 1).await;
+    let out = run_cli(admin_bin(), &url, &["retry", &id, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["retried"][0], id.as_str(), "{json}");
+    let done = eventually("the retry to succeed", Duration::from_secs(30), || {
+        let json = task_state(&url, &id);
+        async move { (json["state"] == "succeeded").then_some(json) }
+    })
+    .await;
+    assert_eq!(done["runs"][0]["attempt"], 2, "its next attempt: {done}");
+    assert_eq!(done["runs"][0]["result"], 2);
+    assert!(done["unreadable"].as_object().unwrap().is_empty(), "{done}");
+    // Not failed any more, unknown, or retried already: one line each, exit 1.
+    let again = run_cli(admin_bin(), &url, &["retry", &id, "nope"]);
+    let err = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is succeeded: only a failed or timed out task can be retried"),
+        "{err}"
+    );
+    assert!(err.contains("no task `nope`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_retries_of_one_failure_publish_it_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w", &[]);
+    let id = enqueue(&url, &["stevedore.fail", "--args", "[\"x\"]"]);
+    listed(&url, "failed", 1).await;
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(worker.wait_exit(Duration::from_secs(30)).success());
+    let client = redis.stevedore().await;
+    let (first, second) = tokio::join!(
+        client.broker().retry_failed(&id),
+        client.broker().retry_failed(&id)
+    );
+    assert_eq!(
+        [first.unwrap(), second.unwrap()]
+            .iter()
+            .filter(|r| **r)
+            .count(),
+        1
+    );
+    let mut conn = redis.connection().await;
+    let queued =
+        stevedore_tests::stream_len(&mut conn, &stevedore_tests::stream_of("default")).await;
+    assert_eq!(queued, 1, "published once");
+}

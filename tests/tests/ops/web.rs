@@ -1011,3 +1011,74 @@ async fn run_now_publishes_a_schedules_task_from_the_page_and_the_cli() {
     .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_tasks_are_retried_one_or_several_at_once_from_the_pages() {
+    let redis = RedisServer::start();
+    let mut worker = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let options = PublishOptions::new();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let args = vec![format!("failure {n}").into()];
+        let message = Client::message("stevedore.fail", args, Default::default(), &options);
+        ids.push(
+            client
+                .publish(message.unwrap())
+                .await
+                .unwrap()
+                .id()
+                .to_owned(),
+        );
+    }
+    stevedore_tests::eventually("three failures in the history", WAIT, || {
+        let json = cli_json(&redis, &["tasks", "--state", "failed", "--json"]);
+        async move { (json["tasks"].as_array()?.len() == 3).then_some(()) }
+    })
+    .await;
+    // No worker from here on: what is retried waits in the queue where the test can see it.
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(worker.wait_exit(WAIT).success());
+    let task_page = get(&app, &format!("/tasks/{}", ids[0])).await;
+    assert!(
+        task_page.body.contains(&format!("/tasks/{}/retry", ids[0])),
+        "{}",
+        task_page.body
+    );
+    let token = csrf_cookie(&app).await;
+    let form = format!("csrf={token}");
+    let one = post(
+        &app,
+        &format!("/tasks/{}/retry", ids[0]),
+        Some(&token),
+        &form,
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::SEE_OTHER, "{}", one.body);
+    let list = get(&app, "/tasks?state=failed").await;
+    assert!(list.body.contains("Retry selected") && list.body.contains("data-select-all"));
+    let picked = format!(
+        "{form}&back=%2Ftasks%3Fstate%3Dfailed&entry={}&entry={}",
+        ids[1], ids[2]
+    );
+    let several = post(&app, "/tasks/retry", Some(&token), &picked).await;
+    assert_eq!(several.status, StatusCode::SEE_OTHER, "{}", several.body);
+    let back = several.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(back, "/tasks?state=failed&done=2%20retried");
+    assert!(get(&app, &back).await.body.contains("2 retried"));
+    let queue = get(&app, "/queues/default").await.body;
+    assert!(
+        ids.iter().all(|id| queue.contains(id.as_str())),
+        "all three wait again: {queue}"
+    );
+    let again = post(&app, "/tasks/retry", Some(&token), &picked).await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "retried already: {}",
+        again.body
+    );
+}

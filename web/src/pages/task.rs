@@ -1,5 +1,5 @@
 //! `/tasks/ID`: a task's record (its run, or each node's run of a broadcast; every attempt;
-//! late runs), with cancel and, once dead, requeue.
+//! late runs), with cancel, retry once failed, and requeue once dead.
 
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ pub async fn page(
             p {
                 @if !state.is_final() { (action(&csrf, &format!("{path}/cancel"), "Cancel", false)) }
                 @if state == TaskState::Dead { (action(&csrf, &format!("{path}/requeue"), "Requeue", false)) }
+                @if matches!(state, TaskState::Failed | TaskState::TimedOut) { (action(&csrf, &format!("{path}/retry"), "Retry", false)) }
             }
             h2 { "Runs" } (runs(record.runs.values(), shown))
             @if !record.attempts.is_empty() {
@@ -97,6 +98,12 @@ fn runs<'a>(runs: impl Iterator<Item = &'a RunRecord>, show_results: bool) -> Ma
 pub async fn cancel(State(web): crate::State, Path(id): Path<String>) -> Answer<Redirect> {
     let selector = CancelSelector::ids([id.clone()]);
     web.admin.cancel(selector, ANSWERS).await?;
+    back(&format!("/tasks/{}", encoded(&id)))
+}
+
+/// `POST /tasks/ID/retry`: a failed task is published again with its own options.
+pub async fn retry(State(web): crate::State, Path(id): Path<String>) -> Answer<Redirect> {
+    web.admin.retry_task(&id).await?;
     back(&format!("/tasks/{}", encoded(&id)))
 }
 

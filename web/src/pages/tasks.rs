@@ -2,13 +2,15 @@
 //! found in the history, across queues, newest first, a page at a time (what `stevedore
 //! tasks` prints). `/tasks?id=ID` goes to that task's page.
 
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use stevedore::admin::{history_state, TaskPage, TaskQuery, HISTORY_STATES};
+use stevedore::TaskState;
 
 use super::{encoded, Answer, Failure};
+use crate::guard::Csrf;
 use crate::layout::{badge, page as shell, when};
 
 /// The search's query string; every field optional.
@@ -31,6 +33,9 @@ pub struct Search {
     /// Rows per page (the API's `limit`; the page uses the dashboard's page size).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// What the last bulk action did (`3 retried`), shown on top.
+    #[serde(default)]
+    done: Option<String>,
 }
 
 impl Search {
@@ -54,6 +59,14 @@ impl Search {
             before_ms: self.before,
             limit,
         })
+    }
+
+    /// This search's path, for coming back after an action.
+    fn back(&self) -> String {
+        let path = self.next_page(0);
+        path.trim_end_matches("before=0")
+            .trim_end_matches('&')
+            .to_owned()
     }
 
     /// This search's path with `before` set to `next` (the next page).
@@ -81,16 +94,29 @@ fn stevedore_duration(text: &str) -> Answer<std::time::Duration> {
 }
 
 /// `GET /tasks`.
-pub async fn page(State(web): crate::State, Query(search): Query<Search>) -> Answer<Response> {
+pub async fn page(
+    State(web): crate::State,
+    Query(search): Query<Search>,
+    Extension(csrf): Extension<Csrf>,
+) -> Answer<Response> {
     if !search.id.trim().is_empty() {
         let to = format!("/tasks/{}", encoded(search.id.trim()));
         return Ok(Redirect::to(&to).into_response());
     }
     let query = search.query(web.config.page_size)?;
     let found = web.admin.tasks(&query).await?;
+    let retryable = matches!(query.state, TaskState::Failed | TaskState::TimedOut);
     let body = html! {
+        @if let Some(done) = &search.done { p.ok.notice { (done) } }
         (form(&search, query.state.as_str()))
-        section #found data-live { (table(&found)) }
+        @if retryable && !found.rows.is_empty() {
+            form.bulk #bulk-tasks method="post" action="/tasks/retry" {
+                input type="hidden" name="csrf" value=(csrf.0);
+                input type="hidden" name="back" value=(search.back());
+                button type="submit" { "Retry selected" }
+            }
+        }
+        section #found data-live { (table(&found, retryable)) }
         @if let Some(next) = found.next {
             p { a href=(search.next_page(next)) { "older →" } }
         }
@@ -117,19 +143,21 @@ fn form(search: &Search, state: &str) -> Markup {
     }
 }
 
-/// The rows found, and what was passed over.
-fn table(found: &TaskPage) -> Markup {
+/// The rows found (a box to tick each when they can be retried), and what was passed over.
+fn table(found: &TaskPage, retryable: bool) -> Markup {
     let now = stevedore::now_ms();
     html! {
         @if found.rows.is_empty() { p.muted { "no such tasks in the history" } } @else {
             table {
                 tr {
+                    @if retryable { th { input type="checkbox" data-select-all form="bulk-tasks" aria-label="select all"; } }
                     th { "finished" } th { "state" } th { "id" } th { "task" } th { "queue" }
                     th { "node" } th.n { "attempt" } th { "error" }
                 }
                 @for row in &found.rows {
                     @let run = &row.run;
                     tr {
+                        @if retryable { td { input type="checkbox" name="entry" value=(run.id) form="bulk-tasks"; } }
                         td { (when(row.finished_at, now)) }
                         td { (badge(run.state.as_str())) }
                         td { a href={ "/tasks/" (encoded(&run.id)) } { code { (run.id) } } }
@@ -148,5 +176,46 @@ fn table(found: &TaskPage) -> Markup {
                  waits for are kept for the workers' --succeeded-ttl, 30 s by default)"
             }
         }
+    }
+}
+
+/// `POST /tasks/retry` with an `entry` field per task ticked (and `back`, the search to
+/// return to): retries each, going on past those that cannot be; back to the search saying
+/// how many were retried, or 409 naming the first that could not be.
+pub async fn retry_selected(State(web): crate::State, body: axum::body::Bytes) -> Answer<Redirect> {
+    let (mut ids, mut back) = (Vec::new(), String::from("/tasks?state=failed"));
+    for (key, value) in form_urlencoded::parse(&body) {
+        match &*key {
+            "entry" => ids.push(value.into_owned()),
+            // Only a path of this dashboard: never a redirect elsewhere.
+            "back" if value.starts_with("/tasks?") => back = value.into_owned(),
+            _ => {}
+        }
+    }
+    if ids.is_empty() {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "no task selected: tick at least one".into(),
+        ));
+    }
+    let mut failed = Vec::new();
+    for id in &ids {
+        if let Err(error) = web.admin.retry_task(id).await {
+            failed.push((id, error));
+        }
+    }
+    match failed.first() {
+        None => super::back(&format!(
+            "{back}&done={}",
+            encoded(&format!("{} retried", ids.len()))
+        )),
+        Some((id, why)) => Err(Failure(
+            StatusCode::CONFLICT,
+            format!(
+                "{} of the selected were not retried ({} were); {id}: {why}",
+                failed.len(),
+                ids.len() - failed.len()
+            ),
+        )),
     }
 }
