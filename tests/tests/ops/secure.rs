@@ -249,9 +249,15 @@ async fn the_producer_user_may_run_every_admin_command() {
     let letters: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     let entry = letters[0]["entry"].as_str().unwrap().to_owned();
     admin(&["dead", "show", &entry]);
+    let (_, failed) = admin(&["enqueue", "stevedore.fail", "--args", "[\"x\"]", "--wait"]);
+    let failed = failed.lines().next().unwrap().to_owned();
+    let (retried, text) = admin(&["retry", &failed]);
+    assert!(retried, "{text}");
     for args in [
         vec!["task", id.as_str()],
         vec!["queues"],
+        vec!["tasks", "--state", "succeeded"],
+        vec!["tasks", "--state", "failed", "--error", "x"],
         vec!["nodes"],
         vec!["status", "--all"],
         vec!["running", "--all"],
@@ -262,6 +268,7 @@ async fn the_producer_user_may_run_every_admin_command() {
         vec!["schedule", "add", "s", "tests.count_run", "--every", "1h"],
         vec!["schedule", "list"],
         vec!["schedule", "show", "s"],
+        vec!["schedule", "run", "s"],
         vec!["schedule", "pause", "s"],
         vec!["schedule", "resume", "s"],
         vec!["schedule", "remove", "s"],
