@@ -93,3 +93,10 @@ pub async fn task_metrics(State(web): crate::State) -> ApiAnswer {
         &web.admin.task_minutes(MINUTES).await?,
     )))
 }
+
+/// `GET /api/metrics/queues`: each queue's depth per minute over the last hour.
+pub async fn queue_metrics(State(web): crate::State) -> ApiAnswer {
+    Ok(Json(json::queue_minutes(
+        &web.admin.queue_minutes(MINUTES).await?,
+    )))
+}

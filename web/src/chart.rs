@@ -73,6 +73,27 @@ fn legend() -> Markup {
     }
 }
 
+/// A small line of `values` (oldest first; `None`: no sample that minute), scaled to its
+/// own peak, the peak labelled: a queue's depth over the hour at a glance.
+pub fn sparkline(values: &[Option<u64>], label: &str) -> Markup {
+    const W: u64 = 180;
+    const H: u64 = 28;
+    let peak = values.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let step = W / (values.len() as u64).saturating_sub(1).max(1);
+    let points: Vec<String> = (values.iter().enumerate())
+        .filter_map(|(i, v)| {
+            v.map(|v| format!("{},{}", i as u64 * step, H - 2 - v * (H - 4) / peak))
+        })
+        .collect();
+    html! {
+        svg.spark width=(W) height=(H) viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(label) {
+            title { (label) }
+            line x1="0" x2=(W) y1=(H - 2) y2=(H - 2) stroke="#ddd" {}
+            polyline points=(points.join(" ")) fill="none" stroke="#1f3a5f" stroke-width="1.5" {}
+        }
+    }
+}
+
 /// The smallest of 1, 2, 5 x 10^k that is at least `n` (at least 2, so that half of it is
 /// a whole tick).
 fn nice_ceiling(n: u64) -> u64 {
@@ -116,6 +137,12 @@ mod tests {
         );
         assert!(svg.contains(">00:00</text>"), "time axis: {svg}");
         assert!(svg.contains("140 succeeded"), "{svg}");
+    }
+
+    #[test]
+    fn a_sparkline_puts_its_peak_at_the_top_and_skips_unsampled_minutes() {
+        let svg = sparkline(&[Some(0), None, Some(10)], "q").into_string();
+        assert!(svg.contains("points=\"0,26 180,2\""), "{svg}");
     }
 
     #[test]

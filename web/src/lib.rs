@@ -112,6 +112,7 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/api/workflows/{id}", get(api::workflow))
         .route("/api/limits", get(api::limits))
         .route("/api/metrics/tasks", get(api::task_metrics))
+        .route("/api/metrics/queues", get(api::queue_metrics))
         .route("/live.js", get(layout::live_script))
         .route("/metrics", get(metrics::serve))
         .layer(axum::middleware::from_fn_with_state(

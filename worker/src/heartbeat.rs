@@ -7,7 +7,9 @@
 //!    runs it still finishes are then recorded as late, not over the reaper's verdict.
 //! 3. Warns when a live peer reads a newer protocol, and with `--yield-to-newer` stops taking
 //!    work (AWX shuts such a node down).
-//! 4. Stops beating when told; the worker then removes the beat if it stopped cleanly, or
+//! 4. Once a minute, samples the depth of the queues it reads (waiting tasks, the oldest's
+//!    age) for the dashboard's queue chart, within half a beat (a slow sample is skipped).
+//! 5. Stops beating when told; the worker then removes the beat if it stopped cleanly, or
 //!    leaves it to go stale so that peers reap what it abandoned.
 
 use std::sync::Arc;
@@ -51,6 +53,7 @@ impl Heartbeat {
         let mut failing = false;
         let mut warned_newer = false;
         let mut last_beat: Option<u64> = None;
+        let mut sampled_minute = 0;
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -74,6 +77,11 @@ impl Heartbeat {
             }
             if !warned_newer {
                 warned_newer = self.check_versions().await;
+            }
+            let minute = stevedore::now_ms() / 60_000;
+            if minute != sampled_minute {
+                sampled_minute = minute;
+                self.sample_queues().await;
             }
         }
     }
@@ -110,6 +118,18 @@ impl Heartbeat {
         self.activity.beat_recorded(now, *last_beat, max_gap);
         *last_beat = Some(now);
         Ok(())
+    }
+
+    /// Samples the depth of the queues this node reads (its shared queues and its own).
+    async fn sample_queues(&self) {
+        let own = format!("node:{}", self.template.node);
+        let queues: Vec<String> = self.template.queues.iter().cloned().chain([own]).collect();
+        let sampled = tokio::time::timeout(self.every / 2, self.broker.sample_queues(&queues));
+        match sampled.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "cannot sample the queues' depth"),
+            Err(_) => tracing::debug!("sampling the queues' depth took too long; skipped"),
+        }
     }
 
     /// Warns once when a live peer reads a newer protocol; returns whether it warned.

@@ -12,6 +12,13 @@ use crate::schedule::Schedule;
 use crate::workflow::WorkflowView;
 use crate::{Result, Workflow, WorkflowHandle};
 
+/// One minute of every queue's depth: (minute = ms since the epoch / 60,000, samples by
+/// queue).
+pub type QueueMinutes = (
+    u64,
+    std::collections::BTreeMap<String, crate::broker::QueueSample>,
+);
+
 /// The cluster at a glance: what the dashboard's overview and the cluster metrics show.
 #[derive(Debug, Clone)]
 pub struct Overview {
@@ -45,6 +52,12 @@ impl Admin {
             throughput,
             schedule_runs,
         })
+    }
+
+    /// Each queue's depth per minute over the last `minutes` (waiting tasks and the oldest's
+    /// age, sampled by the workers reading it), oldest minute first.
+    pub async fn queue_minutes(&self, minutes: u64) -> Result<Vec<QueueMinutes>> {
+        self.broker().queue_minutes(minutes).await
     }
 
     /// Every schedule with its next due time, and the names of stored schedules that do not

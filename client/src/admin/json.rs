@@ -131,3 +131,20 @@ pub fn overview(overview: &super::Overview, now: u64) -> Value {
         "schedule_runs": runs,
     })
 }
+
+/// Each queue's depth per minute (`/api/metrics/queues`): `{"minutes": [{"minute",
+/// "queues": {QUEUE: {"waiting", "oldest_age_ms"}}}]}`, oldest minute first.
+pub fn queue_minutes(minutes: &[super::QueueMinutes]) -> Value {
+    let rows: Vec<Value> = (minutes.iter())
+        .map(|(minute, queues)| {
+            let queues: serde_json::Map<String, Value> = (queues.iter())
+                .map(|(name, s)| {
+                    let sample = json!({"waiting": s.waiting, "oldest_age_ms": s.oldest_age_ms});
+                    (name.clone(), sample)
+                })
+                .collect();
+            json!({"minute": minute, "queues": queues})
+        })
+        .collect();
+    json!({ "minutes": rows })
+}

@@ -33,7 +33,7 @@ mod tasks;
 
 use std::time::Duration;
 
-pub use cluster::{EventFollower, Overview};
+pub use cluster::{EventFollower, Overview, QueueMinutes};
 pub use dead::RequeueReport;
 pub use history::{history_state, TaskMinutes, TaskPage, TaskQuery, TaskRow};
 pub(crate) use nodes::{node_views, split_live_and_lost};
@@ -43,8 +43,8 @@ pub use tasks::TaskView;
 
 /// The types the operator API answers with, defined where they are read.
 pub use crate::broker::{
-    DeadLetter, LimitInfo, Listed, QueueInfo, TaskEvent, TaskMinute, Whereabouts, HISTORY_STATES,
-    RUN_TIME_BUCKETS_MS,
+    DeadLetter, LimitInfo, Listed, QueueInfo, QueueSample, TaskEvent, TaskMinute, Whereabouts,
+    HISTORY_STATES, RUN_TIME_BUCKETS_MS,
 };
 
 use crate::broker::Broker;

@@ -30,6 +30,7 @@
 //! | `NS:{s}:outbox`       | hash   | claimed firings not yet published -> queue + messages   |
 //! | `NS:{r}:queues`       | set    | wire names of every queue published to or read          |
 //! | `NS:{m}:done:MINUTE`  | string | runs settled in that minute (ms / 60,000); expires 2 h  |
+//! | `NS:{m}:queues:MINUTE` | hash  | each queue's depth that minute: `WAITING:OLDEST_AGE_MS` (sampled by heartbeats); expires 2 h |
 //! | `NS:{m}:tasks:MINUTE` | hash   | per task name that minute: `NAME\truns`, `NAME\tsucceeded`, `NAME\tfailed`, `NAME\tb:I` (run-time bucket); expires 2 h |
 //! | `NS:{q:NAME}:history:STATE` | zset | finished runs of queue NAME in final STATE: task id -> finished ms (newest N kept; `{n:NODE}`, `{b}` likewise) |
 //! | `NS:{e}:events`       | stream | task events for monitors (off by default; capped)       |
@@ -189,6 +190,11 @@ impl Keys {
     /// String: how many runs were settled in `minute` (ms since the epoch / 60,000).
     pub fn done_in_minute(&self, minute: u64) -> String {
         format!("{}:{{m}}:done:{minute}", self.ns)
+    }
+
+    /// Hash: each queue's depth sampled in `minute` (`WAITING:OLDEST_AGE_MS`).
+    pub fn queue_minute(&self, minute: u64) -> String {
+        format!("{}:{{m}}:queues:{minute}", self.ns)
     }
 
     /// Hash: each task name's runs, failures and run-time buckets in `minute`.

@@ -89,6 +89,7 @@ pub use retry_failed::{KEPT_MESSAGE_MAX, MESSAGE_FIELD};
 pub use schedules::{Fired, Firing};
 pub use scripts::Sending;
 pub use shared::SharedConnection;
+pub use throughput::QueueSample;
 pub use workflows::{step_outcome, Joined, ReadyStep, StepRef, SWEEP_AFTER, WORKFLOW_HEADER};
 
 /// Talks to stevedore's Redis. Cheap to clone; clones share connections.

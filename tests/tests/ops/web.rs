@@ -1082,3 +1082,46 @@ async fn failed_tasks_are_retried_one_or_several_at_once_from_the_pages() {
         again.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_charts_each_queues_depth_the_workers_sample() {
+    let redis = RedisServer::start();
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    // A worker samples the queues it reads as soon as it beats, then once a minute.
+    stevedore_tests::eventually("the worker's first sample", WAIT, || {
+        let app = app.clone();
+        async move {
+            let (_, json) = api(&app, "/api/metrics/queues").await;
+            let last = json["minutes"].as_array()?.last()?.clone();
+            (last["queues"]["default"].is_object() && last["queues"]["node:w1"].is_object())
+                .then_some(())
+        }
+    })
+    .await;
+    let parked = PublishOptions::new().queue("parked");
+    for n in 0..3 {
+        let message = Client::message(
+            "tests.add",
+            vec![n.into(), 1.into()],
+            Default::default(),
+            &parked,
+        );
+        client.publish(message.unwrap()).await.unwrap();
+    }
+    client
+        .broker()
+        .sample_queues(&["parked".to_owned()])
+        .await
+        .unwrap();
+    let (_, json) = api(&app, "/api/metrics/queues").await;
+    let last = json["minutes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["queues"]["parked"]["waiting"], 3, "{json}");
+    assert_eq!(json["minutes"].as_array().unwrap().len(), 60);
+    let body = get(&app, "/").await.body;
+    assert!(
+        body.contains("Queues over the last hour")
+            && body.contains("parked: waiting per minute, peak 3"),
+        "{body}"
+    );
+}

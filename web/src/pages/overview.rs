@@ -4,7 +4,7 @@
 
 use axum::extract::{Extension, State};
 use maud::{html, Markup};
-use stevedore::admin::{NodeCounts, QueueView, TaskMinutes};
+use stevedore::admin::{NodeCounts, QueueMinutes, QueueView, TaskMinutes};
 
 use super::{encoded, Answer};
 use crate::guard::Csrf;
@@ -15,9 +15,10 @@ const CHART_MINUTES: u64 = 60;
 
 /// `GET /`: the overview.
 pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
-    let (overview, tasks) = tokio::try_join!(
+    let (overview, tasks, depths) = tokio::try_join!(
         web.admin.overview(CHART_MINUTES),
-        web.admin.task_minutes(CHART_MINUTES)
+        web.admin.task_minutes(CHART_MINUTES),
+        web.admin.queue_minutes(CHART_MINUTES),
     )?;
     let (queues, nodes, leader) = (&overview.queues, &overview.nodes, &overview.beat_leader);
     let now = stevedore::now_ms();
@@ -32,6 +33,8 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
             (crate::chart::runs_per_minute(&chart_minutes(&tasks)))
             h2 { "Tasks over the last hour" }
             (task_table(&tasks))
+            h2 { "Queues over the last hour" }
+            (depth_table(&depths))
         }
         section #cluster data-live {
             h2 { "Nodes" }
@@ -100,6 +103,38 @@ fn task_table(tasks: &TaskMinutes) -> Markup {
                         td.n { @if m.failed > 0 { span.bad { (m.failed) } } @else { "0" } }
                         td.n { (quantile(m.quantile_ms(0.5))) }
                         td.n { (quantile(m.quantile_ms(0.95))) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each sampled queue's waiting tasks per minute over the hour (a line), now and at its
+/// peak, and the oldest waiting task's age now and at its peak.
+fn depth_table(minutes: &[QueueMinutes]) -> Markup {
+    let mut names: Vec<&String> = minutes.iter().flat_map(|(_, q)| q.keys()).collect();
+    names.sort();
+    names.dedup();
+    let ms = stevedore::admin::format::short_age;
+    html! {
+        @if names.is_empty() { p.muted { "no samples yet (each worker samples its queues once a minute)" } } @else {
+            table {
+                tr {
+                    th { "queue" } th { "waiting, last hour" } th.n { "now" } th.n { "peak" }
+                    th.n { "oldest now" } th.n { "oldest peak" }
+                }
+                @for name in names {
+                    @let samples: Vec<_> = minutes.iter().map(|(_, q)| q.get(name).copied()).collect();
+                    @let last = samples.iter().rev().flatten().next().copied().unwrap_or_default();
+                    @let peak = samples.iter().flatten().map(|s| s.waiting).max().unwrap_or(0);
+                    @let oldest = samples.iter().flatten().map(|s| s.oldest_age_ms).max().unwrap_or(0);
+                    @let line: Vec<Option<u64>> = samples.iter().map(|s| s.map(|s| s.waiting)).collect();
+                    tr {
+                        td { a href={ "/queues/" (encoded(name)) } { (name) } }
+                        td { (crate::chart::sparkline(&line, &format!("{name}: waiting per minute, peak {peak}"))) }
+                        td.n { (last.waiting) } td.n { (peak) }
+                        td.n { (ms(last.oldest_age_ms)) } td.n { (ms(oldest)) }
                     }
                 }
             }
