@@ -1125,3 +1125,49 @@ async fn the_overview_charts_each_queues_depth_the_workers_sample() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_task_is_cancelled_from_its_page_which_says_so() {
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let message = Client::message(
+        "tests.add",
+        vec![1.into(), 2.into()],
+        Default::default(),
+        &PublishOptions::new(),
+    );
+    let handle = client.publish(message.unwrap()).await.unwrap();
+    let path = format!("/tasks/{}", handle.id());
+    let page = get(&app, &path).await;
+    assert!(
+        page.body.contains(&format!("{path}/cancel")),
+        "{}",
+        page.body
+    );
+    let token = csrf_cookie(&app).await;
+    let cancelled = post(
+        &app,
+        &format!("{path}/cancel"),
+        Some(&token),
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        cancelled.body
+    );
+    let back = cancelled.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(back.starts_with(&format!("{path}?done=")), "{back}");
+    assert!(
+        get(&app, &back).await.body.contains("cancel requested"),
+        "the page says so"
+    );
+    let _w = WorkerProcess::start(test_worker_bin!(), &redis, "w1", &[]);
+    let record = stevedore_tests::finished(&client, handle.id(), WAIT).await;
+    assert_eq!(record.state(), stevedore::TaskState::Cancelled);
+}

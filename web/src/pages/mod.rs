@@ -92,6 +92,20 @@ pub fn args_link(web: &crate::Web, path: &str, shown: bool) -> maud::Markup {
     }
 }
 
+/// `?done=TEXT`: what the action that led here did, shown on top of the page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Notice {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+impl Notice {
+    /// The notice line, if there is one.
+    pub fn shown(&self) -> maud::Markup {
+        html! { @if let Some(done) = &self.done { p.ok.notice { (done) } } }
+    }
+}
+
 /// After an action: back to `path` (303, so a reload does not post again).
 pub fn back(path: &str) -> Answer<Redirect> {
     Ok(Redirect::to(path))

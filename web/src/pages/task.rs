@@ -10,7 +10,7 @@ use stevedore::admin::{TaskView, Whereabouts};
 use stevedore::control::CancelSelector;
 use stevedore::{Destination, RunRecord, TaskState};
 
-use super::{args_link, back, encoded, Answer, ArgsToggle};
+use super::{args_link, back, encoded, Answer, ArgsToggle, Notice};
 use crate::guard::Csrf;
 use crate::layout::{action, page as shell, time};
 
@@ -21,17 +21,19 @@ pub async fn page(
     State(web): crate::State,
     Path(id): Path<String>,
     Query(toggle): Query<ArgsToggle>,
+    Query(notice): Query<Notice>,
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
     let shown = toggle.shown(&web)?;
     let task = web.admin.task(&id).await?;
     if !task.has_record() {
-        return Ok(unstarted(&task));
+        return Ok(unstarted(&task, &notice, &csrf));
     }
     let (record, id) = (&task.record, &task.id);
     let state = record.state();
     let path = format!("/tasks/{}", encoded(id));
     let body = html! {
+        (notice.shown())
         (args_link(&web, &path, shown))
         section #task data-live {
             p { "state: " strong { (state.as_str()) } }
@@ -53,8 +55,9 @@ pub async fn page(
     Ok(shell(&format!("Task {id}"), body))
 }
 
-/// The page of a task without a record: where it waits (an unknown task is 404 before).
-fn unstarted(task: &TaskView) -> maud::Markup {
+/// The page of a task without a record: where it waits, and a cancel button while it waits
+/// or is delayed (an unknown task is 404 before).
+fn unstarted(task: &TaskView, notice: &Notice, csrf: &Csrf) -> maud::Markup {
     let link = |queue: &Destination| {
         let name = queue.wire_name();
         html! { a href={ "/queues/" (encoded(&name)) } { (name) } }
@@ -68,6 +71,16 @@ fn unstarted(task: &TaskView) -> maud::Markup {
             p { "rejected into the dead letters of " (link(queue)) ": " span.bad { (reason) } }
         },
         None => html! { p { "state: " (task.state) } },
+    };
+    let cancel = format!("/tasks/{}/cancel", encoded(&task.id));
+    let waits = matches!(
+        task.whereabouts,
+        Some(Whereabouts::Waiting(_) | Whereabouts::Delayed(..))
+    );
+    let body = html! {
+        (notice.shown())
+        (body)
+        @if waits { p { (action(csrf, &cancel, "Cancel", false)) } }
     };
     shell(&format!("Task {}", task.id), body)
 }
@@ -94,11 +107,14 @@ fn runs<'a>(runs: impl Iterator<Item = &'a RunRecord>, show_results: bool) -> Ma
     }
 }
 
-/// `POST /tasks/ID/cancel`.
+/// `POST /tasks/ID/cancel`: back to the task's page, which says the cancel was asked for (a
+/// waiting or delayed task is recorded cancelled when a worker reaches it; a running one is
+/// stopped by its node).
 pub async fn cancel(State(web): crate::State, Path(id): Path<String>) -> Answer<Redirect> {
     let selector = CancelSelector::ids([id.clone()]);
     web.admin.cancel(selector, ANSWERS).await?;
-    back(&format!("/tasks/{}", encoded(&id)))
+    let said = "cancel requested: it will not start, or its node stops it";
+    back(&format!("/tasks/{}?done={}", encoded(&id), encoded(said)))
 }
 
 /// `POST /tasks/ID/retry`: a failed task is published again with its own options.
