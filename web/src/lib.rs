@@ -99,7 +99,12 @@ pub fn router(client: Client, config: WebConfig) -> Router {
         .route("/dead/{queue}/selected", post(pages::dead::selected))
         .route("/dead/{queue}/requeue-all", post(pages::dead::requeue_all))
         .route("/limits", get(pages::limits::page))
-        .route("/schedules", get(pages::schedules::page))
+        .route(
+            "/schedules",
+            get(pages::schedules::page).post(pages::schedule_form::save),
+        )
+        .route("/schedules/new", get(pages::schedule_form::new))
+        .route("/schedules/{name}/edit", get(pages::schedule_form::edit))
         .route("/schedules/{name}/run", post(pages::schedules::run))
         .route("/schedules/{name}/pause", post(pages::schedules::pause))
         .route("/schedules/{name}/resume", post(pages::schedules::resume))

@@ -1171,3 +1171,73 @@ async fn a_waiting_task_is_cancelled_from_its_page_which_says_so() {
     let record = stevedore_tests::finished(&client, handle.id(), WAIT).await;
     assert_eq!(record.state(), stevedore::TaskState::Cancelled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_added_and_edited_from_the_dashboard_by_the_clis_rules() {
+    use stevedore::schedule::Timing;
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let admin = client.admin();
+    assert!(get(&app, "/schedules/new")
+        .await
+        .body
+        .contains("name=\"when\""));
+    let token = csrf_cookie(&app).await;
+    let save = |fields: &str| {
+        let body = format!("csrf={token}&{fields}");
+        let app = app.clone();
+        let token = token.clone();
+        async move { post(&app, "/schedules", Some(&token), &body).await }
+    };
+    let added =
+        save("name=nightly&task=stevedore.echo&queue=&kind=every&when=5m&args=%5B1%5D").await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let (stored, next) = admin.schedule("nightly").await.unwrap();
+    assert_eq!(stored.timing, Timing::Every { ms: 300_000 });
+    assert_eq!((stored.queue.as_str(), stored.args.len()), ("default", 1));
+    assert!(next.is_some());
+    let taken = save("name=nightly&task=stevedore.noop&kind=every&when=1m").await;
+    assert_eq!(
+        taken.status,
+        StatusCode::CONFLICT,
+        "a name is not silently replaced"
+    );
+    let form = get(&app, "/schedules/nightly/edit").await.body;
+    assert!(
+        form.contains("value=\"5m\"") && form.contains("value=\"[1]\""),
+        "{form}"
+    );
+    let edited = save(
+        "edit=yes&name=nightly&task=stevedore.noop&kind=cron&when=0+3+*+*+*&tz=Europe%2FBerlin",
+    )
+    .await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.body);
+    let (changed, _) = admin.schedule("nightly").await.unwrap();
+    assert_eq!(
+        changed.created_at, stored.created_at,
+        "an edit keeps its creation time"
+    );
+    assert_eq!(
+        changed.timing,
+        Timing::Cron {
+            expr: "0 3 * * *".into(),
+            tz: "Europe/Berlin".into()
+        }
+    );
+    assert_eq!(changed.task, "stevedore.noop");
+    for bad in [
+        "name=b&task=t&kind=cron&when=not+a+cron",
+        "name=b&task=t&kind=every&when=5m&args=%7Bnot",
+        "name=b&task=t&kind=every&when=1ms",
+        "name=b%20c&task=t&kind=every&when=5m",
+    ] {
+        let refused = save(bad).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            refused.body
+        );
+    }
+    assert!(admin.schedule("b").await.is_err());
+}

@@ -5,6 +5,7 @@ pub mod limits;
 pub mod nodes;
 pub mod overview;
 pub mod queue;
+pub mod schedule_form;
 pub mod schedules;
 pub mod task;
 pub mod tasks;

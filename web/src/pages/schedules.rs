@@ -1,5 +1,5 @@
 //! `/schedules`: every schedule with its timing, next and last fire, missed-run policy and
-//! state; run now, pause, resume, remove.
+//! state; add, edit (`schedule_form.rs`), run now, pause, resume, remove.
 
 use axum::extract::{Extension, Path, State};
 use axum::response::Redirect;
@@ -14,6 +14,7 @@ use crate::layout::{action, page as shell, time};
 pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) -> Answer {
     let (schedules, unreadable) = web.admin.schedules().await?;
     let body = html! {
+        p { a href="/schedules/new" { "New schedule" } }
         @for (name, error) in &unreadable {
             p.bad { "schedule " code { (name) } " cannot be read: " (error) " (remove it with `stevedore schedule remove`)" }
         }
@@ -34,6 +35,7 @@ pub async fn page(State(web): crate::State, Extension(csrf): Extension<Csrf>) ->
                             td { (missed(schedule.missed)) }
                             td { @if schedule.paused { span.bad { "paused" } } @else { "active" } }
                             td {
+                                a href={ (at) "/edit" } { "Edit" } " "
                                 (action(&csrf, &format!("{at}/run"), "Run now", false)) " "
                                 @if schedule.paused { (action(&csrf, &format!("{at}/resume"), "Resume", false)) }
                                 @else { (action(&csrf, &format!("{at}/pause"), "Pause", false)) }
@@ -58,7 +60,7 @@ fn in_words(timing: &Timing) -> String {
 }
 
 /// The missed-run policy as `schedule add --missed` takes it.
-fn missed(policy: Missed) -> String {
+pub(super) fn missed(policy: Missed) -> String {
     match policy {
         Missed::Skip => "skip".into(),
         Missed::Once => "once".into(),
@@ -66,7 +68,7 @@ fn missed(policy: Missed) -> String {
     }
 }
 
-fn humanize(ms: u64) -> String {
+pub(super) fn humanize(ms: u64) -> String {
     match ms {
         ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
         ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
