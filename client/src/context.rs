@@ -33,6 +33,7 @@ pub struct TaskContext {
     queue: Arc<str>,
     cancel: CancellationToken,
     client: Client,
+    progress: Arc<crate::progress::Gate>,
 }
 
 impl TaskContext {
@@ -54,6 +55,7 @@ impl TaskContext {
             queue: queue.into(),
             cancel,
             client,
+            progress: Arc::default(),
         }
     }
 
@@ -95,5 +97,43 @@ impl TaskContext {
     /// A client to publish further tasks with.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Reports how far the run got: `done` units of `total` (0: unknown), with `message`
+    /// (cut to 1 KiB). Seen from [`crate::TaskHandle::progress`], `stevedore task`, the
+    /// dashboard and the event stream. Throttled to one write per 200 ms (reports in between
+    /// are dropped; one saying the work is done is always written), so a tight loop may
+    /// call it freely.
+    ///
+    /// ```no_run
+    /// use stevedore::{task, TaskContext, TaskError};
+    ///
+    /// #[task(name = "reports.render")]
+    /// async fn render(ctx: TaskContext, pages: u64) -> Result<(), TaskError> {
+    ///     for page in 1..=pages {
+    ///         ctx.set_progress(page, pages, format!("page {page}")).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub async fn set_progress(
+        &self,
+        done: u64,
+        total: u64,
+        message: impl Into<String>,
+    ) -> crate::Result<()> {
+        let progress = crate::Progress::new(done, total, message.into(), crate::now_ms());
+        if !self.progress.admits(&progress) {
+            return Ok(());
+        }
+        let by = crate::broker::Reporter {
+            id: &self.id,
+            task: &self.task,
+            queue: &self.queue,
+            node: &self.node,
+            attempt: self.attempt,
+        };
+        self.client.broker().set_progress(&by, &progress).await
     }
 }

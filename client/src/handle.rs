@@ -77,6 +77,14 @@ pub struct TaskHandle<T = rmpv::Value> {
     result: PhantomData<fn() -> T>,
 }
 
+impl<T> TaskHandle<T> {
+    /// The task's latest progress report (`ctx.set_progress` in the task), `None` when it
+    /// made none (or it was not kept: reports last a day).
+    pub async fn progress(&self) -> Result<Option<crate::Progress>> {
+        self.client.broker().progress(&self.id).await
+    }
+}
+
 impl<T> Clone for TaskHandle<T> {
     fn clone(&self) -> Self {
         Self::new(&self.client, self.id.clone(), self.notify, self.discarded).keeping(self.policy)

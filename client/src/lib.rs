@@ -38,6 +38,7 @@ pub mod limits;
 mod message;
 pub mod nodes;
 mod options;
+pub mod progress;
 mod queue;
 mod record;
 mod registry;
@@ -58,6 +59,7 @@ pub use error::{Error, Result};
 pub use handle::{TaskFailure, TaskHandle, POLL_AT_MOST};
 pub use message::{Message, MESSAGE_VERSION};
 pub use options::PublishOptions;
+pub use progress::Progress;
 pub use queue::{Destination, QueueName};
 pub use record::{RecordField, RecordPolicy, RunRecord, TaskRecord, TaskState};
 pub use registry::{

@@ -371,3 +371,22 @@ pub async fn quiet(fail: bool) -> Result<(), TaskError> {
     }
     Ok(())
 }
+
+/// Reports 1 of 3 steps, waits (up to 30 s) until the test sets `tests:go:ID`, then reports
+/// 3 of 3 and returns.
+#[task(name = "tests.progress")]
+pub async fn progress(ctx: TaskContext) -> Result<(), TaskError> {
+    ctx.set_progress(1, 3, "first step").await?;
+    let mut conn = test_redis().await?;
+    let go = format!("tests:go:{}", ctx.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let released: Option<String> = redis::cmd("GET").arg(&go).query_async(&mut conn).await?;
+        if released.is_some() {
+            ctx.set_progress(3, 3, "all done").await?;
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Err(TaskError::fatal("never released"))
+}

@@ -47,6 +47,16 @@ pub async fn run(admin: &Admin, args: TaskArgs) -> anyhow::Result<ExitCode> {
 fn print_record(task: &TaskView) -> std::io::Result<()> {
     say!("id:        {}", printable(&task.id));
     say!("state:     {}", task.state);
+    if let Some(p) = &task.progress {
+        let percent = p.percent().map(|p| format!(" ({p}%)")).unwrap_or_default();
+        say!(
+            "progress:  {}/{}{percent} {} ({})",
+            p.done,
+            p.total,
+            printable(&p.message),
+            timestamp(p.at)
+        );
+    }
     match &task.whereabouts {
         Some(Whereabouts::Waiting(q)) => say!("           waiting in queue {q}, not started"),
         Some(Whereabouts::Delayed(q, due)) => {

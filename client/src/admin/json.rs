@@ -27,6 +27,7 @@ pub fn task(task: &TaskView) -> Value {
         "late": record.late.values().collect::<Vec<_>>(),
         "where": task.whereabouts.as_ref().map(whereabouts),
         "unreadable": record.unreadable,
+        "progress": task.progress,
     })
 }
 

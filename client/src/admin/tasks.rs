@@ -17,6 +17,8 @@ pub struct TaskView {
     pub record: TaskRecord,
     /// Where it is, when it has no record.
     pub whereabouts: Option<Whereabouts>,
+    /// Its latest progress report, if it made one.
+    pub progress: Option<crate::Progress>,
 }
 
 impl TaskView {
@@ -36,11 +38,13 @@ impl Admin {
             Ok(uuid) => uuid.hyphenated().to_string(),
             Err(_) => id.to_owned(),
         };
-        let record = self.client.task(&id).await?;
+        let (record, progress) =
+            tokio::try_join!(self.client.task(&id), self.broker().progress(&id))?;
         let mut view = TaskView {
             state: "pending",
             whereabouts: None,
             record,
+            progress,
             id,
         };
         if view.has_record() {

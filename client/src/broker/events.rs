@@ -29,8 +29,8 @@ pub struct TaskEvent {
     /// The stream entry id (`MS-SEQ`): where `--follow` resumes.
     #[serde(rename = "entry")]
     pub entry_id: String,
-    /// published, discarded, started, succeeded, failed, retried, dead, cancelled, timed_out,
-    /// expired or lost.
+    /// published, discarded, started, progress, succeeded, failed, retried, dead, cancelled,
+    /// timed_out, expired or lost.
     pub event: String,
     /// The task id.
     pub id: String,
@@ -52,6 +52,12 @@ pub struct TaskEvent {
     /// When a retried task runs again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<u64>,
+    /// A progress event's units done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<u64>,
+    /// A progress event's units in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// The event name of a run in `state` (`running` is `started`, `retrying` is `retried`).
@@ -121,7 +127,7 @@ impl Broker {
         self.add_event(pipe, &fields);
     }
 
-    fn add_event(&self, pipe: &mut redis::Pipeline, fields: &[(&str, &str)]) {
+    pub(super) fn add_event(&self, pipe: &mut redis::Pipeline, fields: &[(&str, &str)]) {
         pipe.cmd("XADD")
             .arg(self.keys().events())
             .arg("MAXLEN")
@@ -191,6 +197,8 @@ fn event_of(mut entry: reply::StreamEntry) -> Option<TaskEvent> {
         attempt: number(text("attempt")),
         runtime_ms: number(text("runtime_ms")),
         retry_at: number(text("retry_at")),
+        done: number(text("done")),
+        total: number(text("total")),
         entry_id: entry.id,
     })
 }

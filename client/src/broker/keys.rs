@@ -19,6 +19,7 @@
 //! | `NS:delayed-wake`     | pubsub | channel: a delayed message was added (payload: due ms)  |
 //! | `NS:{t:ID}:record`    | hash   | task ID's runs: field `task`, or `node:NODE` per node   |
 //! | `NS:{t:ID}:done`      | list   | one token once task ID ended, for waiters (`notify`)    |
+//! | `NS:{t:ID}:progress`  | string | task ID's latest progress report (JSON; a day)          |
 //! | `NS:{t:ID}:claim`     | string | an id its publisher chose is taken (expires in a day)   |
 //! | `NS:{c}:stream`       | stream | control requests (capped), read by every node           |
 //! | `NS:{r:ID}:reply`     | list   | answers to control request ID (expires)                 |
@@ -128,6 +129,11 @@ impl Keys {
     /// String: task `id` was chosen by its publisher and is taken (expires with records).
     pub fn claim(&self, id: &str) -> String {
         format!("{}:{{t:{id}}}:claim", self.ns)
+    }
+
+    /// String: task `id`'s latest progress report (JSON; kept a day).
+    pub fn progress(&self, id: &str) -> String {
+        format!("{}:{{t:{id}}}:progress", self.ns)
     }
 
     /// List: holds a token once task `id` has ended, for waiters.

@@ -14,6 +14,7 @@
    500 ms), as the Rust handle does.
 """
 
+import json
 import math
 import os
 import time
@@ -26,7 +27,7 @@ from . import keys as k
 from . import message as m
 from .connect import open_redis
 from .errors import (InvalidOptions, PartlyPublished, PayloadTooLarge, RedisUnreachable,
-                     TaskFailed, WaitTimeout)
+                     StevedoreError, TaskFailed, WaitTimeout)
 from .signing import KeySpec, SigningKeys
 
 MAX_PAYLOAD = 1024 * 1024
@@ -194,7 +195,10 @@ class Client:
         """What is recorded about task `task_id`, in the shape of `stevedore task ID --json`
         (`where` is always null here: a task with no run yet reads `pending`)."""
         task_id = m.task_id(task_id)
-        fields = self.redis.hgetall(self.keys.record(task_id))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.record(task_id))
+        pipe.get(self.keys.progress(task_id))
+        fields, progress = pipe.execute()
         runs, attempts, late, unreadable = {}, {}, {}, {}
         for field, raw in fields.items():
             field = field.decode() if isinstance(field, bytes) else field
@@ -217,7 +221,7 @@ class Client:
         ordered = lambda table: [table[key] for key in sorted(table)]  # noqa: E731
         return {"id": task_id, "state": state, "runs": ordered(runs),
                 "attempts": ordered(attempts), "late": ordered(late), "where": None,
-                "unreadable": unreadable}
+                "unreadable": unreadable, "progress": _progress(task_id, progress)}
 
     def handle(self, task_id: str, notify: bool = False) -> "TaskHandle":
         """A handle on a task published before (`notify`: it was published with `notify`)."""
@@ -239,6 +243,17 @@ def _stored(run: Dict[str, Any]) -> List[Any]:
     while values and values[-1] is None:
         values.pop()
     return values
+
+
+def _progress(task_id: str, raw: Optional[bytes]) -> Optional[Dict[str, Any]]:
+    """A stored progress report (JSON), or None."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise StevedoreError(
+            f"task {task_id} has an unreadable progress report: {error}") from None
 
 
 def _decoded(task_id: str, stored: Any) -> Dict[str, Any]:
@@ -271,6 +286,11 @@ class TaskHandle:
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.id!r}, discarded={self.discarded})"
+
+    def progress(self) -> Optional[Dict[str, Any]]:
+        """The task's latest progress report (`ctx.set_progress` in a Rust task):
+        `{"done", "total", "message", "at"}`, or None when it made none."""
+        return _progress(self.id, self.client.redis.get(self.client.keys.progress(self.id)))
 
     def record(self) -> Dict[str, Any]:
         """The task's record, as `Client.task` gives it."""

@@ -36,6 +36,9 @@ class Keys:
     def record(self, task_id: str) -> str:
         return f"{self.ns}:{{t:{task_id}}}:record"
 
+    def progress(self, task_id: str) -> str:
+        return f"{self.ns}:{{t:{task_id}}}:progress"
+
     def claim(self, task_id: str) -> str:
         return f"{self.ns}:{{t:{task_id}}}:claim"
 

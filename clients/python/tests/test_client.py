@@ -245,3 +245,15 @@ def test_a_wait_longer_than_the_connections_socket_timeout_still_waits(server, w
     client = Client.from_url(server.url, signing_keys="", socket_timeout=0.5)
     handle = client.publish("tests.echo_after", (9, 1500), notify=True)
     assert handle.wait(30) == 9
+
+
+def test_a_rust_tasks_progress_is_read_from_python_while_it_runs(server, client, workers):
+    workers.start("w1")
+    handle = client.publish("tests.progress")
+    assert eventually("the first report", handle.progress)["done"] == 1
+    report = handle.progress()
+    assert (report["total"], report["message"]) == (3, "first step")
+    server.redis.set(f"tests:go:{handle.id}", 1)
+    handle.wait(30)
+    assert handle.progress()["done"] == 3
+    assert client.publish("tests.add", (1, 2)).progress() is None

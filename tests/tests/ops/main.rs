@@ -14,6 +14,7 @@ mod health;
 mod history;
 mod observe;
 mod process_pool;
+mod progress;
 mod protocol;
 mod records;
 mod secure;

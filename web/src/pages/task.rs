@@ -36,7 +36,15 @@ pub async fn page(
         (notice.shown())
         (args_link(&web, &path, shown))
         section #task data-live {
-            p { "state: " strong { (state.as_str()) } }
+            p { "state: " (crate::layout::badge(state.as_str())) }
+            @if let Some(p) = &task.progress {
+                p.progress {
+                    progress value=(p.done.min(p.total)) max=(p.total.max(1)) {}
+                    " " (p.done) " / " (p.total)
+                    @if let Some(percent) = p.percent() { " (" (percent) "%)" }
+                    " " (p.message) " · " (crate::layout::when(p.at, stevedore::now_ms()))
+                }
+            }
             p {
                 @if !state.is_final() { (action(&csrf, &format!("{path}/cancel"), "Cancel", false)) }
                 @if state == TaskState::Dead { (action(&csrf, &format!("{path}/requeue"), "Requeue", false)) }
