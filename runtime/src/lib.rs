@@ -32,7 +32,7 @@ pub use args::{
     LogFormat, TargetArgs,
 };
 pub use backoff::Backoff;
-pub use telemetry::{init_logging, Telemetry};
+pub use telemetry::{init_logging, init_logging_with, BoxedLayer, Telemetry};
 
 /// Prints `error: ...` on one line and returns failure.
 pub fn fail(error: &anyhow::Error) -> ExitCode {

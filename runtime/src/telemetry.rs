@@ -40,6 +40,12 @@ impl Drop for Telemetry {
 /// `RUST_LOG` says otherwise, as text or one JSON object per line; with the `otel` feature and
 /// an OTLP endpoint configured, also exports spans. Keep the returned guard until exit.
 pub fn init_logging(level: &str, format: LogFormat) -> Telemetry {
+    init_logging_with(level, format, Vec::new())
+}
+
+/// [`init_logging`], with more layers beside the log's (the worker's capture of each task's
+/// own lines).
+pub fn init_logging_with(level: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> Telemetry {
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), level);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt: BoxedLayer = match format {
@@ -54,6 +60,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> Telemetry {
     };
     #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut layers: Vec<BoxedLayer> = vec![fmt.with_filter(filter).boxed()];
+    layers.extend(extra);
     #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut telemetry = Telemetry::default();
     #[cfg(feature = "otel")]
@@ -142,7 +149,8 @@ mod otel {
 }
 
 /// One layer of the subscriber.
-type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+/// A layer of the process's subscriber.
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 #[cfg(test)]
 mod tests {

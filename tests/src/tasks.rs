@@ -390,3 +390,19 @@ pub async fn progress(ctx: TaskContext) -> Result<(), TaskError> {
     }
     Err(TaskError::fatal("never released"))
 }
+
+/// Logs `lines` INFO lines (one with a newline and an escape in it), one DEBUG line, then
+/// fails once (so that the worker logs its retry in the same span) and succeeds on its
+/// second attempt.
+#[task(name = "tests.chatty", retries = 1, backoff = "10ms")]
+pub async fn chatty(ctx: TaskContext, lines: u32) -> Result<u32, TaskError> {
+    for n in 0..lines {
+        tracing::info!(n, "working on item {n}");
+    }
+    tracing::info!("forged\nstate: succeeded \u{1b}[31m");
+    tracing::debug!("debug lines are not kept");
+    if ctx.attempt() == 1 {
+        return Err(TaskError::new("first attempt fails"));
+    }
+    Ok(ctx.attempt())
+}

@@ -41,7 +41,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.2em}main{max-width:84em}\
 .st-retrying,.st-pending{background:#ef6c00}.st-lost{background:#c62828}.st-live{background:#2e7d32}\
 form.search{margin:.5em 0 1em}form.search label{margin-right:.6em}th.n{text-align:right}\
 svg.chart text{font-size:10px;fill:#555}p.notice{background:#e8f5e9;padding:.4em .8em}\
-form.bulk{margin:.3em 0}ul.tree,ul.tree ul{list-style:none;padding-left:1.4em}\
+form.bulk{margin:.3em 0}pre.log{background:#f6f6f6;padding:.6em;overflow-x:auto;max-height:30em}ul.tree,ul.tree ul{list-style:none;padding-left:1.4em}\
 ul.tree li{margin:.25em 0}.st-not_started,.st-waiting{background:#9e9e9e}";
 
 /// The script of [`LIVE_SCRIPT`], served at `/live.js`.

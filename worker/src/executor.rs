@@ -227,6 +227,7 @@ impl ExecutorParts {
             release,
             workflow: StepRef::of(message).map(Box::new),
             record: record_policy(message),
+            log: crate::task_log::take_current(),
             run,
         };
         let _ = self.events.send(Event::Finished(outcome));

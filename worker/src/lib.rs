@@ -35,6 +35,7 @@ mod recorder;
 mod retry;
 mod running;
 mod stop;
+mod task_log;
 mod task_table;
 mod worker;
 
@@ -173,7 +174,8 @@ impl Worker {
             // thread has started yet).
             std::env::set_var("STEVEDORE_LOG_FORMAT", "json");
         }
-        let _telemetry = stevedore_runtime::init_logging("info", format);
+        let capture = vec![task_log::layer()];
+        let _telemetry = stevedore_runtime::init_logging_with("info", format, capture);
         stevedore_runtime::run_until_signalled(|stop| self.run(cli.args, stop))
     }
 }

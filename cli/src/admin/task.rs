@@ -81,6 +81,13 @@ fn print_record(task: &TaskView) -> std::io::Result<()> {
     for run in record.late.values() {
         print_run("late ", run)?;
     }
+    if !task.log.is_empty() {
+        say!("");
+        say!("log:");
+        for line in &task.log {
+            say!("  {}", printable(line));
+        }
+    }
     for (field, why) in &record.unreadable {
         say!("");
         say!("unreadable field {}: {}", printable(field), printable(why));

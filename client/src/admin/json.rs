@@ -28,6 +28,7 @@ pub fn task(task: &TaskView) -> Value {
         "where": task.whereabouts.as_ref().map(whereabouts),
         "unreadable": record.unreadable,
         "progress": task.progress,
+        "log": task.log,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct TaskView {
     pub whereabouts: Option<Whereabouts>,
     /// Its latest progress report, if it made one.
     pub progress: Option<crate::Progress>,
+    /// What the task itself logged, oldest first (a line naming each attempt, then its lines).
+    pub log: Vec<String>,
 }
 
 impl TaskView {
@@ -38,13 +40,17 @@ impl Admin {
             Ok(uuid) => uuid.hyphenated().to_string(),
             Err(_) => id.to_owned(),
         };
-        let (record, progress) =
-            tokio::try_join!(self.client.task(&id), self.broker().progress(&id))?;
+        let (record, progress, log) = tokio::try_join!(
+            self.client.task(&id),
+            self.broker().progress(&id),
+            self.broker().task_log(&id)
+        )?;
         let mut view = TaskView {
             state: "pending",
             whereabouts: None,
             record,
             progress,
+            log,
             id,
         };
         if view.has_record() {

@@ -20,6 +20,7 @@
 //! | `NS:{t:ID}:record`    | hash   | task ID's runs: field `task`, or `node:NODE` per node   |
 //! | `NS:{t:ID}:done`      | list   | one token once task ID ended, for waiters (`notify`)    |
 //! | `NS:{t:ID}:progress`  | string | task ID's latest progress report (JSON; a day)          |
+//! | `NS:{t:ID}:log`       | list   | task ID's own log lines (newest 200; expires with its record) |
 //! | `NS:{t:ID}:claim`     | string | an id its publisher chose is taken (expires in a day)   |
 //! | `NS:{c}:stream`       | stream | control requests (capped), read by every node           |
 //! | `NS:{r:ID}:reply`     | list   | answers to control request ID (expires)                 |
@@ -134,6 +135,11 @@ impl Keys {
     /// String: task `id`'s latest progress report (JSON; kept a day).
     pub fn progress(&self, id: &str) -> String {
         format!("{}:{{t:{id}}}:progress", self.ns)
+    }
+
+    /// List: task `id`'s own log lines (attempt headers, then lines; the newest 200).
+    pub fn task_log(&self, id: &str) -> String {
+        format!("{}:{{t:{id}}}:log", self.ns)
     }
 
     /// List: holds a token once task `id` has ended, for waiters.

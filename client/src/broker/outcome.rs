@@ -17,8 +17,7 @@ use super::workflows::{Joined, StepRef};
 use super::{Broker, Connection};
 use crate::{Destination, RecordField, RecordPolicy, Result, RunRecord, TaskRecord, TaskState};
 
-/// A finished run on its way from the executor to Redis: the one value that carries it, passed
-/// through the recorder unchanged.
+/// A finished run on its way from the executor to Redis, passed through the recorder unchanged.
 #[derive(Debug)]
 pub struct Outcome {
     /// The run, in its final state.
@@ -37,6 +36,8 @@ pub struct Outcome {
     pub workflow: Option<Box<StepRef>>,
     /// Which runs of the task leave a record (a workflow step's always do).
     pub record: RecordPolicy,
+    /// What the task itself logged during the run (kept with its record).
+    pub log: Vec<String>,
 }
 
 /// One stream entry as read by a consumer group.
@@ -81,9 +82,8 @@ pub enum Settle {
     },
 }
 
-/// Runs started and outcomes gathered by the recorder, sent with [`Broker::write_outcomes`].
-///
-/// A started run is recorded as `running`, unless its outcome is in the same batch: then only
+/// Runs started and outcomes gathered by the recorder, sent with [`Broker::write_outcomes`]. A
+/// started run is recorded as `running`, unless its outcome is in the same batch: then only
 /// the outcome is written (one write instead of two, and never `running` after the end).
 #[derive(Debug, Default)]
 pub struct OutcomeBatch {
@@ -401,10 +401,8 @@ impl Broker {
             }
         }
         for outcome in &batch.outcomes {
-            if let Settle::Failed { message } = &outcome.settle {
-                if outcome.record.records(&outcome.run) {
-                    self.add_kept_message(pipe, &outcome.run.id, message);
-                }
+            if outcome.record.records(&outcome.run) {
+                self.add_run_leftovers(pipe, outcome, batch.ttl_of(outcome));
             }
             if let Settle::Dead { to, message } = &outcome.settle {
                 let run = &outcome.run;

@@ -1,3 +1,5 @@
+//! What a run leaves besides its record: its own log lines, and, for a failure, its message.
+//!
 //! Retrying a task that failed for good (Sidekiq's "retry now" on a dead job, Celery's
 //! `retry` from Flower): a failure that will not run again keeps its message in its record,
 //! so an operator can publish it again with its own options.
@@ -19,14 +21,49 @@ use crate::{Destination, Result};
 /// again).
 pub const KEPT_MESSAGE_MAX: usize = 64 * 1024;
 
+/// Most lines of a task's log kept across its attempts (each attempt keeps at most 100).
+pub const KEPT_LOG_LINES: usize = 200;
+
 /// The record field that holds a failed task's message.
 pub const MESSAGE_FIELD: &str = "message";
 
 impl Broker {
-    /// Adds to `pipe` the keeping of `message`, the message of task `id`'s failed run.
-    pub(super) fn add_kept_message(&self, pipe: &mut redis::Pipeline, id: &str, message: &[u8]) {
-        let record = self.keys().record(id);
-        (pipe.cmd("HSET").arg(record).arg(MESSAGE_FIELD).arg(message)).ignore();
+    /// Adds to `pipe` what a recorded run leaves besides its record: a failure's message
+    /// (for an operator's retry) and the task's own log lines (`NS:{t:ID}:log`: a line naming
+    /// the attempt, then its lines; the newest 200 kept, expiring after `ttl` like the record).
+    pub(super) fn add_run_leftovers(
+        &self,
+        pipe: &mut redis::Pipeline,
+        outcome: &super::Outcome,
+        ttl: std::time::Duration,
+    ) {
+        let run = &outcome.run;
+        if let super::Settle::Failed { message } = &outcome.settle {
+            let record = self.keys().record(&run.id);
+            (pipe.cmd("HSET").arg(record).arg(MESSAGE_FIELD).arg(message)).ignore();
+        }
+        if !outcome.log.is_empty() {
+            let key = self.keys().task_log(&run.id);
+            let header = format!("-- attempt {} on {} --", run.attempt, run.node);
+            (pipe.cmd("RPUSH").arg(&key).arg(header).arg(&outcome.log)).ignore();
+            (pipe
+                .cmd("LTRIM")
+                .arg(&key)
+                .arg(-(KEPT_LOG_LINES as i64))
+                .arg(-1))
+            .ignore();
+            (pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64)).ignore();
+        }
+    }
+
+    /// Task `id`'s own log lines, oldest first (empty when it logged none or they expired).
+    pub async fn task_log(&self, id: &str) -> Result<Vec<String>> {
+        Ok(redis::cmd("LRANGE")
+            .arg(self.keys().task_log(id))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.commands())
+            .await?)
     }
 
     /// Publishes the kept message of failed task `id` again, as its next attempt with a fresh

@@ -198,7 +198,8 @@ class Client:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.record(task_id))
         pipe.get(self.keys.progress(task_id))
-        fields, progress = pipe.execute()
+        pipe.lrange(self.keys.task_log(task_id), 0, -1)
+        fields, progress, log = pipe.execute()
         runs, attempts, late, unreadable = {}, {}, {}, {}
         for field, raw in fields.items():
             field = field.decode() if isinstance(field, bytes) else field
@@ -221,7 +222,8 @@ class Client:
         ordered = lambda table: [table[key] for key in sorted(table)]  # noqa: E731
         return {"id": task_id, "state": state, "runs": ordered(runs),
                 "attempts": ordered(attempts), "late": ordered(late), "where": None,
-                "unreadable": unreadable, "progress": _progress(task_id, progress)}
+                "unreadable": unreadable, "progress": _progress(task_id, progress),
+                "log": [line.decode("utf-8", "replace") for line in log]}
 
     def handle(self, task_id: str, notify: bool = False) -> "TaskHandle":
         """A handle on a task published before (`notify`: it was published with `notify`)."""

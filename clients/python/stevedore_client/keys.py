@@ -39,6 +39,9 @@ class Keys:
     def progress(self, task_id: str) -> str:
         return f"{self.ns}:{{t:{task_id}}}:progress"
 
+    def task_log(self, task_id: str) -> str:
+        return f"{self.ns}:{{t:{task_id}}}:log"
+
     def claim(self, task_id: str) -> str:
         return f"{self.ns}:{{t:{task_id}}}:claim"
 

@@ -54,6 +54,10 @@ pub async fn page(
             @if !record.attempts.is_empty() {
                 h2 { "Attempts" } (runs(record.attempts.values(), shown))
             }
+            @if !task.log.is_empty() {
+                h2 { "Log (what the task logged)" }
+                pre.log { @for line in &task.log { (line) "\n" } }
+            }
             @if !record.late.is_empty() {
                 h2 { "Late runs (finished after their node was declared lost)" }
                 (runs(record.late.values(), shown))
