@@ -249,6 +249,9 @@ async fn the_producer_user_may_run_every_admin_command() {
     let letters: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     let entry = letters[0]["entry"].as_str().unwrap().to_owned();
     admin(&["dead", "show", &entry]);
+    // A task that logs: the worker's user keeps its lines (RPUSH, LTRIM) with its record.
+    let (logged, text) = admin(&["enqueue", "tests.chatty", "--args", "[1]", "--wait"]);
+    assert!(logged, "{text}");
     let (_, failed) = admin(&["enqueue", "stevedore.fail", "--args", "[\"x\"]", "--wait"]);
     let failed = failed.lines().next().unwrap().to_owned();
     let (retried, text) = admin(&["retry", &failed]);
