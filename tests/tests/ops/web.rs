@@ -1241,3 +1241,42 @@ async fn schedules_are_added_and_edited_from_the_dashboard_by_the_clis_rules() {
     }
     assert!(admin.schedule("b").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_page_shows_one_list_at_a_time_when_asked() {
+    let redis = RedisServer::start();
+    let (client, app) = dashboard(&redis, WebConfig::default()).await;
+    let waiting = Client::message(
+        "tests.add",
+        vec![1.into(), 2.into()],
+        Default::default(),
+        &PublishOptions::new(),
+    );
+    let waiting = client.publish(waiting.unwrap()).await.unwrap();
+    let later = PublishOptions::new().delay(Duration::from_secs(3600));
+    let delayed = Client::message(
+        "tests.add",
+        vec![3.into(), 4.into()],
+        Default::default(),
+        &later,
+    );
+    let delayed = client.publish(delayed.unwrap()).await.unwrap();
+    let all = get(&app, "/queues/default").await.body;
+    assert!(all.contains(waiting.id()) && all.contains(delayed.id()));
+    let only_waiting = get(&app, "/queues/default?state=waiting").await.body;
+    assert!(only_waiting.contains(waiting.id()) && !only_waiting.contains(delayed.id()));
+    let only_delayed = get(&app, "/queues/default?state=delayed").await.body;
+    assert!(only_delayed.contains(delayed.id()) && !only_delayed.contains(waiting.id()));
+    let retrying = get(&app, "/queues/default?state=retrying").await.body;
+    assert!(
+        !retrying.contains(delayed.id()),
+        "a first attempt is not a retry"
+    );
+    let dead = get(&app, "/queues/default?state=dead").await;
+    assert_eq!(dead.status, StatusCode::SEE_OTHER);
+    assert_eq!(dead.headers[header::LOCATION], "/dead?queue=default");
+    assert_eq!(
+        get(&app, "/queues/default?state=nope").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}

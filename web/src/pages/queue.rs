@@ -23,8 +23,14 @@ pub async fn page(
     Query(toggle): Query<ArgsToggle>,
     Query(cursor): Query<Cursor>,
     Extension(csrf): Extension<Csrf>,
-) -> Answer {
+) -> Answer<axum::response::Response> {
+    use axum::response::IntoResponse as _;
     let shown = toggle.shown(&web)?;
+    let tab = cursor.tab()?;
+    if tab == Some("dead") {
+        let dead = format!("/dead?queue={}", encoded(&name));
+        return Ok(Redirect::to(&dead).into_response());
+    }
     let view = web.admin.queue(&name).await?;
     let (queue, admin) = (&view.stats.destination, &web.admin);
     let rows = web.config.page_size;
@@ -50,17 +56,31 @@ pub async fn page(
             " " (action(&csrf, &format!("{path}/purge"), "Purge waiting and delayed", true))
         }
         (args_link(&web, &path, shown))
+        (tabs(&path, &name, tab))
         section #lists data-live {
-            h2 { "Running" } (listed(&running, "consumer", shown))
-            h2 { "Waiting (oldest first)" } (listed(&waiting, "", shown))
-            (pages(&path, shown, cursor.waiting_after.is_some(), (waiting.len() == rows)
-                .then(|| cursor.with_waiting_after(waiting.last().map(|t| t.entry_id.as_str())))))
-            h2 { "Delayed (soonest first)" } (listed(&delayed, "due", shown))
-            (pages(&path, shown, from > 0, (delayed.len() == rows)
-                .then(|| cursor.with_delayed_from(from + rows))))
+            @if tab.is_none() || tab == Some("running") {
+                h2 { "Running" } (listed(&running, "consumer", shown))
+            }
+            @if tab.is_none() || tab == Some("waiting") {
+                h2 { "Waiting (oldest first)" } (listed(&waiting, "", shown))
+                (pages(&path, shown, cursor.waiting_after.is_some(), (waiting.len() == rows)
+                    .then(|| cursor.with_waiting_after(waiting.last().map(|t| t.entry_id.as_str())))))
+            }
+            @if tab.is_none() || tab == Some("delayed") {
+                h2 { "Delayed (soonest first)" } (listed(&delayed, "due", shown))
+            }
+            @if tab == Some("retrying") {
+                @let retrying: Vec<Listed> = delayed.iter()
+                    .filter(|t| t.message.as_ref().is_some_and(|m| m.tried > 0)).cloned().collect();
+                h2 { "Retrying (soonest first)" } (listed(&retrying, "due", shown))
+            }
+            @if matches!(tab, None | Some("delayed") | Some("retrying")) {
+                (pages(&path, shown, from > 0, (delayed.len() == rows)
+                    .then(|| cursor.with_delayed_from(from + rows))))
+            }
         }
     };
-    Ok(shell(&format!("Queue {name}"), body))
+    Ok(shell(&format!("Queue {name}"), body).into_response())
 }
 
 /// A table of listed tasks; `extra`: the column beside id and task (`due`, `consumer`);
@@ -101,20 +121,67 @@ pub struct Cursor {
     waiting_after: Option<String>,
     /// Delayed tasks from this position (0: the one due first).
     delayed_from: Option<usize>,
+    /// Only one list: `running`, `waiting`, `delayed`, `retrying` (delayed retries) or `dead`.
+    state: Option<String>,
 }
 
+/// The lists a queue page can show alone.
+const TABS: [&str; 5] = ["running", "waiting", "delayed", "retrying", "dead"];
+
 impl Cursor {
+    /// The list asked for alone, or every list; 400 for a state that is not a list.
+    fn tab(&self) -> Answer<Option<&'static str>> {
+        match self.state.as_deref() {
+            None | Some("") => Ok(None),
+            Some(state) => TABS
+                .iter()
+                .find(|t| **t == state)
+                .map(|t| Some(*t))
+                .ok_or_else(|| {
+                    super::Failure(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        format!("no list `{state}`: give one of {}", TABS.join(", ")),
+                    )
+                }),
+        }
+    }
+
     /// The query of the next page of waiting tasks (the delayed list stays where it is).
     fn with_waiting_after(&self, last: Option<&str>) -> String {
         let from = self.delayed_from.unwrap_or(0);
-        format!("waiting_after={}&delayed_from={from}", last.unwrap_or(""))
+        let query = format!("waiting_after={}&delayed_from={from}", last.unwrap_or(""));
+        self.keeping_tab(query)
+    }
+
+    /// `query` with this page's list (`state`), so that paging stays in it.
+    fn keeping_tab(&self, query: String) -> String {
+        match self.tab().ok().flatten() {
+            Some(tab) => format!("{query}&state={tab}"),
+            None => query,
+        }
     }
 
     /// The query of the next page of delayed tasks (the waiting list stays where it is).
     fn with_delayed_from(&self, from: usize) -> String {
-        match &self.waiting_after {
+        let query = match &self.waiting_after {
             Some(after) => format!("delayed_from={from}&waiting_after={after}"),
             None => format!("delayed_from={from}"),
+        };
+        self.keeping_tab(query)
+    }
+}
+
+/// The links to each list alone, the current one in bold.
+fn tabs(path: &str, name: &str, tab: Option<&str>) -> Markup {
+    html! {
+        p.tabs {
+            @if tab.is_none() { strong { "all" } } @else { a href=(path) { "all" } }
+            @for t in TABS {
+                " · "
+                @if tab == Some(t) { strong { (t) } }
+                @else if t == "dead" { a href={ "/dead?queue=" (encoded(name)) } { (t) } }
+                @else { a href={ (path) "?state=" (t) } { (t) } }
+            }
         }
     }
 }
