@@ -200,6 +200,17 @@ async fn worker_producer_and_beat_run_over_tls_under_the_documented_acl_users() 
     );
 }
 
+/// A task that logs (the worker's user keeps its lines: RPUSH, LTRIM), and a failure retried
+/// by the producer's user.
+fn logs_and_retries(admin: &dyn Fn(&[&str]) -> (bool, String)) {
+    let (logged, text) = admin(&["enqueue", "tests.chatty", "--args", "[1]", "--wait"]);
+    assert!(logged, "{text}");
+    let (_, failed) = admin(&["enqueue", "stevedore.fail", "--args", "[\"x\"]", "--wait"]);
+    let failed = failed.lines().next().unwrap().to_owned();
+    let (retried, text) = admin(&["retry", &failed]);
+    assert!(retried, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_producer_user_may_run_every_admin_command() {
     let redis = TlsRedis::start(&documented_acl(), true);
@@ -249,13 +260,7 @@ async fn the_producer_user_may_run_every_admin_command() {
     let letters: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     let entry = letters[0]["entry"].as_str().unwrap().to_owned();
     admin(&["dead", "show", &entry]);
-    // A task that logs: the worker's user keeps its lines (RPUSH, LTRIM) with its record.
-    let (logged, text) = admin(&["enqueue", "tests.chatty", "--args", "[1]", "--wait"]);
-    assert!(logged, "{text}");
-    let (_, failed) = admin(&["enqueue", "stevedore.fail", "--args", "[\"x\"]", "--wait"]);
-    let failed = failed.lines().next().unwrap().to_owned();
-    let (retried, text) = admin(&["retry", &failed]);
-    assert!(retried, "{text}");
+    logs_and_retries(&admin);
     for args in [
         vec!["task", id.as_str()],
         vec!["queues"],
