@@ -1,6 +1,7 @@
 //! The producer's handle: publish tasks, read their records, wait for them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::{Broker, BrokerConfig, QueueInfo};
@@ -33,7 +34,9 @@ pub type QueueStats = QueueInfo;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Client {
-    broker: Broker,
+    pub(crate) broker: Broker,
+    /// A fake client's store of what was published (`Client::fake`).
+    pub(crate) fake: Option<Arc<crate::fake::Published>>,
 }
 
 impl Client {
@@ -60,6 +63,7 @@ impl Client {
     pub async fn with_config(config: ClientConfig) -> Result<Self> {
         Ok(Self {
             broker: Broker::connect(config).await?,
+            fake: None,
         })
     }
 
@@ -95,6 +99,9 @@ impl Client {
     /// fails with the batch on its way, [`Error::PublishUnconfirmed`] (their fate is unknown).
     pub async fn publish_many(&self, mut messages: Vec<Message>) -> Result<Vec<TaskHandle>> {
         messages.iter().try_for_each(check_waitable)?;
+        if let Some(fake) = &self.fake {
+            return Ok(fake.keep(self, messages));
+        }
         let _sending = crate::trace::sending(messages.iter_mut());
         let published = self.broker.enqueue(&messages).await?;
         count_published(&messages, &published);
@@ -118,9 +125,13 @@ impl Client {
     /// Submits a workflow: stores it and publishes its first steps; the workers publish each
     /// next step when the steps before it are recorded (see [`crate::workflow`]).
     pub async fn submit(&self, workflow: impl Into<Workflow>) -> Result<WorkflowHandle> {
+        let workflow = workflow.into();
+        if let Some(fake) = &self.fake {
+            return fake.keep_workflow(self, &workflow);
+        }
         let broker = &self.broker;
         let seal = |bytes| broker.seal_as(Purpose::WorkflowStep, bytes);
-        let plan = Plan::compile(&seal, &workflow.into())?;
+        let plan = Plan::compile(&seal, &workflow)?;
         broker
             .store_workflow(&plan.id, &plan.fields, DEFAULT_TTL)
             .await?;
@@ -136,6 +147,7 @@ impl Client {
 
     /// What is recorded about task `id`.
     pub async fn task(&self, id: &str) -> Result<TaskRecord> {
+        self.real("read a task's record")?;
         self.broker.task_record(id).await
     }
 

@@ -54,6 +54,9 @@ pub enum Error {
     /// A schedule's expression or settings are unusable.
     #[error("invalid schedule: {0}")]
     InvalidSchedule(String),
+    /// A fake client ([`crate::Client::fake`]) was asked for what needs Redis.
+    #[error("cannot {0}: this is a fake client (Client::fake), which keeps what is published and runs nothing")]
+    FakeClient(&'static str),
     /// Publish options that contradict each other.
     #[error("invalid publish options: {0}")]
     InvalidOptions(String),

@@ -81,6 +81,7 @@ impl<T> TaskHandle<T> {
     /// The task's latest progress report (`ctx.set_progress` in the task), `None` when it
     /// made none (or it was not kept: reports last a day).
     pub async fn progress(&self) -> Result<Option<crate::Progress>> {
+        self.client.real("read a task's progress")?;
         self.client.broker().progress(&self.id).await
     }
 }
@@ -150,6 +151,7 @@ impl<T> TaskHandle<T> {
     /// A task published with a record policy that keeps no record of its success (`none`,
     /// `failures`) cannot be waited on: the error says so at once.
     pub async fn wait(&self, timeout: Duration) -> Result<TaskRecord> {
+        self.client.real("wait for a task")?;
         if !self.policy.records_success() {
             return Err(Error::InvalidOptions(format!(
                 "task {} was published with record `{}`: no record of its success is kept, so it cannot be waited on; publish it with record `all` to wait",

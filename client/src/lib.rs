@@ -33,6 +33,7 @@ mod context;
 pub mod control;
 mod dedup;
 mod error;
+mod fake;
 mod handle;
 pub mod limits;
 mod message;

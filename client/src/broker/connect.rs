@@ -20,6 +20,23 @@ impl Broker {
     /// A bad URL or an unreachable server is one [`Error`] naming the URL, within
     /// `connect_timeout`.
     pub async fn connect(config: BrokerConfig) -> Result<Self> {
+        let shown = redact_url(&config.url);
+        let (timeout, broker) = (config.connect_timeout * 2, Self::unconnected(config, true)?);
+        let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
+            url: shown.clone(),
+            reason: e.to_string(),
+        };
+        let ping = redis::cmd("PING");
+        tokio::time::timeout(timeout, ping.query_async::<String>(&mut broker.commands()))
+            .await
+            .map_err(|e| unreachable(&e))?
+            .map_err(|e| unreachable(&e))?;
+        Ok(broker)
+    }
+
+    /// A broker for `config` that has not reached Redis yet (its connections are made on first
+    /// use); `keys_from_env`: without keys in the config, read `STEVEDORE_SIGNING_KEYS`.
+    pub(crate) fn unconnected(config: BrokerConfig, keys_from_env: bool) -> Result<Self> {
         validate_name("namespace", &config.namespace)?;
         let shown = redact_url(&config.url);
         let address = config.address()?;
@@ -33,34 +50,21 @@ impl Broker {
             sentinel_username: config.sentinel_username.clone(),
             sentinel_password: config.sentinel_password.clone(),
         };
-        let deployment =
-            Arc::new(
-                Deployment::new(&address, &settings).map_err(|e| Error::InvalidUrl {
-                    url: shown.clone(),
-                    reason: e.to_string(),
-                })?,
-            );
-        let mut commands = SharedConnection::new(
+        let deployment = Deployment::new(&address, &settings).map_err(|e| Error::InvalidUrl {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let deployment = Arc::new(deployment);
+        let commands = SharedConnection::new(
             deployment.clone(),
             config.connect_timeout,
             config.response_timeout,
         );
-        let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
-            url: shown.clone(),
-            reason: e.to_string(),
-        };
-        let ping = redis::cmd("PING");
-        tokio::time::timeout(
-            config.connect_timeout * 2,
-            ping.query_async::<String>(&mut commands),
-        )
-        .await
-        .map_err(|e| unreachable(&e))?
-        .map_err(|e| unreachable(&e))?;
         let blocking = blocking_pool(&config, deployment.clone())?;
-        let signing = match &config.signing {
-            Some(keys) => Some(keys.clone()),
-            None => SigningKeys::from_env()?,
+        let signing = match (&config.signing, keys_from_env) {
+            (Some(keys), _) => Some(keys.clone()),
+            (None, true) => SigningKeys::from_env()?,
+            (None, false) => None,
         };
         Ok(Self {
             inner: Arc::new(Inner {

@@ -175,6 +175,33 @@ impl From<Signature> for Workflow {
 }
 
 impl Workflow {
+    /// The message of each task step, in the order they appear (a step's children, then its
+    /// links): what a fake client keeps for a submitted workflow.
+    pub(crate) fn step_messages(&self) -> Result<Vec<Message>> {
+        let mut messages = match &self.shape {
+            Shape::Step(signature) => vec![signature.message()?],
+            Shape::Chain(steps) | Shape::Group(steps) => {
+                let each: Result<Vec<Vec<Message>>> =
+                    steps.iter().map(Self::step_messages).collect();
+                each?.concat()
+            }
+            Shape::Chord(members, callback) => {
+                let each: Result<Vec<Vec<Message>>> =
+                    members.iter().map(Self::step_messages).collect();
+                let mut all = each?.concat();
+                all.extend(callback.step_messages()?);
+                all
+            }
+        };
+        for link in [&self.on_success, &self.on_failure, &self.always]
+            .into_iter()
+            .flatten()
+        {
+            messages.extend(link.step_messages()?);
+        }
+        Ok(messages)
+    }
+
     fn of(shape: Shape) -> Self {
         Self {
             shape,

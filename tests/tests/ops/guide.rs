@@ -219,6 +219,20 @@ async fn the_guide_builds_as_its_own_crate_and_does_what_it_says() {
         String::from_utf8_lossy(&built.stderr)
     );
 
+    // Its publishing code is tested with a fake client: no Redis is running yet.
+    let tested = cargo()
+        .args(["test", "--offline", "--quiet", "--test", "publishing"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        tested.status.success(),
+        "the guide's test without Redis fails: {}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+
     let redis = RedisServer::start();
     let bin = |name: &str| target.join("debug").join(name);
     let _worker = KillOnDrop(

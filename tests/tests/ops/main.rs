@@ -9,6 +9,7 @@
 
 mod browser;
 mod cli;
+mod fake;
 mod guide;
 mod health;
 mod history;
