@@ -35,6 +35,7 @@ mod dedup;
 mod error;
 mod fake;
 mod handle;
+mod inline;
 pub mod limits;
 mod message;
 pub mod nodes;

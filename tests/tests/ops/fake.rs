@@ -1,6 +1,6 @@
-//! `Client::fake()`: code that publishes is tested with no Redis at all; what it publishes is
-//! kept in order, from `#[task]` stubs, `publish_many` and workflows alike; what needs Redis
-//! fails at once in one line.
+//! Testing without Redis: `Client::fake()` keeps what is published, in order, from `#[task]`
+//! stubs, `publish_many` and workflows alike, and what needs Redis fails at once in one line;
+//! `Client::inline()` runs each task as it is published (retries, tasks published by tasks).
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
 
@@ -88,4 +88,56 @@ async fn a_fake_client_checks_what_a_real_one_checks_and_never_pretends_a_task_r
     );
     assert!(handle.progress().await.is_err() && handle.record().await.is_err());
     assert!(client.admin().queues().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_client_runs_each_task_at_once_with_retries_and_the_tasks_it_publishes() {
+    let client = Client::inline();
+    let sum = tasks::add::delay(&client, 2, 3).await.unwrap();
+    assert_eq!(sum.get(Duration::from_secs(1)).await.unwrap(), 5);
+    // A task that publishes a task: the child ran before the parent's handle came back.
+    let parent = tasks::spawn_add::delay(&client, 41).await.unwrap();
+    let child_id = parent.get(Duration::from_secs(1)).await.unwrap();
+    let child = client.handle::<i64>(child_id.as_str());
+    assert_eq!(child.get(Duration::from_secs(1)).await.unwrap(), 42);
+    // Retries run at once; out of them, dead, and `get` says so.
+    let flaky = tasks::flaky::delay(&client).await.unwrap();
+    let error = flaky.get(Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(error, stevedore::Error::Task(_)), "{error}");
+    let record = flaky.record().await.unwrap();
+    assert_eq!(record.state(), stevedore::TaskState::Dead);
+    assert_eq!(
+        record.attempts.len(),
+        4,
+        "the first attempt and three retries"
+    );
+    // A fatal error fails at once; an unknown task fails with a reason.
+    let join = tasks::join::delay(&client, vec![], ",".into())
+        .await
+        .unwrap();
+    let record = join.record().await.unwrap();
+    assert_eq!(
+        (record.state(), record.attempts.len()),
+        (stevedore::TaskState::Failed, 0)
+    );
+    let unknown = Client::message(
+        "no.such.task",
+        vec![],
+        Default::default(),
+        &PublishOptions::new(),
+    );
+    let unknown = client.publish(unknown.unwrap()).await.unwrap();
+    let run = unknown.record().await.unwrap();
+    assert!(run
+        .task_run()
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("unknown task"));
+    assert_eq!(
+        client.published().len(),
+        6,
+        "every published message is kept too"
+    );
 }
