@@ -127,7 +127,7 @@ impl Client {
     pub async fn submit(&self, workflow: impl Into<Workflow>) -> Result<WorkflowHandle> {
         let workflow = workflow.into();
         if let Some(fake) = &self.fake {
-            return fake.keep_workflow(self, &workflow);
+            return fake.keep_workflow(self, &workflow).await;
         }
         let broker = &self.broker;
         let seal = |bytes| broker.seal_as(Purpose::WorkflowStep, bytes);

@@ -54,18 +54,25 @@ impl Published {
         handles
     }
 
-    /// Keeps the message of each task step of `workflow` and returns a handle on it.
-    pub(crate) fn keep_workflow(
+    /// Keeps the message of each task step of `workflow` (running the workflow first, for an
+    /// inline client) and returns a handle on it.
+    pub(crate) async fn keep_workflow(
         &self,
         client: &Client,
         workflow: &Workflow,
     ) -> Result<WorkflowHandle> {
-        let messages = workflow.step_messages()?;
-        self.lock().extend(messages);
-        Ok(WorkflowHandle::new(
-            client.clone(),
-            uuid::Uuid::new_v4().to_string(),
-        ))
+        let id = uuid::Uuid::new_v4().to_string();
+        match self.records() {
+            Some(records) => {
+                let ended = crate::workflow::run_workflow(client, records, workflow, None).await?;
+                records.ended(id.clone(), &ended);
+            }
+            None => {
+                let messages = workflow.step_messages()?;
+                self.lock().extend(messages);
+            }
+        }
+        Ok(WorkflowHandle::new(client.clone(), id))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Message>> {
@@ -87,7 +94,7 @@ impl Client {
     /// published, and keeps the records in memory: handles behave as usual (`get` returns the
     /// result or [`crate::Error::Task`]). Like [`Client::fake`], it needs no Redis and no
     /// worker, and keeps what it published. Retries run at once; tasks published by a task
-    /// run too; workflows are kept, not run.
+    /// run too; a workflow runs to its end when it is submitted.
     pub fn inline() -> Self {
         Self::without_redis(Published(Mutex::default(), Some(Arc::default())))
     }
@@ -114,6 +121,16 @@ impl Client {
             }
         }
         store.keep(self, messages)
+    }
+
+    /// An inline client's outcome of workflow `id`: `None` for any other client, `Some(None)`
+    /// when it never ran here.
+    pub(crate) fn inline_workflow(
+        &self,
+        id: &str,
+    ) -> Option<Option<crate::inline::WorkflowOutcome>> {
+        let records = self.fake.as_ref()?.records()?;
+        Some(records.workflow(id))
     }
 
     /// An inline client's record of task `id`; `None` for any other client.

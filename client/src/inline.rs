@@ -7,7 +7,9 @@
 //!    retries it ends `dead`, a fatal error `failed`, as on a worker.
 //! 3. Tasks a task publishes through its context's client run too, before its own run ends.
 //! 4. Handles read the in-memory records: `get` returns the result or [`crate::Error::Task`].
-//! 5. Workflows are not run inline: `submit` keeps their steps' messages as a fake client does.
+//! 5. A submitted workflow runs to its end at once, by the workers' rules
+//!    (`workflow/inline.rs`); its handle's `wait`, `result` and `status` read the outcome
+//!    (`show` and `cancel` need Redis).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,11 +19,48 @@ use crate::{
     TaskErrorKind, TaskRecord, TaskState,
 };
 
-/// The records of the tasks an inline client ran, by id.
+/// How an inline workflow ended: status, result and failure map (MessagePack), as stored by
+/// the workers' scripts.
+pub(crate) type WorkflowOutcome = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The records of the tasks an inline client ran, by id, and its workflows' outcomes.
 #[derive(Debug, Default)]
-pub(crate) struct Records(Mutex<HashMap<String, TaskRecord>>);
+pub(crate) struct Records(
+    Mutex<HashMap<String, TaskRecord>>,
+    Mutex<HashMap<String, WorkflowOutcome>>,
+);
 
 impl Records {
+    /// Workflow `id`'s outcome, if it ran here.
+    pub(crate) fn workflow(&self, id: &str) -> Option<WorkflowOutcome> {
+        let outcomes = self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        outcomes.get(id).cloned()
+    }
+
+    /// Keeps how workflow `id` ended.
+    pub(crate) fn ended(&self, id: String, ended: &crate::workflow::Ended) {
+        let encode = |value: &rmpv::Value| {
+            let mut bytes = Vec::new();
+            rmpv::encode::write_value(&mut bytes, value)
+                .ok()
+                .map(|()| bytes)
+        };
+        let outcome = match ended {
+            crate::workflow::Ended::Succeeded(result) => {
+                ("succeeded".to_owned(), encode(result), None)
+            }
+            crate::workflow::Ended::Failed(map) => ("failed".to_owned(), None, encode(map)),
+        };
+        let mut outcomes = self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        outcomes.insert(id, outcome);
+    }
+
     /// Task `id`'s record (empty when it never ran here).
     pub(crate) fn get(&self, id: &str) -> TaskRecord {
         self.lock().get(id).cloned().unwrap_or_default()

@@ -406,3 +406,9 @@ pub async fn chatty(ctx: TaskContext, lines: u32) -> Result<u32, TaskError> {
     }
     Ok(ctx.attempt())
 }
+
+/// Returns what it was given (no Redis: usable by an inline client).
+#[task(name = "tests.identity")]
+pub async fn identity(value: serde_json::Value) -> serde_json::Value {
+    value
+}

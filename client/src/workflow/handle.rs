@@ -33,7 +33,11 @@ impl WorkflowHandle {
 
     /// The status, the root's result and the root's error as stored.
     async fn outcome(&self) -> Result<(String, Option<Vec<u8>>, Option<Vec<u8>>)> {
-        let (status, result, error) = self.client.broker().workflow_outcome(&self.id).await?;
+        let (status, result, error) = match self.client.inline_workflow(&self.id) {
+            Some(Some((status, result, error))) => (Some(status), result, error),
+            Some(None) => (None, None, None),
+            None => self.client.broker().workflow_outcome(&self.id).await?,
+        };
         let status = status.ok_or_else(|| Error::NotFound {
             kind: "workflow",
             name: self.id.escape_debug().to_string(),

@@ -26,8 +26,11 @@
 
 mod compile;
 mod handle;
+mod inline;
 mod json;
 mod view;
+
+pub(crate) use inline::{run_workflow, Ended};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

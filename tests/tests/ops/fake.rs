@@ -141,3 +141,53 @@ async fn an_inline_client_runs_each_task_at_once_with_retries_and_the_tasks_it_p
         "every published message is kept too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_client_runs_workflows_to_their_end_with_the_workers_rules() {
+    let client = Client::inline();
+    let chain = Workflow::chain([
+        tasks::add::sig((1, 2)),
+        tasks::add::partial((10,)),
+        tasks::add::partial((100,)),
+    ]);
+    let handle = client.submit(chain).await.unwrap();
+    assert_eq!(
+        handle.wait(Duration::from_secs(1)).await.unwrap(),
+        rmpv::Value::from(113)
+    );
+    let group = Workflow::group([
+        Workflow::chain([tasks::add::sig((1, 2)), tasks::add::partial((3,))]),
+        Workflow::group([tasks::add::sig((0, 1)), tasks::add::sig((0, 2))]),
+        Workflow::chord(
+            [tasks::add::sig((1, 1)), tasks::add::sig((2, 2))],
+            tasks::identity::partial(()),
+        ),
+    ]);
+    let result = client
+        .submit(group)
+        .await
+        .unwrap()
+        .wait(Duration::from_secs(1))
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&result).unwrap();
+    assert_eq!(json, serde_json::json!([6, [1, 2], [2, 4]]));
+    // A failed step stops its chain, fails the workflow and runs its on_failure link.
+    let failing = Workflow::chain([
+        tasks::join::sig((vec![], ",".to_owned())),
+        tasks::add::partial((1,)),
+    ])
+    .on_failure(tasks::identity::partial(()));
+    let handle = client.submit(failing).await.unwrap();
+    let error = handle
+        .wait(Duration::from_secs(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("tests.join") && error.contains("nothing to join"),
+        "{error}"
+    );
+    assert_eq!(handle.status().await.unwrap(), "failed");
+    assert!(client.workflow("never-submitted").status().await.is_err());
+}
