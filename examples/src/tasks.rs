@@ -61,17 +61,26 @@ pub fn render_thumbnail(width: u32, height: u32) -> Result<Thumbnail, TaskError>
 }
 
 /// I/O work: writes a report of `lines` lines to a temporary file, reads it back, and returns
-/// its size in bytes.
+/// its size in bytes; reports its progress line by line and logs what it wrote (both kept with
+/// its record: `stevedore task ID`, the dashboard's task page).
 #[task(name = "reports.write_report")]
-pub async fn write_report(title: String, lines: u32) -> Result<u64, TaskError> {
-    let body: String = (1..=lines)
-        .map(|n| format!("{title}: line {n}\n"))
-        .collect();
+pub async fn write_report(ctx: TaskContext, title: String, lines: u32) -> Result<u64, TaskError> {
+    let mut body = String::new();
+    for n in 1..=lines {
+        body.push_str(&format!("{title}: line {n}\n"));
+        ctx.set_progress(
+            u64::from(n),
+            u64::from(lines),
+            format!("line {n} of {title}"),
+        )
+        .await?;
+    }
     let path =
         std::env::temp_dir().join(format!("stevedore-report-{}.txt", uuid_like(&title, lines)));
     tokio::fs::write(&path, &body).await?;
     let size = tokio::fs::metadata(&path).await?.len();
     tokio::fs::remove_file(&path).await?;
+    tracing::info!(lines, bytes = size, "report {title} written");
     Ok(size)
 }
 
