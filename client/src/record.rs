@@ -334,6 +334,8 @@ pub struct TaskRecord {
     /// Fields whose value does not decode, each with why: one damaged field hides nothing
     /// else of the record.
     pub unreadable: BTreeMap<String, String>,
+    /// The workflow the task is a step of, once a run of it ended.
+    pub workflow: Option<String>,
 }
 
 impl TaskRecord {

@@ -47,6 +47,9 @@ pub async fn run(admin: &Admin, args: TaskArgs) -> anyhow::Result<ExitCode> {
 fn print_record(task: &TaskView) -> std::io::Result<()> {
     say!("id:        {}", printable(&task.id));
     say!("state:     {}", task.state);
+    if let Some(workflow) = &task.record.workflow {
+        say!("workflow:  {}", printable(workflow));
+    }
     if let Some(p) = &task.progress {
         let percent = p.percent().map(|p| format!(" ({p}%)")).unwrap_or_default();
         say!(

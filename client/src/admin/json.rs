@@ -29,6 +29,7 @@ pub fn task(task: &TaskView) -> Value {
         "unreadable": record.unreadable,
         "progress": task.progress,
         "log": task.log,
+        "workflow": record.workflow,
     })
 }
 

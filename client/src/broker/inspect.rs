@@ -255,11 +255,14 @@ impl Broker {
 }
 
 /// A task's record from its hash: every run that decodes, and each field that does not with
-/// why (one damaged field hides nothing else); a failed task's kept message is not a run.
-fn record_of(id: &str, fields: BTreeMap<String, Vec<u8>>) -> TaskRecord {
+/// why (one damaged field hides nothing else); a failed task's kept message and its workflow
+/// are not runs.
+fn record_of(id: &str, mut fields: BTreeMap<String, Vec<u8>>) -> TaskRecord {
     let mut unreadable = BTreeMap::new();
+    let workflow =
+        (fields.remove(super::WORKFLOW_FIELD)).map(|id| String::from_utf8_lossy(&id).into_owned());
     let runs: Vec<(String, RunRecord)> = (fields.into_iter())
-        .filter(|(field, _)| field != super::MESSAGE_FIELD)
+        .filter(|(field, _)| !super::NOT_RUNS.contains(&field.as_str()))
         .filter_map(|(field, bytes)| match RunRecord::decode(id, &bytes) {
             Ok(run) => Some((field, run)),
             Err(error) => {
@@ -269,6 +272,6 @@ fn record_of(id: &str, fields: BTreeMap<String, Vec<u8>>) -> TaskRecord {
         })
         .collect();
     let mut record = TaskRecord::from_fields(runs);
-    record.unreadable = unreadable;
+    (record.unreadable, record.workflow) = (unreadable, workflow);
     record
 }

@@ -87,7 +87,7 @@ pub use limits::{Bucket, LimitInfo, Take};
 pub use listing::Listed;
 pub use outcome::{Entry, Outcome, OutcomeBatch, Settle};
 pub use progress::Reporter;
-pub use retry_failed::{KEPT_MESSAGE_MAX, MESSAGE_FIELD};
+pub use retry_failed::{KEPT_MESSAGE_FIELD, KEPT_MESSAGE_MAX, NOT_RUNS, WORKFLOW_FIELD};
 pub use schedules::{Fired, Firing};
 pub use scripts::Sending;
 pub use shared::SharedConnection;

@@ -1,4 +1,5 @@
-//! What a run leaves besides its record: its own log lines, and, for a failure, its message.
+//! What a run leaves besides its record: its own log lines, the workflow it is a step of (a
+//! record field), and, for a failure, its message.
 //!
 //! Retrying a task that failed for good (Sidekiq's "retry now" on a dead job, Celery's
 //! `retry` from Flower): a failure that will not run again keeps its message in its record,
@@ -25,7 +26,13 @@ pub const KEPT_MESSAGE_MAX: usize = 64 * 1024;
 pub const KEPT_LOG_LINES: usize = 200;
 
 /// The record field that holds a failed task's message.
-pub const MESSAGE_FIELD: &str = "message";
+pub const KEPT_MESSAGE_FIELD: &str = "message";
+
+/// The record field that names the workflow a task is a step of.
+pub const WORKFLOW_FIELD: &str = "workflow";
+
+/// The record fields that are not runs.
+pub const NOT_RUNS: [&str; 2] = [KEPT_MESSAGE_FIELD, WORKFLOW_FIELD];
 
 impl Broker {
     /// Adds to `pipe` what a recorded run leaves besides its record: a failure's message
@@ -38,9 +45,23 @@ impl Broker {
         ttl: std::time::Duration,
     ) {
         let run = &outcome.run;
+        if let Some(step) = &outcome.workflow {
+            let record = self.keys().record(&run.id);
+            (pipe
+                .cmd("HSET")
+                .arg(record)
+                .arg(WORKFLOW_FIELD)
+                .arg(&step.workflow))
+            .ignore();
+        }
         if let super::Settle::Failed { message } = &outcome.settle {
             let record = self.keys().record(&run.id);
-            (pipe.cmd("HSET").arg(record).arg(MESSAGE_FIELD).arg(message)).ignore();
+            (pipe
+                .cmd("HSET")
+                .arg(record)
+                .arg(KEPT_MESSAGE_FIELD)
+                .arg(message))
+            .ignore();
         }
         if !outcome.log.is_empty() {
             let key = self.keys().task_log(&run.id);
@@ -74,7 +95,7 @@ impl Broker {
         let record = self.keys().record(id);
         let kept: Option<Vec<u8>> = TAKE_FIELD
             .key(&record)
-            .arg(MESSAGE_FIELD)
+            .arg(KEPT_MESSAGE_FIELD)
             .invoke_async(&mut self.commands())
             .await?;
         let Some(raw) = kept else {
@@ -84,7 +105,7 @@ impl Broker {
             Ok(()) => Ok(true),
             Err(error) => {
                 let mut put_back = redis::cmd("HSETNX");
-                put_back.arg(&record).arg(MESSAGE_FIELD).arg(&raw);
+                put_back.arg(&record).arg(KEPT_MESSAGE_FIELD).arg(&raw);
                 let _: redis::RedisResult<()> = put_back.query_async(&mut self.commands()).await;
                 Err(error)
             }

@@ -200,9 +200,12 @@ class Client:
         pipe.get(self.keys.progress(task_id))
         pipe.lrange(self.keys.task_log(task_id), 0, -1)
         fields, progress, log = pipe.execute()
-        runs, attempts, late, unreadable = {}, {}, {}, {}
+        runs, attempts, late, unreadable, workflow = {}, {}, {}, {}, None
         for field, raw in fields.items():
             field = field.decode() if isinstance(field, bytes) else field
+            if field == "workflow":
+                workflow = raw.decode("utf-8", "replace")
+                continue
             if field == "message":
                 continue  # a failed task's kept message (docs/protocol.md, 3), not a run
             try:
@@ -223,7 +226,7 @@ class Client:
         return {"id": task_id, "state": state, "runs": ordered(runs),
                 "attempts": ordered(attempts), "late": ordered(late), "where": None,
                 "unreadable": unreadable, "progress": _progress(task_id, progress),
-                "log": [line.decode("utf-8", "replace") for line in log]}
+                "log": [line.decode("utf-8", "replace") for line in log], "workflow": workflow}
 
     def handle(self, task_id: str, notify: bool = False) -> "TaskHandle":
         """A handle on a task published before (`notify`: it was published with `notify`)."""

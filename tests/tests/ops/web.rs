@@ -956,6 +956,13 @@ async fn a_workflow_page_shows_its_steps_with_their_states_and_links() {
         .as_str()
         .unwrap()
         .to_owned();
+    let step_page = get(&app, &format!("/tasks/{first}")).await.body;
+    assert!(
+        step_page.contains(&format!("/workflows/{}", handle.id())),
+        "a step links to its workflow"
+    );
+    let step_json = cli_json(&redis, &["task", &first, "--json"]);
+    assert_eq!(step_json["workflow"], handle.id());
     assert!(
         page.body.contains(&format!("/tasks/{first}")),
         "steps link to their tasks"

@@ -37,6 +37,9 @@ pub async fn page(
         (args_link(&web, &path, shown))
         section #task data-live {
             p { "state: " (crate::layout::badge(state.as_str())) }
+            @if let Some(workflow) = &record.workflow {
+                p { "a step of workflow " a href={ "/workflows/" (encoded(workflow)) } { code { (workflow) } } }
+            }
             @if let Some(p) = &task.progress {
                 p.progress {
                     progress value=(p.done.min(p.total)) max=(p.total.max(1)) {}
