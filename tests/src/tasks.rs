@@ -372,23 +372,22 @@ pub async fn quiet(fail: bool) -> Result<(), TaskError> {
     Ok(())
 }
 
-/// Reports 1 of 3 steps, waits (up to 30 s) until the test sets `tests:go:ID`, then reports
-/// 3 of 3 and returns.
+/// Reports 1 of 3 steps, waits (up to 30 s, blocked on its own connection) until the test
+/// pushes to `tests:go:ID`, then reports 3 of 3 and returns.
 #[task(name = "tests.progress")]
 pub async fn progress(ctx: TaskContext) -> Result<(), TaskError> {
     ctx.set_progress(1, 3, "first step").await?;
-    let mut conn = test_redis().await?;
-    let go = format!("tests:go:{}", ctx.id());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        let released: Option<String> = redis::cmd("GET").arg(&go).query_async(&mut conn).await?;
-        if released.is_some() {
-            ctx.set_progress(3, 3, "all done").await?;
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut conn = open_test_redis(Duration::from_secs(30)).await?;
+    let released: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg(format!("tests:go:{}", ctx.id()))
+        .arg(30)
+        .query_async(&mut conn)
+        .await?;
+    if released.is_none() {
+        return Err(TaskError::fatal("never released"));
     }
-    Err(TaskError::fatal("never released"))
+    ctx.set_progress(3, 3, "all done").await?;
+    Ok(())
 }
 
 /// Logs `lines` INFO lines (one with a newline and an escape in it), one DEBUG line, then

@@ -147,29 +147,43 @@ impl Broker {
         pipe: &mut redis::Pipeline,
         runs: impl Iterator<Item = &'r RunRecord>,
     ) {
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        // Counted per task name first: a few fields per name and batch, not per run.
+        let mut counts: BTreeMap<&str, TaskMinute> = BTreeMap::new();
         for run in runs.filter(|r| r.state.is_final()) {
-            *counts.entry(format!("{}\truns", run.task)).or_default() += 1;
+            let minute = counts.entry(run.task.as_str()).or_default();
+            minute.runs += 1;
             if is_failure(run.state) {
-                *counts.entry(format!("{}\tfailed", run.task)).or_default() += 1;
+                minute.failed += 1;
             } else if run.state == TaskState::Succeeded {
-                *counts
-                    .entry(format!("{}\tsucceeded", run.task))
-                    .or_default() += 1;
+                minute.succeeded += 1;
             }
             if let (Some(start), Some(end)) = (run.started_at, run.finished_at) {
                 let bucket = bucket_of(end.saturating_sub(start));
-                *counts
-                    .entry(format!("{}\tb:{bucket}", run.task))
-                    .or_default() += 1;
+                if minute.buckets.len() <= bucket {
+                    minute.buckets.resize(bucket + 1, 0);
+                }
+                minute.buckets[bucket] += 1;
             }
         }
         if counts.is_empty() {
             return;
         }
         let key = self.keys().task_minute(crate::now_ms() / 60_000);
-        for (field, n) in counts {
-            pipe.cmd("HINCRBY").arg(&key).arg(field).arg(n).ignore();
+        for (task, minute) in counts {
+            let totals = [
+                ("runs", minute.runs),
+                ("succeeded", minute.succeeded),
+                ("failed", minute.failed),
+            ];
+            let buckets = (minute.buckets.iter().enumerate()).map(|(i, n)| (format!("b:{i}"), *n));
+            let fields = (totals.into_iter().map(|(f, n)| (f.to_owned(), n))).chain(buckets);
+            for (field, n) in fields.filter(|(_, n)| *n > 0) {
+                pipe.cmd("HINCRBY")
+                    .arg(&key)
+                    .arg(format!("{task}\t{field}"))
+                    .arg(n)
+                    .ignore();
+            }
         }
         pipe.cmd("EXPIRE").arg(&key).arg(KEPT.as_secs()).ignore();
     }
@@ -180,13 +194,9 @@ impl Broker {
         &self,
         minutes: u64,
     ) -> Result<Vec<(u64, BTreeMap<String, TaskMinute>)>> {
-        let now = crate::now_ms() / 60_000;
-        let span: Vec<u64> = (now.saturating_sub(minutes.saturating_sub(1))..=now).collect();
-        let mut pipe = redis::pipe();
-        for minute in &span {
-            pipe.cmd("HGETALL").arg(self.keys().task_minute(*minute));
-        }
-        let hashes: Vec<BTreeMap<String, u64>> = pipe.query_async(&mut self.commands()).await?;
+        let span = super::throughput::last_minutes(minutes);
+        let hashes: Vec<BTreeMap<String, u64>> =
+            (self.minute_hashes(&span, |m| self.keys().task_minute(m))).await?;
         Ok(span
             .into_iter()
             .zip(hashes)

@@ -29,7 +29,27 @@ pub struct QueueSample {
 /// How long a minute's counter is kept.
 pub const KEPT: Duration = Duration::from_secs(2 * 3600);
 
+/// The last `minutes` minute numbers (ms since the epoch / 60,000), oldest first, the
+/// current (partial) one last.
+pub(super) fn last_minutes(minutes: u64) -> Vec<u64> {
+    let now = crate::now_ms() / 60_000;
+    (now.saturating_sub(minutes.saturating_sub(1))..=now).collect()
+}
+
 impl Broker {
+    /// The hash of each minute of `span` (named by `key_of`), in one round trip.
+    pub(super) async fn minute_hashes<V: redis::FromRedisValue>(
+        &self,
+        span: &[u64],
+        key_of: impl Fn(u64) -> String,
+    ) -> Result<Vec<BTreeMap<String, V>>> {
+        let mut pipe = redis::pipe();
+        for minute in span {
+            pipe.cmd("HGETALL").arg(key_of(*minute));
+        }
+        Ok(pipe.query_async(&mut self.commands()).await?)
+    }
+
     /// Adds to `pipe` `runs` settled now.
     pub(super) fn add_settled_count(&self, pipe: &mut redis::Pipeline, runs: usize) {
         let key = self.keys().done_in_minute(crate::now_ms() / 60_000);
@@ -40,8 +60,7 @@ impl Broker {
     /// Runs settled in each of the last `minutes` minutes, oldest first, the current (partial)
     /// minute last; with the minute each count is for (ms since the epoch / 60,000).
     pub async fn throughput(&self, minutes: u64) -> Result<Vec<(u64, u64)>> {
-        let now = crate::now_ms() / 60_000;
-        let span: Vec<u64> = (now.saturating_sub(minutes.saturating_sub(1))..=now).collect();
+        let span = last_minutes(minutes);
         let keys: Vec<String> = span
             .iter()
             .map(|m| self.keys().done_in_minute(*m))
@@ -85,13 +104,9 @@ impl Broker {
         &self,
         minutes: u64,
     ) -> Result<Vec<(u64, BTreeMap<String, QueueSample>)>> {
-        let now = crate::now_ms() / 60_000;
-        let span: Vec<u64> = (now.saturating_sub(minutes.saturating_sub(1))..=now).collect();
-        let mut pipe = redis::pipe();
-        for minute in &span {
-            pipe.cmd("HGETALL").arg(self.keys().queue_minute(*minute));
-        }
-        let hashes: Vec<BTreeMap<String, String>> = pipe.query_async(&mut self.commands()).await?;
+        let span = last_minutes(minutes);
+        let hashes: Vec<BTreeMap<String, String>> =
+            (self.minute_hashes(&span, |m| self.keys().queue_minute(m))).await?;
         let parse = |value: &str| {
             let (waiting, age) = value.split_once(':')?;
             Some(QueueSample {

@@ -253,7 +253,7 @@ def test_a_rust_tasks_progress_is_read_from_python_while_it_runs(server, client,
     assert eventually("the first report", handle.progress)["done"] == 1
     report = handle.progress()
     assert (report["total"], report["message"]) == (3, "first step")
-    server.redis.set(f"tests:go:{handle.id}", 1)
+    server.redis.rpush(f"tests:go:{handle.id}", 1)
     handle.wait(30)
     assert handle.progress()["done"] == 3
     assert client.publish("tests.add", (1, 2)).progress() is None

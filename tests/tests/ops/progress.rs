@@ -39,7 +39,7 @@ async fn a_running_tasks_progress_is_seen_from_its_handle_the_cli_and_the_events
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(text.contains("progress:  1/3 (33%) first step"), "{text}");
     let mut conn = redis.connection().await;
-    let _: () = redis::cmd("SET")
+    let _: () = redis::cmd("RPUSH")
         .arg(format!("tests:go:{}", handle.id()))
         .arg(1)
         .query_async(&mut conn)

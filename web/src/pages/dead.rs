@@ -17,6 +17,7 @@ use crate::layout::{action, page as shell, time};
 pub async fn page(
     State(web): crate::State,
     Query(cursor): Query<Cursor>,
+    Query(notice): Query<super::Notice>,
     Extension(csrf): Extension<Csrf>,
 ) -> Answer {
     let (admin, rows) = (&web.admin, web.config.page_size);
@@ -31,7 +32,7 @@ pub async fn page(
         sections.push((queue.stats, letters));
     }
     let body = html! {
-        @if let Some(done) = &cursor.done { p.ok.notice { (done) } }
+        (notice.shown())
         @if sections.is_empty() { p.muted { "No dead letters." } }
         @for (queue, letters) in &sections {
             @let name = queue.destination.wire_name();
@@ -89,8 +90,6 @@ pub struct Cursor {
     queue: Option<String>,
     /// Its letters after this entry.
     after: Option<String>,
-    /// What the last bulk action did (`3 requeued`), shown on top.
-    done: Option<String>,
 }
 
 /// `POST /dead/QUEUE/ENTRY/requeue` (404 when the letter is gone; 409 when it cannot be
@@ -165,7 +164,8 @@ pub async fn selected(
     body: axum::body::Bytes,
 ) -> Answer<Redirect> {
     let destination = destination(&queue)?;
-    let (action, entries) = bulk_form(&body)?;
+    let (entries, action) = super::ticked(&body, "dead letter", "do")?;
+    let action = action.unwrap_or_default();
     let (done, failed) = match action.as_str() {
         "requeue" => {
             let report = web
@@ -203,25 +203,5 @@ pub async fn selected(
                 failed.len()
             ),
         )),
-    }
-}
-
-/// The bulk form's action and its `entry` fields (at least one; at most a page's worth
-/// fits the guard's form limit).
-fn bulk_form(body: &[u8]) -> Answer<(String, Vec<String>)> {
-    let mut action = None;
-    let mut entries = Vec::new();
-    for (key, value) in form_urlencoded::parse(body) {
-        match &*key {
-            "do" => action = Some(value.into_owned()),
-            "entry" => entries.push(value.into_owned()),
-            _ => {}
-        }
-    }
-    let bad = |why: &str| Failure(StatusCode::BAD_REQUEST, why.to_owned());
-    let action = action.ok_or_else(|| bad("say what to do: do=requeue or do=delete"))?;
-    match entries.is_empty() {
-        true => Err(bad("no dead letter selected: tick at least one")),
-        false => Ok((action, entries)),
     }
 }

@@ -107,6 +107,26 @@ impl Notice {
     }
 }
 
+/// A bulk action's form: the ticked `entry` fields (at least one, else 400 saying "no `what`
+/// selected"), and the value of its single field `field` (`do`, `back`), if given.
+pub fn ticked(body: &[u8], what: &str, field: &str) -> Answer<(Vec<String>, Option<String>)> {
+    let (mut entries, mut value) = (Vec::new(), None);
+    for (key, given) in form_urlencoded::parse(body) {
+        match &*key {
+            "entry" => entries.push(given.into_owned()),
+            key if key == field => value = Some(given.into_owned()),
+            _ => {}
+        }
+    }
+    match entries.is_empty() {
+        true => Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("no {what} selected: tick at least one"),
+        )),
+        false => Ok((entries, value)),
+    }
+}
+
 /// After an action: back to `path` (303, so a reload does not post again).
 pub fn back(path: &str) -> Answer<Redirect> {
     Ok(Redirect::to(path))

@@ -33,9 +33,6 @@ pub struct Search {
     /// Rows per page (the API's `limit`; the page uses the dashboard's page size).
     #[serde(default)]
     pub limit: Option<usize>,
-    /// What the last bulk action did (`3 retried`), shown on top.
-    #[serde(default)]
-    done: Option<String>,
 }
 
 impl Search {
@@ -63,14 +60,6 @@ impl Search {
 
     /// This search's path, for coming back after an action.
     fn back(&self) -> String {
-        let path = self.next_page(0);
-        path.trim_end_matches("before=0")
-            .trim_end_matches('&')
-            .to_owned()
-    }
-
-    /// This search's path with `before` set to `next` (the next page).
-    fn next_page(&self, next: u64) -> String {
         let pairs = [
             ("state", &self.state),
             ("queue", &self.queue),
@@ -78,12 +67,14 @@ impl Search {
             ("since", &self.since),
             ("error", &self.error),
         ];
-        let mut path = String::from("/tasks?");
-        for (name, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
-            path.push_str(&format!("{name}={}&", encoded(value)));
-        }
-        path.push_str(&format!("before={next}"));
-        path
+        let given = pairs.iter().filter(|(_, v)| !v.is_empty());
+        let query: Vec<String> = given.map(|(n, v)| format!("{n}={}", encoded(v))).collect();
+        format!("/tasks?{}", query.join("&"))
+    }
+
+    /// This search's path with `before` set to `next` (the next page).
+    fn next_page(&self, next: u64) -> String {
+        format!("{}&before={next}", self.back())
     }
 }
 
@@ -97,6 +88,7 @@ fn stevedore_duration(text: &str) -> Answer<std::time::Duration> {
 pub async fn page(
     State(web): crate::State,
     Query(search): Query<Search>,
+    Query(notice): Query<super::Notice>,
     Extension(csrf): Extension<Csrf>,
 ) -> Answer<Response> {
     if !search.id.trim().is_empty() {
@@ -107,7 +99,7 @@ pub async fn page(
     let found = web.admin.tasks(&query).await?;
     let retryable = matches!(query.state, TaskState::Failed | TaskState::TimedOut);
     let body = html! {
-        @if let Some(done) = &search.done { p.ok.notice { (done) } }
+        (notice.shown())
         (form(&search, query.state.as_str()))
         @if retryable && !found.rows.is_empty() {
             form.bulk #bulk-tasks method="post" action="/tasks/retry" {
@@ -183,21 +175,10 @@ fn table(found: &TaskPage, retryable: bool) -> Markup {
 /// return to): retries each, going on past those that cannot be; back to the search saying
 /// how many were retried, or 409 naming the first that could not be.
 pub async fn retry_selected(State(web): crate::State, body: axum::body::Bytes) -> Answer<Redirect> {
-    let (mut ids, mut back) = (Vec::new(), String::from("/tasks?state=failed"));
-    for (key, value) in form_urlencoded::parse(&body) {
-        match &*key {
-            "entry" => ids.push(value.into_owned()),
-            // Only a path of this dashboard: never a redirect elsewhere.
-            "back" if value.starts_with("/tasks?") => back = value.into_owned(),
-            _ => {}
-        }
-    }
-    if ids.is_empty() {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            "no task selected: tick at least one".into(),
-        ));
-    }
+    let (ids, back) = super::ticked(&body, "task", "back")?;
+    // Only a path of this dashboard: never a redirect elsewhere.
+    let back =
+        (back.filter(|b| b.starts_with("/tasks?"))).unwrap_or_else(|| "/tasks?state=failed".into());
     let mut failed = Vec::new();
     for id in &ids {
         if let Err(error) = web.admin.retry_task(id).await {
